@@ -1,0 +1,4 @@
+//! placeholder
+#![allow(missing_docs)]
+#[derive(Debug, Clone)]
+pub struct PeakEwma;
