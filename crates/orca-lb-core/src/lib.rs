@@ -1,4 +1,87 @@
-//! Pure load-balancing policy for orca-lb (documentation being written).
+//! Pure load-balancing policy for orca-lb: validated ORCA load reports and
+//! the time-decayed averages a balancer decides with.
+//!
+//! # Where it fits
+//!
+//! orca-lb balances tonic clients on the load their backends report through
+//! ORCA (xDS Open Request Cost Aggregation):
+//!
+//! * `orca-lb-server` measures a backend and publishes [`LoadReport`]s, in
+//!   response trailers and on the out-of-band ORCA stream.
+//! * `orca-lb-client` ingests those reports and its own latency samples, and
+//!   decides where each call goes with the policy in this crate.
+//! * `orca-lb-sim` and the benches drive the same policy in virtual time.
+//!
+//! To serve all three the same way, this crate depends only on `rand` and
+//! does no I/O: no tokio, no tonic, and no clock reads. Time comes in as an
+//! [`Instant`](std::time::Instant) argument and randomness as an RNG
+//! argument, so a decision depends only on its inputs and tests, the
+//! simulator and production all see the same behavior. (`clippy.toml` in
+//! this crate refuses `Instant::now`, `SystemTime::now` and `thread::sleep`.)
+//!
+//! # Concepts
+//!
+//! **Validate at the boundary.** A report from the wire or from an
+//! application is a [`RawLoadReport`]. `LoadReport::try_from` checks it once
+//! and refuses NaN, infinities, negative values and utilizations above 1 with
+//! an [`InvalidReport`] that names the [`Field`] and the value. Code that
+//! holds a [`LoadReport`] never checks again. orca-lb's own entries in
+//! `named_metrics` are listed in [`named_metrics`].
+//!
+//! **Average over time, not over samples.** Reports and responses arrive at
+//! irregular times, so the averages weigh history by elapsed time:
+//! `w = exp(-dt / decay)`.
+//!
+//! * [`Ewma`] smooths a signal such as utilization.
+//! * [`PeakEwma`] tracks a cost such as latency. It jumps to a peak at once
+//!   and recovers gradually, and its read decays toward zero while a backend
+//!   goes unobserved, so the balancer tries that backend again. The read
+//!   takes `&self`: how often it is read does not change what it returns.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//!
+//! use orca_lb_core::{Ewma, LoadReport, RawLoadReport, Violation, named_metrics};
+//!
+//! // A report as a backend sends it.
+//! let mut raw = RawLoadReport {
+//!     cpu_utilization: 0.9,
+//!     application_utilization: 0.6,
+//!     rps_fractional: 120.0,
+//!     ..RawLoadReport::default()
+//! };
+//! raw.named_metrics.insert(named_metrics::QUEUE_DEPTH.to_owned(), 3.0);
+//!
+//! let report = LoadReport::try_from(raw)?;
+//! assert_eq!(report.effective_utilization(), 0.6);
+//! assert_eq!(report.queue_depth(), Some(3.0));
+//!
+//! // Out-of-range values are refused, naming the field.
+//! let bad = RawLoadReport {
+//!     mem_utilization: 1.5,
+//!     ..RawLoadReport::default()
+//! };
+//! let err = LoadReport::try_from(bad).unwrap_err();
+//! assert_eq!(err.violation(), Violation::AboveOne);
+//! assert_eq!(
+//!     err.to_string(),
+//!     "invalid load report: mem_utilization = 1.5 is above 1",
+//! );
+//!
+//! // Smooth the utilization, with the time of each report passed in.
+//! let t0 = Instant::now();
+//! let mut utilization = Ewma::new(Duration::from_secs(10));
+//! utilization.observe(report.effective_utilization(), t0);
+//! utilization.observe(0.2, t0 + Duration::from_secs(10));
+//!
+//! // Ten seconds is one decay period: the old value keeps 1/e of its weight.
+//! let w = (-1.0_f64).exp();
+//! let expected = w * 0.6 + (1.0 - w) * 0.2;
+//! assert!((utilization.value().unwrap() - expected).abs() < 1e-12);
+//! # Ok::<(), orca_lb_core::InvalidReport>(())
+//! ```
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 

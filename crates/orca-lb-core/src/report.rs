@@ -287,3 +287,314 @@ impl LoadReport {
         &self.raw
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A named metric that is not one of orca-lb's own.
+    const APP_METRIC: &str = "app.temperature_delta";
+
+    /// One field of each kind, keyed ones with a sample key.
+    fn all_fields() -> Vec<Field<'static>> {
+        let mut fields = vec![
+            Field::CpuUtilization,
+            Field::MemUtilization,
+            Field::RpsFractional,
+            Field::Eps,
+            Field::ApplicationUtilization,
+            Field::RequestCost("db_queries"),
+            Field::Utilization("gpu"),
+            Field::NamedMetric(APP_METRIC),
+        ];
+        fields.extend(named_metrics::ALL.map(Field::NamedMetric));
+        fields
+    }
+
+    /// A report that is all zero except `value` in `field`.
+    fn report_with(field: Field<'_>, value: f64) -> RawLoadReport {
+        let mut raw = RawLoadReport::default();
+        match field {
+            Field::CpuUtilization => raw.cpu_utilization = value,
+            Field::MemUtilization => raw.mem_utilization = value,
+            Field::RpsFractional => raw.rps_fractional = value,
+            Field::Eps => raw.eps = value,
+            Field::ApplicationUtilization => raw.application_utilization = value,
+            Field::RequestCost(name) => {
+                raw.request_cost.insert(name.to_owned(), value);
+            }
+            Field::Utilization(name) => {
+                raw.utilization.insert(name.to_owned(), value);
+            }
+            Field::NamedMetric(name) => {
+                raw.named_metrics.insert(name.to_owned(), value);
+            }
+        }
+        raw
+    }
+
+    /// Checks `value` in `field` both on its own and inside a whole report,
+    /// and that both agree.
+    #[track_caller]
+    fn check(field: Field<'_>, value: f64) -> Result<(), InvalidReport> {
+        let alone = field.check(value);
+        let in_report = LoadReport::try_from(report_with(field, value));
+        match (&alone, &in_report) {
+            (Ok(v), Ok(report)) => {
+                assert!(v.to_bits() == value.to_bits(), "{field}: returned {v}");
+                assert_eq!(report.as_raw(), &report_with(field, value));
+            }
+            // Compared by parts: a NaN value is never `==` to itself.
+            (Err(a), Err(b)) => {
+                assert_eq!(a.field(), b.field());
+                assert_eq!(a.violation(), b.violation(), "{field}");
+                assert!(a.value().to_bits() == b.value().to_bits(), "{field}");
+            }
+            _ => panic!("{field} = {value}: check gave {alone:?}, try_from gave {in_report:?}"),
+        }
+        alone.map(|_| ())
+    }
+
+    #[track_caller]
+    fn assert_rejected(field: Field<'_>, value: f64, violation: Violation) {
+        let err = check(field, value).expect_err(&format!("{field} = {value} is refused"));
+        assert_eq!(err.violation(), violation, "{field} = {value}");
+        assert_eq!(err.field(), field.to_string());
+        assert!(err.value().to_bits() == value.to_bits(), "{field}");
+    }
+
+    #[track_caller]
+    fn assert_accepted(field: Field<'_>, value: f64) {
+        if let Err(err) = check(field, value) {
+            panic!("{field} = {value} is accepted, got: {err}");
+        }
+    }
+
+    // === Field ===
+
+    #[test]
+    fn every_field_rejects_nan_and_infinities() {
+        for field in all_fields() {
+            for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                assert_rejected(field, value, Violation::NotFinite);
+            }
+        }
+    }
+
+    #[test]
+    fn every_field_accepts_zero() {
+        for field in all_fields() {
+            assert_accepted(field, 0.0);
+            assert_accepted(field, -0.0);
+        }
+    }
+
+    #[test]
+    fn negatives_are_rejected_except_in_application_named_metrics() {
+        for field in all_fields() {
+            for value in [-1.0, -f64::MIN_POSITIVE, f64::MIN] {
+                if field == Field::NamedMetric(APP_METRIC) {
+                    assert_accepted(field, value);
+                } else {
+                    assert_rejected(field, value, Violation::Negative);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn orca_lb_named_metrics_reject_negatives() {
+        for name in named_metrics::ALL {
+            assert_rejected(Field::NamedMetric(name), -1.0, Violation::Negative);
+            assert_accepted(Field::NamedMetric(name), 12.5);
+        }
+    }
+
+    #[test]
+    fn fractions_reject_above_one() {
+        for field in [Field::MemUtilization, Field::Utilization("gpu")] {
+            assert_accepted(field, 1.0);
+            assert_accepted(field, 0.5);
+            assert_rejected(field, 1.0 + f64::EPSILON, Violation::AboveOne);
+            assert_rejected(field, 1.5, Violation::AboveOne);
+            assert_rejected(field, f64::MAX, Violation::AboveOne);
+        }
+    }
+
+    #[test]
+    fn unbounded_fields_accept_large_values() {
+        for field in all_fields() {
+            if !matches!(field, Field::MemUtilization | Field::Utilization(_)) {
+                assert_accepted(field, 7.0);
+                assert_accepted(field, 1e12);
+            }
+        }
+        // Named explicitly: these two are utilizations that may exceed 1.
+        assert_accepted(Field::CpuUtilization, 7.0);
+        assert_accepted(Field::ApplicationUtilization, 7.0);
+    }
+
+    #[test]
+    fn check_returns_the_value() {
+        assert_eq!(Field::CpuUtilization.check(0.75), Ok(0.75));
+        assert_eq!(Field::NamedMetric(APP_METRIC).check(-3.0), Ok(-3.0));
+    }
+
+    #[test]
+    fn field_display_names_the_proto_field() {
+        let cases = [
+            (Field::CpuUtilization, "cpu_utilization"),
+            (Field::MemUtilization, "mem_utilization"),
+            (Field::RpsFractional, "rps_fractional"),
+            (Field::Eps, "eps"),
+            (Field::ApplicationUtilization, "application_utilization"),
+            (Field::RequestCost("db"), r#"request_cost["db"]"#),
+            (Field::Utilization("gpu"), r#"utilization["gpu"]"#),
+            (
+                Field::NamedMetric(named_metrics::QUEUE_DEPTH),
+                r#"named_metrics["orca_lb.queue_depth"]"#,
+            ),
+        ];
+        for (field, text) in cases {
+            assert_eq!(field.to_string(), text);
+        }
+    }
+
+    // === InvalidReport ===
+
+    #[test]
+    fn error_display_names_field_and_value() {
+        let err = LoadReport::try_from(report_with(Field::MemUtilization, 1.5)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid load report: mem_utilization = 1.5 is above 1"
+        );
+
+        let err = Field::NamedMetric(named_metrics::IN_FLIGHT)
+            .check(-2.0)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid load report: named_metrics["orca_lb.in_flight"] = -2 is negative"#
+        );
+
+        let err = Field::Utilization("gpu").check(f64::NAN).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid load report: utilization["gpu"] = NaN is not a finite number"#
+        );
+    }
+
+    #[test]
+    fn error_is_a_std_error_without_source() {
+        let err = Field::Eps.check(-1.0).unwrap_err();
+        let err: &dyn std::error::Error = &err;
+        assert!(err.source().is_none());
+    }
+
+    // === LoadReport ===
+
+    fn full_report() -> RawLoadReport {
+        let map = |entries: &[(&str, f64)]| {
+            entries
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v))
+                .collect::<HashMap<_, _>>()
+        };
+        RawLoadReport {
+            cpu_utilization: 1.25,
+            mem_utilization: 0.5,
+            rps: 40,
+            request_cost: map(&[("db_queries", 3.0), ("cpu_ms", 12.5)]),
+            utilization: map(&[("gpu", 0.75), ("disk", 1.0)]),
+            rps_fractional: 41.5,
+            eps: 0.25,
+            named_metrics: map(&[
+                (named_metrics::QUEUE_DEPTH, 4.0),
+                (named_metrics::IN_FLIGHT, 9.0),
+                (named_metrics::ACTIVE_STREAMS, 2.0),
+                (named_metrics::CAPACITY, 8.0),
+                (named_metrics::SERVICE_TIME_MS, 17.5),
+                (APP_METRIC, -0.5),
+            ]),
+            application_utilization: 0.625,
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let raw = full_report();
+        let report = LoadReport::try_from(raw.clone()).unwrap();
+        assert_eq!(report.as_raw(), &raw);
+        assert_eq!(RawLoadReport::from(report), raw);
+    }
+
+    #[test]
+    fn empty_report_is_valid() {
+        let report = LoadReport::try_from(RawLoadReport::default()).unwrap();
+        assert_eq!(report, LoadReport::default());
+        assert_eq!(report.qps(), 0.0);
+        assert_eq!(report.effective_utilization(), 0.0);
+        assert_eq!(report.queue_depth(), None);
+    }
+
+    #[test]
+    fn one_bad_entry_rejects_the_whole_report() {
+        let mut raw = full_report();
+        raw.utilization.insert("gpu".to_owned(), 1.5);
+        let err = LoadReport::try_from(raw).unwrap_err();
+        assert_eq!(err.field(), r#"utilization["gpu"]"#);
+        assert_eq!(err.violation(), Violation::AboveOne);
+    }
+
+    #[test]
+    fn accessors_read_their_fields() {
+        let report = LoadReport::try_from(full_report()).unwrap();
+        assert_eq!(report.cpu_utilization(), 1.25);
+        assert_eq!(report.mem_utilization(), 0.5);
+        assert_eq!(report.application_utilization(), 0.625);
+        assert_eq!(report.eps(), 0.25);
+        assert_eq!(report.utilization("gpu"), Some(0.75));
+        assert_eq!(report.utilization("tpu"), None);
+        assert_eq!(report.request_cost("cpu_ms"), Some(12.5));
+        assert_eq!(report.request_cost("net_bytes"), None);
+        assert_eq!(report.named_metric(APP_METRIC), Some(-0.5));
+        assert_eq!(report.queue_depth(), Some(4.0));
+        assert_eq!(report.in_flight(), Some(9.0));
+        assert_eq!(report.active_streams(), Some(2.0));
+        assert_eq!(report.capacity(), Some(8.0));
+        assert_eq!(report.service_time_ms(), Some(17.5));
+    }
+
+    #[test]
+    fn qps_falls_back_to_rps_only_without_rps_fractional() {
+        let qps = |rps, rps_fractional| {
+            let raw = RawLoadReport {
+                rps,
+                rps_fractional,
+                ..RawLoadReport::default()
+            };
+            LoadReport::try_from(raw).unwrap().qps()
+        };
+        assert_eq!(qps(12, 0.0), 12.0);
+        assert_eq!(qps(12, 2.5), 2.5);
+        assert_eq!(qps(0, 2.5), 2.5);
+        assert_eq!(qps(0, 0.0), 0.0);
+    }
+
+    #[test]
+    fn effective_utilization_prefers_application_utilization() {
+        let effective = |cpu_utilization, application_utilization| {
+            let raw = RawLoadReport {
+                cpu_utilization,
+                application_utilization,
+                ..RawLoadReport::default()
+            };
+            LoadReport::try_from(raw).unwrap().effective_utilization()
+        };
+        assert_eq!(effective(0.9, 0.3), 0.3);
+        assert_eq!(effective(0.2, 3.0), 3.0);
+        assert_eq!(effective(0.9, 0.0), 0.9);
+        assert_eq!(effective(0.0, 0.0), 0.0);
+    }
+}

@@ -1,0 +1,163 @@
+//! The response future of [`Reporting`](crate::Reporting).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::call_recorder::CallRecorder;
+use crate::guard::CallGuard;
+use crate::trailer::{grpc_status, insert_report};
+
+/// gRPC `UNKNOWN`: what a call that failed below gRPC counts as.
+const UNKNOWN: u16 = 2;
+
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+pin_project! {
+    /// Waits for a worker slot if the call was queued, then for the wrapped
+    /// service's response, and hands the call's guard to the response body.
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+        call: Option<(CallGuard, CallRecorder)>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Queued {
+            // Boxed only on this slow path: a call that found a free slot
+            // never allocates here.
+            acquire: Acquire,
+            permit: Option<OwnedSemaphorePermit>,
+            service: Option<S>,
+            request: Option<Request<ReqBody>>,
+        },
+        Running {
+            #[pin]
+            future: S::Future,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn running(future: S::Future, guard: CallGuard, recorder: CallRecorder) -> Self {
+        Self {
+            state: State::Running { future },
+            call: Some((guard, recorder)),
+        }
+    }
+
+    pub(crate) fn queued(
+        slots: Arc<Semaphore>,
+        service: S,
+        request: Request<ReqBody>,
+        guard: CallGuard,
+        recorder: CallRecorder,
+    ) -> Self {
+        Self {
+            state: State::Queued {
+                acquire: Box::pin(slots.acquire_owned()),
+                permit: None,
+                service: Some(service),
+                request: Some(request),
+            },
+            call: Some((guard, recorder)),
+        }
+    }
+}
+
+impl<S, ReqBody> std::fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Queued {
+                    acquire,
+                    permit,
+                    service,
+                    request,
+                } => {
+                    if permit.is_none() {
+                        let acquired = ready!(acquire.as_mut().poll(cx));
+                        *permit = Some(acquired.expect("the slot semaphore is never closed"));
+                    }
+                    let svc = service.as_mut().expect("polled after completion");
+                    if let Err(e) = ready!(svc.poll_ready(cx)) {
+                        if let Some((mut guard, _)) = this.call.take() {
+                            guard.finish(Some(UNKNOWN));
+                        }
+                        return Poll::Ready(Err(e));
+                    }
+                    let now = tokio::time::Instant::now().into_std();
+                    let (guard, _) = this.call.as_mut().expect("polled after completion");
+                    guard.begin_service(permit.take(), now);
+                    let request = request.take().expect("polled after completion");
+                    let future = svc.call(request);
+                    this.state.set(State::Running { future });
+                }
+                StateProj::Running { future } => {
+                    let result = ready!(future.poll(cx));
+                    let (mut guard, recorder) = this.call.take().expect("polled after completion");
+                    let now = tokio::time::Instant::now().into_std();
+                    guard.end_service(now);
+                    let response = match result {
+                        Ok(response) => response,
+                        Err(e) => {
+                            guard.finish(Some(UNKNOWN));
+                            return Poll::Ready(Err(e));
+                        }
+                    };
+                    let (mut parts, body) = response.into_parts();
+                    let body = match grpc_status(&parts.headers) {
+                        // Trailers-only: the headers are the trailers, so the
+                        // report goes there, and the call is over.
+                        Some(code) => {
+                            guard.finish(Some(code));
+                            insert_report(
+                                &mut parts.headers,
+                                guard.tracker(),
+                                Some(&recorder),
+                                now,
+                            );
+                            ResponseBody::passthrough(body)
+                        }
+                        None => ResponseBody::new(body, guard, recorder),
+                    };
+                    return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                }
+            }
+        }
+    }
+}

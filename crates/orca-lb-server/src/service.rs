@@ -1,0 +1,96 @@
+//! The service that tracks each call and reports load in its trailers.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tonic::server::NamedService;
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::call_recorder::CallRecorder;
+use crate::future::ResponseFuture;
+use crate::guard::CallGuard;
+use crate::tracker::LoadTracker;
+
+/// Tracks the load of the service it wraps and sends an ORCA
+/// `OrcaLoadReport` with every response: in the trailers, or in the headers
+/// of a trailers-only response. Made by [`ReportingLayer`](crate::ReportingLayer).
+#[derive(Debug, Clone)]
+pub struct Reporting<S> {
+    inner: S,
+    tracker: Arc<LoadTracker>,
+}
+
+impl<S> Reporting<S> {
+    pub(crate) fn new(inner: S, tracker: Arc<LoadTracker>) -> Self {
+        Self { inner, tracker }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Reporting<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let now = tokio::time::Instant::now().into_std();
+        let stream = self.tracker.streaming.contains(request.uri().path());
+        let recorder = CallRecorder::new();
+        request.extensions_mut().insert(recorder.clone());
+        let mut guard = CallGuard::start(self.tracker.clone(), stream);
+
+        let slots = if stream {
+            None
+        } else {
+            self.tracker.slots.as_ref()
+        };
+        match slots {
+            None => {
+                guard.begin_service(None, now);
+                ResponseFuture::running(self.inner.call(request), guard, recorder)
+            }
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    guard.begin_service(Some(permit), now);
+                    ResponseFuture::running(self.inner.call(request), guard, recorder)
+                }
+                Err(_) => {
+                    // Wait for a slot. The ready service goes with the call
+                    // (its readiness was reserved for this request); a clone
+                    // takes its place.
+                    guard.enqueue();
+                    let clone = self.inner.clone();
+                    let service = std::mem::replace(&mut self.inner, clone);
+                    ResponseFuture::queued(slots.clone(), service, request, guard, recorder)
+                }
+            },
+        }
+    }
+}
+
+impl<S: NamedService> NamedService for Reporting<S> {
+    const NAME: &'static str = S::NAME;
+}

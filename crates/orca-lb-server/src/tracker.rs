@@ -1,0 +1,303 @@
+//! The server-wide load state every call updates and every report reads.
+
+use std::sync::Arc;
+use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bytes::BufMut;
+use orca_lb_core::{Ewma, Field, RawLoadReport, named_metrics};
+use orca_lb_proto::encode::ReportEncoder;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Semaphore;
+
+use crate::atomic_f64::AtomicF64;
+use crate::rate_window::RateWindow;
+use crate::sampler::{SystemLoad, SystemSampler};
+use crate::{ReportingConfig, StreamingMethods};
+
+/// The smallest `application_utilization` a report carries.
+///
+/// Consumers read 0 as "not reported": gRPC's weighted round robin then
+/// ignores the whole report and grpc-js sends the backend nothing. An idle
+/// backend therefore reports this instead of 0.
+pub const MIN_REPORTED_UTILIZATION: f64 = 1e-4;
+
+/// Shared load state of one server.
+#[derive(Debug)]
+pub(crate) struct LoadTracker {
+    pub(crate) config: ReportingConfig,
+    pub(crate) streaming: StreamingMethods,
+    pub(crate) slots: Option<Arc<Semaphore>>,
+    pub(crate) window: RateWindow,
+    in_flight: AtomicUsize,
+    active_streams: AtomicUsize,
+    layer_queue: AtomicUsize,
+    app_queue: AtomicUsize,
+    /// NaN while the application has not set one.
+    app_utilization: AtomicF64,
+    has_named: AtomicBool,
+    named: RwLock<Vec<(Box<str>, f64)>>,
+    cpu: AtomicF64,
+    mem: AtomicF64,
+    service_time: Mutex<Ewma>,
+    /// The EWMA's value in milliseconds, NaN before the first sample.
+    service_time_ms: AtomicF64,
+    oob_subscribers: AtomicUsize,
+}
+
+/// The server-wide load at one instant. Cheap to build: no allocation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Snapshot {
+    pub(crate) cpu_utilization: f64,
+    pub(crate) mem_utilization: f64,
+    pub(crate) application_utilization: f64,
+    pub(crate) rps: f64,
+    pub(crate) eps: f64,
+    pub(crate) queue_depth: usize,
+    pub(crate) in_flight: usize,
+    pub(crate) active_streams: usize,
+    pub(crate) capacity: Option<usize>,
+    pub(crate) service_time_ms: Option<f64>,
+}
+
+impl LoadTracker {
+    pub(crate) fn new(
+        config: ReportingConfig,
+        streaming: StreamingMethods,
+        initial: SystemLoad,
+        now: Instant,
+    ) -> Self {
+        let tracker = Self {
+            slots: config.capacity.map(|c| Arc::new(Semaphore::new(c))),
+            window: RateWindow::new(config.window, now),
+            service_time: Mutex::new(Ewma::new(config.service_time_decay)),
+            config,
+            streaming,
+            in_flight: AtomicUsize::new(0),
+            active_streams: AtomicUsize::new(0),
+            layer_queue: AtomicUsize::new(0),
+            app_queue: AtomicUsize::new(0),
+            app_utilization: AtomicF64::new(f64::NAN),
+            has_named: AtomicBool::new(false),
+            named: RwLock::new(Vec::new()),
+            cpu: AtomicF64::new(0.0),
+            mem: AtomicF64::new(0.0),
+            service_time_ms: AtomicF64::new(f64::NAN),
+            oob_subscribers: AtomicUsize::new(0),
+        };
+        tracker.apply_system_load(initial);
+        tracker
+    }
+
+    // --- counters the call guard drives ---
+
+    pub(crate) fn call_started(&self, stream: bool) {
+        self.in_flight.fetch_add(1, Relaxed);
+        if stream {
+            self.active_streams.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn call_finished(&self, stream: bool, failed: bool) {
+        self.in_flight.fetch_sub(1, Relaxed);
+        if stream {
+            self.active_streams.fetch_sub(1, Relaxed);
+        }
+        self.window.record_call(failed);
+    }
+
+    pub(crate) fn enqueued(&self) {
+        self.layer_queue.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn dequeued(&self) {
+        self.layer_queue.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn service_ended(&self, service_time: Duration, now: Instant) {
+        self.window.record_busy(service_time);
+        let ms = service_time.as_secs_f64() * 1e3;
+        let mut ewma = self.service_time.lock();
+        ewma.observe(ms, now);
+        if let Some(v) = ewma.value() {
+            self.service_time_ms.store(v);
+        }
+    }
+
+    pub(crate) fn oob_subscribed(&self) {
+        self.oob_subscribers.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn oob_unsubscribed(&self) {
+        self.oob_subscribers.fetch_sub(1, Relaxed);
+    }
+
+    // --- values the application sets ---
+
+    pub(crate) fn set_app_utilization(&self, v: f64) {
+        self.app_utilization.store(v);
+    }
+
+    pub(crate) fn set_app_queue(&self, n: usize) {
+        self.app_queue.store(n, Relaxed);
+    }
+
+    pub(crate) fn set_named(&self, name: &str, v: f64) {
+        let mut named = self.named.write();
+        match named.iter_mut().find(|(n, _)| &**n == name) {
+            Some((_, value)) => *value = v,
+            None => named.push((name.into(), v)),
+        }
+        self.has_named.store(true, Relaxed);
+    }
+
+    pub(crate) fn remove_named(&self, name: &str) {
+        let mut named = self.named.write();
+        named.retain(|(n, _)| &**n != name);
+        self.has_named.store(!named.is_empty(), Relaxed);
+    }
+
+    pub(crate) fn apply_system_load(&self, load: SystemLoad) {
+        match Field::CpuUtilization.check(load.cpu_utilization) {
+            Ok(v) => self.cpu.store(v),
+            Err(e) => {
+                tracing::error!(error = %e, "system sampler returned a bad CPU reading; keeping the last one")
+            }
+        }
+        match Field::MemUtilization.check(load.mem_utilization) {
+            Ok(v) => self.mem.store(v),
+            Err(e) => {
+                tracing::error!(error = %e, "system sampler returned a bad memory reading; keeping the last one")
+            }
+        }
+    }
+
+    // --- reading ---
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
+    pub(crate) fn active_streams(&self) -> usize {
+        self.active_streams.load(Relaxed)
+    }
+
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.layer_queue.load(Relaxed) + self.app_queue.load(Relaxed)
+    }
+
+    pub(crate) fn oob_subscribers(&self) -> usize {
+        self.oob_subscribers.load(Relaxed)
+    }
+
+    pub(crate) fn snapshot(&self, now: Instant) -> Snapshot {
+        let rates = self.window.rates(now);
+        let cpu = self.cpu.load();
+        let queue_depth = self.queue_depth();
+        let capacity = self.config.capacity;
+        let app_set = self.app_utilization.load();
+        let app = if !app_set.is_nan() {
+            app_set
+        } else if let Some(c) = capacity {
+            // Busy fraction of the slots, plus the waiting calls per slot:
+            // above 1 means more demand than the slots can serve.
+            (rates.busy + queue_depth as f64) / c as f64
+        } else {
+            cpu
+        };
+        let st = self.service_time_ms.load();
+        Snapshot {
+            cpu_utilization: cpu,
+            mem_utilization: self.mem.load(),
+            application_utilization: app.max(MIN_REPORTED_UTILIZATION),
+            rps: rates.rps,
+            eps: rates.eps,
+            queue_depth,
+            in_flight: self.in_flight(),
+            active_streams: self.active_streams(),
+            capacity,
+            service_time_ms: (!st.is_nan()).then_some(st),
+        }
+    }
+
+    /// Writes the server-wide report: the snapshot plus the application's
+    /// named metrics.
+    pub(crate) fn encode<B: BufMut>(&self, now: Instant, enc: &mut ReportEncoder<'_, B>) {
+        self.snapshot(now).encode(enc);
+        if self.has_named.load(Relaxed) {
+            for (name, v) in self.named.read().iter() {
+                enc.named_metric(name, *v);
+            }
+        }
+    }
+
+    /// The server-wide report as a message, for the out-of-band stream.
+    pub(crate) fn raw_report(&self, now: Instant) -> RawLoadReport {
+        let mut raw = self.snapshot(now).to_raw();
+        for (name, v) in self.named.read().iter() {
+            raw.named_metrics.insert(name.to_string(), *v);
+        }
+        raw
+    }
+}
+
+impl Snapshot {
+    fn named(&self) -> impl Iterator<Item = (&'static str, f64)> {
+        [
+            Some((named_metrics::QUEUE_DEPTH, self.queue_depth as f64)),
+            Some((named_metrics::IN_FLIGHT, self.in_flight as f64)),
+            Some((named_metrics::ACTIVE_STREAMS, self.active_streams as f64)),
+            self.capacity.map(|c| (named_metrics::CAPACITY, c as f64)),
+            self.service_time_ms
+                .map(|v| (named_metrics::SERVICE_TIME_MS, v)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    pub(crate) fn encode<B: BufMut>(&self, enc: &mut ReportEncoder<'_, B>) {
+        enc.cpu_utilization(self.cpu_utilization)
+            .mem_utilization(self.mem_utilization)
+            .application_utilization(self.application_utilization)
+            .rps_fractional(self.rps)
+            .eps(self.eps);
+        for (name, v) in self.named() {
+            enc.named_metric(name, v);
+        }
+    }
+
+    pub(crate) fn to_raw(self) -> RawLoadReport {
+        RawLoadReport {
+            cpu_utilization: self.cpu_utilization,
+            mem_utilization: self.mem_utilization,
+            application_utilization: self.application_utilization,
+            rps_fractional: self.rps,
+            eps: self.eps,
+            named_metrics: self.named().map(|(k, v)| (k.to_string(), v)).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Samples CPU and memory and advances the rate window every
+/// `sample_interval`, until the tracker is dropped.
+pub(crate) async fn run_sampler(
+    tracker: Weak<LoadTracker>,
+    mut sampler: Box<dyn SystemSampler>,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(tracker) = tracker.upgrade() else {
+            return;
+        };
+        tracker.apply_system_load(sampler.sample());
+        tracker
+            .window
+            .advance(tokio::time::Instant::now().into_std());
+    }
+}
