@@ -6,6 +6,9 @@
 mod convert;
 pub mod encode;
 
+/// The well-known types the generated code uses (`Duration`).
+pub use prost_types;
+
 /// Generated messages and gRPC stubs, laid out by protobuf package.
 pub mod pb {
     /// `xds.*` packages.
