@@ -20,7 +20,8 @@ pub struct ReportingConfig {
     /// How often CPU and memory are sampled and the rate window advances, on a
     /// background task. Default: 1 s.
     pub sample_interval: Duration,
-    /// Time constant of the unary service-time EWMA. Default: 5 s.
+    /// Time constant of the unary service-time EWMA. Default: 1 s, short
+    /// enough that a backend slowing down shows within a second or two.
     pub service_time_decay: Duration,
     /// Floor on the out-of-band report interval, whatever clients ask for.
     /// gRPC's servers use 30 s; ours can go lower. Default: 1 s.
@@ -33,7 +34,7 @@ impl Default for ReportingConfig {
             capacity: None,
             window: Duration::from_secs(10),
             sample_interval: Duration::from_secs(1),
-            service_time_decay: Duration::from_secs(5),
+            service_time_decay: Duration::from_secs(1),
             min_oob_interval: Duration::from_secs(1),
         }
     }

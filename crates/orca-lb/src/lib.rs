@@ -1,0 +1,44 @@
+//! Load-aware gRPC load balancing for tonic, driven by ORCA.
+//!
+//! gRPC multiplexes every call over one long-lived HTTP/2 connection, so a
+//! connection-level balancer (a Kubernetes Service, a TCP proxy) pins all of a
+//! client's calls to one backend. orca-lb balances per call instead, using
+//! what backends report about their own load through ORCA (Open Request Cost
+//! Aggregation), the reporting gRPC itself defines.
+//!
+//! This crate re-exports the pieces behind features:
+//!
+//! - [`server`] (feature `server`, default): a tower layer that makes any tonic
+//!   server publish ORCA `OrcaLoadReport`s, per call in the
+//!   `endpoint-load-metrics-bin` trailer and out of band through
+//!   `xds.service.orca.v3.OpenRcaService`, readable by gRPC's own
+//!   `weighted_round_robin` clients.
+//! - [`core`]: the pure policy (validated reports, EWMAs) every other part uses.
+//! - [`proto`]: the generated ORCA messages and stubs.
+//!
+//! # Examples
+//!
+//! Add the reporting layer to a tonic server:
+//!
+//! ```no_run
+//! use orca_lb::server::ReportingLayer;
+//!
+//! # async fn run(my_service: orca_lb::proto::pb::open_rca_service_server::OpenRcaServiceServer<orca_lb::server::OrcaService>)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! let (layer, recorder) = ReportingLayer::builder().capacity(8).build()?;
+//! tonic::transport::Server::builder()
+//!     .layer(layer)
+//!     .add_service(my_service)
+//!     .add_service(recorder.oob_service())
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+pub use orca_lb_core as core;
+pub use orca_lb_proto as proto;
+#[cfg(feature = "server")]
+pub use orca_lb_server as server;
