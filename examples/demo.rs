@@ -52,7 +52,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..BackendConfig::named(name)
         })
         .await?;
-        println!("{name:>6}: {} (4 slots, mean service time {mean_ms} ms)", b.url());
+        println!(
+            "{name:>6}: {} (4 slots, mean service time {mean_ms} ms)",
+            b.url()
+        );
         targets.push(Target {
             name,
             client: GreeterClient::connect(b.url()).await?,
@@ -98,7 +101,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn decode(metadata: &tonic::metadata::MetadataMap) -> Option<LoadReport> {
-    let bytes = metadata.get_bin(orca_lb_proto::TRAILER_KEY)?.to_bytes().ok()?;
+    let bytes = metadata
+        .get_bin(orca_lb_proto::TRAILER_KEY)?
+        .to_bytes()
+        .ok()?;
     LoadReport::try_from(OrcaLoadReport::decode(bytes).ok()?).ok()
 }
 

@@ -85,11 +85,23 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod endpoint_state;
+mod error_rate;
 mod ewma;
+mod fleet;
 pub mod named_metrics;
+mod p2c;
 mod peak_ewma;
 mod report;
+mod score;
+mod score_config;
 
+pub use endpoint_state::{CostTerms, EndpointState, Estimate, LocalLoad};
+pub use error_rate::ErrorRate;
 pub use ewma::Ewma;
+pub use fleet::{FleetView, median};
+pub use p2c::{P2c, distinct_pair};
 pub use peak_ewma::PeakEwma;
 pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};
+pub use score::Score;
+pub use score_config::{InvalidScoreConfig, ScoreConfig};

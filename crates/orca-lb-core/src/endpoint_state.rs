@@ -1,0 +1,300 @@
+//! Everything one client knows about one endpoint's load.
+
+use std::time::{Duration, Instant};
+
+use crate::{ErrorRate, Ewma, FleetView, LoadReport, PeakEwma, Score, ScoreConfig};
+
+/// This client's own calls on an endpoint right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalLoad {
+    /// Unary calls this client has in flight on the endpoint.
+    pub in_flight: u32,
+    /// Streams this client has open on the endpoint.
+    pub streams: u32,
+}
+
+/// The smoothed signals of one endpoint: what it reported (ORCA), and what
+/// this client observed (latency, failures).
+///
+/// Updated on every report and response; [`estimate`](Self::estimate)
+/// copies out what the score needs, so a pick reads a small `Copy` value.
+#[derive(Debug, Clone)]
+pub struct EndpointState {
+    created: Instant,
+    error_penalty: Duration,
+    service_time: Ewma,
+    backlog: Ewma,
+    streams: Ewma,
+    utilization: Ewma,
+    cpu: Ewma,
+    queue_depth: Ewma,
+    capacity: Option<f64>,
+    last_report: Option<Instant>,
+    reports: u64,
+    latency: PeakEwma,
+    errors: ErrorRate,
+    responses: u64,
+}
+
+/// A copy of what the score reads, taken after an update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// When the endpoint joined (for slow start).
+    pub created: Instant,
+    /// Smoothed reported service time, seconds.
+    pub service_time: Option<f64>,
+    /// Smoothed number of other clients' unary calls at the endpoint.
+    pub backlog: Option<f64>,
+    /// Smoothed number of other clients' streams at the endpoint.
+    pub streams: Option<f64>,
+    /// Reported worker slots.
+    pub capacity: Option<f64>,
+    /// When the last report arrived.
+    pub reported_at: Option<Instant>,
+    /// Observed latency (peak EWMA, seconds) at its last update.
+    pub latency: Option<f64>,
+    /// When latency was last observed.
+    pub latency_at: Option<Instant>,
+    /// Recent failure rate.
+    pub errors: ErrorRate,
+}
+
+/// The parts of a cost, for display and debugging.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostTerms {
+    /// Service time used, seconds (reported, else observed, relaxed toward
+    /// the fleet median as it ages).
+    pub service_time: f64,
+    /// Calls expected at the endpoint when this one arrives, this client's
+    /// included.
+    pub backlog: f64,
+    /// Worker slots assumed (1 when not reported).
+    pub capacity: f64,
+    /// Expected completion time: `service_time * (1 + max(0, backlog + 1 - capacity) / capacity)`.
+    pub completion: f64,
+    /// Failure penalty added, seconds: error rate x `error_penalty`.
+    pub failure: f64,
+    /// Slow-start multiplier (1 once warmed up).
+    pub slow_start: f64,
+    /// Weight of reported values (1 fresh, toward 0 as they age).
+    pub freshness: f64,
+}
+
+impl CostTerms {
+    /// The total: `(completion + failure) * slow_start`.
+    pub fn total(&self) -> Score {
+        Score::new((self.completion + self.failure) * self.slow_start)
+    }
+}
+
+// === impl EndpointState ===
+
+impl EndpointState {
+    /// A new endpoint, first seen at `now`.
+    pub fn new(config: &ScoreConfig, now: Instant) -> Self {
+        let ewma = || Ewma::new(config.report_decay);
+        Self {
+            created: now,
+            error_penalty: config.error_penalty,
+            service_time: ewma(),
+            backlog: ewma(),
+            streams: ewma(),
+            utilization: ewma(),
+            cpu: ewma(),
+            queue_depth: ewma(),
+            capacity: None,
+            last_report: None,
+            reports: 0,
+            latency: PeakEwma::new(config.latency_decay),
+            errors: ErrorRate::new(config.error_step, config.error_decay),
+            responses: 0,
+        }
+    }
+
+    /// Takes in a validated report, received while this client had `local`
+    /// calls on the endpoint (excluding the call that carried the report).
+    pub fn on_report(&mut self, report: &LoadReport, local: LocalLoad, now: Instant) {
+        self.reports += 1;
+        self.last_report = Some(now);
+        self.utilization
+            .observe(report.effective_utilization(), now);
+        self.cpu.observe(report.cpu_utilization(), now);
+        if let Some(ms) = report.service_time_ms() {
+            self.service_time.observe(ms / 1e3, now);
+        }
+        if let Some(q) = report.queue_depth() {
+            self.queue_depth.observe(q, now);
+        }
+        if let Some(c) = report.capacity() {
+            self.capacity = (c >= 1.0).then_some(c);
+        }
+        let streams = report.active_streams();
+        if let Some(in_flight) = report.in_flight() {
+            // The server counts streams as in flight; the backlog that
+            // competes for worker slots is the unary part.
+            let unary = (in_flight - streams.unwrap_or(0.0)).max(0.0);
+            let others = (unary - f64::from(local.in_flight)).max(0.0);
+            self.backlog.observe(others, now);
+        }
+        if let Some(s) = streams {
+            self.streams
+                .observe((s - f64::from(local.streams)).max(0.0), now);
+        }
+    }
+
+    /// Takes in the outcome of a call that took `latency`. A failure counts
+    /// as at least `error_penalty` of latency: a fast failure must not look
+    /// like a fast endpoint.
+    pub fn on_response(&mut self, latency: Duration, failed: bool, now: Instant) {
+        self.responses += 1;
+        let latency = if failed {
+            latency.max(self.error_penalty)
+        } else {
+            latency
+        };
+        self.latency.observe(latency.as_secs_f64(), now);
+        self.errors.observe(failed, now);
+    }
+
+    /// What the score needs, as of the last update.
+    pub fn estimate(&self) -> Estimate {
+        Estimate {
+            created: self.created,
+            service_time: self.service_time.value(),
+            backlog: self.backlog.value(),
+            streams: self.streams.value(),
+            capacity: self.capacity,
+            reported_at: self.last_report,
+            latency: self.latency.last_value(),
+            latency_at: self.latency.last_update(),
+            errors: self.errors,
+        }
+    }
+
+    /// Smoothed reported effective utilization.
+    pub fn utilization(&self) -> Option<f64> {
+        self.utilization.value()
+    }
+
+    /// Smoothed reported CPU utilization.
+    pub fn cpu(&self) -> Option<f64> {
+        self.cpu.value()
+    }
+
+    /// Smoothed reported queue depth.
+    pub fn queue_depth(&self) -> Option<f64> {
+        self.queue_depth.value()
+    }
+
+    /// Reports taken in.
+    pub fn reports(&self) -> u64 {
+        self.reports
+    }
+
+    /// Responses taken in.
+    pub fn responses(&self) -> u64 {
+        self.responses
+    }
+
+    /// Age of the last report.
+    pub fn report_age(&self, now: Instant) -> Option<Duration> {
+        self.last_report.map(|t| now.saturating_duration_since(t))
+    }
+}
+
+// === impl Estimate ===
+
+impl Estimate {
+    /// The cost of sending one unary call now, with its terms.
+    pub fn terms(
+        &self,
+        local: LocalLoad,
+        fleet: &FleetView,
+        config: &ScoreConfig,
+        now: Instant,
+    ) -> CostTerms {
+        let stale = config.stale_after.as_secs_f64();
+        let freshness = self.reported_at.map_or(0.0, |t| {
+            (-now.saturating_duration_since(t).as_secs_f64() / stale).exp()
+        });
+        let relax = |v: f64, median: f64, w: f64| w * v + (1.0 - w) * median;
+
+        let service_time = match (self.service_time, self.latency, self.latency_at) {
+            (Some(s), _, _) => relax(s, fleet.service_time, freshness),
+            (None, Some(l), Some(at)) => {
+                let w = (-now.saturating_duration_since(at).as_secs_f64() / stale).exp();
+                relax(l, fleet.service_time, w)
+            }
+            _ => fleet.service_time,
+        };
+        let others = self
+            .backlog
+            .map_or(0.0, |b| relax(b, fleet.backlog, freshness));
+        let backlog = others + f64::from(local.in_flight);
+        let capacity = self.capacity.unwrap_or(1.0);
+        let waiting = (backlog + 1.0 - capacity).max(0.0);
+        let completion = service_time * (1.0 + waiting / capacity);
+        let failure = self.errors.value_at(now) * config.error_penalty.as_secs_f64();
+        let slow_start = slow_start_factor(self.created, config, now);
+        CostTerms {
+            service_time,
+            backlog,
+            capacity,
+            completion,
+            failure,
+            slow_start,
+            freshness,
+        }
+    }
+
+    /// The cost of sending one unary call now.
+    pub fn cost(
+        &self,
+        local: LocalLoad,
+        fleet: &FleetView,
+        config: &ScoreConfig,
+        now: Instant,
+    ) -> Score {
+        self.terms(local, fleet, config, now).total()
+    }
+
+    /// The cost of opening one stream now: the streams expected on the
+    /// endpoint (others', relaxed toward the fleet median as they age, plus
+    /// this client's), plus a failure penalty, times slow start. Streams
+    /// hold no worker slot, so their count is what spreads them.
+    pub fn stream_cost(
+        &self,
+        local: LocalLoad,
+        fleet: &FleetView,
+        config: &ScoreConfig,
+        now: Instant,
+    ) -> Score {
+        let stale = config.stale_after.as_secs_f64();
+        let freshness = self.reported_at.map_or(0.0, |t| {
+            (-now.saturating_duration_since(t).as_secs_f64() / stale).exp()
+        });
+        let others = self
+            .streams
+            .map_or(0.0, |s| freshness * s + (1.0 - freshness) * fleet.streams);
+        let failure = self.errors.value_at(now) * config.error_penalty.as_secs_f64();
+        // Each failure-rate unit weighs like a few dozen streams.
+        let streams = others + f64::from(local.streams) + failure * 32.0;
+        Score::new(streams * slow_start_factor(self.created, config, now))
+    }
+}
+
+fn slow_start_factor(created: Instant, config: &ScoreConfig, now: Instant) -> f64 {
+    let window = config.slow_start.as_secs_f64();
+    if window <= 0.0 {
+        return 1.0;
+    }
+    let age = now.saturating_duration_since(created).as_secs_f64();
+    if age >= window {
+        1.0
+    } else {
+        1.0 + (config.slow_start_factor - 1.0) * (1.0 - age / window)
+    }
+}
+
+#[cfg(test)]
+mod tests;

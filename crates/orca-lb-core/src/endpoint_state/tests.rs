@@ -1,0 +1,163 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::{RawLoadReport, named_metrics};
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tests need one real instant to offset from"
+)]
+fn t0() -> Instant {
+    Instant::now()
+}
+
+fn cfg() -> ScoreConfig {
+    ScoreConfig {
+        slow_start: Duration::ZERO,
+        ..ScoreConfig::default()
+    }
+}
+
+fn report(service_ms: f64, in_flight: f64, streams: f64, capacity: f64) -> LoadReport {
+    let mut raw = RawLoadReport {
+        application_utilization: 0.5,
+        rps_fractional: 100.0,
+        ..Default::default()
+    };
+    raw.named_metrics
+        .insert(named_metrics::SERVICE_TIME_MS.into(), service_ms);
+    raw.named_metrics
+        .insert(named_metrics::IN_FLIGHT.into(), in_flight);
+    raw.named_metrics
+        .insert(named_metrics::ACTIVE_STREAMS.into(), streams);
+    raw.named_metrics
+        .insert(named_metrics::CAPACITY.into(), capacity);
+    LoadReport::try_from(raw).unwrap()
+}
+
+fn fleet() -> FleetView {
+    FleetView {
+        service_time: 0.02,
+        backlog: 0.0,
+        streams: 0.0,
+    }
+}
+
+#[test]
+fn unknown_endpoint_costs_the_fleet_median() {
+    let t = t0();
+    let s = EndpointState::new(&cfg(), t);
+    let terms = s
+        .estimate()
+        .terms(LocalLoad::default(), &fleet(), &cfg(), t);
+    assert_eq!(terms.service_time, 0.02);
+    assert_eq!(terms.completion, 0.02);
+    assert_eq!(terms.total(), Score::new(0.02));
+}
+
+#[test]
+fn completion_time_counts_only_calls_beyond_free_slots() {
+    let t = t0();
+    let c = cfg();
+    let mut s = EndpointState::new(&c, t);
+    // 40 ms service, 6 unary calls at the server (8 in flight, 2 streams), 4 slots;
+    // two of the 6 are ours.
+    let local = LocalLoad {
+        in_flight: 2,
+        streams: 0,
+    };
+    s.on_report(&report(40.0, 8.0, 2.0, 4.0), local, t);
+    let e = s.estimate();
+    assert_eq!(e.backlog, Some(4.0));
+    let terms = e.terms(local, &fleet(), &c, t);
+    assert_eq!(terms.freshness, 1.0);
+    assert_eq!(terms.backlog, 6.0);
+    // 7 calls for 4 slots: our call waits for 3/4 of a service time.
+    assert!((terms.completion - 0.040 * 1.75).abs() < 1e-12, "{terms:?}");
+
+    // With a free slot, the cost is the service time alone.
+    let idle = e.terms(LocalLoad::default(), &fleet(), &c, t);
+    assert_eq!(idle.backlog, 4.0);
+    assert!((idle.completion - 0.040 * 1.25).abs() < 1e-12);
+}
+
+#[test]
+fn stale_reports_relax_toward_the_fleet_median() {
+    let t = t0();
+    let c = cfg();
+    let mut s = EndpointState::new(&c, t);
+    s.on_report(&report(200.0, 10.0, 0.0, 1.0), LocalLoad::default(), t);
+    let e = s.estimate();
+    let fresh = e.cost(LocalLoad::default(), &fleet(), &c, t);
+    let later = e.cost(LocalLoad::default(), &fleet(), &c, t + c.stale_after * 10);
+    assert!(fresh > Score::new(1.0), "{fresh:?}");
+    // Ten staleness periods later the estimate is the median's, to 5e-5.
+    assert!((later.seconds() - 0.02).abs() < 1e-3, "{later:?}");
+}
+
+#[test]
+fn a_fast_failure_does_not_look_fast() {
+    let t = t0();
+    let c = cfg();
+    let mut good = EndpointState::new(&c, t);
+    let mut bad = EndpointState::new(&c, t);
+    good.on_response(Duration::from_millis(20), false, t);
+    bad.on_response(Duration::from_millis(1), true, t);
+    let cost = |s: &EndpointState| s.estimate().cost(LocalLoad::default(), &fleet(), &c, t);
+    assert!(cost(&bad) > cost(&good));
+    let terms = bad.estimate().terms(LocalLoad::default(), &fleet(), &c, t);
+    assert_eq!(terms.failure, 0.25);
+    assert_eq!(
+        terms.service_time, 1.0,
+        "a failure counts as error_penalty of latency"
+    );
+}
+
+#[test]
+fn slow_start_falls_linearly_to_one() {
+    let t = t0();
+    let c = ScoreConfig::default();
+    let s = EndpointState::new(&c, t);
+    let e = s.estimate();
+    let at = |d: Duration| {
+        e.terms(LocalLoad::default(), &fleet(), &c, t + d)
+            .slow_start
+    };
+    assert_eq!(at(Duration::ZERO), 4.0);
+    assert!((at(c.slow_start / 2) - 2.5).abs() < 1e-12);
+    assert_eq!(at(c.slow_start), 1.0);
+}
+
+#[test]
+fn streams_steer_by_count() {
+    let t = t0();
+    let c = cfg();
+    let mut busy = EndpointState::new(&c, t);
+    let mut quiet = EndpointState::new(&c, t);
+    busy.on_report(&report(10.0, 12.0, 12.0, 4.0), LocalLoad::default(), t);
+    quiet.on_report(&report(10.0, 2.0, 2.0, 4.0), LocalLoad::default(), t);
+    let sc = |s: &EndpointState, local: u32| {
+        s.estimate().stream_cost(
+            LocalLoad {
+                in_flight: 0,
+                streams: local,
+            },
+            &fleet(),
+            &c,
+            t,
+        )
+    };
+    assert_eq!(sc(&busy, 0), Score::new(12.0));
+    assert_eq!(sc(&quiet, 0), Score::new(2.0));
+    assert!(sc(&quiet, 5) > sc(&quiet, 0));
+    // The server's stream count included ours at report time.
+    quiet.on_report(
+        &report(10.0, 2.0, 2.0, 4.0),
+        LocalLoad {
+            in_flight: 0,
+            streams: 2,
+        },
+        t + Duration::from_secs(1),
+    );
+    assert!(quiet.estimate().streams.unwrap() < 0.5);
+}

@@ -1,0 +1,122 @@
+//! Tunables of the score.
+
+use std::fmt;
+use std::time::Duration;
+
+/// How [`EndpointState`](crate::EndpointState) smooths signals and how
+/// [`Estimate::cost`](crate::Estimate::cost) turns them into a [`Score`](crate::Score).
+///
+/// `docs/balancing.md` explains each default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreConfig {
+    /// Time constant of the EWMAs of reported signals. Default: 500 ms.
+    pub report_decay: Duration,
+    /// Time constant of the observed-latency peak EWMA. Default: 2 s.
+    pub latency_decay: Duration,
+    /// How fast a report's view goes stale: its weight is
+    /// `exp(-age / stale_after)`, the rest goes to the fleet median.
+    /// Default: 2 s.
+    pub stale_after: Duration,
+    /// What a failed call costs: added to the score once per unit of error
+    /// rate, and the least latency a failure counts as. Default: 1 s.
+    pub error_penalty: Duration,
+    /// Step of the error rate per outcome (see [`ErrorRate`](crate::ErrorRate)).
+    /// Default: 0.25.
+    pub error_step: f64,
+    /// Time constant with which the error rate fades. Default: 5 s.
+    pub error_decay: Duration,
+    /// A new endpoint's score starts `slow_start_factor` times higher and
+    /// falls linearly to normal over this long. Zero disables. Default: 3 s.
+    pub slow_start: Duration,
+    /// See `slow_start`. Default: 4.
+    pub slow_start_factor: f64,
+    /// Service time assumed for an endpoint before anything is known about
+    /// it or the fleet. Default: 20 ms.
+    pub default_service_time: Duration,
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        Self {
+            report_decay: Duration::from_millis(500),
+            latency_decay: Duration::from_secs(2),
+            stale_after: Duration::from_secs(2),
+            error_penalty: Duration::from_secs(1),
+            error_step: 0.25,
+            error_decay: Duration::from_secs(5),
+            slow_start: Duration::from_secs(3),
+            slow_start_factor: 4.0,
+            default_service_time: Duration::from_millis(20),
+        }
+    }
+}
+
+/// A [`ScoreConfig`] field is out of range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidScoreConfig {
+    field: &'static str,
+    why: &'static str,
+}
+
+impl InvalidScoreConfig {
+    /// The offending field.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+impl fmt::Display for InvalidScoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid score config: {} {}", self.field, self.why)
+    }
+}
+
+impl std::error::Error for InvalidScoreConfig {}
+
+impl ScoreConfig {
+    /// Checks every field, naming the first that is wrong.
+    pub fn validate(&self) -> Result<(), InvalidScoreConfig> {
+        let err = |field, why| Err(InvalidScoreConfig { field, why });
+        for (field, d) in [
+            ("report_decay", self.report_decay),
+            ("latency_decay", self.latency_decay),
+            ("stale_after", self.stale_after),
+            ("error_decay", self.error_decay),
+            ("default_service_time", self.default_service_time),
+        ] {
+            if d.is_zero() {
+                return err(field, "must be greater than zero");
+            }
+        }
+        if !(self.error_step.is_finite() && self.error_step > 0.0 && self.error_step <= 1.0) {
+            return err("error_step", "must be in (0, 1]");
+        }
+        if !(self.slow_start_factor.is_finite() && self.slow_start_factor >= 1.0) {
+            return err("slow_start_factor", "must be a number >= 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_fields_are_named() {
+        assert_eq!(ScoreConfig::default().validate(), Ok(()));
+        let bad = ScoreConfig {
+            error_step: f64::NAN,
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "invalid score config: error_step must be in (0, 1]"
+        );
+        let bad = ScoreConfig {
+            stale_after: Duration::ZERO,
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field(), "stale_after");
+    }
+}
