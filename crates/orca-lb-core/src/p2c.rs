@@ -72,10 +72,10 @@ impl P2c {
         let mut best: Option<(usize, Score)> = None;
         for k in 0..len {
             let i = (start + k) % len;
-            if let Some(s) = score(i) {
-                if best.is_none_or(|(_, b)| s < b) {
-                    best = Some((i, s));
-                }
+            if let Some(s) = score(i)
+                && best.is_none_or(|(_, b)| s < b)
+            {
+                best = Some((i, s));
             }
         }
         best.map(|(i, _)| i)
