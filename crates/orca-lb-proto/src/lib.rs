@@ -5,6 +5,9 @@
 
 mod convert;
 pub mod encode;
+mod streaming_methods;
+
+pub use streaming_methods::StreamingMethods;
 
 /// The well-known types the generated code uses (`Duration`).
 pub use prost_types;

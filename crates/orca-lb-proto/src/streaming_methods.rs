@@ -14,7 +14,7 @@ use prost_types::FileDescriptorSet;
 /// is the `FileDescriptorSet` the server already embeds for reflection:
 ///
 /// ```
-/// use orca_lb_server::StreamingMethods;
+/// use orca_lb_proto::StreamingMethods;
 ///
 /// let methods = StreamingMethods::from_file_descriptor_set(orca_lb_proto::FILE_DESCRIPTOR_SET)
 ///     .expect("a valid descriptor set");
@@ -92,8 +92,7 @@ mod tests {
 
     #[test]
     fn finds_the_orca_stream_and_nothing_else() {
-        let m =
-            StreamingMethods::from_file_descriptor_set(orca_lb_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let m = StreamingMethods::from_file_descriptor_set(crate::FILE_DESCRIPTOR_SET).unwrap();
         assert_eq!(m.len(), 1);
         assert!(m.contains("/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics"));
         assert!(!m.contains("/xds.service.orca.v3.OpenRcaService/Other"));
