@@ -4,6 +4,15 @@ use std::time::{Duration, Instant};
 
 use crate::{ErrorRate, Ewma, FleetView, LoadReport, PeakEwma, Score, ScoreConfig};
 
+/// What each call already at an endpoint adds to a new call's completion
+/// time, as a fraction of a service time per slot, even while slots are free.
+///
+/// Calls in service share CPU, memory bandwidth and the network, and the
+/// backlog is an estimate; without this term, every endpoint with a free slot
+/// would cost exactly its service time, and two equal endpoints would be told
+/// apart only by noise in their service-time estimates.
+pub const CONTENTION: f64 = 0.1;
+
 /// This client's own calls on an endpoint right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LocalLoad {
@@ -23,6 +32,9 @@ pub struct EndpointState {
     created: Instant,
     error_penalty: Duration,
     service_time: Ewma,
+    /// Reports that carried a service time: the average is only used once
+    /// one has (before, it holds just the fleet prior).
+    service_time_reports: u64,
     backlog: Ewma,
     streams: Ewma,
     utilization: Ewma,
@@ -70,7 +82,8 @@ pub struct CostTerms {
     pub backlog: f64,
     /// Worker slots assumed (1 when not reported).
     pub capacity: f64,
-    /// Expected completion time: `service_time * (1 + max(0, backlog + 1 - capacity) / capacity)`.
+    /// Expected completion time:
+    /// `service_time * (1 + (max(0, backlog + 1 - capacity) + CONTENTION * backlog) / capacity)`.
     pub completion: f64,
     /// Failure penalty added, seconds: error rate x `error_penalty`.
     pub failure: f64,
@@ -90,13 +103,19 @@ impl CostTerms {
 // === impl EndpointState ===
 
 impl EndpointState {
-    /// A new endpoint, first seen at `now`.
-    pub fn new(config: &ScoreConfig, now: Instant) -> Self {
+    /// A new endpoint, first seen at `now`, in a fleet whose median service
+    /// time is `fleet_service_time` seconds.
+    ///
+    /// The service-time average starts from the fleet median, so the first
+    /// few reports move it gradually: one noisy first sample must not make an
+    /// endpoint look slow (and so unpicked, and so never corrected) for long.
+    pub fn new(config: &ScoreConfig, fleet_service_time: f64, now: Instant) -> Self {
         let ewma = || Ewma::new(config.report_decay);
         Self {
             created: now,
             error_penalty: config.error_penalty,
-            service_time: ewma(),
+            service_time: Ewma::with_value(config.report_decay, fleet_service_time, now),
+            service_time_reports: 0,
             backlog: ewma(),
             streams: ewma(),
             utilization: ewma(),
@@ -121,6 +140,7 @@ impl EndpointState {
         self.cpu.observe(report.cpu_utilization(), now);
         if let Some(ms) = report.service_time_ms() {
             self.service_time.observe(ms / 1e3, now);
+            self.service_time_reports += 1;
         }
         if let Some(q) = report.queue_depth() {
             self.queue_depth.observe(q, now);
@@ -160,7 +180,10 @@ impl EndpointState {
     pub fn estimate(&self) -> Estimate {
         Estimate {
             created: self.created,
-            service_time: self.service_time.value(),
+            service_time: self
+                .service_time
+                .value()
+                .filter(|_| self.service_time_reports > 0),
             backlog: self.backlog.value(),
             streams: self.streams.value(),
             capacity: self.capacity,
@@ -232,7 +255,7 @@ impl Estimate {
             .map_or(0.0, |b| relax(b, fleet.backlog, freshness));
         let backlog = others + f64::from(local.in_flight);
         let capacity = self.capacity.unwrap_or(1.0);
-        let waiting = (backlog + 1.0 - capacity).max(0.0);
+        let waiting = (backlog + 1.0 - capacity).max(0.0) + CONTENTION * backlog;
         let completion = service_time * (1.0 + waiting / capacity);
         let failure = self.errors.value_at(now) * config.error_penalty.as_secs_f64();
         let slow_start = slow_start_factor(self.created, config, now);

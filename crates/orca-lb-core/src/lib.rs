@@ -85,6 +85,9 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod baseline;
+mod circuit_breaker;
+mod ejection_budget;
 mod endpoint_state;
 mod error_rate;
 mod ewma;
@@ -96,7 +99,12 @@ mod report;
 mod score;
 mod score_config;
 
-pub use endpoint_state::{CostTerms, EndpointState, Estimate, LocalLoad};
+pub use circuit_breaker::{
+    BreakerState, CircuitBreaker, CircuitBreakerConfig, InvalidConfig, OpenReason, OverloadSignal,
+    Transition,
+};
+pub use ejection_budget::EjectionBudget;
+pub use endpoint_state::{CONTENTION, CostTerms, EndpointState, Estimate, LocalLoad};
 pub use error_rate::ErrorRate;
 pub use ewma::Ewma;
 pub use fleet::{FleetView, median};

@@ -27,6 +27,7 @@ pub struct TestGreeter {
     entered_changed: Arc<Notify>,
     gate: Option<Arc<Semaphore>>,
     hook: Option<Hook>,
+    failing: Arc<Mutex<Option<Code>>>,
 }
 
 impl std::fmt::Debug for TestGreeter {
@@ -50,6 +51,7 @@ impl TestGreeter {
             entered_changed: Arc::default(),
             gate: None,
             hook: None,
+            failing: Arc::default(),
         }
     }
 
@@ -78,6 +80,12 @@ impl TestGreeter {
     /// Changes the service time from now on (e.g. to slow a backend down).
     pub fn set_service_time(&self, service_time: ServiceTime) {
         *self.service_time.lock() = service_time;
+    }
+
+    /// Makes every unary call fail at once with `code` (after any gate), or
+    /// heals the greeter with `None`: a fast-failing backend.
+    pub fn set_failing(&self, code: Option<Code>) {
+        *self.failing.lock() = code;
     }
 
     /// Lets `n` gated calls through.
@@ -149,6 +157,10 @@ impl Greeter for TestGreeter {
             gate.acquire().await.expect("gate never closes").forget();
         }
         let req = request.into_inner();
+        let failing = *self.failing.lock();
+        if let Some(code) = failing {
+            return Err(Status::new(code, "this backend is failing"));
+        }
         self.work(req.work_ms).await;
         if let Some(status) = failure(req.fail_with_code) {
             return Err(status);

@@ -46,7 +46,7 @@ fn fleet() -> FleetView {
 #[test]
 fn unknown_endpoint_costs_the_fleet_median() {
     let t = t0();
-    let s = EndpointState::new(&cfg(), t);
+    let s = EndpointState::new(&cfg(), 0.02, t);
     let terms = s
         .estimate()
         .terms(LocalLoad::default(), &fleet(), &cfg(), t);
@@ -59,7 +59,7 @@ fn unknown_endpoint_costs_the_fleet_median() {
 fn completion_time_counts_only_calls_beyond_free_slots() {
     let t = t0();
     let c = cfg();
-    let mut s = EndpointState::new(&c, t);
+    let mut s = EndpointState::new(&c, 0.02, t);
     // 40 ms service, 6 unary calls at the server (8 in flight, 2 streams), 4 slots;
     // two of the 6 are ours.
     let local = LocalLoad {
@@ -72,21 +72,45 @@ fn completion_time_counts_only_calls_beyond_free_slots() {
     let terms = e.terms(local, &fleet(), &c, t);
     assert_eq!(terms.freshness, 1.0);
     assert_eq!(terms.backlog, 6.0);
-    // 7 calls for 4 slots: our call waits for 3/4 of a service time.
-    assert!((terms.completion - 0.040 * 1.75).abs() < 1e-12, "{terms:?}");
+    // The first report moves the average from the fleet's 20 ms prior: it
+    // arrived at the same instant as the endpoint, so it carries no weight yet.
+    assert!((terms.service_time - 0.020).abs() < 1e-12, "{terms:?}");
+    // 7 calls for 4 slots: our call waits for 3/4 of a service time, plus
+    // contention from the 6 present.
+    let expected = 0.020 * (1.0 + (3.0 + CONTENTION * 6.0) / 4.0);
+    assert!((terms.completion - expected).abs() < 1e-12, "{terms:?}");
 
-    // With a free slot, the cost is the service time alone.
-    let idle = e.terms(LocalLoad::default(), &fleet(), &c, t);
-    assert_eq!(idle.backlog, 4.0);
-    assert!((idle.completion - 0.040 * 1.25).abs() < 1e-12);
+    // A second report a second later carries most of the weight.
+    s.on_report(
+        &report(40.0, 6.0, 2.0, 4.0),
+        local,
+        t + Duration::from_secs(1),
+    );
+    let st = s.estimate().service_time.unwrap();
+    let w = (-2.0f64).exp();
+    assert!((st - (0.020 * w + 0.040 * (1.0 - w))).abs() < 1e-12, "{st}");
+    let terms = s.estimate().terms(
+        LocalLoad::default(),
+        &fleet(),
+        &c,
+        t + Duration::from_secs(1),
+    );
+    // 2 others + 0 ours: a slot is free, only contention adds.
+    let expected = st * (1.0 + CONTENTION * terms.backlog / 4.0);
+    assert!((terms.completion - expected).abs() < 1e-12, "{terms:?}");
 }
 
 #[test]
 fn stale_reports_relax_toward_the_fleet_median() {
     let t = t0();
     let c = cfg();
-    let mut s = EndpointState::new(&c, t);
-    s.on_report(&report(200.0, 10.0, 0.0, 1.0), LocalLoad::default(), t);
+    let mut s = EndpointState::new(&c, 0.02, t);
+    s.on_report(
+        &report(200.0, 10.0, 0.0, 1.0),
+        LocalLoad::default(),
+        t + Duration::from_secs(5),
+    );
+    let t = t + Duration::from_secs(5);
     let e = s.estimate();
     let fresh = e.cost(LocalLoad::default(), &fleet(), &c, t);
     let later = e.cost(LocalLoad::default(), &fleet(), &c, t + c.stale_after * 10);
@@ -99,8 +123,8 @@ fn stale_reports_relax_toward_the_fleet_median() {
 fn a_fast_failure_does_not_look_fast() {
     let t = t0();
     let c = cfg();
-    let mut good = EndpointState::new(&c, t);
-    let mut bad = EndpointState::new(&c, t);
+    let mut good = EndpointState::new(&c, 0.02, t);
+    let mut bad = EndpointState::new(&c, 0.02, t);
     good.on_response(Duration::from_millis(20), false, t);
     bad.on_response(Duration::from_millis(1), true, t);
     let cost = |s: &EndpointState| s.estimate().cost(LocalLoad::default(), &fleet(), &c, t);
@@ -117,7 +141,7 @@ fn a_fast_failure_does_not_look_fast() {
 fn slow_start_falls_linearly_to_one() {
     let t = t0();
     let c = ScoreConfig::default();
-    let s = EndpointState::new(&c, t);
+    let s = EndpointState::new(&c, 0.02, t);
     let e = s.estimate();
     let at = |d: Duration| {
         e.terms(LocalLoad::default(), &fleet(), &c, t + d)
@@ -132,8 +156,8 @@ fn slow_start_falls_linearly_to_one() {
 fn streams_steer_by_count() {
     let t = t0();
     let c = cfg();
-    let mut busy = EndpointState::new(&c, t);
-    let mut quiet = EndpointState::new(&c, t);
+    let mut busy = EndpointState::new(&c, 0.02, t);
+    let mut quiet = EndpointState::new(&c, 0.02, t);
     busy.on_report(&report(10.0, 12.0, 12.0, 4.0), LocalLoad::default(), t);
     quiet.on_report(&report(10.0, 2.0, 2.0, 4.0), LocalLoad::default(), t);
     let sc = |s: &EndpointState, local: u32| {

@@ -1,0 +1,211 @@
+//! The tower `Service` that a generated tonic client uses in place of a
+//! `Channel`.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Request;
+use orca_lb_core::P2c;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio_stream::{Stream, StreamExt};
+use tonic::body::Body;
+use tower_service::Service;
+
+use crate::call::CallGuard;
+use crate::discovery::Change;
+use crate::error::BalanceError;
+use crate::shared::{EndpointList, Shared};
+use crate::snapshot::BalancerSnapshot;
+use crate::{BalancerConfig, BuildError, ResponseBody, ResponseFuture};
+
+/// A load-aware balancer over a changing set of gRPC endpoints.
+///
+/// Use it wherever tonic takes a `Channel`: `GreeterClient::new(balancer)`.
+/// Every call (and every stream, when it starts) goes to the cheaper of two
+/// endpoints drawn at random, by expected completion time: the service time
+/// the endpoint reports (or this client observes), scaled by the calls ahead
+/// of this one, plus a penalty for recent failures. Endpoints that fail or
+/// report overload are ejected by their circuit breaker and probed back.
+///
+/// Cloning is cheap (an `Arc` and a small RNG); clones share endpoints,
+/// connections and state, and may be moved to other tasks. A pick takes no
+/// global lock and allocates nothing: it reads two endpoints' published
+/// estimates.
+#[derive(Debug)]
+pub struct Balancer {
+    shared: Arc<Shared>,
+    list: EndpointList,
+    generation: u64,
+    rng: SmallRng,
+    picker: P2c,
+}
+
+impl Clone for Balancer {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            list: self.list.clone(),
+            generation: self.generation,
+            rng: SmallRng::seed_from_u64(self.shared.next_seed()),
+            picker: self.picker,
+        }
+    }
+}
+
+impl Balancer {
+    /// A balancer over the endpoints `discovery` announces, starting its
+    /// discovery and maintenance tasks on the current tokio runtime. The tasks
+    /// end when every clone of the balancer is dropped.
+    pub fn new<D>(config: BalancerConfig, discovery: D) -> Result<Balancer, BuildError>
+    where
+        D: Stream<Item = Change> + Send + 'static,
+    {
+        Self::with_seed(config, discovery, rand::random())
+    }
+
+    /// Like [`new`](Self::new) with a fixed RNG seed, for reproducible picks.
+    pub fn with_seed<D>(
+        config: BalancerConfig,
+        discovery: D,
+        seed: u64,
+    ) -> Result<Balancer, BuildError>
+    where
+        D: Stream<Item = Change> + Send + 'static,
+    {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let interval = config.maintenance_interval;
+        let shared = Arc::new(Shared::new(config, seed));
+        runtime.spawn(crate::discovery::run(
+            Arc::downgrade(&shared),
+            Box::pin(discovery),
+        ));
+        runtime.spawn(crate::maintenance::run(Arc::downgrade(&shared), interval));
+        let (list, generation) = shared.list();
+        Ok(Balancer {
+            rng: SmallRng::seed_from_u64(shared.next_seed()),
+            shared,
+            list,
+            generation,
+            picker: P2c::new(),
+        })
+    }
+
+    /// A balancer over a fixed list of endpoint URIs (`http://host:port`).
+    /// An unparsable URI is refused, naming it.
+    pub fn from_uris<I, S>(config: BalancerConfig, uris: I) -> Result<Balancer, BuildError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let changes = crate::discovery::static_list(uris)?;
+        Self::new(
+            config,
+            tokio_stream::iter(changes).chain(tokio_stream::pending()),
+        )
+    }
+
+    /// What the balancer knows and decided, per endpoint, now.
+    pub fn snapshot(&self) -> BalancerSnapshot {
+        BalancerSnapshot::take(&self.shared, tokio::time::Instant::now().into_std())
+    }
+
+    /// The balancer's target name.
+    pub fn target(&self) -> &str {
+        &self.shared.config.target
+    }
+
+    /// Waits until at least `n` endpoints are known (discovery runs on its
+    /// own task).
+    pub async fn wait_for_endpoints(&self, n: usize) {
+        loop {
+            if self.shared.list().0.len() >= n {
+                return;
+            }
+            self.shared.changed().await;
+        }
+    }
+
+    fn refresh(&mut self) {
+        if self.shared.generation() != self.generation {
+            (self.list, self.generation) = self.shared.list();
+        }
+    }
+
+    fn pick(&mut self, stream: bool, now: std::time::Instant) -> Result<CallGuard, BalanceError> {
+        self.refresh();
+        let list = &self.list;
+        if list.is_empty() {
+            return Err(BalanceError::NoEndpoints {
+                target: self.shared.config.target.clone(),
+            });
+        }
+        let shared = &*self.shared;
+        let panic = shared.is_panic();
+        let mut excluded = None;
+        // Two rounds: a HalfOpen endpoint whose probe budget went to another
+        // caller between the pick and the admission is excluded and replaced.
+        for _ in 0..2 {
+            let chosen = self.picker.pick(&mut self.rng, list.len(), |i| {
+                let ep = &list[i];
+                if Some(i) == excluded || ep.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                    return None;
+                }
+                if !panic && !ep.is_eligible() {
+                    return None;
+                }
+                Some(ep.cost(stream, shared, now))
+            });
+            let Some(i) = chosen else { break };
+            let ep = &list[i];
+            match ep.admit(panic) {
+                Some(probe) => {
+                    tracing::trace!(
+                        target_name = %shared.config.target,
+                        endpoint = %ep.key,
+                        stream,
+                        probe,
+                        panic,
+                        "picked"
+                    );
+                    return Ok(CallGuard::new(
+                        ep.clone(),
+                        self.shared.clone(),
+                        stream,
+                        probe,
+                        now,
+                    ));
+                }
+                None => excluded = Some(i),
+            }
+        }
+        Err(BalanceError::NoneAvailable {
+            target: shared.config.target.clone(),
+            endpoints: list.len(),
+        })
+    }
+}
+
+impl Service<Request<Body>> for Balancer {
+    type Response = http::Response<ResponseBody>;
+    type Error = crate::BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is per endpoint: the call waits on its endpoint's
+        // connection. With no endpoint, the call fails with a clear status
+        // rather than hanging here.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let now = tokio::time::Instant::now().into_std();
+        let stream = self.shared.config.streaming.contains(request.uri().path());
+        match self.pick(stream, now) {
+            // The endpoint's channel sets the request's origin.
+            Ok(call) => ResponseFuture::send(call, request),
+            Err(e) => ResponseFuture::failed(e),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Configuration of the balancer.
+
+use std::fmt;
+use std::time::Duration;
+
+use orca_lb_core::{CircuitBreakerConfig, EjectionBudget, ScoreConfig};
+use orca_lb_proto::StreamingMethods;
+use tonic::Code;
+
+/// Everything a [`Balancer`](crate::Balancer) can be tuned with.
+///
+/// Defaults are explained in `docs/balancing.md`.
+#[derive(Debug, Clone)]
+pub struct BalancerConfig {
+    /// A name for the balanced service, used in errors, logs and metrics
+    /// labels. Default: `"default"`.
+    pub target: String,
+    /// How the score smooths and weighs signals.
+    pub score: ScoreConfig,
+    /// When an endpoint is ejected and how it comes back.
+    pub breaker: CircuitBreakerConfig,
+    /// How many endpoints may be ejected at once, and when to ignore ejections.
+    pub ejection: EjectionBudget,
+    /// Methods that stream: picked by stream count rather than completion time.
+    pub streaming: StreamingMethods,
+    /// gRPC status codes that count against an endpoint. Default: UNKNOWN,
+    /// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+    /// Application errors (NOT_FOUND, INVALID_ARGUMENT, ...) say nothing
+    /// about the endpoint's health.
+    pub failure_codes: Vec<Code>,
+    /// Subscribe to each endpoint's out-of-band ORCA stream at this period,
+    /// in addition to per-call trailers. Default: off.
+    pub oob_interval: Option<Duration>,
+    /// Timeout for establishing a connection to an endpoint. Default: 1 s.
+    pub connect_timeout: Duration,
+    /// How often breaker deadlines, fleet medians, gauges and windows are
+    /// updated, on a background task. Default: 50 ms.
+    pub maintenance_interval: Duration,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        Self {
+            target: "default".to_string(),
+            score: ScoreConfig::default(),
+            breaker: CircuitBreakerConfig::default(),
+            ejection: EjectionBudget::default(),
+            streaming: StreamingMethods::new(),
+            failure_codes: vec![
+                Code::Unknown,
+                Code::DeadlineExceeded,
+                Code::ResourceExhausted,
+                Code::Internal,
+                Code::Unavailable,
+                Code::DataLoss,
+            ],
+            oob_interval: None,
+            connect_timeout: Duration::from_secs(1),
+            maintenance_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+/// A [`BalancerConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: String,
+    why: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, why: impl fmt::Display) -> Self {
+        Self {
+            field: field.into(),
+            why: why.to_string(),
+        }
+    }
+
+    /// The offending field, as `breaker.consecutive_errors`.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid balancer config: {}: {}", self.field, self.why)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl BalancerConfig {
+    /// Checks every field, naming the first that is wrong and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.target.is_empty() {
+            return Err(ConfigError::new("target", "must not be empty"));
+        }
+        self.score
+            .validate()
+            .map_err(|e| ConfigError::new(format!("score.{}", e.field()), e))?;
+        self.breaker
+            .validate()
+            .map_err(|e| ConfigError::new(format!("breaker.{}", e.field()), e))?;
+        self.ejection
+            .validate()
+            .map_err(|e| ConfigError::new(format!("ejection.{}", e.field()), e))?;
+        if self.failure_codes.contains(&Code::Ok) {
+            return Err(ConfigError::new("failure_codes", "must not contain OK"));
+        }
+        if let Some(d) = self.oob_interval
+            && d.is_zero()
+        {
+            return Err(ConfigError::new(
+                "oob_interval",
+                "must be greater than zero",
+            ));
+        }
+        for (field, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("maintenance_interval", self.maintenance_interval),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::new(field, "must be greater than zero"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! Where endpoints come from: a stream of insertions and removals.
+
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use http::Uri;
+use tokio_stream::{Stream, StreamExt};
+use tonic::transport::Endpoint as TonicEndpoint;
+
+use crate::BuildError;
+use crate::endpoint::Endpoint;
+use crate::shared::Shared;
+
+/// A change to the set of endpoints, as tower and tonic discovery express it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An endpoint appeared: its key (unique within the set) and its URI
+    /// (`http://host:port`). Inserting a key already present is ignored.
+    Insert(String, Uri),
+    /// The endpoint with this key went away. Calls in flight on it finish;
+    /// no new call is sent to it.
+    Remove(String),
+}
+
+/// Changes that insert every URI of a fixed list, keyed by the URI itself.
+pub fn static_list<I, S>(uris: I) -> Result<Vec<Change>, BuildError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    uris.into_iter()
+        .map(|s| {
+            let s = s.as_ref();
+            let uri: Uri =
+                s.parse()
+                    .map_err(|e: http::uri::InvalidUri| BuildError::InvalidUri {
+                        uri: s.to_string(),
+                        why: e.to_string(),
+                    })?;
+            if uri.scheme().is_none() || uri.authority().is_none() {
+                return Err(BuildError::InvalidUri {
+                    uri: s.to_string(),
+                    why: "expected scheme://host:port".to_string(),
+                });
+            }
+            Ok(Change::Insert(s.to_string(), uri))
+        })
+        .collect()
+}
+
+/// Applies changes from `discovery` until it ends or the balancer is dropped.
+pub(crate) async fn run(
+    shared: Weak<Shared>,
+    mut discovery: Pin<Box<dyn Stream<Item = Change> + Send>>,
+) {
+    while let Some(change) = discovery.next().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        apply(&shared, change);
+    }
+}
+
+pub(crate) fn apply(shared: &Arc<Shared>, change: Change) {
+    let now = tokio::time::Instant::now().into_std();
+    match change {
+        Change::Insert(key, uri) => {
+            let channel = TonicEndpoint::from(uri.clone())
+                .connect_timeout(shared.config.connect_timeout)
+                .tcp_nodelay(true)
+                .connect_lazy();
+            let ep = Arc::new(Endpoint::new(key.clone(), uri, channel, shared, now));
+            if shared.insert(ep.clone()) {
+                tracing::info!(target_name = %shared.config.target, endpoint = %key, "endpoint added");
+                if let Some(period) = shared.config.oob_interval {
+                    let task = tokio::spawn(crate::oob::run(
+                        Arc::downgrade(shared),
+                        Arc::downgrade(&ep),
+                        period,
+                    ));
+                    *ep.oob_task.lock() = Some(task);
+                }
+            } else {
+                tracing::debug!(target_name = %shared.config.target, endpoint = %key, "endpoint already present");
+            }
+        }
+        Change::Remove(key) => {
+            if shared.remove(&key).is_some() {
+                tracing::info!(target_name = %shared.config.target, endpoint = %key, "endpoint removed; draining");
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! One backend: its connection, what is known of its load, its breaker.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use http::Uri;
+use orca_lb_core::{
+    BreakerState, CircuitBreaker, EndpointState, Estimate, LoadReport, LocalLoad, Score, Transition,
+};
+use parking_lot::{Mutex, RwLock};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use crate::metrics::EndpointMetrics;
+use crate::shared::Shared;
+
+/// How a call ended, as far as the endpoint's health goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A response with a status that says nothing bad about the endpoint.
+    Success,
+    /// A status in the failure codes, or a broken response.
+    Failure,
+    /// The connection could not be made.
+    ConnectFailure,
+    /// The caller went away; nothing learned.
+    Cancelled,
+}
+
+/// The mutable heart of an endpoint, behind its own lock (never a global one).
+#[derive(Debug)]
+pub(crate) struct EndpointCore {
+    pub(crate) state: EndpointState,
+    pub(crate) breaker: CircuitBreaker,
+    /// (time, picks_total, failures_total) once per maintenance tick, for the
+    /// last-10-seconds counts.
+    pub(crate) history: VecDeque<(Instant, u64, u64)>,
+}
+
+/// A backend the balancer can send calls to.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) key: String,
+    pub(crate) uri: Uri,
+    pub(crate) channel: Channel,
+    pub(crate) core: Mutex<EndpointCore>,
+    /// What picks read: published after every update.
+    estimate: RwLock<Estimate>,
+    eligible: AtomicBool,
+    breaker_state: AtomicU8,
+    pub(crate) in_flight: AtomicU32,
+    pub(crate) streams: AtomicU32,
+    pub(crate) draining: AtomicBool,
+    pub(crate) picks_total: AtomicU64,
+    pub(crate) failures_total: AtomicU64,
+    pub(crate) metrics: EndpointMetrics,
+    pub(crate) oob_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn state_code(s: BreakerState) -> u8 {
+    match s {
+        BreakerState::Closed => 0,
+        BreakerState::HalfOpen => 1,
+        BreakerState::Open => 2,
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        key: String,
+        uri: Uri,
+        channel: Channel,
+        shared: &Shared,
+        now: Instant,
+    ) -> Self {
+        let state = EndpointState::new(&shared.config.score, shared.fleet().service_time, now);
+        let estimate = state.estimate();
+        let metrics = EndpointMetrics::new(&shared.config.target, &key);
+        Self {
+            key,
+            uri,
+            channel,
+            core: Mutex::new(EndpointCore {
+                state,
+                breaker: CircuitBreaker::new(shared.config.breaker.clone()),
+                history: VecDeque::new(),
+            }),
+            estimate: RwLock::new(estimate),
+            eligible: AtomicBool::new(true),
+            breaker_state: AtomicU8::new(0),
+            in_flight: AtomicU32::new(0),
+            streams: AtomicU32::new(0),
+            draining: AtomicBool::new(false),
+            picks_total: AtomicU64::new(0),
+            failures_total: AtomicU64::new(0),
+            metrics,
+            oob_task: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn local(&self) -> LocalLoad {
+        LocalLoad {
+            in_flight: self.in_flight.load(Relaxed),
+            streams: self.streams.load(Relaxed),
+        }
+    }
+
+    /// Whether picks may choose it (ignoring panic mode).
+    pub(crate) fn is_eligible(&self) -> bool {
+        self.eligible.load(Relaxed) && !self.draining.load(Relaxed)
+    }
+
+    /// Whether its breaker is Closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.breaker_state.load(Relaxed) == 0
+    }
+
+    /// The cost of a call (or stream) here now. Lock-free but for the
+    /// endpoint's own read lock on its estimate.
+    pub(crate) fn cost(&self, stream: bool, shared: &Shared, now: Instant) -> Score {
+        let estimate = *self.estimate.read();
+        let fleet = shared.fleet();
+        if stream {
+            estimate.stream_cost(self.local(), &fleet, &shared.config.score, now)
+        } else {
+            estimate.cost(self.local(), &fleet, &shared.config.score, now)
+        }
+    }
+
+    /// Reserves a call here. `Some(true)`: the call is a HalfOpen probe;
+    /// `Some(false)`: an ordinary call (breaker Closed, or panic mode);
+    /// `None`: the breaker refuses.
+    pub(crate) fn admit(&self, panic: bool) -> Option<bool> {
+        if self.is_closed() {
+            return Some(false);
+        }
+        let mut core = self.core.lock();
+        if core.breaker.state() == BreakerState::Closed {
+            return Some(false);
+        }
+        if core.breaker.try_acquire_probe() {
+            self.publish(&core);
+            Some(true)
+        } else {
+            panic.then_some(false)
+        }
+    }
+
+    /// Publishes what picks read, from the core (lock held by the caller).
+    pub(crate) fn publish(&self, core: &EndpointCore) {
+        *self.estimate.write() = core.state.estimate();
+        self.eligible.store(core.breaker.is_eligible(), Relaxed);
+        let code = state_code(core.breaker.state());
+        self.breaker_state.store(code, Relaxed);
+        self.metrics.breaker_state.set(f64::from(code));
+    }
+
+    /// Takes in a report (trailer or out of band).
+    pub(crate) fn on_report(&self, report: &LoadReport, shared: &Shared, now: Instant) {
+        self.metrics.reports.increment(1);
+        let local = self.local();
+        let mut core = self.core.lock();
+        core.state.on_report(report, local, now);
+        let may_eject = shared.may_eject();
+        let t = core.breaker.on_report(report, now, may_eject);
+        self.after(&mut core, t, shared, now);
+    }
+
+    /// Takes in a call's outcome. `probe` says whether the call held a
+    /// HalfOpen probe.
+    pub(crate) fn on_outcome(
+        &self,
+        outcome: Outcome,
+        latency: Option<Duration>,
+        probe: bool,
+        shared: &Shared,
+        now: Instant,
+    ) {
+        if matches!(outcome, Outcome::Failure | Outcome::ConnectFailure) {
+            self.failures_total.fetch_add(1, Relaxed);
+            self.metrics.failures.increment(1);
+        }
+        let mut core = self.core.lock();
+        let failed = outcome != Outcome::Success;
+        if outcome != Outcome::Cancelled
+            && let Some(latency) =
+                latency.or((outcome != Outcome::Success).then_some(Duration::ZERO))
+        {
+            core.state.on_response(latency, failed, now);
+        }
+        let may_eject = shared.may_eject();
+        let t = match outcome {
+            Outcome::Success => core.breaker.on_success(now),
+            Outcome::Failure => core.breaker.on_failure(now, may_eject),
+            Outcome::ConnectFailure => core.breaker.on_connect_failure(now, may_eject),
+            Outcome::Cancelled => {
+                if probe {
+                    core.breaker.on_probe_cancelled();
+                }
+                None
+            }
+        };
+        self.after(&mut core, t, shared, now);
+    }
+
+    /// Drives the breaker's deadline.
+    pub(crate) fn on_tick(&self, shared: &Shared, now: Instant) {
+        let mut core = self.core.lock();
+        if core.breaker.next_transition().is_some_and(|at| at <= now) {
+            let t = core.breaker.on_deadline(now);
+            self.after(&mut core, t, shared, now);
+        }
+    }
+
+    fn after(&self, core: &mut EndpointCore, t: Option<Transition>, shared: &Shared, now: Instant) {
+        if let Some(t) = t {
+            shared.on_transition(self, &t, core.breaker.ejections(), now);
+            if t.to == BreakerState::Open {
+                self.metrics.ejections.increment(1);
+            }
+        }
+        self.publish(core);
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(task) = self.oob_task.get_mut().take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Errors of the balancer.
+
+use std::fmt;
+
+use tonic::{Code, Status};
+
+/// Why a call could not be sent.
+///
+/// The balancer's `Service::Error` is a boxed [`tonic::Status`] whose
+/// `source()` is one of these, so a generated tonic client sees a clear status
+/// and code, and code that needs the detail can downcast.
+#[derive(Debug)]
+pub enum BalanceError {
+    /// Discovery has not produced any endpoint (yet), or all were removed.
+    NoEndpoints {
+        /// The balancer's target.
+        target: String,
+    },
+    /// Every endpoint is ejected or draining, and panic mode did not apply.
+    NoneAvailable {
+        /// The balancer's target.
+        target: String,
+        /// How many endpoints there are.
+        endpoints: usize,
+    },
+    /// Sending the call to the endpoint failed before any response: the
+    /// connection was refused, reset or timed out.
+    Transport {
+        /// The endpoint's address.
+        endpoint: String,
+        /// What failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BalanceError {
+    /// Whether discovery had no endpoint at all.
+    pub fn is_no_endpoints(&self) -> bool {
+        matches!(self, BalanceError::NoEndpoints { .. })
+    }
+
+    /// Whether every endpoint was ejected or draining.
+    pub fn is_none_available(&self) -> bool {
+        matches!(self, BalanceError::NoneAvailable { .. })
+    }
+
+    /// Whether the chosen endpoint could not be reached.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, BalanceError::Transport { .. })
+    }
+}
+
+impl fmt::Display for BalanceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BalanceError::NoEndpoints { target } => {
+                write!(f, "no endpoints for {target}: discovery has found none")
+            }
+            BalanceError::NoneAvailable { target, endpoints } => write!(
+                f,
+                "no available endpoint for {target}: all {endpoints} are ejected or draining"
+            ),
+            BalanceError::Transport { endpoint, source } => {
+                write!(f, "endpoint {endpoint} unreachable: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BalanceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BalanceError::Transport { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+}
+
+impl From<BalanceError> for Status {
+    fn from(e: BalanceError) -> Status {
+        // All are retriable elsewhere or later: UNAVAILABLE, as gRPC uses for
+        // "no ready subchannel" and connection failures.
+        let mut status = Status::new(Code::Unavailable, e.to_string());
+        status.set_source(std::sync::Arc::new(e));
+        status
+    }
+}
+
+/// The boxed error the balancer's service returns: a `tonic::Status`.
+pub(crate) fn boxed(e: BalanceError) -> crate::BoxError {
+    Box::new(Status::from(e))
+}

@@ -1,0 +1,36 @@
+//! Metric handles of one endpoint, created once when it is added.
+
+use metrics::{Counter, Gauge, counter, gauge};
+
+/// Handles for one endpoint's metrics. Labels: `target` (the balancer) and
+/// `endpoint` (its address). Names are listed in `docs/observability.md`.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointMetrics {
+    pub(crate) picks: Counter,
+    pub(crate) failures: Counter,
+    pub(crate) ejections: Counter,
+    pub(crate) invalid_reports: Counter,
+    pub(crate) reports: Counter,
+    pub(crate) in_flight: Gauge,
+    pub(crate) score: Gauge,
+    pub(crate) breaker_state: Gauge,
+}
+
+impl EndpointMetrics {
+    pub(crate) fn new(target: &str, endpoint: &str) -> Self {
+        let labels = [
+            ("target", target.to_string()),
+            ("endpoint", endpoint.to_string()),
+        ];
+        Self {
+            picks: counter!("orca_lb_client_picks_total", &labels),
+            failures: counter!("orca_lb_client_failures_total", &labels),
+            ejections: counter!("orca_lb_client_ejections_total", &labels),
+            invalid_reports: counter!("orca_lb_client_invalid_reports_total", &labels),
+            reports: counter!("orca_lb_client_reports_total", &labels),
+            in_flight: gauge!("orca_lb_client_in_flight", &labels),
+            score: gauge!("orca_lb_client_score_seconds", &labels),
+            breaker_state: gauge!("orca_lb_client_breaker_state", &labels),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Out-of-band ORCA subscriptions, one per endpoint.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use orca_lb_core::LoadReport;
+use orca_lb_proto::pb::OrcaLoadReportRequest;
+use orca_lb_proto::pb::open_rca_service_client::OpenRcaServiceClient;
+use rand::Rng;
+use tonic::Code;
+
+use crate::endpoint::Endpoint;
+use crate::shared::Shared;
+
+/// Reconnect backoff, as gRPC's ORCA clients use it.
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(120);
+const BACKOFF_MULTIPLIER: f64 = 1.6;
+const JITTER: f64 = 0.2;
+
+/// Subscribes to the endpoint's `StreamCoreMetrics` over its own connection
+/// and feeds every report to the balancer. Stops for good on UNIMPLEMENTED
+/// (the endpoint has no OOB service: per-call trailers remain); retries other
+/// errors with backoff (1 s, x1.6, +-20 %, at most 120 s), reset after any
+/// report. Ends when the endpoint or the balancer is dropped.
+pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: Duration) {
+    let mut backoff = INITIAL_BACKOFF;
+    loop {
+        let Some(ep) = endpoint.upgrade() else { return };
+        let mut client = OpenRcaServiceClient::new(ep.channel.clone());
+        let key = ep.key.clone();
+        drop(ep);
+        let request = OrcaLoadReportRequest {
+            report_interval: period.try_into().ok(),
+            request_cost_names: vec![],
+        };
+        match client.stream_core_metrics(request).await {
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(pb)) => {
+                            backoff = INITIAL_BACKOFF;
+                            let (Some(shared), Some(ep)) = (shared.upgrade(), endpoint.upgrade())
+                            else {
+                                return;
+                            };
+                            let now = tokio::time::Instant::now().into_std();
+                            match LoadReport::try_from(pb) {
+                                Ok(report) => ep.on_report(&report, &shared, now),
+                                Err(e) => {
+                                    ep.metrics.invalid_reports.increment(1);
+                                    tracing::warn!(endpoint = %key, error = %e, "ignored an invalid out-of-band report");
+                                }
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(endpoint = %key, %status, "out-of-band stream ended");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) if status.code() == Code::Unimplemented => {
+                tracing::info!(endpoint = %key, "no out-of-band ORCA service; using per-call reports");
+                return;
+            }
+            Err(status) => {
+                tracing::debug!(endpoint = %key, %status, ?backoff, "out-of-band subscription failed");
+            }
+        }
+        let jitter = 1.0 + rand::rng().random_range(-JITTER..=JITTER);
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        backoff = backoff.mul_f64(BACKOFF_MULTIPLIER).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,247 @@
+//! State shared by every clone of a balancer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+use orca_lb_core::{BreakerState, FleetView, Transition, median};
+use parking_lot::{Mutex, RwLock};
+
+use crate::BalancerConfig;
+use crate::atomic_f64::AtomicF64;
+use crate::endpoint::Endpoint;
+
+/// The endpoint list picks read: replaced whole on every discovery change, so
+/// a pick holds an `Arc` of a consistent list and never waits on discovery.
+pub(crate) type EndpointList = Arc<[Arc<Endpoint>]>;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: BalancerConfig,
+    list: RwLock<EndpointList>,
+    by_key: Mutex<HashMap<String, Arc<Endpoint>>>,
+    /// Bumped on every change of `list`; clones compare it to their cached
+    /// generation (one atomic load per pick) and re-read `list` when it moved.
+    generation: AtomicU64,
+    fleet_service_time: AtomicF64,
+    fleet_backlog: AtomicF64,
+    fleet_streams: AtomicF64,
+    /// Endpoints whose breaker is not Closed.
+    ejected: AtomicUsize,
+    total: AtomicUsize,
+    panic: AtomicBool,
+    seed: AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl Shared {
+    pub(crate) fn new(config: BalancerConfig, seed: u64) -> Self {
+        let unknown = FleetView::unknown(config.score.default_service_time);
+        Self {
+            config,
+            list: RwLock::new(Arc::from(Vec::new())),
+            by_key: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            fleet_service_time: AtomicF64::new(unknown.service_time),
+            fleet_backlog: AtomicF64::new(unknown.backlog),
+            fleet_streams: AtomicF64::new(unknown.streams),
+            ejected: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+            panic: AtomicBool::new(false),
+            seed: AtomicU64::new(seed),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn list(&self) -> (EndpointList, u64) {
+        let list = self.list.read();
+        (list.clone(), self.generation())
+    }
+
+    /// A fresh RNG seed for a new clone (splitmix64 over a counter).
+    pub(crate) fn next_seed(&self) -> u64 {
+        let mut z = self
+            .seed
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn fleet(&self) -> FleetView {
+        FleetView {
+            service_time: self.fleet_service_time.load(),
+            backlog: self.fleet_backlog.load(),
+            streams: self.fleet_streams.load(),
+        }
+    }
+
+    pub(crate) fn is_panic(&self) -> bool {
+        self.panic.load(Relaxed)
+    }
+
+    pub(crate) fn ejected(&self) -> usize {
+        self.ejected.load(Relaxed)
+    }
+
+    /// Whether the ejection budget allows one more ejection.
+    pub(crate) fn may_eject(&self) -> bool {
+        self.config
+            .ejection
+            .may_eject(self.ejected.load(Relaxed), self.total.load(Relaxed))
+    }
+
+    fn update_panic(&self) {
+        let total = self.total.load(Relaxed);
+        let eligible = total.saturating_sub(self.ejected.load(Relaxed));
+        let panic = self.config.ejection.is_panic(eligible, total);
+        if self.panic.swap(panic, Relaxed) != panic {
+            if panic {
+                tracing::warn!(
+                    target_name = %self.config.target,
+                    eligible,
+                    total,
+                    "too few endpoints left: panic mode, ejections ignored"
+                );
+            } else {
+                tracing::info!(target_name = %self.config.target, eligible, total, "panic mode over");
+            }
+        }
+    }
+
+    pub(crate) fn on_transition(
+        &self,
+        ep: &Endpoint,
+        t: &Transition,
+        ejections: u32,
+        _now: Instant,
+    ) {
+        let was_out = t.from != BreakerState::Closed;
+        let is_out = t.to != BreakerState::Closed;
+        match (was_out, is_out) {
+            (false, true) => {
+                self.ejected.fetch_add(1, Relaxed);
+            }
+            (true, false) => {
+                self.ejected.fetch_sub(1, Relaxed);
+            }
+            _ => {}
+        }
+        match t.to {
+            BreakerState::Open => tracing::info!(
+                target_name = %self.config.target,
+                endpoint = %ep.key,
+                from = ?t.from,
+                reason = ?t.reason,
+                ejections,
+                "endpoint ejected"
+            ),
+            BreakerState::HalfOpen => tracing::info!(
+                target_name = %self.config.target,
+                endpoint = %ep.key,
+                "endpoint half-open: probing"
+            ),
+            BreakerState::Closed => tracing::info!(
+                target_name = %self.config.target,
+                endpoint = %ep.key,
+                "endpoint recovered"
+            ),
+        }
+        self.update_panic();
+    }
+
+    /// Adds an endpoint; `false` if its key is already present.
+    pub(crate) fn insert(&self, ep: Arc<Endpoint>) -> bool {
+        let mut by_key = self.by_key.lock();
+        if by_key.contains_key(&ep.key) {
+            return false;
+        }
+        by_key.insert(ep.key.clone(), ep);
+        self.republish(&by_key);
+        true
+    }
+
+    /// Removes an endpoint: it stops being picked at once; calls in flight
+    /// on it finish (they hold their own reference).
+    pub(crate) fn remove(&self, key: &str) -> Option<Arc<Endpoint>> {
+        let mut by_key = self.by_key.lock();
+        let ep = by_key.remove(key)?;
+        ep.draining.store(true, Relaxed);
+        if !ep.is_closed() {
+            self.ejected.fetch_sub(1, Relaxed);
+        }
+        self.republish(&by_key);
+        Some(ep)
+    }
+
+    fn republish(&self, by_key: &HashMap<String, Arc<Endpoint>>) {
+        let mut eps: Vec<_> = by_key.values().cloned().collect();
+        eps.sort_by(|a, b| a.key.cmp(&b.key));
+        self.total.store(eps.len(), Relaxed);
+        *self.list.write() = Arc::from(eps);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.update_panic();
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves after the next change of the endpoint list.
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// One maintenance pass: breaker deadlines, fleet medians, gauges and
+    /// pick windows.
+    pub(crate) fn maintain(&self, now: Instant) {
+        let (list, _) = self.list();
+        let mut service_times = Vec::with_capacity(list.len());
+        let mut backlogs = Vec::with_capacity(list.len());
+        let mut streams = Vec::with_capacity(list.len());
+        for ep in list.iter() {
+            ep.on_tick(self, now);
+            let mut core = ep.core.lock();
+            let e = core.state.estimate();
+            if let Some(s) = e
+                .service_time
+                .or(e.latency.filter(|_| core.state.responses() > 0))
+            {
+                service_times.push(s);
+            }
+            if let Some(b) = e.backlog {
+                backlogs.push(b);
+            }
+            if let Some(s) = e.streams {
+                streams.push(s);
+            }
+            let picks = ep.picks_total.load(Relaxed);
+            let failures = ep.failures_total.load(Relaxed);
+            core.history.push_back((now, picks, failures));
+            while core.history.front().is_some_and(|(t, _, _)| {
+                now.saturating_duration_since(*t) > crate::snapshot::WINDOW
+            }) {
+                core.history.pop_front();
+            }
+            drop(core);
+            ep.metrics
+                .in_flight
+                .set(f64::from(ep.in_flight.load(Relaxed)));
+            ep.metrics.score.set(ep.cost(false, self, now).seconds());
+        }
+        if let Some(m) = median(&mut service_times) {
+            self.fleet_service_time.store(m);
+        }
+        if let Some(m) = median(&mut backlogs) {
+            self.fleet_backlog.store(m);
+        }
+        if let Some(m) = median(&mut streams) {
+            self.fleet_streams.store(m);
+        }
+        self.update_panic();
+    }
+}

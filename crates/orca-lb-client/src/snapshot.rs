@@ -1,0 +1,109 @@
+//! What a balancer knows and decided, for debugging and display.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use orca_lb_core::{BreakerState, CostTerms, OpenReason};
+
+use crate::shared::Shared;
+
+/// The span of the recent pick and failure counts.
+pub(crate) const WINDOW: Duration = Duration::from_secs(10);
+
+/// One balancer at one instant.
+#[derive(Debug, Clone)]
+pub struct BalancerSnapshot {
+    /// The balancer's target name.
+    pub target: String,
+    /// Whether the balancer ignores ejections because too few endpoints remain.
+    pub panic: bool,
+    /// Endpoints whose breaker is not Closed.
+    pub ejected: usize,
+    /// Every endpoint, in key order.
+    pub endpoints: Vec<EndpointSnapshot>,
+}
+
+/// One endpoint at one instant.
+#[derive(Debug, Clone)]
+pub struct EndpointSnapshot {
+    /// Its key in the endpoint set.
+    pub key: String,
+    /// Its address.
+    pub uri: String,
+    /// Its breaker's state.
+    pub breaker: BreakerState,
+    /// Why and when the breaker last changed state, if it ever did.
+    pub last_transition: Option<(Duration, BreakerState, Option<OpenReason>)>,
+    /// How many times it was ejected.
+    pub ejections: u32,
+    /// Whether picks may choose it now.
+    pub eligible: bool,
+    /// The cost of a unary call now, term by term.
+    pub cost: CostTerms,
+    /// Smoothed reported utilization, CPU and queue depth.
+    pub utilization: Option<f64>,
+    /// Smoothed reported CPU utilization.
+    pub cpu: Option<f64>,
+    /// Smoothed reported queue depth.
+    pub queue_depth: Option<f64>,
+    /// Age of the last report.
+    pub report_age: Option<Duration>,
+    /// Reports received.
+    pub reports: u64,
+    /// This client's unary calls in flight on it.
+    pub in_flight: u32,
+    /// This client's open streams on it.
+    pub streams: u32,
+    /// Calls sent to it in the last 10 seconds.
+    pub recent_picks: u64,
+    /// Failed calls in the last 10 seconds.
+    pub recent_failures: u64,
+}
+
+impl BalancerSnapshot {
+    pub(crate) fn take(shared: &Shared, now: Instant) -> Self {
+        let (list, _) = shared.list();
+        let fleet = shared.fleet();
+        let endpoints = list
+            .iter()
+            .map(|ep| {
+                let core = ep.core.lock();
+                let local = ep.local();
+                let picks = ep.picks_total.load(Relaxed);
+                let failures = ep.failures_total.load(Relaxed);
+                let (old_picks, old_failures) =
+                    core.history.front().map_or((0, 0), |&(_, p, f)| (p, f));
+                EndpointSnapshot {
+                    key: ep.key.clone(),
+                    uri: ep.uri.to_string(),
+                    breaker: core.breaker.state(),
+                    last_transition: core
+                        .breaker
+                        .last_transition()
+                        .map(|(at, t)| (now.saturating_duration_since(at), t.to, t.reason)),
+                    ejections: core.breaker.ejections(),
+                    eligible: ep.is_eligible(),
+                    cost: core
+                        .state
+                        .estimate()
+                        .terms(local, &fleet, &shared.config.score, now),
+                    utilization: core.state.utilization(),
+                    cpu: core.state.cpu(),
+                    queue_depth: core.state.queue_depth(),
+                    report_age: core.state.report_age(now),
+                    reports: core.state.reports(),
+                    in_flight: local.in_flight,
+                    streams: local.streams,
+                    recent_picks: picks - old_picks,
+                    recent_failures: failures - old_failures,
+                }
+            })
+            .collect();
+        BalancerSnapshot {
+            target: shared.config.target.clone(),
+            panic: shared.is_panic(),
+            ejected: shared.ejected(),
+            endpoints,
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! What a circuit breaker reacts to, and for how long it ejects.
+
+use std::time::Duration;
+
+use super::InvalidConfig;
+
+/// The settings of a [`CircuitBreaker`](crate::CircuitBreaker).
+///
+/// Build one with struct update syntax over [`Default`] and check it once
+/// with [`validate`](Self::validate) where it enters the program:
+///
+/// ```
+/// use std::time::Duration;
+/// use orca_lb_core::CircuitBreakerConfig;
+///
+/// let config = CircuitBreakerConfig {
+///     consecutive_errors: 3,
+///     max_ejection_time: Duration::from_secs(10),
+///     ..CircuitBreakerConfig::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitBreakerConfig {
+    /// Failed calls in a row that open the breaker. Default 5, Envoy's
+    /// `consecutive_5xx` default: a single error says little, five in a row
+    /// at any traffic level say the endpoint is failing. Must be at least 1.
+    pub consecutive_errors: u32,
+
+    /// How long the first ejection lasts. Default 1 s: long enough for calls
+    /// to go elsewhere, short enough that a blip costs little capacity. Must
+    /// be above zero.
+    ///
+    /// The k-th ejection in a row lasts `base_ejection_time * 2^(k-1)`, capped
+    /// at [`max_ejection_time`](Self::max_ejection_time), so an endpoint that
+    /// keeps failing its probes is tried less and less often. The count k
+    /// goes back to zero once the endpoint has stayed Closed for
+    /// `max_ejection_time` without being ejected again: a failure after that
+    /// is a new incident, not the same one coming back.
+    pub base_ejection_time: Duration,
+
+    /// The longest an ejection lasts, and how long an endpoint must stay
+    /// Closed before its next ejection starts again from
+    /// [`base_ejection_time`](Self::base_ejection_time). Default 30 s: Envoy
+    /// uses 300 s, but our ejections also come from overload, which clears
+    /// within seconds once traffic moves away. At least `base_ejection_time`
+    /// and at most [`EJECTION_TIME_LIMIT`](Self::EJECTION_TIME_LIMIT).
+    pub max_ejection_time: Duration,
+
+    /// Probe calls let through while HalfOpen. Default 3. All of them must
+    /// succeed to close the breaker, and any failure reopens it for the next,
+    /// longer ejection time: one success could be luck, three in a row on a
+    /// still-broken endpoint rarely are, and three calls are a small price if
+    /// it is broken. Must be at least 1.
+    pub half_open_probes: u32,
+
+    /// The time-averaged reported utilization above which the endpoint is
+    /// overloaded. Default 1.5.
+    ///
+    /// The signal is [`LoadReport::effective_utilization`](crate::LoadReport::effective_utilization):
+    /// `application_utilization` when reported, else `cpu_utilization`. It
+    /// may exceed 1 because orca-lb's servers fold their queue into
+    /// `application_utilization`, so 1.5 reads "every worker busy and half as
+    /// many calls again waiting". Must be above zero;
+    /// [`f64::INFINITY`] turns the signal off.
+    pub overload_utilization: f64,
+
+    /// The time-averaged reported `cpu_utilization` above which the endpoint
+    /// is overloaded. Default 0.98: a CPU pinned at its limit queues every
+    /// call, whatever the application reports. Must be above zero;
+    /// [`f64::INFINITY`] turns the signal off.
+    pub overload_cpu: f64,
+
+    /// The time-averaged reported queue depth
+    /// ([`LoadReport::queue_depth`](crate::LoadReport::queue_depth)) above
+    /// which the endpoint is overloaded, or `None` (the default) to ignore
+    /// queue depth. Off by default because a good limit depends on the
+    /// service's concurrency and service time, which only its owner knows.
+    /// Must be above zero when set.
+    pub overload_queue_depth: Option<f64>,
+
+    /// The time constant of the averages the overload thresholds apply to.
+    /// Default 1 s: overload must be sustained, not one unlucky sample (see
+    /// [`Ewma`](crate::Ewma); a value below [`Ewma::MIN_DECAY`](crate::Ewma::MIN_DECAY)
+    /// is raised to it).
+    pub overload_decay: Duration,
+
+    /// Reports carrying a signal that must arrive, since the breaker's last
+    /// transition, before that signal can open it. Default 3: with a fresh
+    /// average the first report is the whole average, so a single outlier
+    /// would otherwise open the breaker on its own.
+    pub overload_min_reports: u32,
+}
+
+// === impl CircuitBreakerConfig ===
+
+impl CircuitBreakerConfig {
+    /// The upper bound on [`max_ejection_time`](Self::max_ejection_time): one
+    /// day.
+    ///
+    /// Keeps every deadline `now + ejection_time` representable as an
+    /// [`Instant`](std::time::Instant) on every platform; an endpoint out for
+    /// longer than a day should be removed from discovery instead.
+    pub const EJECTION_TIME_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+    /// Name used in [`InvalidConfig`] messages.
+    const NAME: &'static str = "circuit breaker config";
+
+    /// How long the `k`-th ejection in a row lasts:
+    /// `base_ejection_time * 2^(k-1)`, capped at `max_ejection_time`
+    /// (and at [`EJECTION_TIME_LIMIT`](Self::EJECTION_TIME_LIMIT)). `k`
+    /// counts from 1; 0 is taken as 1.
+    ///
+    /// ```
+    /// use orca_lb_core::CircuitBreakerConfig;
+    ///
+    /// let config = CircuitBreakerConfig::default();
+    /// let secs: Vec<u64> = (1..=7).map(|k| config.ejection_time(k).as_secs()).collect();
+    /// assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
+    /// ```
+    pub fn ejection_time(&self, k: u32) -> Duration {
+        let cap = self.max_ejection_time.min(Self::EJECTION_TIME_LIMIT);
+        2_u32
+            .checked_pow(k.saturating_sub(1))
+            .and_then(|factor| self.base_ejection_time.checked_mul(factor))
+            .map_or(cap, |time| time.min(cap))
+    }
+
+    /// Checks every field, returning the first that is out of range.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let invalid = |field, value: &dyn std::fmt::Debug, problem: &str| {
+            Err(InvalidConfig::new(Self::NAME, field, value, problem))
+        };
+        if self.consecutive_errors == 0 {
+            return invalid(
+                "consecutive_errors",
+                &self.consecutive_errors,
+                "must be at least 1",
+            );
+        }
+        if self.base_ejection_time.is_zero() {
+            return invalid(
+                "base_ejection_time",
+                &self.base_ejection_time,
+                "must be above zero",
+            );
+        }
+        if self.max_ejection_time < self.base_ejection_time {
+            return invalid(
+                "max_ejection_time",
+                &self.max_ejection_time,
+                &format!(
+                    "is below base_ejection_time ({:?})",
+                    self.base_ejection_time
+                ),
+            );
+        }
+        if self.max_ejection_time > Self::EJECTION_TIME_LIMIT {
+            return invalid(
+                "max_ejection_time",
+                &self.max_ejection_time,
+                &format!("is above the limit ({:?})", Self::EJECTION_TIME_LIMIT),
+            );
+        }
+        if self.half_open_probes == 0 {
+            return invalid(
+                "half_open_probes",
+                &self.half_open_probes,
+                "must be at least 1",
+            );
+        }
+        let thresholds = [
+            ("overload_utilization", Some(self.overload_utilization)),
+            ("overload_cpu", Some(self.overload_cpu)),
+            ("overload_queue_depth", self.overload_queue_depth),
+        ];
+        for (field, threshold) in thresholds {
+            match threshold {
+                Some(t) if t.is_nan() || t <= 0.0 => {
+                    return invalid(field, &t, "must be a number above zero");
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_errors: 5,
+            base_ejection_time: Duration::from_secs(1),
+            max_ejection_time: Duration::from_secs(30),
+            half_open_probes: 3,
+            overload_utilization: 1.5,
+            overload_cpu: 0.98,
+            overload_queue_depth: None,
+            overload_decay: Duration::from_secs(1),
+            overload_min_reports: 3,
+        }
+    }
+}
