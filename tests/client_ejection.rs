@@ -1,1 +1,286 @@
-//! Placeholder.
+//! Failing endpoints are ejected by their breaker, within the ejection budget,
+//! and come back.
+
+use std::time::Duration;
+
+use orca_lb_client::{BalanceError, Balancer, BalancerConfig};
+use orca_lb_core::{BreakerState, CircuitBreakerConfig, EjectionBudget, OpenReason, ScoreConfig};
+use orca_lb_test::pb::HelloRequest;
+use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_tests::client::{self, Tally};
+use orca_lb_tests::{wait_until, within};
+use tonic::Code;
+
+/// A config where the score does not steer away from failures (a negligible
+/// penalty), so the breaker alone decides: what these tests are about.
+fn breaker_config(consecutive: u32, base_ejection: Duration) -> BalancerConfig {
+    BalancerConfig {
+        score: ScoreConfig {
+            error_penalty: Duration::from_micros(1),
+            slow_start: Duration::ZERO,
+            ..ScoreConfig::default()
+        },
+        breaker: CircuitBreakerConfig {
+            consecutive_errors: consecutive,
+            base_ejection_time: base_ejection,
+            max_ejection_time: base_ejection * 4,
+            half_open_probes: 1,
+            ..CircuitBreakerConfig::default()
+        },
+        ..client::config()
+    }
+}
+
+fn state_of(b: &Balancer, url: &str) -> orca_lb_client::EndpointSnapshot {
+    b.snapshot()
+        .endpoints
+        .into_iter()
+        .find(|e| e.key == url)
+        .expect("endpoint known")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_backend_is_ejected_and_gets_no_calls_while_open() {
+    let bs = client::backends(&[("a", 1, 4), ("b", 1, 4), ("bad", 1, 4)]).await;
+    bs[2].greeter().set_failing(Some(Code::Unavailable));
+    // A long ejection: nothing can race it in this test.
+    let b = client::balancer(breaker_config(3, Duration::from_secs(60)), &bs).await;
+
+    // Sequential calls until the bad one is ejected.
+    let mut client = GreeterClient::new(b.clone());
+    let mut failures = 0;
+    for _ in 0..500 {
+        if client.say_hello(HelloRequest::default()).await.is_err() {
+            failures += 1;
+        }
+        if state_of(&b, &bs[2].url()).breaker == BreakerState::Open {
+            break;
+        }
+    }
+    let bad = state_of(&b, &bs[2].url());
+    assert_eq!(bad.breaker, BreakerState::Open, "{bad:?}");
+    assert!(matches!(
+        bad.last_transition,
+        Some((
+            _,
+            BreakerState::Open,
+            Some(OpenReason::ConsecutiveErrors(3))
+        ))
+    ));
+    assert_eq!(
+        failures, 3,
+        "ejected on exactly the third consecutive error"
+    );
+    assert_eq!(b.snapshot().ejected, 1);
+
+    let entered = bs[2].greeter().entered();
+    let tally = within("calls", client::drive(&b, 300, 4)).await;
+    assert!(tally.failed.is_empty(), "{:?}", tally.failed);
+    assert_eq!(
+        bs[2].greeter().entered(),
+        entered,
+        "no call reached the ejected backend"
+    );
+    assert_eq!(tally.total_ok(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_backend_comes_back_after_its_ejection_time() {
+    let bs = client::backends(&[("a", 1, 4), ("flaky", 1, 4)]).await;
+    bs[1].greeter().set_failing(Some(Code::Internal));
+    let b = client::balancer(breaker_config(2, Duration::from_millis(200)), &bs).await;
+    let mut client = GreeterClient::new(b.clone());
+    for _ in 0..200 {
+        let _ = client.say_hello(HelloRequest::default()).await;
+        if state_of(&b, &bs[1].url()).breaker == BreakerState::Open {
+            break;
+        }
+    }
+    let flaky = state_of(&b, &bs[1].url());
+    assert_eq!(flaky.breaker, BreakerState::Open, "{:#?}", b.snapshot());
+
+    // Healed: after the ejection time the breaker half-opens, a probe
+    // succeeds, and the backend is back.
+    bs[1].greeter().set_failing(None);
+    let url = bs[1].url();
+    let probe = b.clone();
+    let mut calls = GreeterClient::new(b.clone());
+    let deadline = tokio::time::Instant::now() + orca_lb_tests::WAIT_LIMIT;
+    while state_of(&probe, &url).breaker != BreakerState::Closed {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never recovered: {:?}",
+            state_of(&probe, &url)
+        );
+        calls.say_hello(HelloRequest::default()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let tally = within("calls", client::drive(&b, 200, 4)).await;
+    assert!(tally.ok("flaky") > 0, "{tally:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_more_than_the_max_ejected_fraction() {
+    let bs = client::backends(&[("a", 0, 4), ("b", 0, 4), ("c", 0, 4), ("d", 0, 4)]).await;
+    for backend in &bs {
+        backend.greeter().set_failing(Some(Code::Unavailable));
+    }
+    let config = BalancerConfig {
+        ejection: EjectionBudget {
+            max_ejected_fraction: 0.5,
+            min_healthy_fraction: 0.0,
+        },
+        ..breaker_config(2, Duration::from_secs(60))
+    };
+    let b = client::balancer(config, &bs).await;
+    let mut client = GreeterClient::new(b.clone());
+    let mut most = 0;
+    for _ in 0..200 {
+        let status = client.say_hello(HelloRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        let ejected = b.snapshot().ejected;
+        most = most.max(ejected);
+        assert!(ejected <= 2, "{ejected} of 4 ejected");
+    }
+    assert_eq!(most, 2, "the budget is used up to its limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_mode_sends_to_ejected_backends_when_too_few_remain() {
+    let bs = client::backends(&[("a", 0, 4), ("bad", 0, 4), ("c", 0, 4)]).await;
+    bs[1].greeter().set_failing(Some(Code::Unavailable));
+    let config = BalancerConfig {
+        ejection: EjectionBudget {
+            max_ejected_fraction: 0.5,
+            // With one of three out, fewer than 90 % remain: panic.
+            min_healthy_fraction: 0.9,
+        },
+        ..breaker_config(2, Duration::from_secs(60))
+    };
+    let b = client::balancer(config, &bs).await;
+    let mut client = GreeterClient::new(b.clone());
+    for _ in 0..200 {
+        let _ = client.say_hello(HelloRequest::default()).await;
+        if b.snapshot().ejected == 1 {
+            break;
+        }
+    }
+    assert_eq!(b.snapshot().ejected, 1);
+    wait_until("panic mode", || b.snapshot().panic).await;
+    let entered = bs[1].greeter().entered();
+    let tally: Tally = within("calls", client::drive(&b, 300, 3)).await;
+    assert!(
+        bs[1].greeter().entered() > entered,
+        "in panic mode the ejected backend is picked again"
+    );
+    assert!(!tally.failed.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backend_loses_only_the_calls_in_flight_to_it() {
+    let bs = client::backends(&[("a", 2, 4), ("b", 2, 4), ("doomed", 2, 4)]).await;
+    let b = client::balancer(client::config(), &bs).await;
+    let warm = within("warm-up", client::drive(&b, 120, 4)).await;
+    assert!(warm.failed.is_empty());
+    assert!(warm.ok("doomed") > 0);
+
+    let mut bs = bs;
+    let doomed = bs.pop().unwrap();
+    let url = doomed.url();
+    let load = {
+        let b = b.clone();
+        tokio::spawn(async move { client::drive(&b, 800, 4).await })
+    };
+    // Kill it while calls flow.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(doomed);
+    let tally = within("calls", load).await.unwrap();
+    // Four workers: at most four calls were in flight to it when it died,
+    // and at most four more picked it before their failures steered the
+    // others away (by the failure penalty, or by ejection on a refused
+    // connection).
+    assert!(
+        tally.failed.len() <= 8,
+        "{} failed: {:?}",
+        tally.failed.len(),
+        tally.failed
+    );
+    for status in &tally.failed {
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    assert_eq!(tally.total_ok() + tally.failed.len(), 800);
+    let after = within("calls", client::drive(&b, 200, 4)).await;
+    assert!(after.failed.is_empty(), "{:?}", after.failed);
+    assert_eq!(after.ok("doomed"), 0);
+    let dead = state_of(&b, &url);
+    assert!(dead.recent_failures >= 1, "{dead:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_endpoints_is_unavailable_naming_the_target() {
+    let b = Balancer::new(client::config(), tokio_stream::pending()).unwrap();
+    let mut client = GreeterClient::new(b);
+    let status = client.say_hello(HelloRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(
+        status.message(),
+        "no endpoints for greeter: discovery has found none"
+    );
+    let source = std::error::Error::source(&status).expect("a source");
+    let e = source
+        .downcast_ref::<BalanceError>()
+        .expect("a BalanceError");
+    assert!(e.is_no_endpoints());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_endpoints_fail_clearly_and_are_ejected() {
+    // Two ports with nothing listening.
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        urls.push(format!("http://{}", l.local_addr().unwrap()));
+    }
+    let b = Balancer::from_uris(client::config(), &urls).unwrap();
+    within("discovery", b.wait_for_endpoints(2)).await;
+    let mut client = GreeterClient::new(b.clone());
+    for _ in 0..6 {
+        let status = client.say_hello(HelloRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            urls.iter().any(|u| status.message().contains(u.as_str())),
+            "names the endpoint: {}",
+            status.message()
+        );
+    }
+    let snapshot = b.snapshot();
+    assert_eq!(
+        snapshot.ejected, 1,
+        "the budget never ejects the last endpoint"
+    );
+    assert!(snapshot.endpoints.iter().any(|e| matches!(
+        e.last_transition,
+        Some((_, BreakerState::Open, Some(OpenReason::ConnectFailed)))
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_and_bad_uris_are_refused_with_their_reason() {
+    let bad = BalancerConfig {
+        breaker: CircuitBreakerConfig {
+            consecutive_errors: 0,
+            ..CircuitBreakerConfig::default()
+        },
+        ..client::config()
+    };
+    let err = Balancer::from_uris(bad, ["http://127.0.0.1:1"]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid balancer config: breaker.consecutive_errors"),
+        "{err}"
+    );
+    let err = Balancer::from_uris(client::config(), ["not a uri"]).unwrap_err();
+    assert!(err.to_string().contains("\"not a uri\""), "{err}");
+    let err = Balancer::from_uris(client::config(), ["127.0.0.1:80"]).unwrap_err();
+    assert!(err.to_string().contains("scheme://host:port"), "{err}");
+}

@@ -55,3 +55,107 @@ pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
+
+/// Client-side helpers: balancers over test backends, and load to drive them.
+pub mod client {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use orca_lb_client::{Balancer, BalancerConfig};
+    use orca_lb_proto::StreamingMethods;
+    use orca_lb_test::pb::HelloRequest;
+    use orca_lb_test::pb::greeter_client::GreeterClient;
+    use orca_lb_test::{Backend, BackendConfig, GREETER_DESCRIPTOR_SET, ServiceTime};
+    use tokio::sync::mpsc;
+
+    use super::within;
+
+    /// Backends named and timed as given: `(name, fixed service time in ms, capacity)`.
+    pub async fn backends(specs: &[(&str, u64, usize)]) -> Vec<Backend> {
+        let mut out = Vec::new();
+        for &(name, ms, capacity) in specs {
+            out.push(
+                Backend::spawn(BackendConfig {
+                    capacity: Some(capacity),
+                    service_time: ServiceTime::Fixed(Duration::from_millis(ms)),
+                    ..BackendConfig::named(name)
+                })
+                .await
+                .expect("backend starts"),
+            );
+        }
+        out
+    }
+
+    /// The default balancer config for the greeter, streams declared.
+    pub fn config() -> BalancerConfig {
+        BalancerConfig {
+            target: "greeter".into(),
+            streaming: StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
+                .expect("valid descriptor"),
+            ..BalancerConfig::default()
+        }
+    }
+
+    /// A balancer over `backends`, once it has discovered them all.
+    pub async fn balancer(config: BalancerConfig, backends: &[Backend]) -> Balancer {
+        let b =
+            Balancer::from_uris(config, backends.iter().map(|b| b.url())).expect("valid config");
+        within("endpoints discovered", b.wait_for_endpoints(backends.len())).await;
+        b
+    }
+
+    /// What a batch of calls did.
+    #[derive(Debug, Default)]
+    pub struct Tally {
+        /// Successful replies per backend name.
+        pub ok: HashMap<String, usize>,
+        /// Failed calls, as their status.
+        pub failed: Vec<tonic::Status>,
+    }
+
+    impl Tally {
+        /// Successful replies from `name`.
+        pub fn ok(&self, name: &str) -> usize {
+            self.ok.get(name).copied().unwrap_or(0)
+        }
+
+        /// All successful replies.
+        pub fn total_ok(&self) -> usize {
+            self.ok.values().sum()
+        }
+    }
+
+    /// Runs `calls` unary calls through `balancer` with `concurrency` workers.
+    pub async fn drive(balancer: &Balancer, calls: usize, concurrency: usize) -> Tally {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let per = calls / concurrency;
+        for _ in 0..concurrency {
+            let mut client = GreeterClient::new(balancer.clone());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for _ in 0..per {
+                    let result = client
+                        .say_hello(HelloRequest {
+                            name: "load".into(),
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|r| r.into_inner().backend);
+                    if tx.send(result).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut tally = Tally::default();
+        while let Some(result) = rx.recv().await {
+            match result {
+                Ok(name) => *tally.ok.entry(name).or_insert(0) += 1,
+                Err(status) => tally.failed.push(status),
+            }
+        }
+        tally
+    }
+}

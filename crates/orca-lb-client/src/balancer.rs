@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 
 use http::Request;
 use orca_lb_core::P2c;
-use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
 use tonic::body::Body;
 use tower_service::Service;
@@ -76,6 +76,7 @@ impl Balancer {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let interval = config.maintenance_interval;
+        let config_tolerance = config.score.tie_tolerance;
         let shared = Arc::new(Shared::new(config, seed));
         runtime.spawn(crate::discovery::run(
             Arc::downgrade(&shared),
@@ -88,7 +89,7 @@ impl Balancer {
             shared,
             list,
             generation,
-            picker: P2c::new(),
+            picker: P2c::with_tie_tolerance(config_tolerance),
         })
     }
 
@@ -143,10 +144,15 @@ impl Balancer {
         }
         let shared = &*self.shared;
         let panic = shared.is_panic();
+        // Endpoints still warming up are considered with probability equal
+        // to their warm-up share: one draw per pick. If that leaves nothing
+        // (every endpoint is new, as at start-up), all are considered.
+        let mut warm_up: f64 = self.rng.random();
         let mut excluded = None;
-        // Two rounds: a HalfOpen endpoint whose probe budget went to another
-        // caller between the pick and the admission is excluded and replaced.
-        for _ in 0..2 {
+        // A HalfOpen endpoint whose probe budget went to another caller
+        // between the pick and the admission is excluded and replaced.
+        for _ in 0..3 {
+            let u = warm_up;
             let chosen = self.picker.pick(&mut self.rng, list.len(), |i| {
                 let ep = &list[i];
                 if Some(i) == excluded || ep.draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -155,9 +161,15 @@ impl Balancer {
                 if !panic && !ep.is_eligible() {
                     return None;
                 }
-                Some(ep.cost(stream, shared, now))
+                ep.candidate(stream, u, shared, now)
             });
-            let Some(i) = chosen else { break };
+            let Some(i) = chosen else {
+                if warm_up > 0.0 {
+                    warm_up = 0.0;
+                    continue;
+                }
+                break;
+            };
             let ep = &list[i];
             match ep.admit(panic) {
                 Some(probe) => {

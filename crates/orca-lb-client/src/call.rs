@@ -80,15 +80,7 @@ impl CallGuard {
         }
         match trailers.and_then(report_in) {
             Some(Ok(report)) => self.endpoint.on_report(&report, &self.shared, now),
-            Some(Err(e)) => {
-                self.endpoint.metrics.invalid_reports.increment(1);
-                tracing::warn!(
-                    target_name = %self.shared.config.target,
-                    endpoint = %self.endpoint.key,
-                    error = %e,
-                    "ignored an invalid load report"
-                );
-            }
+            Some(Err(e)) => self.endpoint.on_invalid_report(&self.shared, &e),
             None => {}
         }
         // Stream lifetimes say nothing about service time.

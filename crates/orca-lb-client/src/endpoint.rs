@@ -1,12 +1,14 @@
 //! One backend: its connection, what is known of its load, its breaker.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use http::Uri;
 use orca_lb_core::{
-    BreakerState, CircuitBreaker, EndpointState, Estimate, LoadReport, LocalLoad, Score, Transition,
+    BreakerState, CircuitBreaker, EndpointState, Estimate, LoadReport, LocalLoad, OpenReason,
+    Score, Transition,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -54,8 +56,10 @@ pub(crate) struct Endpoint {
     pub(crate) draining: AtomicBool,
     pub(crate) picks_total: AtomicU64,
     pub(crate) failures_total: AtomicU64,
+    pub(crate) invalid_reports: AtomicU64,
     pub(crate) metrics: EndpointMetrics,
     pub(crate) oob_task: Mutex<Option<JoinHandle<()>>>,
+    connect_probe: AtomicBool,
 }
 
 fn state_code(s: BreakerState) -> u8 {
@@ -74,7 +78,7 @@ impl Endpoint {
         shared: &Shared,
         now: Instant,
     ) -> Self {
-        let state = EndpointState::new(&shared.config.score, shared.fleet().service_time, now);
+        let state = EndpointState::new(&shared.config.score, now);
         let estimate = state.estimate();
         let metrics = EndpointMetrics::new(&shared.config.target, &key);
         Self {
@@ -94,8 +98,10 @@ impl Endpoint {
             draining: AtomicBool::new(false),
             picks_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
+            invalid_reports: AtomicU64::new(0),
             metrics,
             oob_task: Mutex::new(None),
+            connect_probe: AtomicBool::new(false),
         }
     }
 
@@ -128,6 +134,33 @@ impl Endpoint {
         }
     }
 
+    /// The cost of a call here for a pick that drew `u` (uniform in
+    /// `[0, 1)`), or `None` while the endpoint's warm-up share is below `u`.
+    /// A half-open endpoint with probes to spare costs nothing: it comes back
+    /// only if probes reach it, and there are only a few of them.
+    pub(crate) fn candidate(
+        &self,
+        stream: bool,
+        u: f64,
+        shared: &Shared,
+        now: Instant,
+    ) -> Option<Score> {
+        let estimate = *self.estimate.read();
+        if u >= estimate.warm_up_share(&shared.config.score, now) {
+            return None;
+        }
+        if !self.is_closed() && self.eligible.load(Relaxed) {
+            return Some(Score::ZERO);
+        }
+        let fleet = shared.fleet();
+        let local = self.local();
+        Some(if stream {
+            estimate.stream_cost(local, &fleet, &shared.config.score, now)
+        } else {
+            estimate.cost(local, &fleet, &shared.config.score, now)
+        })
+    }
+
     /// Reserves a call here. `Some(true)`: the call is a HalfOpen probe;
     /// `Some(false)`: an ordinary call (breaker Closed, or panic mode);
     /// `None`: the breaker refuses.
@@ -154,6 +187,18 @@ impl Endpoint {
         let code = state_code(core.breaker.state());
         self.breaker_state.store(code, Relaxed);
         self.metrics.breaker_state.set(f64::from(code));
+    }
+
+    /// Counts and logs a report that could not be used.
+    pub(crate) fn on_invalid_report(&self, shared: &Shared, error: &dyn std::fmt::Display) {
+        self.invalid_reports.fetch_add(1, Relaxed);
+        self.metrics.invalid_reports.increment(1);
+        tracing::warn!(
+            target_name = %shared.config.target,
+            endpoint = %self.key,
+            %error,
+            "ignored an invalid load report"
+        );
     }
 
     /// Takes in a report (trailer or out of band).
@@ -204,13 +249,45 @@ impl Endpoint {
         self.after(&mut core, t, shared, now);
     }
 
-    /// Drives the breaker's deadline.
-    pub(crate) fn on_tick(&self, shared: &Shared, now: Instant) {
+    /// Drives the breaker's deadline. An endpoint ejected because it refused
+    /// connections is first probed with a bare TCP connect (on its own task),
+    /// so that no caller's request is spent finding out it is still down.
+    pub(crate) fn on_tick(self: &Arc<Self>, shared: &Arc<Shared>, now: Instant) {
         let mut core = self.core.lock();
-        if core.breaker.next_transition().is_some_and(|at| at <= now) {
-            let t = core.breaker.on_deadline(now);
-            self.after(&mut core, t, shared, now);
+        if !core.breaker.next_transition().is_some_and(|at| at <= now) {
+            return;
         }
+        let refused = matches!(
+            core.breaker.last_transition(),
+            Some((
+                _,
+                Transition {
+                    reason: Some(OpenReason::ConnectFailed),
+                    ..
+                }
+            ))
+        );
+        if refused {
+            if !self.connect_probe.swap(true, Relaxed) {
+                tokio::spawn(connect_probe(self.clone(), shared.clone()));
+            }
+            return;
+        }
+        let t = core.breaker.on_deadline(now);
+        self.after(&mut core, t, shared, now);
+    }
+
+    /// The outcome of a connect probe: HalfOpen if it connected (calls then
+    /// probe further), else ejected again for longer.
+    fn on_connect_probe(&self, connected: bool, shared: &Shared) {
+        let now = tokio::time::Instant::now().into_std();
+        let mut core = self.core.lock();
+        let mut t = core.breaker.on_deadline(now);
+        if !connected && t.is_some() {
+            t = core.breaker.on_connect_failure(now, true).or(t);
+        }
+        self.after(&mut core, t, shared, now);
+        self.connect_probe.store(false, Relaxed);
     }
 
     fn after(&self, core: &mut EndpointCore, t: Option<Transition>, shared: &Shared, now: Instant) {
@@ -222,6 +299,30 @@ impl Endpoint {
         }
         self.publish(core);
     }
+}
+
+async fn connect_probe(ep: Arc<Endpoint>, shared: Arc<Shared>) {
+    let connected = match (ep.uri.host(), ep.uri.port_u16()) {
+        (Some(host), port) => {
+            let port = port.unwrap_or(if ep.uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            matches!(
+                tokio::time::timeout(
+                    shared.config.connect_timeout,
+                    tokio::net::TcpStream::connect((host, port)),
+                )
+                .await,
+                Ok(Ok(_))
+            )
+        }
+        (None, _) => false,
+    };
+    tracing::debug!(endpoint = %ep.key, connected, "connect probe");
+    ep.on_connect_probe(connected, &shared);
 }
 
 impl Drop for Endpoint {

@@ -48,10 +48,7 @@ pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: 
                             let now = tokio::time::Instant::now().into_std();
                             match LoadReport::try_from(pb) {
                                 Ok(report) => ep.on_report(&report, &shared, now),
-                                Err(e) => {
-                                    ep.metrics.invalid_reports.increment(1);
-                                    tracing::warn!(endpoint = %key, error = %e, "ignored an invalid out-of-band report");
-                                }
+                                Err(e) => ep.on_invalid_report(&shared, &e),
                             }
                         }
                         Ok(None) => break,

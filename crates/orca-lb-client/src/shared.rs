@@ -198,7 +198,7 @@ impl Shared {
 
     /// One maintenance pass: breaker deadlines, fleet medians, gauges and
     /// pick windows.
-    pub(crate) fn maintain(&self, now: Instant) {
+    pub(crate) fn maintain(self: &Arc<Self>, now: Instant) {
         let (list, _) = self.list();
         let mut service_times = Vec::with_capacity(list.len());
         let mut backlogs = Vec::with_capacity(list.len());

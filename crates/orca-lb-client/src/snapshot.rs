@@ -48,8 +48,10 @@ pub struct EndpointSnapshot {
     pub queue_depth: Option<f64>,
     /// Age of the last report.
     pub report_age: Option<Duration>,
-    /// Reports received.
+    /// Valid reports taken in.
     pub reports: u64,
+    /// Reports ignored because they could not be decoded or were out of range.
+    pub invalid_reports: u64,
     /// This client's unary calls in flight on it.
     pub in_flight: u32,
     /// This client's open streams on it.
@@ -92,6 +94,7 @@ impl BalancerSnapshot {
                     queue_depth: core.state.queue_depth(),
                     report_age: core.state.report_age(now),
                     reports: core.state.reports(),
+                    invalid_reports: ep.invalid_reports.load(Relaxed),
                     in_flight: local.in_flight,
                     streams: local.streams,
                     recent_picks: picks - old_picks,

@@ -13,6 +13,19 @@ use crate::{ErrorRate, Ewma, FleetView, LoadReport, PeakEwma, Score, ScoreConfig
 /// apart only by noise in their service-time estimates.
 pub const CONTENTION: f64 = 0.1;
 
+/// The fraction of the fleet median service time that an endpoint without
+/// fresh news is assumed to take.
+///
+/// Slightly optimistic, so that an endpoint nobody has tried, or one whose
+/// bad news has gone stale, is tried again rather than left out for good: a
+/// pick takes the cheaper of two, and an endpoint exactly as costly as the
+/// median would lose every tie-break to an endpoint just below it.
+pub const EXPLORATION: f64 = 0.9;
+
+/// The least share of traffic a new endpoint may take (see
+/// [`Estimate::warm_up_share`]).
+pub const MIN_WARM_UP_SHARE: f64 = 0.1;
+
 /// This client's own calls on an endpoint right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LocalLoad {
@@ -32,9 +45,6 @@ pub struct EndpointState {
     created: Instant,
     error_penalty: Duration,
     service_time: Ewma,
-    /// Reports that carried a service time: the average is only used once
-    /// one has (before, it holds just the fleet prior).
-    service_time_reports: u64,
     backlog: Ewma,
     streams: Ewma,
     utilization: Ewma,
@@ -87,35 +97,29 @@ pub struct CostTerms {
     pub completion: f64,
     /// Failure penalty added, seconds: error rate x `error_penalty`.
     pub failure: f64,
-    /// Slow-start multiplier (1 once warmed up).
-    pub slow_start: f64,
+    /// The fixed cost of any call, seconds (`base_latency`).
+    pub base: f64,
     /// Weight of reported values (1 fresh, toward 0 as they age).
     pub freshness: f64,
 }
 
 impl CostTerms {
-    /// The total: `(completion + failure) * slow_start`.
+    /// The total: `base + completion + failure`.
     pub fn total(&self) -> Score {
-        Score::new((self.completion + self.failure) * self.slow_start)
+        Score::new(self.base + self.completion + self.failure)
     }
 }
 
 // === impl EndpointState ===
 
 impl EndpointState {
-    /// A new endpoint, first seen at `now`, in a fleet whose median service
-    /// time is `fleet_service_time` seconds.
-    ///
-    /// The service-time average starts from the fleet median, so the first
-    /// few reports move it gradually: one noisy first sample must not make an
-    /// endpoint look slow (and so unpicked, and so never corrected) for long.
-    pub fn new(config: &ScoreConfig, fleet_service_time: f64, now: Instant) -> Self {
+    /// A new endpoint, first seen at `now`.
+    pub fn new(config: &ScoreConfig, now: Instant) -> Self {
         let ewma = || Ewma::new(config.report_decay);
         Self {
             created: now,
             error_penalty: config.error_penalty,
-            service_time: Ewma::with_value(config.report_decay, fleet_service_time, now),
-            service_time_reports: 0,
+            service_time: ewma(),
             backlog: ewma(),
             streams: ewma(),
             utilization: ewma(),
@@ -140,7 +144,6 @@ impl EndpointState {
         self.cpu.observe(report.cpu_utilization(), now);
         if let Some(ms) = report.service_time_ms() {
             self.service_time.observe(ms / 1e3, now);
-            self.service_time_reports += 1;
         }
         if let Some(q) = report.queue_depth() {
             self.queue_depth.observe(q, now);
@@ -180,10 +183,7 @@ impl EndpointState {
     pub fn estimate(&self) -> Estimate {
         Estimate {
             created: self.created,
-            service_time: self
-                .service_time
-                .value()
-                .filter(|_| self.service_time_reports > 0),
+            service_time: self.service_time.value(),
             backlog: self.backlog.value(),
             streams: self.streams.value(),
             capacity: self.capacity,
@@ -241,14 +241,15 @@ impl Estimate {
             (-now.saturating_duration_since(t).as_secs_f64() / stale).exp()
         });
         let relax = |v: f64, median: f64, w: f64| w * v + (1.0 - w) * median;
+        let typical = fleet.service_time * EXPLORATION;
 
         let service_time = match (self.service_time, self.latency, self.latency_at) {
-            (Some(s), _, _) => relax(s, fleet.service_time, freshness),
+            (Some(s), _, _) => relax(s, typical, freshness),
             (None, Some(l), Some(at)) => {
                 let w = (-now.saturating_duration_since(at).as_secs_f64() / stale).exp();
-                relax(l, fleet.service_time, w)
+                relax(l, typical, w)
             }
-            _ => fleet.service_time,
+            _ => typical,
         };
         let others = self
             .backlog
@@ -258,14 +259,13 @@ impl Estimate {
         let waiting = (backlog + 1.0 - capacity).max(0.0) + CONTENTION * backlog;
         let completion = service_time * (1.0 + waiting / capacity);
         let failure = self.errors.value_at(now) * config.error_penalty.as_secs_f64();
-        let slow_start = slow_start_factor(self.created, config, now);
         CostTerms {
             service_time,
             backlog,
             capacity,
             completion,
             failure,
-            slow_start,
+            base: config.base_latency.as_secs_f64(),
             freshness,
         }
     }
@@ -302,20 +302,23 @@ impl Estimate {
         let failure = self.errors.value_at(now) * config.error_penalty.as_secs_f64();
         // Each failure-rate unit weighs like a few dozen streams.
         let streams = others + f64::from(local.streams) + failure * 32.0;
-        Score::new(streams * slow_start_factor(self.created, config, now))
+        Score::new(streams)
     }
-}
 
-fn slow_start_factor(created: Instant, config: &ScoreConfig, now: Instant) -> f64 {
-    let window = config.slow_start.as_secs_f64();
-    if window <= 0.0 {
-        return 1.0;
-    }
-    let age = now.saturating_duration_since(created).as_secs_f64();
-    if age >= window {
-        1.0
-    } else {
-        1.0 + (config.slow_start_factor - 1.0) * (1.0 - age / window)
+    /// The share of its normal traffic a new endpoint may take now: rises
+    /// linearly from [`MIN_WARM_UP_SHARE`] to 1 over `slow_start`.
+    ///
+    /// The balancer considers an endpoint for a pick with this probability,
+    /// so a new endpoint ramps up instead of being flooded: a cost multiplier
+    /// would not do, as a pick between two endpoints takes the cheaper
+    /// outright and the ramp would be all or nothing.
+    pub fn warm_up_share(&self, config: &ScoreConfig, now: Instant) -> f64 {
+        let window = config.slow_start.as_secs_f64();
+        if window <= 0.0 {
+            return 1.0;
+        }
+        let age = now.saturating_duration_since(self.created).as_secs_f64();
+        (age / window).clamp(MIN_WARM_UP_SHARE, 1.0)
     }
 }
 

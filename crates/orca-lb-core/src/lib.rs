@@ -104,7 +104,9 @@ pub use circuit_breaker::{
     Transition,
 };
 pub use ejection_budget::EjectionBudget;
-pub use endpoint_state::{CONTENTION, CostTerms, EndpointState, Estimate, LocalLoad};
+pub use endpoint_state::{
+    CONTENTION, CostTerms, EXPLORATION, EndpointState, Estimate, LocalLoad, MIN_WARM_UP_SHARE,
+};
 pub use error_rate::ErrorRate;
 pub use ewma::Ewma;
 pub use fleet::{FleetView, median};

@@ -34,13 +34,47 @@ const PAIR_ATTEMPTS: usize = 3;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct P2c {
-    _private: (),
+    tie_tolerance: f64,
 }
 
 impl P2c {
-    /// A picker.
+    /// A picker where the strictly lower score always wins.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A picker that treats two scores within `relative` of each other
+    /// (`|a - b| <= relative * max(a, b)`) as a tie, and breaks ties at
+    /// random.
+    ///
+    /// Estimates carry noise: without a tolerance, an endpoint whose estimate
+    /// is a hair worse than another's loses every pick between the two, gets
+    /// no traffic, and so no fresh news that would correct it.
+    pub fn with_tie_tolerance(relative: f64) -> Self {
+        let tie_tolerance = if relative.is_finite() {
+            relative.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        Self { tie_tolerance }
+    }
+
+    fn cheaper<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        a: usize,
+        sa: Score,
+        b: usize,
+        sb: Score,
+    ) -> usize {
+        let (lo, hi) = if sa <= sb { (sa, sb) } else { (sb, sa) };
+        if self.tie_tolerance > 0.0
+            && hi.seconds() - lo.seconds() <= self.tie_tolerance * hi.seconds()
+        {
+            // `a` and `b` are already in random order.
+            return if rng.random::<bool>() { a } else { b };
+        }
+        if sb < sa { b } else { a }
     }
 
     /// Picks one of `0..len`. `None` only when no candidate is eligible.
@@ -60,7 +94,7 @@ impl P2c {
         for _ in 0..PAIR_ATTEMPTS {
             let (a, b) = distinct_pair(rng, len);
             match (score(a), score(b)) {
-                (Some(sa), Some(sb)) => return Some(if sb < sa { b } else { a }),
+                (Some(sa), Some(sb)) => return Some(self.cheaper(rng, a, sa, b, sb)),
                 (Some(_), None) => return Some(a),
                 (None, Some(_)) => return Some(b),
                 (None, None) => continue,
@@ -170,6 +204,27 @@ mod tests {
             let expected = 2.0 * (n - 1 - i) as f64 / (n * (n - 1)) as f64;
             let got = f64::from(c) / 100_000.0;
             assert!((got - expected).abs() < 0.01, "{i}: {got} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn near_ties_are_broken_at_random_within_the_tolerance() {
+        let p = P2c::with_tie_tolerance(0.05);
+        let mut r = rng(6);
+        let mut first = 0;
+        for _ in 0..10_000 {
+            // 4 % apart: a tie.
+            if p.pick(&mut r, 2, |i| Some(Score::new([1.0, 0.96][i]))) == Some(0) {
+                first += 1;
+            }
+        }
+        assert!((4_500..5_500).contains(&first), "{first}");
+        // 10 % apart: the cheaper always wins.
+        for _ in 0..1_000 {
+            assert_eq!(
+                p.pick(&mut r, 2, |i| Some(Score::new([1.0, 0.9][i]))),
+                Some(1)
+            );
         }
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 /// `docs/balancing.md` explains each default.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreConfig {
-    /// Time constant of the EWMAs of reported signals. Default: 500 ms.
+    /// Time constant of the EWMAs of reported signals. Servers smooth their
+    /// own service time already, so this mostly steadies the instantaneous
+    /// counts (backlog, streams). Default: 100 ms.
     pub report_decay: Duration,
     /// Time constant of the observed-latency peak EWMA. Default: 2 s.
     pub latency_decay: Duration,
@@ -25,28 +27,37 @@ pub struct ScoreConfig {
     pub error_step: f64,
     /// Time constant with which the error rate fades. Default: 5 s.
     pub error_decay: Duration,
-    /// A new endpoint's score starts `slow_start_factor` times higher and
-    /// falls linearly to normal over this long. Zero disables. Default: 3 s.
+    /// A new endpoint's share of traffic ramps up linearly over this long
+    /// (see [`Estimate::warm_up_share`](crate::Estimate::warm_up_share)).
+    /// Zero disables. Default: 3 s.
     pub slow_start: Duration,
-    /// See `slow_start`. Default: 4.
-    pub slow_start_factor: f64,
     /// Service time assumed for an endpoint before anything is known about
     /// it or the fleet. Default: 20 ms.
     pub default_service_time: Duration,
+    /// What every call costs wherever it goes (network, encoding), added to
+    /// every score. With the picker's tie tolerance, it keeps differences of
+    /// microseconds between nearly idle endpoints from deciding picks.
+    /// Default: 1 ms.
+    pub base_latency: Duration,
+    /// Scores within this fraction of each other count as a tie, broken at
+    /// random (see [`P2c::with_tie_tolerance`](crate::P2c::with_tie_tolerance)).
+    /// Default: 0.1.
+    pub tie_tolerance: f64,
 }
 
 impl Default for ScoreConfig {
     fn default() -> Self {
         Self {
-            report_decay: Duration::from_millis(500),
+            report_decay: Duration::from_millis(100),
             latency_decay: Duration::from_secs(2),
             stale_after: Duration::from_secs(2),
             error_penalty: Duration::from_secs(1),
             error_step: 0.25,
             error_decay: Duration::from_secs(5),
             slow_start: Duration::from_secs(3),
-            slow_start_factor: 4.0,
             default_service_time: Duration::from_millis(20),
+            base_latency: Duration::from_millis(1),
+            tie_tolerance: 0.1,
         }
     }
 }
@@ -88,11 +99,11 @@ impl ScoreConfig {
                 return err(field, "must be greater than zero");
             }
         }
+        if !(self.tie_tolerance.is_finite() && (0.0..1.0).contains(&self.tie_tolerance)) {
+            return err("tie_tolerance", "must be in [0, 1)");
+        }
         if !(self.error_step.is_finite() && self.error_step > 0.0 && self.error_step <= 1.0) {
             return err("error_step", "must be in (0, 1]");
-        }
-        if !(self.slow_start_factor.is_finite() && self.slow_start_factor >= 1.0) {
-            return err("slow_start_factor", "must be a number >= 1");
         }
         Ok(())
     }

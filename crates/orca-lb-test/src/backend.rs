@@ -8,8 +8,8 @@ use orca_lb_server::{FixedSampler, LoadRecorder, ReportingLayer, StreamingMethod
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::pb::greeter_server::GreeterServer;
 use crate::{GREETER_DESCRIPTOR_SET, ServiceTime, TestGreeter};
@@ -87,12 +87,13 @@ impl Backend {
             .layer(layer)
             .add_service(GreeterServer::new(greeter.clone()))
             .add_service(recorder.oob_service());
-        let task = tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            async {
-                let _ = rx.await;
-            },
-        ));
+        // tonic sets TCP_NODELAY only on sockets it binds itself: without it,
+        // small frames (replies, out-of-band reports) wait on Nagle and the
+        // peer's delayed ACK.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = rx.await;
+        }));
         Ok(Backend {
             addr,
             recorder,

@@ -13,7 +13,9 @@ fn t0() -> Instant {
 
 fn cfg() -> ScoreConfig {
     ScoreConfig {
+        report_decay: Duration::from_millis(500),
         slow_start: Duration::ZERO,
+        base_latency: Duration::ZERO,
         ..ScoreConfig::default()
     }
 }
@@ -44,22 +46,23 @@ fn fleet() -> FleetView {
 }
 
 #[test]
-fn unknown_endpoint_costs_the_fleet_median() {
+fn unknown_endpoint_costs_a_little_less_than_the_fleet_median() {
     let t = t0();
-    let s = EndpointState::new(&cfg(), 0.02, t);
+    let s = EndpointState::new(&cfg(), t);
     let terms = s
         .estimate()
         .terms(LocalLoad::default(), &fleet(), &cfg(), t);
-    assert_eq!(terms.service_time, 0.02);
-    assert_eq!(terms.completion, 0.02);
-    assert_eq!(terms.total(), Score::new(0.02));
+    // Slightly better than typical, so that it gets tried.
+    assert_eq!(terms.service_time, 0.02 * EXPLORATION);
+    assert_eq!(terms.completion, 0.02 * EXPLORATION);
+    assert_eq!(terms.total(), Score::new(0.02 * EXPLORATION));
 }
 
 #[test]
 fn completion_time_counts_only_calls_beyond_free_slots() {
     let t = t0();
     let c = cfg();
-    let mut s = EndpointState::new(&c, 0.02, t);
+    let mut s = EndpointState::new(&c, t);
     // 40 ms service, 6 unary calls at the server (8 in flight, 2 streams), 4 slots;
     // two of the 6 are ours.
     let local = LocalLoad {
@@ -72,23 +75,21 @@ fn completion_time_counts_only_calls_beyond_free_slots() {
     let terms = e.terms(local, &fleet(), &c, t);
     assert_eq!(terms.freshness, 1.0);
     assert_eq!(terms.backlog, 6.0);
-    // The first report moves the average from the fleet's 20 ms prior: it
-    // arrived at the same instant as the endpoint, so it carries no weight yet.
-    assert!((terms.service_time - 0.020).abs() < 1e-12, "{terms:?}");
+    assert!((terms.service_time - 0.040).abs() < 1e-12, "{terms:?}");
     // 7 calls for 4 slots: our call waits for 3/4 of a service time, plus
     // contention from the 6 present.
-    let expected = 0.020 * (1.0 + (3.0 + CONTENTION * 6.0) / 4.0);
+    let expected = 0.040 * (1.0 + (3.0 + CONTENTION * 6.0) / 4.0);
     assert!((terms.completion - expected).abs() < 1e-12, "{terms:?}");
 
     // A second report a second later carries most of the weight.
     s.on_report(
-        &report(40.0, 6.0, 2.0, 4.0),
+        &report(20.0, 6.0, 2.0, 4.0),
         local,
         t + Duration::from_secs(1),
     );
     let st = s.estimate().service_time.unwrap();
     let w = (-2.0f64).exp();
-    assert!((st - (0.020 * w + 0.040 * (1.0 - w))).abs() < 1e-12, "{st}");
+    assert!((st - (0.040 * w + 0.020 * (1.0 - w))).abs() < 1e-12, "{st}");
     let terms = s.estimate().terms(
         LocalLoad::default(),
         &fleet(),
@@ -104,7 +105,7 @@ fn completion_time_counts_only_calls_beyond_free_slots() {
 fn stale_reports_relax_toward_the_fleet_median() {
     let t = t0();
     let c = cfg();
-    let mut s = EndpointState::new(&c, 0.02, t);
+    let mut s = EndpointState::new(&c, t);
     s.on_report(
         &report(200.0, 10.0, 0.0, 1.0),
         LocalLoad::default(),
@@ -115,16 +116,19 @@ fn stale_reports_relax_toward_the_fleet_median() {
     let fresh = e.cost(LocalLoad::default(), &fleet(), &c, t);
     let later = e.cost(LocalLoad::default(), &fleet(), &c, t + c.stale_after * 10);
     assert!(fresh > Score::new(1.0), "{fresh:?}");
-    // Ten staleness periods later the estimate is the median's, to 5e-5.
-    assert!((later.seconds() - 0.02).abs() < 1e-3, "{later:?}");
+    // Ten staleness periods later the estimate is the (explored) median's.
+    assert!(
+        (later.seconds() - 0.02 * EXPLORATION).abs() < 1e-3,
+        "{later:?}"
+    );
 }
 
 #[test]
 fn a_fast_failure_does_not_look_fast() {
     let t = t0();
     let c = cfg();
-    let mut good = EndpointState::new(&c, 0.02, t);
-    let mut bad = EndpointState::new(&c, 0.02, t);
+    let mut good = EndpointState::new(&c, t);
+    let mut bad = EndpointState::new(&c, t);
     good.on_response(Duration::from_millis(20), false, t);
     bad.on_response(Duration::from_millis(1), true, t);
     let cost = |s: &EndpointState| s.estimate().cost(LocalLoad::default(), &fleet(), &c, t);
@@ -138,26 +142,28 @@ fn a_fast_failure_does_not_look_fast() {
 }
 
 #[test]
-fn slow_start_falls_linearly_to_one() {
+fn warm_up_share_rises_linearly() {
     let t = t0();
     let c = ScoreConfig::default();
-    let s = EndpointState::new(&c, 0.02, t);
-    let e = s.estimate();
-    let at = |d: Duration| {
-        e.terms(LocalLoad::default(), &fleet(), &c, t + d)
-            .slow_start
-    };
-    assert_eq!(at(Duration::ZERO), 4.0);
-    assert!((at(c.slow_start / 2) - 2.5).abs() < 1e-12);
+    let e = EndpointState::new(&c, t).estimate();
+    let at = |d: Duration| e.warm_up_share(&c, t + d);
+    assert_eq!(at(Duration::ZERO), MIN_WARM_UP_SHARE);
+    assert!((at(c.slow_start / 2) - 0.5).abs() < 1e-12);
     assert_eq!(at(c.slow_start), 1.0);
+    assert_eq!(at(c.slow_start * 2), 1.0);
+    let off = ScoreConfig {
+        slow_start: Duration::ZERO,
+        ..c
+    };
+    assert_eq!(e.warm_up_share(&off, t), 1.0);
 }
 
 #[test]
 fn streams_steer_by_count() {
     let t = t0();
     let c = cfg();
-    let mut busy = EndpointState::new(&c, 0.02, t);
-    let mut quiet = EndpointState::new(&c, 0.02, t);
+    let mut busy = EndpointState::new(&c, t);
+    let mut quiet = EndpointState::new(&c, t);
     busy.on_report(&report(10.0, 12.0, 12.0, 4.0), LocalLoad::default(), t);
     quiet.on_report(&report(10.0, 2.0, 2.0, 4.0), LocalLoad::default(), t);
     let sc = |s: &EndpointState, local: u32| {
