@@ -90,8 +90,7 @@ async fn negative_interval_is_invalid_argument() {
     let status = svc
         .stream_core_metrics(Request::new(req))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
         status.message().contains("report_interval"),

@@ -254,7 +254,7 @@ impl Endpoint {
     /// so that no caller's request is spent finding out it is still down.
     pub(crate) fn on_tick(self: &Arc<Self>, shared: &Arc<Shared>, now: Instant) {
         let mut core = self.core.lock();
-        if !core.breaker.next_transition().is_some_and(|at| at <= now) {
+        if core.breaker.next_transition().is_none_or(|at| at > now) {
             return;
         }
         let refused = matches!(
