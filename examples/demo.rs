@@ -1,6 +1,12 @@
-//! The reporting layer at work: three in-process backends of different speed
-//! serve a steady round-robin load, and every second the demo prints what each
-//! one reports in its per-call ORCA trailer.
+//! orca-lb against round robin, side by side, on in-process backends.
+//!
+//! Two identical fleets of four greeter backends run in this process: three
+//! with 4 worker slots, one with 2, all with exponential service times of
+//! 10 ms mean. Backend `b3` degrades (8x slower) from 10 s to 20 s. The same
+//! open-loop Poisson load (700 calls/s, 1 s deadline) goes to one fleet
+//! through orca-lb's balancer and to the other through round robin. Every
+//! two seconds the demo prints, per policy: each backend's share, p50, p99,
+//! errors, and orca-lb's view of each backend (score, circuit state).
 //!
 //! ```text
 //! cargo run -p orca-lb-examples --example demo
@@ -10,31 +16,70 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use orca_lb_core::LoadReport;
+use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_examples::parse_duration;
-use orca_lb_proto::pb::OrcaLoadReport;
+use orca_lb_examples::round_robin::RoundRobinChannels;
+use orca_lb_examples::stats::Window;
+use orca_lb_proto::StreamingMethods;
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::{Backend, BackendConfig, ServiceTime};
+use orca_lb_test::{Backend, BackendConfig, GREETER_DESCRIPTOR_SET, ServiceTime, TestGreeter};
 use parking_lot::Mutex;
-use prost::Message;
-use tonic::transport::Channel;
+use rand::Rng;
+use tonic::transport::Endpoint;
 
 #[derive(Parser, Debug)]
-#[command(about = "Watch in-process backends report their load")]
+#[command(about = "orca-lb against round robin on in-process backends")]
 struct Args {
     /// How long to run.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     duration: Duration,
-    /// Calls per second, spread round robin.
-    #[arg(long, default_value_t = 250.0)]
+    /// Calls per second sent to each fleet (open loop, Poisson).
+    #[arg(long, default_value_t = 700.0)]
     rate: f64,
+    /// When backend b3 starts being slow.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    degrade_at: Duration,
+    /// How long b3 stays slow.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    degrade_for: Duration,
 }
 
-struct Target {
-    name: &'static str,
-    client: GreeterClient<Channel>,
-    latest: Arc<Mutex<Option<LoadReport>>>,
+const MEAN: Duration = Duration::from_millis(10);
+const SLOWDOWN: f64 = 8.0;
+const DEADLINE: Duration = Duration::from_secs(1);
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+
+struct Fleet {
+    backends: Vec<Backend>,
+}
+
+impl Fleet {
+    async fn start(tag: &str) -> Result<Fleet, Box<dyn std::error::Error>> {
+        let mut backends = Vec::new();
+        for (i, capacity) in [4, 4, 4, 2].into_iter().enumerate() {
+            let name = format!("b{i}");
+            let greeter = TestGreeter::new(&name).with_service_time(ServiceTime::Exponential(MEAN));
+            backends.push(
+                Backend::spawn(BackendConfig {
+                    capacity: Some(capacity),
+                    greeter: Some(greeter),
+                    ..BackendConfig::named(&format!("{tag}-{name}"))
+                })
+                .await?,
+            );
+        }
+        Ok(Fleet { backends })
+    }
+
+    fn slow_down(&self, on: bool) {
+        let st = if on {
+            ServiceTime::Exponential(MEAN.mul_f64(SLOWDOWN))
+        } else {
+            ServiceTime::Exponential(MEAN)
+        };
+        self.backends[3].greeter().set_service_time(st);
+    }
 }
 
 #[tokio::main]
@@ -43,89 +88,191 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !(args.rate.is_finite() && args.rate > 0.0) {
         return Err(format!("--rate must be a positive number, got {}", args.rate).into());
     }
-    let mut backends = Vec::new();
-    let mut targets = Vec::new();
-    for (name, mean_ms) in [("fast", 10), ("medium", 20), ("slow", 40)] {
-        let b = Backend::spawn(BackendConfig {
-            capacity: Some(4),
-            service_time: ServiceTime::Exponential(Duration::from_millis(mean_ms)),
-            ..BackendConfig::named(name)
-        })
-        .await?;
-        println!(
-            "{name:>6}: {} (4 slots, mean service time {mean_ms} ms)",
-            b.url()
+    let orca_fleet = Fleet::start("orca").await?;
+    let rr_fleet = Fleet::start("rr").await?;
+
+    let config = BalancerConfig {
+        target: "demo".into(),
+        streaming: StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)?,
+        ..BalancerConfig::default()
+    };
+    let urls: Vec<String> = orca_fleet.backends.iter().map(|b| b.url()).collect();
+    let balancer = Balancer::from_uris(config, &urls)?;
+    balancer.wait_for_endpoints(4).await;
+    let mut channels = Vec::new();
+    for b in &rr_fleet.backends {
+        channels.push(
+            Endpoint::from_shared(b.url())?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
         );
-        targets.push(Target {
-            name,
-            client: GreeterClient::connect(b.url()).await?,
-            latest: Arc::default(),
-        });
-        backends.push(b);
     }
+    let rr = RoundRobinChannels::new(channels);
+
     println!(
-        "\nsending {} calls/s round robin for {:?}; each backend's latest per-call report:\n",
-        args.rate, args.duration
+        "Two fleets of 4 backends (slots 4/4/4/2, ~{} ms per call); {} calls/s each;\n\
+         b3 runs {SLOWDOWN}x slower from {:?} to {:?}. Deadline {:?}.\n",
+        MEAN.as_millis(),
+        args.rate,
+        args.degrade_at,
+        args.degrade_at + args.degrade_for,
+        DEADLINE
     );
 
-    let mut send = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
-    let mut print = tokio::time::interval(Duration::from_secs(1));
-    print.tick().await;
-    let end = tokio::time::Instant::now() + args.duration;
-    let mut next = 0usize;
-    while tokio::time::Instant::now() < end {
-        tokio::select! {
-            _ = send.tick() => {
-                let t = &targets[next % targets.len()];
-                next += 1;
-                let mut client = t.client.clone();
-                let latest = t.latest.clone();
-                tokio::spawn(async move {
-                    if let Ok(response) = client.say_hello(HelloRequest::default()).await {
-                        if let Some(report) = decode(response.metadata()) {
-                            *latest.lock() = Some(report);
-                        }
-                    }
-                });
-            }
-            _ = print.tick() => print_table(&targets),
+    let orca_stats = Arc::new(Mutex::new(Window::default()));
+    let rr_stats = Arc::new(Mutex::new(Window::default()));
+    let mut orca_total = Window::default();
+    let mut rr_total = Window::default();
+
+    let start = tokio::time::Instant::now();
+    let end = start + args.duration;
+    let mut next_send = start;
+    let mut next_report = start + REPORT_EVERY;
+    let mut degraded = false;
+    let mut rng = rand::rng();
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            break;
         }
+        let elapsed = now - start;
+        let should_degrade =
+            elapsed >= args.degrade_at && elapsed < args.degrade_at + args.degrade_for;
+        if should_degrade != degraded {
+            degraded = should_degrade;
+            orca_fleet.slow_down(degraded);
+            rr_fleet.slow_down(degraded);
+            println!(
+                ">>> t={:>4.1}s b3 {}\n",
+                elapsed.as_secs_f64(),
+                if degraded {
+                    "slows down 8x"
+                } else {
+                    "recovers"
+                }
+            );
+        }
+        if now >= next_report {
+            next_report += REPORT_EVERY;
+            let mut o = std::mem::take(&mut *orca_stats.lock());
+            let mut r = std::mem::take(&mut *rr_stats.lock());
+            print_interval(elapsed, &balancer, &urls, &mut o, &mut r);
+            orca_total.merge(&o);
+            rr_total.merge(&r);
+        }
+        if now >= next_send {
+            // Open loop: the schedule does not wait for replies, and latency
+            // counts from the intended send time.
+            let intended = next_send;
+            let gap: f64 = -(1.0 - rng.random::<f64>()).ln() / args.rate;
+            next_send += Duration::from_secs_f64(gap);
+            spawn_call(
+                GreeterClient::new(balancer.clone()),
+                intended,
+                orca_stats.clone(),
+            );
+            spawn_call(GreeterClient::new(rr.clone()), intended, rr_stats.clone());
+            continue;
+        }
+        tokio::time::sleep_until(next_send.min(next_report)).await;
     }
-    println!(
-        "\nRound robin gives every backend the same calls, so the slow one runs near\n\
-         its capacity while the fast one idles: that is what its reports say, and what\n\
-         a load-aware client can act on."
-    );
-    drop(backends);
+
+    println!("=== whole run ===");
+    summary("orca-lb", &mut orca_total);
+    summary("round robin", &mut rr_total);
     Ok(())
 }
 
-fn decode(metadata: &tonic::metadata::MetadataMap) -> Option<LoadReport> {
-    let bytes = metadata
-        .get_bin(orca_lb_proto::TRAILER_KEY)?
-        .to_bytes()
-        .ok()?;
-    LoadReport::try_from(OrcaLoadReport::decode(bytes).ok()?).ok()
+fn spawn_call<T>(
+    mut client: GreeterClient<T>,
+    intended: tokio::time::Instant,
+    stats: Arc<Mutex<Window>>,
+) where
+    T: tonic::client::GrpcService<tonic::body::Body> + Send + 'static,
+    T::Future: Send,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::spawn(async move {
+        let mut request = tonic::Request::new(HelloRequest::default());
+        request.set_timeout(DEADLINE);
+        let result = client.say_hello(request).await;
+        let latency = intended.elapsed();
+        let mut s = stats.lock();
+        match result {
+            Ok(reply) => {
+                let backend = reply.into_inner().backend;
+                let short = backend.rsplit('-').next().unwrap_or(&backend).to_string();
+                s.ok(&short, latency);
+            }
+            Err(_) => s.error(latency.max(DEADLINE)),
+        }
+    });
 }
 
-fn print_table(targets: &[Target]) {
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e3))
+}
+
+fn shares(w: &Window) -> String {
+    let total: u64 = w.per_backend().values().sum();
+    (0..4)
+        .map(|i| {
+            let n = w.per_backend().get(&format!("b{i}")).copied().unwrap_or(0);
+            format!("b{i} {:>3.0}%", 100.0 * n as f64 / total.max(1) as f64)
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+fn print_interval(
+    elapsed: Duration,
+    balancer: &Balancer,
+    urls: &[String],
+    o: &mut Window,
+    r: &mut Window,
+) {
+    println!("t={:>4.1}s", elapsed.as_secs_f64());
     println!(
-        "{:>8} {:>9} {:>8} {:>7} {:>9} {:>9}",
-        "backend", "app_util", "rps", "queue", "in_flight", "svc_ms"
+        "  orca-lb     {}  p50 {:>4} ms  p99 {:>5} ms  errors {}",
+        shares(o),
+        ms(o.quantile(0.5)),
+        ms(o.quantile(0.99)),
+        o.errors()
     );
-    for t in targets {
-        match &*t.latest.lock() {
-            None => println!("{:>8} (no report yet)", t.name),
-            Some(r) => println!(
-                "{:>8} {:>9.2} {:>8.1} {:>7} {:>9} {:>9.1}",
-                t.name,
-                r.application_utilization(),
-                r.qps(),
-                r.queue_depth().unwrap_or(0.0),
-                r.in_flight().unwrap_or(0.0),
-                r.service_time_ms().unwrap_or(0.0),
-            ),
-        }
-    }
-    println!();
+    println!(
+        "  round robin {}  p50 {:>4} ms  p99 {:>5} ms  errors {}",
+        shares(r),
+        ms(r.quantile(0.5)),
+        ms(r.quantile(0.99)),
+        r.errors()
+    );
+    let snapshot = balancer.snapshot();
+    let states: Vec<String> = urls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, url)| {
+            let e = snapshot.endpoints.iter().find(|e| &e.key == url)?;
+            Some(format!(
+                "b{i} {} {:.0}ms",
+                e.breaker,
+                e.cost.total().seconds() * 1e3
+            ))
+        })
+        .collect();
+    println!("  orca-lb sees: {}\n", states.join("  "));
+}
+
+fn summary(name: &str, w: &mut Window) {
+    println!(
+        "  {name:<12} calls {:>6}  p50 {:>4} ms  p99 {:>5} ms  p99.9 {:>5} ms  errors {}",
+        w.calls(),
+        ms(w.quantile(0.5)),
+        ms(w.quantile(0.99)),
+        ms(w.quantile(0.999)),
+        w.errors()
+    );
 }
