@@ -158,10 +158,7 @@ impl Balancer {
                 if Some(i) == excluded || ep.draining.load(std::sync::atomic::Ordering::Relaxed) {
                     return None;
                 }
-                if !panic && !ep.is_eligible() {
-                    return None;
-                }
-                ep.candidate(stream, u, shared, now)
+                ep.candidate(stream, u, panic, shared, now)
             });
             let Some(i) = chosen else {
                 if warm_up > 0.0 {

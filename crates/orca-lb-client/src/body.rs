@@ -10,7 +10,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use crate::call::CallGuard;
-use crate::endpoint::Outcome;
+use orca_lb_core::Outcome;
 
 pin_project! {
     /// Passes the endpoint's response body through; when its trailers go by,

@@ -7,7 +7,9 @@ use std::time::Instant;
 use http::HeaderMap;
 use tonic::Code;
 
-use crate::endpoint::{Endpoint, Outcome};
+use orca_lb_core::Outcome;
+
+use crate::endpoint::Endpoint;
 use crate::report::{grpc_status, report_in};
 use crate::shared::Shared;
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 use orca_lb_core::{
-    BreakerState, CircuitBreaker, EndpointState, Estimate, LoadReport, LocalLoad, OpenReason,
-    Score, Transition,
+    BreakerState, CandidateView, EndpointPolicy, LoadReport, LocalLoad, OpenReason, Outcome, Score,
+    Transition,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -17,24 +17,10 @@ use tonic::transport::Channel;
 use crate::metrics::EndpointMetrics;
 use crate::shared::Shared;
 
-/// How a call ended, as far as the endpoint's health goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// A response with a status that says nothing bad about the endpoint.
-    Success,
-    /// A status in the failure codes, or a broken response.
-    Failure,
-    /// The connection could not be made.
-    ConnectFailure,
-    /// The caller went away; nothing learned.
-    Cancelled,
-}
-
 /// The mutable heart of an endpoint, behind its own lock (never a global one).
 #[derive(Debug)]
 pub(crate) struct EndpointCore {
-    pub(crate) state: EndpointState,
-    pub(crate) breaker: CircuitBreaker,
+    pub(crate) policy: EndpointPolicy,
     /// (time, picks_total, failures_total) once per maintenance tick, for the
     /// last-10-seconds counts.
     pub(crate) history: VecDeque<(Instant, u64, u64)>,
@@ -48,7 +34,7 @@ pub(crate) struct Endpoint {
     pub(crate) channel: Channel,
     pub(crate) core: Mutex<EndpointCore>,
     /// What picks read: published after every update.
-    estimate: RwLock<Estimate>,
+    view: RwLock<CandidateView>,
     eligible: AtomicBool,
     breaker_state: AtomicU8,
     pub(crate) in_flight: AtomicU32,
@@ -78,19 +64,18 @@ impl Endpoint {
         shared: &Shared,
         now: Instant,
     ) -> Self {
-        let state = EndpointState::new(&shared.config.score, now);
-        let estimate = state.estimate();
+        let policy = EndpointPolicy::new(&shared.config.score, shared.config.breaker.clone(), now);
+        let view = policy.view();
         let metrics = EndpointMetrics::new(&shared.config.target, &key);
         Self {
             key,
             uri,
             channel,
             core: Mutex::new(EndpointCore {
-                state,
-                breaker: CircuitBreaker::new(shared.config.breaker.clone()),
+                policy,
                 history: VecDeque::new(),
             }),
-            estimate: RwLock::new(estimate),
+            view: RwLock::new(view),
             eligible: AtomicBool::new(true),
             breaker_state: AtomicU8::new(0),
             in_flight: AtomicU32::new(0),
@@ -125,7 +110,7 @@ impl Endpoint {
     /// The cost of a call (or stream) here now. Lock-free but for the
     /// endpoint's own read lock on its estimate.
     pub(crate) fn cost(&self, stream: bool, shared: &Shared, now: Instant) -> Score {
-        let estimate = *self.estimate.read();
+        let estimate = self.view.read().estimate;
         let fleet = shared.fleet();
         if stream {
             estimate.stream_cost(self.local(), &fleet, &shared.config.score, now)
@@ -134,57 +119,45 @@ impl Endpoint {
         }
     }
 
-    /// The cost of a call here for a pick that drew `u` (uniform in
-    /// `[0, 1)`), or `None` while the endpoint's warm-up share is below `u`.
-    /// A half-open endpoint with probes to spare costs nothing: it comes back
-    /// only if probes reach it, and there are only a few of them.
+    /// This endpoint's score for a pick that drew `u` (see
+    /// [`CandidateView::score`]), or `None` to pass it over.
     pub(crate) fn candidate(
         &self,
         stream: bool,
         u: f64,
+        panic: bool,
         shared: &Shared,
         now: Instant,
     ) -> Option<Score> {
-        let estimate = *self.estimate.read();
-        if u >= estimate.warm_up_share(&shared.config.score, now) {
-            return None;
-        }
-        if !self.is_closed() && self.eligible.load(Relaxed) {
-            return Some(Score::ZERO);
-        }
-        let fleet = shared.fleet();
-        let local = self.local();
-        Some(if stream {
-            estimate.stream_cost(local, &fleet, &shared.config.score, now)
-        } else {
-            estimate.cost(local, &fleet, &shared.config.score, now)
-        })
+        let view = *self.view.read();
+        view.score(
+            self.local(),
+            stream,
+            u,
+            panic,
+            &shared.fleet(),
+            &shared.config.score,
+            now,
+        )
     }
 
-    /// Reserves a call here. `Some(true)`: the call is a HalfOpen probe;
-    /// `Some(false)`: an ordinary call (breaker Closed, or panic mode);
-    /// `None`: the breaker refuses.
+    /// Reserves a call here (see [`EndpointPolicy::admit`]).
     pub(crate) fn admit(&self, panic: bool) -> Option<bool> {
         if self.is_closed() {
             return Some(false);
         }
         let mut core = self.core.lock();
-        if core.breaker.state() == BreakerState::Closed {
-            return Some(false);
-        }
-        if core.breaker.try_acquire_probe() {
-            self.publish(&core);
-            Some(true)
-        } else {
-            panic.then_some(false)
-        }
+        let admitted = core.policy.admit(panic);
+        self.publish(&core);
+        admitted
     }
 
     /// Publishes what picks read, from the core (lock held by the caller).
     pub(crate) fn publish(&self, core: &EndpointCore) {
-        *self.estimate.write() = core.state.estimate();
-        self.eligible.store(core.breaker.is_eligible(), Relaxed);
-        let code = state_code(core.breaker.state());
+        let view = core.policy.view();
+        *self.view.write() = view;
+        self.eligible.store(view.eligible, Relaxed);
+        let code = state_code(core.policy.breaker().state());
         self.breaker_state.store(code, Relaxed);
         self.metrics.breaker_state.set(f64::from(code));
     }
@@ -206,9 +179,9 @@ impl Endpoint {
         self.metrics.reports.increment(1);
         let local = self.local();
         let mut core = self.core.lock();
-        core.state.on_report(report, local, now);
-        let may_eject = shared.may_eject();
-        let t = core.breaker.on_report(report, now, may_eject);
+        let t = core
+            .policy
+            .on_report(report, local, shared.may_eject(), now);
         self.after(&mut core, t, shared, now);
     }
 
@@ -227,25 +200,9 @@ impl Endpoint {
             self.metrics.failures.increment(1);
         }
         let mut core = self.core.lock();
-        let failed = outcome != Outcome::Success;
-        if outcome != Outcome::Cancelled
-            && let Some(latency) =
-                latency.or((outcome != Outcome::Success).then_some(Duration::ZERO))
-        {
-            core.state.on_response(latency, failed, now);
-        }
-        let may_eject = shared.may_eject();
-        let t = match outcome {
-            Outcome::Success => core.breaker.on_success(now),
-            Outcome::Failure => core.breaker.on_failure(now, may_eject),
-            Outcome::ConnectFailure => core.breaker.on_connect_failure(now, may_eject),
-            Outcome::Cancelled => {
-                if probe {
-                    core.breaker.on_probe_cancelled();
-                }
-                None
-            }
-        };
+        let t = core
+            .policy
+            .on_outcome(outcome, latency, probe, shared.may_eject(), now);
         self.after(&mut core, t, shared, now);
     }
 
@@ -254,11 +211,16 @@ impl Endpoint {
     /// so that no caller's request is spent finding out it is still down.
     pub(crate) fn on_tick(self: &Arc<Self>, shared: &Arc<Shared>, now: Instant) {
         let mut core = self.core.lock();
-        if core.breaker.next_transition().is_none_or(|at| at > now) {
+        if core
+            .policy
+            .breaker()
+            .next_transition()
+            .is_none_or(|at| at > now)
+        {
             return;
         }
         let refused = matches!(
-            core.breaker.last_transition(),
+            core.policy.breaker().last_transition(),
             Some((
                 _,
                 Transition {
@@ -273,7 +235,7 @@ impl Endpoint {
             }
             return;
         }
-        let t = core.breaker.on_deadline(now);
+        let t = core.policy.on_deadline(now);
         self.after(&mut core, t, shared, now);
     }
 
@@ -282,17 +244,14 @@ impl Endpoint {
     fn on_connect_probe(&self, connected: bool, shared: &Shared) {
         let now = tokio::time::Instant::now().into_std();
         let mut core = self.core.lock();
-        let mut t = core.breaker.on_deadline(now);
-        if !connected && t.is_some() {
-            t = core.breaker.on_connect_failure(now, true).or(t);
-        }
+        let t = core.policy.on_connect_probe(connected, now);
         self.after(&mut core, t, shared, now);
         self.connect_probe.store(false, Relaxed);
     }
 
     fn after(&self, core: &mut EndpointCore, t: Option<Transition>, shared: &Shared, now: Instant) {
         if let Some(t) = t {
-            shared.on_transition(self, &t, core.breaker.ejections(), now);
+            shared.on_transition(self, &t, core.policy.breaker().ejections(), now);
             if t.to == BreakerState::Open {
                 self.metrics.ejections.increment(1);
             }

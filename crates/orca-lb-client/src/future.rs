@@ -12,9 +12,9 @@ use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::call::CallGuard;
-use crate::endpoint::Outcome;
 use crate::error::{BalanceError, boxed};
 use crate::report::grpc_status;
+use orca_lb_core::Outcome;
 
 pin_project! {
     /// Sends the call on the picked endpoint's connection and wraps the

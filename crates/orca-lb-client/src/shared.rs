@@ -206,10 +206,11 @@ impl Shared {
         for ep in list.iter() {
             ep.on_tick(self, now);
             let mut core = ep.core.lock();
-            let e = core.state.estimate();
+            let state = core.policy.state();
+            let e = state.estimate();
             if let Some(s) = e
                 .service_time
-                .or(e.latency.filter(|_| core.state.responses() > 0))
+                .or(e.latency.filter(|_| state.responses() > 0))
             {
                 service_times.push(s);
             }

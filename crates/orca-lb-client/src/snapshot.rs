@@ -78,22 +78,25 @@ impl BalancerSnapshot {
                 EndpointSnapshot {
                     key: ep.key.clone(),
                     uri: ep.uri.to_string(),
-                    breaker: core.breaker.state(),
+                    breaker: core.policy.breaker().state(),
                     last_transition: core
-                        .breaker
+                        .policy
+                        .breaker()
                         .last_transition()
                         .map(|(at, t)| (now.saturating_duration_since(at), t.to, t.reason)),
-                    ejections: core.breaker.ejections(),
+                    ejections: core.policy.breaker().ejections(),
                     eligible: ep.is_eligible(),
-                    cost: core
-                        .state
-                        .estimate()
-                        .terms(local, &fleet, &shared.config.score, now),
-                    utilization: core.state.utilization(),
-                    cpu: core.state.cpu(),
-                    queue_depth: core.state.queue_depth(),
-                    report_age: core.state.report_age(now),
-                    reports: core.state.reports(),
+                    cost: core.policy.state().estimate().terms(
+                        local,
+                        &fleet,
+                        &shared.config.score,
+                        now,
+                    ),
+                    utilization: core.policy.state().utilization(),
+                    cpu: core.policy.state().cpu(),
+                    queue_depth: core.policy.state().queue_depth(),
+                    report_age: core.policy.state().report_age(now),
+                    reports: core.policy.state().reports(),
                     invalid_reports: ep.invalid_reports.load(Relaxed),
                     in_flight: local.in_flight,
                     streams: local.streams,

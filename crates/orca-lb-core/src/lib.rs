@@ -88,6 +88,7 @@
 pub mod baseline;
 mod circuit_breaker;
 mod ejection_budget;
+mod endpoint_policy;
 mod endpoint_state;
 mod error_rate;
 mod ewma;
@@ -104,6 +105,7 @@ pub use circuit_breaker::{
     Transition,
 };
 pub use ejection_budget::EjectionBudget;
+pub use endpoint_policy::{CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{
     CONTENTION, CostTerms, EXPLORATION, EndpointState, Estimate, LocalLoad, MIN_WARM_UP_SHARE,
 };
