@@ -284,3 +284,27 @@ async fn bad_config_and_bad_uris_are_refused_with_their_reason() {
     let err = Balancer::from_uris(client::config(), ["127.0.0.1:80"]).unwrap_err();
     assert!(err.to_string().contains("scheme://host:port"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_reporting_sustained_overload_is_ejected() {
+    let bs = client::backends(&[("a", 1, 4), ("b", 1, 4), ("hot", 1, 4)]).await;
+    // The application behind "hot" says it runs at three times its capacity.
+    bs[2].recorder().set_application_utilization(3.0).unwrap();
+    let config = BalancerConfig {
+        oob_interval: Some(Duration::from_millis(20)),
+        ..client::config()
+    };
+    let b = client::balancer(config, &bs).await;
+    // Out-of-band reports alone carry the news: no call is needed.
+    wait_until("the hot backend is ejected for overload", || {
+        matches!(
+            state_of(&b, &bs[2].url()).last_transition,
+            Some((_, BreakerState::Open, Some(OpenReason::Overload(_))))
+        )
+    })
+    .await;
+    let tally = within("calls", client::drive(&b, 200, 4)).await;
+    assert!(tally.failed.is_empty(), "{:?}", tally.failed);
+    // At most one half-open round of probes (3 calls) can fall in the run.
+    assert!(tally.ok("hot") <= 3, "{tally:?}");
+}
