@@ -13,7 +13,12 @@
 //!   `endpoint-load-metrics-bin` trailer and out of band through
 //!   `xds.service.orca.v3.OpenRcaService`, readable by gRPC's own
 //!   `weighted_round_robin` clients.
-//! - [`core`]: the pure policy (validated reports, EWMAs) every other part uses.
+//! - [`client`] (feature `client`, default): a tower `Service` that a
+//!   generated tonic client uses in place of a `Channel`, balancing each call
+//!   by expected completion time over reported and observed load, with
+//!   circuit breaking and discovery (static, DNS).
+//! - [`core`]: the pure policy (validated reports, EWMAs, the score, the
+//!   picker, the circuit breaker) every other part uses.
 //! - [`proto`]: the generated ORCA messages and stubs.
 //!
 //! # Examples
@@ -40,5 +45,7 @@
 
 pub use orca_lb_core as core;
 pub use orca_lb_proto as proto;
+#[cfg(feature = "client")]
+pub use orca_lb_client as client;
 #[cfg(feature = "server")]
 pub use orca_lb_server as server;
