@@ -28,17 +28,17 @@
 //! ```no_run
 //! use orca_lb::server::ReportingLayer;
 //!
-//! # async fn run(my_service: orca_lb::proto::pb::open_rca_service_server::OpenRcaServiceServer<orca_lb::server::OrcaService>)
-//! # -> Result<(), Box<dyn std::error::Error>> {
-//! let (layer, recorder) = ReportingLayer::builder().capacity(8).build()?;
-//! tonic::transport::Server::builder()
-//!     .layer(layer)
-//!     .add_service(my_service)
-//!     .add_service(recorder.oob_service())
-//!     .serve("127.0.0.1:50051".parse()?)
-//!     .await?;
-//! # Ok(())
-//! # }
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let (layer, recorder) = ReportingLayer::builder().capacity(8).build()?;
+//!     tonic::transport::Server::builder()
+//!         .layer(layer)
+//!         // .add_service(MyServiceServer::new(my_service))
+//!         .add_service(recorder.oob_service())
+//!         .serve("127.0.0.1:50051".parse()?)
+//!         .await?;
+//!     Ok(())
+//! }
 //! ```
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
