@@ -1,0 +1,324 @@
+//! What `ReportingLayer` costs a tonic server: the same greeter server bare
+//! and behind the layer, in one process and one run.
+//!
+//! `cargo bench -p orca-lb-benches --bench reporting_overhead`
+//!
+//! The criterion group "reporting layer overhead" measures, per variant:
+//! - `unary_latency`: one unary `SayHello` over loopback through a connected
+//!   client, one call at a time;
+//! - `throughput`: 64 concurrent callers on one connection, each making a
+//!   fixed number of calls; criterion reports calls per second.
+//!
+//! Variants: `bare` (the baseline), `layered`, and `layered_cap64`, a layer
+//! with 64 worker slots, which prices the slot semaphore (64 callers never
+//! wait for a slot, so nothing queues).
+//!
+//! The servers set `TCP_NODELAY` on accepted connections, as tonic's
+//! `Server::serve` does by default.
+//!
+//! Criterion runs the variants one after the other, so slow drift of a noisy
+//! machine lands on one variant. After the group, an interleaved check runs
+//! the variants in rotating order, call by call for latency percentiles (p50
+//! to p99.9, which criterion does not give) and batch by batch for
+//! throughput, and prints every figure as a ratio to `bare`. A second bare
+//! server (`bare_again`) shows the noise floor: its ratio would be 1.00 on a
+//! quiet machine. The check runs twice: with `TCP_NODELAY`, then (half as
+//! long) with Nagle's algorithm on, the kernel's default, which a server fed
+//! a plain `TcpListenerStream` keeps.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
+use orca_lb_benches::{BenchServer, Listener, Percentiles, Variant, call_batch, median, say_hello};
+use orca_lb_test::pb::greeter_client::GreeterClient;
+use tokio::runtime::Runtime;
+use tonic::transport::Channel;
+
+/// Concurrent callers in the throughput benchmark.
+const CALLERS: usize = 64;
+/// Calls each caller makes per measured batch.
+const CALLS_EACH: usize = 32;
+/// The capacity of the limited layer: as many slots as callers, so a call
+/// never waits and only the semaphore's own cost shows.
+const CAPACITY: usize = 64;
+
+const VARIANTS: [Variant; 3] = [
+    Variant::Bare,
+    Variant::Layered,
+    Variant::LayeredCapacity(CAPACITY),
+];
+
+/// Client and server share one runtime with one worker per core; the timed
+/// client future runs on the benchmark thread (`block_on`).
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Starts one server per variant and connects a client to each.
+fn start(
+    rt: &Runtime,
+    variants: &[Variant],
+    listener: Listener,
+) -> Vec<(BenchServer, GreeterClient<Channel>)> {
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for &v in variants {
+            let server = BenchServer::spawn_with(v, listener)
+                .await
+                .expect("spawn server");
+            let client = server.client().await.expect("connect");
+            out.push((server, client));
+        }
+        out
+    })
+}
+
+fn overhead(c: &mut Criterion) {
+    let rt = runtime();
+    let servers = start(&rt, &VARIANTS, Listener::NoDelay);
+    let mut group = c.benchmark_group("reporting layer overhead");
+
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(50);
+    for (server, client) in &servers {
+        group.bench_function(BenchmarkId::new("unary_latency", server.variant()), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let mut client = client.clone();
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        say_hello(&mut client).await;
+                    }
+                    start.elapsed()
+                }
+            });
+        });
+    }
+
+    // One batch takes tens of milliseconds: flat sampling keeps the number of
+    // batches per sample constant instead of growing it linearly.
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(6))
+        .sample_size(20)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements((CALLERS * CALLS_EACH) as u64));
+    for (server, client) in &servers {
+        group.bench_function(
+            BenchmarkId::new(format!("throughput_{CALLERS}_callers"), server.variant()),
+            |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let client = client.clone();
+                    async move {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            call_batch(&client, CALLERS, CALLS_EACH).await;
+                        }
+                        start.elapsed()
+                    }
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, overhead);
+
+/// How much the interleaved check does: the full amount under `cargo bench`,
+/// a token amount when the benchmarks run as tests (`cargo test --benches`),
+/// nothing when criterion lists or profiles.
+struct CheckSize {
+    /// Calls per variant for the latency percentiles.
+    latency_calls: usize,
+    /// Batches per variant for throughput.
+    rounds: usize,
+    /// Calls per caller per batch.
+    calls_each: usize,
+}
+
+impl CheckSize {
+    /// `None` when criterion only lists or profiles the benchmarks.
+    fn from_args() -> Option<CheckSize> {
+        let args: Vec<String> = std::env::args().collect();
+        let has = |flag: &str| {
+            args.iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        if has("--list") || has("--profile-time") {
+            None
+        } else if has("--bench") && !has("--test") {
+            Some(CheckSize {
+                latency_calls: 20_000,
+                rounds: 40,
+                calls_each: 16,
+            })
+        } else {
+            Some(CheckSize {
+                latency_calls: 20,
+                rounds: 1,
+                calls_each: 1,
+            })
+        }
+    }
+}
+
+/// The variants of the interleaved check, with a second bare server whose
+/// ratio to the first is the noise floor.
+const CHECKED: [(&str, Variant); 4] = [
+    ("bare", Variant::Bare),
+    ("bare_again", Variant::Bare),
+    ("layered", Variant::Layered),
+    ("layered_cap64", Variant::LayeredCapacity(CAPACITY)),
+];
+
+/// Per-call latencies and per-batch calls per second of each variant of
+/// [`CHECKED`], measured in rotating order.
+struct Interleaved {
+    latencies: Vec<Vec<Duration>>,
+    rps: Vec<Vec<f64>>,
+}
+
+async fn measure_interleaved(clients: &[GreeterClient<Channel>], size: &CheckSize) -> Interleaved {
+    let n = clients.len();
+    let mut clients = clients.to_vec();
+    // Warm every connection first.
+    for c in &clients {
+        call_batch(c, CALLERS, 4).await;
+    }
+    let mut latencies = vec![Vec::with_capacity(size.latency_calls); n];
+    for i in 0..size.latency_calls {
+        for k in 0..n {
+            let v = (i + k) % n;
+            let start = Instant::now();
+            say_hello(&mut clients[v]).await;
+            latencies[v].push(start.elapsed());
+        }
+    }
+    let calls = (CALLERS * size.calls_each) as f64;
+    let mut rps = vec![Vec::with_capacity(size.rounds); n];
+    for r in 0..size.rounds {
+        for k in 0..n {
+            let v = (r + k) % n;
+            let start = Instant::now();
+            call_batch(&clients[v], CALLERS, size.calls_each).await;
+            rps[v].push(calls / start.elapsed().as_secs_f64());
+        }
+    }
+    Interleaved { latencies, rps }
+}
+
+/// The interleaved check, first with `TCP_NODELAY` (as a tonic server started
+/// with `serve` runs), then with Nagle's algorithm on (as a server fed a
+/// plain `TcpListenerStream` runs): there a response written in two pieces
+/// can wait for the client's delayed ACK.
+fn interleaved() {
+    let Some(size) = CheckSize::from_args() else {
+        return;
+    };
+    check(Listener::NoDelay, &size);
+    let half = CheckSize {
+        latency_calls: size.latency_calls / 2,
+        rounds: size.rounds.div_ceil(2),
+        calls_each: size.calls_each,
+    };
+    check(Listener::Nagle, &half);
+}
+
+/// Runs the variants in rotating order and prints every figure next to its
+/// ratio to the first bare server.
+fn check(listener: Listener, size: &CheckSize) {
+    let rt = runtime();
+    let variants = CHECKED.map(|(_, v)| v);
+    let servers = start(&rt, &variants, listener);
+    let clients: Vec<_> = servers.iter().map(|(_, c)| c.clone()).collect();
+    let (report_len, mut m) = rt.block_on(async {
+        let mut layered = clients[2].clone();
+        let reply = say_hello(&mut layered).await;
+        let report = reply.metadata().get_bin(orca_lb_proto::TRAILER_KEY);
+        let report_len = report.map_or(0, |v| v.as_encoded_bytes().len());
+        (report_len, measure_interleaved(&clients, size).await)
+    });
+    drop(servers);
+
+    let label = match listener {
+        Listener::NoDelay => "interleaved, TCP_NODELAY",
+        Listener::Nagle => "interleaved, Nagle on",
+    };
+    println!();
+    println!(
+        "reporting layer overhead/{label}: the layered trailer value is {report_len} base64 chars"
+    );
+    print_latency(label, size, &mut m.latencies);
+    print_throughput(label, size, &m.rps);
+}
+
+fn print_latency(label: &str, size: &CheckSize, latencies: &mut [Vec<Duration>]) {
+    let stats: Vec<Percentiles> = latencies
+        .iter_mut()
+        .map(|l| Percentiles::of(l).expect("latency samples"))
+        .collect();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let base = stats[0];
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!();
+    println!(
+        "reporting layer overhead/{label}: {} calls per variant, one at a time, rotating order",
+        size.latency_calls
+    );
+    println!(
+        "variant           mean us   p50 us   p90 us   p99 us p99.9 us | ratio to bare: mean   p50   p90   p99 p99.9"
+    );
+    for ((name, _), s) in CHECKED.iter().zip(&stats) {
+        println!(
+            "{name:<14} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>19.3} {:>5.3} {:>5.3} {:>5.3} {:>5.3}",
+            us(s.mean),
+            us(s.p50),
+            us(s.p90),
+            us(s.p99),
+            us(s.p999),
+            ratio(s.mean, base.mean),
+            ratio(s.p50, base.p50),
+            ratio(s.p90, base.p90),
+            ratio(s.p99, base.p99),
+            ratio(s.p999, base.p999),
+        );
+    }
+}
+
+fn print_throughput(label: &str, size: &CheckSize, rps: &[Vec<f64>]) {
+    let best = |r: &[f64]| r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let worst = |r: &[f64]| r.iter().copied().fold(f64::INFINITY, f64::min);
+    let mid = |r: &[f64]| median(r).unwrap_or(f64::NAN);
+    let base = &rps[0];
+    println!();
+    println!(
+        "reporting layer overhead/{label}: {} rounds of {CALLERS} callers x {} calls per variant",
+        size.rounds, size.calls_each
+    );
+    println!(
+        "variant         median rps   best rps | % of bare: median  best | per round: median [min, max]"
+    );
+    for ((name, _), r) in CHECKED.iter().zip(rps) {
+        let per_round: Vec<f64> = r.iter().zip(base).map(|(x, b)| x / b * 100.0).collect();
+        println!(
+            "{name:<14} {:>11.0} {:>10.0} | {:>17.1} {:>5.1} | {:>17.1} [{:.1}, {:.1}]",
+            mid(r),
+            best(r),
+            mid(r) / mid(base) * 100.0,
+            best(r) / best(base) * 100.0,
+            mid(&per_round),
+            worst(&per_round),
+            best(&per_round),
+        );
+    }
+    println!();
+}
+
+criterion::criterion_main!(benches, interleaved);
