@@ -219,14 +219,13 @@ async fn per_call_and_server_wide_metrics_are_sent() {
     assert_eq!(report.named_metric("server_only"), Some(9.0));
     assert_eq!(report.named_metric("shared"), Some(2.0), "per-call wins");
     assert_eq!(report.application_utilization(), 0.6);
-    // orca-lb's own metrics are still there.
-    for name in [
-        named_metrics::QUEUE_DEPTH,
-        named_metrics::IN_FLIGHT,
-        named_metrics::ACTIVE_STREAMS,
-    ] {
-        assert!(report.named_metric(name).is_some(), "{name}");
-    }
+    // orca-lb's own metrics are still there; zero counts are left out and
+    // read as zero.
+    assert_eq!(report.named_metric(named_metrics::IN_FLIGHT), Some(0.0));
+    assert_eq!(report.named_metric(named_metrics::QUEUE_DEPTH), None);
+    assert_eq!(report.queue_depth(), Some(0.0));
+    assert_eq!(report.named_metric(named_metrics::ACTIVE_STREAMS), None);
+    assert_eq!(report.active_streams(), Some(0.0));
     // The recorder's server-wide view holds no per-call entries, and
     // clearing the application's utilization brings back the layer's own.
     b.recorder().clear_application_utilization();

@@ -1,4 +1,53 @@
 //! A load-aware balancer for tonic clients.
+//!
+//! # Where it fits
+//!
+//! gRPC multiplexes every call over one HTTP/2 connection, so a
+//! connection-level balancer pins a client to one backend. [`Balancer`] is a
+//! tower `Service` that a generated tonic client takes in place of a
+//! `Channel`: it holds a connection per endpoint and picks an endpoint per
+//! call (and per stream, when it opens). It reads the ORCA reports that
+//! `orca-lb-server` (or grpc-go, grpc-java, C-core) attaches to responses,
+//! and decides with the pure policy in `orca-lb-core`.
+//!
+//! # Concepts
+//!
+//! - **Discovery** is a stream of [`Change`]s: [`static_list`] and
+//!   [`Balancer::from_uris`], [`DnsDiscovery`], or etcd (`orca-lb-etcd`).
+//! - **The pick**: the cheaper of two endpoints drawn at random, by expected
+//!   completion time (service time scaled by the calls ahead, plus a failure
+//!   penalty); see `docs/balancing.md`. A pick takes no global lock and
+//!   allocates nothing.
+//! - **Feedback**: the response body reads the trailer (or the trailers-only
+//!   headers) and feeds the report, the latency and the outcome back.
+//!   Optionally, each endpoint's out-of-band stream is subscribed too.
+//! - **Circuit breaking**: consecutive failures, refused connections and
+//!   sustained overload eject an endpoint, within an ejection budget, and
+//!   probes bring it back. With too few endpoints left, panic mode ignores
+//!   ejections.
+//! - **Visibility**: [`Balancer::snapshot`] shows every endpoint's score,
+//!   signals and breaker; metrics and tracing events are listed in
+//!   `docs/observability.md`.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use orca_lb_client::{Balancer, BalancerConfig};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let balancer = Balancer::from_uris(
+//!         BalancerConfig { target: "greeter".into(), ..Default::default() },
+//!         ["http://127.0.0.1:50051", "http://127.0.0.1:50052"],
+//!     )?;
+//!     // let mut client = GreeterClient::new(balancer.clone());
+//!     // client.say_hello(request).await?;
+//!     for endpoint in balancer.snapshot().endpoints {
+//!         println!("{} {} {:?}", endpoint.key, endpoint.breaker, endpoint.cost.total());
+//!     }
+//!     Ok(())
+//! }
+//! ```
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 

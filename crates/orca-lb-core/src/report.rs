@@ -256,9 +256,12 @@ impl LoadReport {
         self.raw.request_cost.get(name).copied()
     }
 
-    /// Calls waiting for a worker slot ([`named_metrics::QUEUE_DEPTH`]).
+    /// Calls waiting for a worker slot ([`named_metrics::QUEUE_DEPTH`]);
+    /// zero when the report carries `in_flight` but no queue depth (orca-lb
+    /// servers omit zero counts).
     pub fn queue_depth(&self) -> Option<f64> {
         self.named_metric(named_metrics::QUEUE_DEPTH)
+            .or_else(|| self.in_flight().map(|_| 0.0))
     }
 
     /// Calls in flight on the server ([`named_metrics::IN_FLIGHT`]).
@@ -266,9 +269,11 @@ impl LoadReport {
         self.named_metric(named_metrics::IN_FLIGHT)
     }
 
-    /// Open streams on the server ([`named_metrics::ACTIVE_STREAMS`]).
+    /// Open streams on the server ([`named_metrics::ACTIVE_STREAMS`]); zero
+    /// when the report carries `in_flight` but no stream count.
     pub fn active_streams(&self) -> Option<f64> {
         self.named_metric(named_metrics::ACTIVE_STREAMS)
+            .or_else(|| self.in_flight().map(|_| 0.0))
     }
 
     /// The server's worker slots ([`named_metrics::CAPACITY`]).
@@ -452,7 +457,7 @@ mod tests {
             (Field::Utilization("gpu"), r#"utilization["gpu"]"#),
             (
                 Field::NamedMetric(named_metrics::QUEUE_DEPTH),
-                r#"named_metrics["orca_lb.queue_depth"]"#,
+                r#"named_metrics["queue_depth"]"#,
             ),
         ];
         for (field, text) in cases {
@@ -475,7 +480,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"invalid load report: named_metrics["orca_lb.in_flight"] = -2 is negative"#
+            r#"invalid load report: named_metrics["in_flight"] = -2 is negative"#
         );
 
         let err = Field::Utilization("gpu").check(f64::NAN).unwrap_err();

@@ -13,11 +13,11 @@
 //! ReportEncoder::new(&mut buf)
 //!     .application_utilization(0.5)
 //!     .rps_fractional(120.0)
-//!     .named_metric("orca_lb.queue_depth", 3.0);
+//!     .named_metric("queue_depth", 3.0);
 //!
 //! let report = OrcaLoadReport::decode(buf.as_slice()).unwrap();
 //! assert_eq!(report.application_utilization, 0.5);
-//! assert_eq!(report.named_metrics["orca_lb.queue_depth"], 3.0);
+//! assert_eq!(report.named_metrics["queue_depth"], 3.0);
 //! ```
 
 use bytes::BufMut;
@@ -171,7 +171,7 @@ mod tests {
         };
         raw.request_cost.insert("db".into(), 3.0);
         raw.utilization.insert("gpu".into(), 0.9);
-        raw.named_metrics.insert("orca_lb.queue_depth".into(), 4.0);
+        raw.named_metrics.insert("queue_depth".into(), 4.0);
         // A key longer than 127 bytes needs a two-byte length.
         raw.named_metrics.insert("k".repeat(200), 0.0);
         let report = LoadReport::try_from(raw).unwrap();

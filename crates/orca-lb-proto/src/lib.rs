@@ -1,5 +1,34 @@
-//! Generated protobuf types for ORCA, and the hand-written wire pieces orca-lb
-//! needs on its hot paths.
+//! The ORCA wire format: generated messages and stubs, and the hand-written
+//! pieces orca-lb needs on its hot paths.
+//!
+//! # Where it fits
+//!
+//! Every other orca-lb crate speaks ORCA through this one. The messages are
+//! `xds.data.orca.v3.OrcaLoadReport` and `xds.service.orca.v3.OpenRcaService`,
+//! written in `proto/` from the upstream field names and numbers and compiled
+//! in `build.rs` with protox (no system `protoc`). Conversions to and from
+//! `orca_lb_core::LoadReport` validate at the boundary.
+//!
+//! - [`pb`]: the generated types, laid out by protobuf package, with short
+//!   re-exports (`pb::OrcaLoadReport`).
+//! - [`encode::ReportEncoder`]: writes a report straight into a buffer,
+//!   without building the message and its maps: what a server does per call.
+//! - [`StreamingMethods`]: which methods of a service stream, read from its
+//!   `FileDescriptorSet`.
+//!
+//! # Examples
+//!
+//! ```
+//! use orca_lb_core::LoadReport;
+//! use orca_lb_proto::pb::OrcaLoadReport;
+//!
+//! let pb = OrcaLoadReport { cpu_utilization: 0.5, rps_fractional: 10.0, ..Default::default() };
+//! let report = LoadReport::try_from(pb).unwrap();
+//! assert_eq!(report.qps(), 10.0);
+//!
+//! let bad = OrcaLoadReport { mem_utilization: 2.0, ..Default::default() };
+//! assert!(LoadReport::try_from(bad).is_err());
+//! ```
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 

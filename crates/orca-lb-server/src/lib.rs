@@ -1,6 +1,52 @@
 //! ORCA load reporting for tonic servers.
 //!
-//! (crate documentation below)
+//! # Where it fits
+//!
+//! orca-lb balances gRPC calls on what backends report about their own load.
+//! This crate is the backend half: a tower [`ReportingLayer`] that any tonic
+//! server adds with one line, after which every response carries an ORCA
+//! `OrcaLoadReport` in its `endpoint-load-metrics-bin` trailer, and
+//! [`LoadRecorder::oob_service`] streams the same reports out of band
+//! (`xds.service.orca.v3.OpenRcaService`). `orca-lb-client` reads them, and so
+//! do gRPC's own `weighted_round_robin` clients (grpc-go, grpc-java, C-core).
+//!
+//! # Concepts
+//!
+//! - **What is tracked.** Calls in flight, open streams (methods named in
+//!   [`StreamingMethods`]), calls queued for a worker slot (with
+//!   [`Builder::capacity`]), completed and failed calls per second over a
+//!   sliding window, a service-time EWMA, and CPU and memory from a
+//!   [`SystemSampler`] on a background task. Counting is atomic and carried by
+//!   a guard in the response body, so a stream counts until its trailers are
+//!   sent or the client goes away.
+//! - **What the application adds.** Server-wide values through the
+//!   [`LoadRecorder`], and per-call costs through the [`CallRecorder`] in each
+//!   request's extensions. Values out of range are refused, logged, and never
+//!   sent.
+//! - **What is sent.** See `docs/orca.md` for every field, and why
+//!   `application_utilization` folds queueing in.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use orca_lb_server::{CallRecorder, ReportingLayer};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Eight worker slots: unary calls beyond them queue, and the queue is reported.
+//!     let (layer, recorder) = ReportingLayer::builder().capacity(8).build()?;
+//!     recorder.set_named_metric("cache_hit_ratio", 0.93)?;
+//!     tonic::transport::Server::builder()
+//!         .layer(layer)
+//!         // .add_service(MyServiceServer::new(my_service)), whose handlers may call
+//!         // CallRecorder::of(&request).unwrap().record_request_cost("db_reads", 3.0)
+//!         .add_service(recorder.oob_service())
+//!         .serve("127.0.0.1:50051".parse()?)
+//!         .await?;
+//!     Ok(())
+//! }
+//! # let _ = CallRecorder::of::<()>;
+//! ```
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 

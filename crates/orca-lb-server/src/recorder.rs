@@ -44,7 +44,7 @@ impl LoadRecorder {
     }
 
     /// Sets the depth of the application's own queue; it is added to the
-    /// layer's queue in `orca_lb.queue_depth`.
+    /// layer's queue in `queue_depth`.
     pub fn set_queue_depth(&self, depth: usize) {
         self.tracker.set_app_queue(depth);
     }
