@@ -247,10 +247,10 @@ impl Snapshot {
         // Zero queue and stream counts are omitted: `in_flight` being present
         // says they are zero (see `orca_lb_core::named_metrics`).
         [
-            (self.queue_depth > 0).then(|| (named_metrics::QUEUE_DEPTH, self.queue_depth as f64)),
+            (self.queue_depth > 0).then_some((named_metrics::QUEUE_DEPTH, self.queue_depth as f64)),
             Some((named_metrics::IN_FLIGHT, self.in_flight as f64)),
             (self.active_streams > 0)
-                .then(|| (named_metrics::ACTIVE_STREAMS, self.active_streams as f64)),
+                .then_some((named_metrics::ACTIVE_STREAMS, self.active_streams as f64)),
             self.capacity.map(|c| (named_metrics::CAPACITY, c as f64)),
             self.service_time_ms
                 .map(|v| (named_metrics::SERVICE_TIME_MS, v)),
