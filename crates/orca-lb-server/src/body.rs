@@ -19,12 +19,12 @@ pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        call: Option<(CallGuard, CallRecorder)>,
+        call: Option<(CallGuard, Option<CallRecorder>)>,
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, guard: CallGuard, recorder: CallRecorder) -> Self {
+    pub(crate) fn new(inner: B, guard: CallGuard, recorder: Option<CallRecorder>) -> Self {
         Self {
             inner,
             call: Some((guard, recorder)),
@@ -85,7 +85,7 @@ impl<B: Body> Body for ResponseBody<B> {
                 if let Some((mut guard, recorder)) = this.call.take() {
                     let now = tokio::time::Instant::now().into_std();
                     guard.finish(grpc_status(&trailers));
-                    insert_report(&mut trailers, guard.tracker(), Some(&recorder), now);
+                    insert_report(&mut trailers, guard.tracker(), recorder.as_ref(), now);
                 }
                 Frame::trailers(trailers)
             }

@@ -26,6 +26,10 @@ pub struct ReportingConfig {
     /// Floor on the out-of-band report interval, whatever clients ask for.
     /// gRPC's servers use 30 s; ours can go lower. Default: 1 s.
     pub min_oob_interval: Duration,
+    /// Put a [`CallRecorder`](crate::CallRecorder) in every request's
+    /// extensions, for handlers that report per-call costs. It costs two small
+    /// allocations per call; turn it off if no handler uses it. Default: on.
+    pub call_recorder: bool,
 }
 
 impl Default for ReportingConfig {
@@ -36,6 +40,7 @@ impl Default for ReportingConfig {
             sample_interval: Duration::from_secs(1),
             service_time_decay: Duration::from_secs(1),
             min_oob_interval: Duration::from_secs(1),
+            call_recorder: true,
         }
     }
 }

@@ -29,7 +29,7 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqBody>,
-        call: Option<(CallGuard, CallRecorder)>,
+        call: Option<(CallGuard, Option<CallRecorder>)>,
     }
 }
 
@@ -58,7 +58,11 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn running(future: S::Future, guard: CallGuard, recorder: CallRecorder) -> Self {
+    pub(crate) fn running(
+        future: S::Future,
+        guard: CallGuard,
+        recorder: Option<CallRecorder>,
+    ) -> Self {
         Self {
             state: State::Running { future },
             call: Some((guard, recorder)),
@@ -70,7 +74,7 @@ where
         service: S,
         request: Request<ReqBody>,
         guard: CallGuard,
-        recorder: CallRecorder,
+        recorder: Option<CallRecorder>,
     ) -> Self {
         Self {
             state: State::Queued {
@@ -148,7 +152,7 @@ where
                             insert_report(
                                 &mut parts.headers,
                                 guard.tracker(),
-                                Some(&recorder),
+                                recorder.as_ref(),
                                 now,
                             );
                             ResponseBody::passthrough(body)

@@ -97,6 +97,12 @@ impl Builder {
         self
     }
 
+    /// Sets [`ReportingConfig::call_recorder`].
+    pub fn call_recorder(mut self, enabled: bool) -> Self {
+        self.config.call_recorder = enabled;
+        self
+    }
+
     /// Tells the layer which methods stream.
     pub fn streaming_methods(mut self, methods: StreamingMethods) -> Self {
         self.streaming = methods;

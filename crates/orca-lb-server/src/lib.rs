@@ -29,7 +29,7 @@
 //! # Examples
 //!
 //! ```no_run
-//! use orca_lb_server::{CallRecorder, ReportingLayer};
+//! use orca_lb_server::ReportingLayer;
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,7 +45,6 @@
 //!         .await?;
 //!     Ok(())
 //! }
-//! # let _ = CallRecorder::of::<()>;
 //! ```
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]

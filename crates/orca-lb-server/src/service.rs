@@ -58,8 +58,11 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let now = tokio::time::Instant::now().into_std();
         let stream = self.tracker.streaming.contains(request.uri().path());
-        let recorder = CallRecorder::new();
-        request.extensions_mut().insert(recorder.clone());
+        let recorder = self.tracker.config.call_recorder.then(|| {
+            let recorder = CallRecorder::new();
+            request.extensions_mut().insert(recorder.clone());
+            recorder
+        });
         let mut guard = CallGuard::start(self.tracker.clone(), stream);
 
         let slots = if stream {
@@ -93,4 +96,66 @@ where
 
 impl<S: NamedService> NamedService for Reporting<S> {
     const NAME: &'static str = S::NAME;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::{BodyExt, Full};
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::{FixedSampler, ReportingLayer};
+
+    /// A handler that answers with a gRPC OK in its trailers and says whether
+    /// it found a `CallRecorder`.
+    #[derive(Clone)]
+    struct Probe;
+
+    impl Service<Request<()>> for Probe {
+        type Response = Response<http_body_util::combinators::BoxBody<bytes::Bytes, Infallible>>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: Request<()>) -> Self::Future {
+            let found = req.extensions().get::<CallRecorder>().is_some();
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            let body = Full::new(bytes::Bytes::from(if found { "found" } else { "none" }))
+                .with_trailers(std::future::ready(Some(Ok(trailers))))
+                .boxed();
+            std::future::ready(Ok(Response::new(body)))
+        }
+    }
+
+    async fn call(layer: &ReportingLayer) -> (String, bool) {
+        let mut svc = layer.layer(Probe);
+        let response = svc.call(Request::new(())).await.unwrap();
+        let collected = response.into_body().collect().await.unwrap();
+        let has_report = collected
+            .trailers()
+            .is_some_and(|t| t.contains_key(orca_lb_proto::TRAILER_KEY));
+        let text = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
+        (text, has_report)
+    }
+
+    #[tokio::test]
+    async fn the_call_recorder_can_be_turned_off_and_reports_still_go_out() {
+        let (on, _) = ReportingLayer::builder()
+            .sampler(FixedSampler::new(0.1, 0.1))
+            .build()
+            .unwrap();
+        assert_eq!(call(&on).await, ("found".to_string(), true));
+        let (off, _) = ReportingLayer::builder()
+            .sampler(FixedSampler::new(0.1, 0.1))
+            .call_recorder(false)
+            .build()
+            .unwrap();
+        assert_eq!(call(&off).await, ("none".to_string(), true));
+    }
 }
