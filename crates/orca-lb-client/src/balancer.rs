@@ -134,25 +134,32 @@ impl Balancer {
         }
     }
 
-    fn pick(&mut self, stream: bool, now: std::time::Instant) -> Result<CallGuard, BalanceError> {
+    /// Draws the endpoint a call would go to now, without sending anything
+    /// or reserving a probe: the pick alone, for benchmarks and diagnostics.
+    /// Returns its index in [`snapshot`](Self::snapshot) order.
+    #[doc(hidden)]
+    pub fn choose(&mut self, stream: bool) -> Option<usize> {
+        let now = tokio::time::Instant::now().into_std();
         self.refresh();
+        let mut warm_up: f64 = self.rng.random();
+        self.draw(stream, &mut warm_up, None, now)
+    }
+
+    /// One P2C draw over the cached list, passing over `excluded`. When the
+    /// warm-up draw leaves nothing (every endpoint is new, as at start-up),
+    /// `warm_up` is reset to 0 and all endpoints count.
+    fn draw(
+        &mut self,
+        stream: bool,
+        warm_up: &mut f64,
+        excluded: Option<usize>,
+        now: std::time::Instant,
+    ) -> Option<usize> {
         let list = &self.list;
-        if list.is_empty() {
-            return Err(BalanceError::NoEndpoints {
-                target: self.shared.config.target.clone(),
-            });
-        }
         let shared = &*self.shared;
         let panic = shared.is_panic();
-        // Endpoints still warming up are considered with probability equal
-        // to their warm-up share: one draw per pick. If that leaves nothing
-        // (every endpoint is new, as at start-up), all are considered.
-        let mut warm_up: f64 = self.rng.random();
-        let mut excluded = None;
-        // A HalfOpen endpoint whose probe budget went to another caller
-        // between the pick and the admission is excluded and replaced.
-        for _ in 0..3 {
-            let u = warm_up;
+        loop {
+            let u = *warm_up;
             let chosen = self.picker.pick(&mut self.rng, list.len(), |i| {
                 let ep = &list[i];
                 if Some(i) == excluded || ep.draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -160,18 +167,36 @@ impl Balancer {
                 }
                 ep.candidate(stream, u, panic, shared, now)
             });
-            let Some(i) = chosen else {
-                if warm_up > 0.0 {
-                    warm_up = 0.0;
-                    continue;
-                }
+            if chosen.is_some() || *warm_up == 0.0 {
+                return chosen;
+            }
+            *warm_up = 0.0;
+        }
+    }
+
+    fn pick(&mut self, stream: bool, now: std::time::Instant) -> Result<CallGuard, BalanceError> {
+        self.refresh();
+        if self.list.is_empty() {
+            return Err(BalanceError::NoEndpoints {
+                target: self.shared.config.target.clone(),
+            });
+        }
+        let panic = self.shared.is_panic();
+        // Endpoints still warming up are considered with probability equal
+        // to their warm-up share: one draw per pick.
+        let mut warm_up: f64 = self.rng.random();
+        let mut excluded = None;
+        // A HalfOpen endpoint whose probe budget went to another caller
+        // between the pick and the admission is excluded and replaced.
+        for _ in 0..2 {
+            let Some(i) = self.draw(stream, &mut warm_up, excluded, now) else {
                 break;
             };
-            let ep = &list[i];
+            let ep = &self.list[i];
             match ep.admit(panic) {
                 Some(probe) => {
                     tracing::trace!(
-                        target_name = %shared.config.target,
+                        target_name = %self.shared.config.target,
                         endpoint = %ep.key,
                         stream,
                         probe,
@@ -190,8 +215,8 @@ impl Balancer {
             }
         }
         Err(BalanceError::NoneAvailable {
-            target: shared.config.target.clone(),
-            endpoints: list.len(),
+            target: self.shared.config.target.clone(),
+            endpoints: self.list.len(),
         })
     }
 }
