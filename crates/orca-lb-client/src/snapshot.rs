@@ -60,6 +60,24 @@ pub struct EndpointSnapshot {
     pub recent_picks: u64,
     /// Failed calls in the last 10 seconds.
     pub recent_failures: u64,
+    /// Whether discovery removed it: calls in flight finish, no new ones.
+    pub draining: bool,
+    /// Responses observed, successes and failures.
+    pub responses: u64,
+    /// Smoothed reported service time, seconds.
+    pub service_time: Option<f64>,
+    /// Smoothed reported number of other clients' unary calls on it.
+    pub backlog: Option<f64>,
+    /// Smoothed reported number of other clients' streams on it.
+    pub others_streams: Option<f64>,
+    /// Reported worker slots.
+    pub capacity: Option<f64>,
+    /// Observed latency (peak EWMA, seconds) as of the last response.
+    pub latency: Option<f64>,
+    /// Age of the last observed response (of `latency` and `error_rate`).
+    pub response_age: Option<Duration>,
+    /// Recent failure rate, 0 to 1, now.
+    pub error_rate: f64,
 }
 
 impl BalancerSnapshot {
@@ -75,6 +93,8 @@ impl BalancerSnapshot {
                 let failures = ep.failures_total.load(Relaxed);
                 let (old_picks, old_failures) =
                     core.history.front().map_or((0, 0), |&(_, p, f)| (p, f));
+                let state = core.policy.state();
+                let estimate = state.estimate();
                 EndpointSnapshot {
                     key: ep.key.clone(),
                     uri: ep.uri.to_string(),
@@ -102,6 +122,17 @@ impl BalancerSnapshot {
                     streams: local.streams,
                     recent_picks: picks - old_picks,
                     recent_failures: failures - old_failures,
+                    draining: ep.draining.load(Relaxed),
+                    responses: state.responses(),
+                    service_time: estimate.service_time,
+                    backlog: estimate.backlog,
+                    others_streams: estimate.streams,
+                    capacity: estimate.capacity,
+                    latency: estimate.latency,
+                    response_age: estimate
+                        .latency_at
+                        .map(|t| now.saturating_duration_since(t)),
+                    error_rate: estimate.errors.value_at(now),
                 }
             })
             .collect();

@@ -1,0 +1,222 @@
+//! The state as a plain-text table, one row per endpoint.
+
+use std::fmt::Write as _;
+
+use super::{age, circuit_word, reason_words, state_word, std_duration};
+use crate::pb;
+
+/// Column headers; numeric columns are right-aligned.
+const COLUMNS: [(&str, Align); 10] = [
+    ("ENDPOINT", Align::Left),
+    ("STATE", Align::Left),
+    ("SCORE MS", Align::Right),
+    ("SERVICE MS", Align::Right),
+    ("BACKLOG", Align::Right),
+    ("UTIL", Align::Right),
+    ("IN-FLIGHT", Align::Right),
+    ("PICKS/10S", Align::Right),
+    ("FAILS/10S", Align::Right),
+    ("CIRCUIT", Align::Left),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// Every balancer in `state`: a header line, then one row per endpoint with
+/// its key, state, score (expected completion time of a unary call, ms), the
+/// service time and backlog that score used, reported utilization, this
+/// client's calls in flight, picks and failures in the last 10 s, and the
+/// circuit with the reason and age of its last change. Ends with a newline.
+pub fn table(state: &pb::State) -> String {
+    let mut out = String::new();
+    if state.balancers.is_empty() {
+        out.push_str("no balancer registered\n");
+        return out;
+    }
+    for (i, b) in state.balancers.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        balancer(&mut out, b);
+    }
+    out
+}
+
+fn balancer(out: &mut String, b: &pb::Balancer) {
+    let _ = write!(
+        out,
+        "balancer {} (target {}): {} endpoint{}, {} ejected",
+        b.name,
+        b.target,
+        b.endpoints.len(),
+        if b.endpoints.len() == 1 { "" } else { "s" },
+        b.ejected
+    );
+    if b.panic {
+        out.push_str(", PANIC: too few healthy endpoints, ejections ignored");
+    }
+    out.push('\n');
+    let rows: Vec<[String; 10]> = b.endpoints.iter().map(row).collect();
+    let mut widths = COLUMNS.map(|(h, _)| h.len());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    line(out, &COLUMNS.map(|(h, _)| h.to_string()), &widths);
+    for r in &rows {
+        line(out, r, &widths);
+    }
+}
+
+fn line(out: &mut String, cells: &[String; 10], widths: &[usize; 10]) {
+    let last = cells.len() - 1;
+    for (i, ((cell, w), (_, align))) in cells.iter().zip(widths).zip(COLUMNS).enumerate() {
+        if i > 0 {
+            out.push_str("  ");
+        }
+        match align {
+            Align::Right => {
+                let _ = write!(out, "{cell:>w$}");
+            }
+            // No trailing spaces after the last column.
+            Align::Left if i == last => out.push_str(cell),
+            Align::Left => {
+                let _ = write!(out, "{cell:<w$}");
+            }
+        }
+    }
+    out.push('\n');
+}
+
+fn row(e: &pb::Endpoint) -> [String; 10] {
+    let score = e.score.unwrap_or_default();
+    let signals = e.signals.unwrap_or_default();
+    [
+        e.key.clone(),
+        state_word(e.state).to_string(),
+        format!("{:.1}", score.total_seconds * 1e3),
+        format!("{:.1}", score.service_time_seconds * 1e3),
+        format!("{:.1}", score.backlog),
+        signals
+            .utilization
+            .map_or_else(|| "-".to_string(), |u| format!("{u:.2}")),
+        e.in_flight.to_string(),
+        e.recent_picks.to_string(),
+        e.recent_failures.to_string(),
+        circuit(e.circuit.as_ref()),
+    ]
+}
+
+/// `closed`, `open (5 consecutive errors, 1.2s ago)`, `half-open (40ms ago)`.
+fn circuit(c: Option<&pb::Circuit>) -> String {
+    let Some(c) = c else {
+        return "-".to_string();
+    };
+    let mut s = circuit_word(c.state).to_string();
+    if let Some(t) = &c.last_transition {
+        let mut detail = Vec::new();
+        if let Some(r) = &t.reason {
+            detail.push(reason_words(r));
+        }
+        if let Some(a) = &t.age {
+            detail.push(format!("{} ago", age(std_duration(a))));
+        }
+        if !detail.is_empty() {
+            let _ = write!(s, " ({})", detail.join(", "));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(key: &str, state: pb::EndpointState, circuit: pb::Circuit) -> pb::Endpoint {
+        pb::Endpoint {
+            key: key.to_string(),
+            address: key.to_string(),
+            state: state.into(),
+            score: Some(pb::Score {
+                total_seconds: 0.0125,
+                service_time_seconds: 0.01,
+                backlog: 1.5,
+                ..Default::default()
+            }),
+            signals: Some(pb::Signals {
+                utilization: Some(0.5),
+                ..Default::default()
+            }),
+            in_flight: 2,
+            recent_picks: 120,
+            recent_failures: 3,
+            circuit: Some(circuit),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_row_per_endpoint_with_aligned_columns() {
+        let closed = pb::Circuit {
+            state: pb::CircuitState::Closed.into(),
+            ..Default::default()
+        };
+        let open = pb::Circuit {
+            state: pb::CircuitState::Open.into(),
+            ejections: 1,
+            last_transition: Some(pb::Transition {
+                to: pb::CircuitState::Open.into(),
+                age: Some(prost_types::Duration {
+                    seconds: 2,
+                    nanos: 100_000_000,
+                }),
+                reason: Some(pb::OpenReason {
+                    kind: pb::open_reason::Kind::ConsecutiveErrors.into(),
+                    value: Some(5.0),
+                }),
+            }),
+        };
+        let state = pb::State {
+            balancers: vec![pb::Balancer {
+                name: "greeter".into(),
+                target: "greeter".into(),
+                panic: false,
+                ejected: 1,
+                endpoints: vec![
+                    endpoint("http://10.0.0.1:80", pb::EndpointState::Ready, closed),
+                    endpoint("http://10.0.0.22:80", pb::EndpointState::Ejected, open),
+                ],
+            }],
+        };
+        let text = table(&state);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "balancer greeter (target greeter): 2 endpoints, 1 ejected",
+                "ENDPOINT             STATE    SCORE MS  SERVICE MS  BACKLOG  UTIL  IN-FLIGHT  PICKS/10S  FAILS/10S  CIRCUIT",
+                "http://10.0.0.1:80   ready        12.5        10.0      1.5  0.50          2        120          3  closed",
+                "http://10.0.0.22:80  ejected      12.5        10.0      1.5  0.50          2        120          3  open (5 consecutive errors, 2.1s ago)",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn empty_and_panic() {
+        assert_eq!(table(&pb::State::default()), "no balancer registered\n");
+        let state = pb::State {
+            balancers: vec![pb::Balancer {
+                name: "a".into(),
+                target: "t".into(),
+                panic: true,
+                ..Default::default()
+            }],
+        };
+        assert!(table(&state).starts_with("balancer a (target t): 0 endpoints, 0 ejected, PANIC"));
+    }
+}
