@@ -1,0 +1,485 @@
+//! The discrete-event loop of one policy over one scenario.
+
+mod calls;
+mod limit;
+mod queue;
+mod recorder;
+
+use std::collections::VecDeque;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+pub(crate) use self::calls::CallRef;
+use self::calls::{Call, Calls};
+use self::limit::Limit;
+use self::queue::EventQueue;
+pub(crate) use self::recorder::Recorder;
+pub(crate) use self::recorder::Targets;
+use crate::backend::{Backend, Job, SAMPLE_INTERVAL, Snapshot};
+use crate::clock::{Clock, MILLISECOND, Nanos, secs, to_secs};
+use crate::policy::{Client, Done, Policy};
+use crate::results::FiredEvent;
+use crate::scenario::{Action, Scenario};
+use crate::service_time::Draw;
+
+/// How long a failing backend takes to answer UNAVAILABLE.
+const FAIL_FAST: Nanos = MILLISECOND;
+
+/// What happens next.
+#[derive(Debug)]
+enum Ev {
+    /// The next unary call is due.
+    Arrival,
+    /// The next stream is due.
+    StreamArrival,
+    /// A call reaches its backend.
+    ServerArrive { backend: usize, job: Job },
+    /// A call reaches the limit's central queue.
+    PoolArrive { job: Job },
+    /// A worker finishes a call that took `service`.
+    ServiceDone {
+        backend: usize,
+        job: Job,
+        service: Nanos,
+    },
+    /// A failing backend answers.
+    FailFastDone { backend: usize, job: Job },
+    /// A stream's server ends it.
+    StreamEnd { backend: usize, job: Job },
+    /// A response reaches its client.
+    Response {
+        call: CallRef,
+        failed: bool,
+        report: Option<Snapshot>,
+    },
+    /// A client's periodic upkeep.
+    Tick { client: usize, every: Nanos },
+    /// A client's out-of-band reports are due.
+    Oob { client: usize, every: Nanos },
+    /// The servers' samplers advance their rate windows.
+    Sample,
+    /// A scripted event.
+    Script { index: usize },
+}
+
+/// Seeds for the random streams of a run. The arrival and setup streams do
+/// not depend on the policy, so every policy sees the same calls.
+fn seed_for(seed: u64, stream: u64) -> u64 {
+    // splitmix64
+    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One policy's run over a scenario.
+pub(crate) struct Run<'a> {
+    scenario: &'a Scenario,
+    clock: Clock,
+    queue: EventQueue<Ev>,
+    backends: Vec<Backend>,
+    clients: Vec<Box<dyn Client>>,
+    limit: Option<Limit>,
+    calls: Calls,
+    deadlines: VecDeque<(Nanos, CallRef)>,
+    arrivals: SmallRng,
+    stream_arrivals: SmallRng,
+    rec: Recorder,
+    reads_reports: bool,
+    delay: Nanos,
+    deadline: Nanos,
+    end: Nanos,
+}
+
+impl<'a> Run<'a> {
+    pub(crate) fn new(scenario: &'a Scenario, policy: &Policy, seed: u64) -> Self {
+        let clock = Clock::new();
+        let backends: Vec<Backend> = scenario
+            .backend_groups()
+            .map(|g| {
+                let mut b = Backend::new(g.capacity, g.service_time);
+                b.queue_in_utilization = scenario.sim.utilization_includes_queue;
+                b
+            })
+            .collect();
+        let n = backends.len();
+        let mut setup = SmallRng::seed_from_u64(seed_for(seed, 3));
+        let mut queue = EventQueue::new();
+        let (clients, limit) = if policy.is_limit() {
+            (Vec::new(), Some(Limit::new(&backends)))
+        } else {
+            let oob = scenario.sim.oob_period_ms.map(crate::clock::millis);
+            let clients: Vec<Box<dyn Client>> = (0..scenario.clients as u64)
+                .map(|c| policy.client(n, seed_for(seed, 1000 + c), clock, oob))
+                .collect();
+            for (c, client) in clients.iter().enumerate() {
+                // Each client's tasks start at their own phase.
+                if let Some(every) = client.tick_interval() {
+                    queue.push(setup.random_range(0..every), Ev::Tick { client: c, every });
+                }
+                if let Some(every) = client.oob_period() {
+                    queue.push(setup.random_range(0..every), Ev::Oob { client: c, every });
+                }
+            }
+            (clients, None)
+        };
+        let reads_reports = clients.first().is_some_and(|c| c.reads_reports());
+        let mut arrivals = SmallRng::seed_from_u64(seed_for(seed, 1));
+        let mut stream_arrivals = SmallRng::seed_from_u64(seed_for(seed, 2));
+        // Each process's first call comes one inter-arrival time in.
+        queue.push(exp_gap(&mut arrivals, scenario.rate), Ev::Arrival);
+        if let Some(s) = &scenario.streams {
+            queue.push(exp_gap(&mut stream_arrivals, s.rate), Ev::StreamArrival);
+        }
+        queue.push(SAMPLE_INTERVAL, Ev::Sample);
+        for (index, e) in scenario.events.iter().enumerate() {
+            queue.push(secs(e.at_s), Ev::Script { index });
+        }
+        let end = scenario.end();
+        let measure = (scenario.measure_start(), end);
+        let rec = Recorder::new(
+            measure,
+            scenario.event_window(),
+            scenario.deadline(),
+            n,
+            &scenario.watched(),
+            scenario.streams.is_some(),
+            end,
+        );
+        Self {
+            scenario,
+            clock,
+            queue,
+            backends,
+            clients,
+            limit,
+            calls: Calls::default(),
+            deadlines: VecDeque::new(),
+            arrivals,
+            stream_arrivals,
+            rec,
+            reads_reports,
+            delay: scenario.network_delay(),
+            deadline: scenario.deadline(),
+            end,
+        }
+    }
+
+    /// Runs to the end; the recorder holds what happened.
+    pub(crate) fn run(mut self) -> Recorder {
+        // Every measured call ends by its deadline.
+        let stop = self.end + self.deadline + 2 * self.delay + FAIL_FAST;
+        loop {
+            let next_event = self.queue.next_at().unwrap_or(Nanos::MAX);
+            let next_deadline = self.deadlines.front().map_or(Nanos::MAX, |d| d.0);
+            if next_deadline <= next_event {
+                if next_deadline > stop {
+                    break;
+                }
+                let (at, call) = self.deadlines.pop_front().expect("peeked");
+                self.on_deadline(at, call);
+            } else {
+                if next_event > stop {
+                    break;
+                }
+                let (now, ev) = self.queue.pop().expect("peeked");
+                self.handle(now, ev);
+            }
+        }
+        self.rec
+    }
+
+    fn handle(&mut self, now: Nanos, ev: Ev) {
+        match ev {
+            Ev::Arrival => self.on_arrival(now),
+            Ev::StreamArrival => self.on_stream_arrival(now),
+            Ev::ServerArrive { backend, job } => self.on_server_arrive(now, backend, job),
+            Ev::PoolArrive { job } => {
+                let limit = self.limit.as_mut().expect("limit mode");
+                limit.arrive(job);
+                self.dispatch_limit(now);
+            }
+            Ev::ServiceDone {
+                backend,
+                job,
+                service,
+            } => self.on_service_done(now, backend, job, service),
+            Ev::FailFastDone { backend, job } => {
+                let stream = job.stream_for > 0;
+                self.backends[backend].call_finished(stream, true);
+                self.respond(now, backend, job, true);
+            }
+            Ev::StreamEnd { backend, job } => {
+                self.backends[backend].call_finished(true, false);
+                self.respond(now, backend, job, false);
+            }
+            Ev::Response {
+                call,
+                failed,
+                report,
+            } => self.on_response(now, call, failed, report),
+            Ev::Tick { client, every } => {
+                self.clients[client].tick(now);
+                self.queue.push(now + every, Ev::Tick { client, every });
+            }
+            Ev::Oob { client, every } => {
+                for b in 0..self.backends.len() {
+                    let report = self.backends[b].snapshot(now).report();
+                    self.clients[client].oob_report(b, &report, now);
+                }
+                self.queue.push(now + every, Ev::Oob { client, every });
+            }
+            Ev::Sample => {
+                for b in &mut self.backends {
+                    b.advance(now);
+                }
+                self.rec
+                    .sample_streams(now, self.backends.iter().map(Backend::streams));
+                self.queue.push(now + SAMPLE_INTERVAL, Ev::Sample);
+            }
+            Ev::Script { index } => self.on_script(now, index),
+        }
+    }
+
+    fn on_arrival(&mut self, now: Nanos) {
+        let rng = &mut self.arrivals;
+        let client = rng.random_range(0..self.scenario.clients as usize);
+        let draw = Draw::new(rng);
+        let next = now + exp_gap(rng, self.scenario.rate);
+        if next < self.end {
+            self.queue.push(next, Ev::Arrival);
+        }
+        self.send(now, client, draw, 0);
+    }
+
+    fn on_stream_arrival(&mut self, now: Nanos) {
+        let streams = self
+            .scenario
+            .streams
+            .as_ref()
+            .expect("scheduled with streams");
+        let rng = &mut self.stream_arrivals;
+        let client = rng.random_range(0..self.scenario.clients as usize);
+        let draw = Draw::new(rng);
+        let open_for = secs(streams.duration.sample_secs(draw)).max(1);
+        let next = now + exp_gap(rng, streams.rate);
+        if next < self.end {
+            self.queue.push(next, Ev::StreamArrival);
+        }
+        self.send(now, client, draw, open_for);
+    }
+
+    /// A client sends a call (or opens a stream if `stream_for > 0`).
+    fn send(&mut self, now: Nanos, client: usize, draw: Draw, stream_for: Nanos) {
+        let stream = stream_for > 0;
+        let (backend, probe) = match &mut self.limit {
+            Some(limit) if stream => (limit.stream_backend(&self.backends), false),
+            Some(_) => (usize::MAX, false),
+            None => match self.clients[client].pick(stream, now) {
+                Some(p) => (p.backend, p.probe),
+                None => {
+                    // No endpoint available: UNAVAILABLE at once.
+                    if stream {
+                        self.rec.stream_ended(now, true);
+                    } else {
+                        self.rec.concluded(now, None);
+                    }
+                    return;
+                }
+            },
+        };
+        let call = self.calls.insert(Call {
+            client: client as u32,
+            backend: backend as u32,
+            t0: now,
+            stream,
+            probe,
+        });
+        let job = Job {
+            call,
+            t0: now,
+            draw,
+            stream_for,
+        };
+        if !stream {
+            self.deadlines.push_back((now + self.deadline, call));
+        }
+        let at = now + self.delay;
+        if backend == usize::MAX {
+            self.queue.push(at, Ev::PoolArrive { job });
+        } else {
+            if !stream {
+                self.rec.sent(now, backend);
+            }
+            self.queue.push(at, Ev::ServerArrive { backend, job });
+        }
+    }
+
+    fn on_server_arrive(&mut self, now: Nanos, backend: usize, job: Job) {
+        let stream = job.stream_for > 0;
+        let b = &mut self.backends[backend];
+        b.call_started(stream);
+        if b.fail_fast {
+            self.queue
+                .push(now + FAIL_FAST, Ev::FailFastDone { backend, job });
+        } else if stream {
+            self.queue
+                .push(now + job.stream_for, Ev::StreamEnd { backend, job });
+        } else if b.try_take_worker() {
+            self.start_service(now, backend, job);
+        } else {
+            b.enqueue(job);
+        }
+    }
+
+    /// A worker of `backend`, already taken, starts serving `job`.
+    fn start_service(&mut self, now: Nanos, backend: usize, job: Job) {
+        let service = self.backends[backend].service_time(job.draw);
+        self.rec.busy(backend, now, now + service);
+        self.queue.push(
+            now + service,
+            Ev::ServiceDone {
+                backend,
+                job,
+                service,
+            },
+        );
+    }
+
+    fn on_service_done(&mut self, now: Nanos, backend: usize, job: Job, service: Nanos) {
+        let b = &mut self.backends[backend];
+        b.end_service(service, now, &self.clock);
+        b.call_finished(false, false);
+        self.respond(now, backend, job, false);
+        if self.limit.is_some() {
+            self.limit
+                .as_mut()
+                .expect("limit mode")
+                .freed(backend, &self.backends);
+            self.dispatch_limit(now);
+            return;
+        }
+        // The freed worker takes the next waiting call; one whose deadline
+        // has passed is dropped unserved.
+        let b = &mut self.backends[backend];
+        while let Some(next) = b.dequeue() {
+            if now >= next.t0.saturating_add(self.deadline) {
+                b.call_finished(false, true);
+                continue;
+            }
+            let took = b.try_take_worker();
+            debug_assert!(took);
+            self.start_service(now, backend, next);
+            break;
+        }
+    }
+
+    fn dispatch_limit(&mut self, now: Nanos) {
+        let mut limit = self.limit.take().expect("limit mode");
+        let mut started = Vec::new();
+        limit.dispatch(
+            now,
+            self.deadline,
+            &mut self.backends,
+            |b, job, backends| {
+                backends[b].call_started(false);
+                started.push((b, job));
+            },
+        );
+        self.limit = Some(limit);
+        for (b, job) in started {
+            self.rec.sent(job.t0, b);
+            self.start_service(now, b, job);
+        }
+    }
+
+    /// The server answers `job`: the response and its report travel back.
+    fn respond(&mut self, now: Nanos, backend: usize, job: Job, failed: bool) {
+        let report = self
+            .reads_reports
+            .then(|| self.backends[backend].snapshot(now));
+        self.queue.push(
+            now + self.delay,
+            Ev::Response {
+                call: job.call,
+                failed,
+                report,
+            },
+        );
+    }
+
+    fn on_response(&mut self, now: Nanos, r: CallRef, failed: bool, report: Option<Snapshot>) {
+        // Gone: the client gave up at the deadline.
+        let Some(call) = self.calls.remove(r) else {
+            return;
+        };
+        let latency = now - call.t0;
+        if call.stream {
+            self.rec.stream_ended(call.t0, failed);
+        } else {
+            self.rec.concluded(call.t0, (!failed).then_some(latency));
+        }
+        if let Some(client) = self.clients.get_mut(call.client as usize) {
+            let report = report.map(|s| s.report());
+            client.done(Done {
+                backend: call.backend as usize,
+                stream: call.stream,
+                probe: call.probe,
+                failed,
+                latency: (!call.stream).then_some(latency),
+                report: report.as_ref(),
+                now,
+            });
+        }
+    }
+
+    fn on_deadline(&mut self, now: Nanos, r: CallRef) {
+        let Some(call) = self.calls.remove(r) else {
+            return;
+        };
+        self.rec.concluded(call.t0, None);
+        if let Some(client) = self.clients.get_mut(call.client as usize) {
+            // DEADLINE_EXCEEDED: a failure, no trailers.
+            client.done(Done {
+                backend: call.backend as usize,
+                stream: false,
+                probe: call.probe,
+                failed: true,
+                latency: Some(now - call.t0),
+                report: None,
+                now,
+            });
+        }
+    }
+
+    fn on_script(&mut self, now: Nanos, index: usize) {
+        let e = &self.scenario.events[index];
+        for &i in &e.backends {
+            let b = &mut self.backends[i];
+            match e.action {
+                Action::Slow => b.speed = e.factor.unwrap_or(1.0),
+                Action::FailFast => b.fail_fast = true,
+                Action::Recover => {
+                    b.speed = 1.0;
+                    b.fail_fast = false;
+                }
+            }
+        }
+        self.rec.fired.push(FiredEvent {
+            at_s: to_secs(now),
+            backends: e.backends.clone(),
+            action: e.action.name().to_owned(),
+        });
+        if let Some(limit) = &mut self.limit {
+            limit.rebuild(&self.backends);
+            self.dispatch_limit(now);
+        }
+    }
+}
+
+/// An exponential gap between Poisson arrivals at `rate` per second.
+fn exp_gap(rng: &mut SmallRng, rate: f64) -> Nanos {
+    let u: f64 = 1.0 - rng.random::<f64>();
+    ((-u.ln() / rate) * 1e9).round().max(1.0) as Nanos
+}

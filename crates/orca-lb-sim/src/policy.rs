@@ -1,0 +1,205 @@
+//! The policies a run compares, each driven through one client interface.
+
+mod orca;
+mod peak_ewma;
+mod simple;
+mod wrr;
+
+use std::fmt;
+
+use orca_lb_core::LoadReport;
+
+pub(crate) use self::orca::OrcaLb;
+pub(crate) use self::peak_ewma::PeakEwmaP2c;
+pub(crate) use self::simple::{LeastRequestP2c, Random, RoundRobin};
+pub(crate) use self::wrr::Wrr;
+use crate::clock::{Clock, Nanos};
+use crate::scenario::{OrcaConfig, Scenario};
+
+/// A policy to run: one of the peers, orca-lb (possibly a variant), or the
+/// limit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    /// gRPC's `round_robin` (`baseline::RoundRobin`).
+    Rr,
+    /// tonic's `balance_list`: P2C over a constant load, so uniformly random.
+    Random,
+    /// Least request P2C on the client's own calls in flight
+    /// (`baseline::LeastRequest`).
+    P2cLr,
+    /// P2C on `PeakEwma(rtt) x (pending + 1)`, as tower and Finagle.
+    P2cPeakEwma,
+    /// gRPC's `weighted_round_robin` on ORCA reports (`baseline::WrrWeight`
+    /// and `EdfScheduler`).
+    WrrOrca,
+    /// orca-lb with these settings, under this name (`orca-lb`, or
+    /// `orca-lb/<variant>`).
+    OrcaLb {
+        /// Shown in results.
+        name: String,
+        /// The settings.
+        config: Box<OrcaConfig>,
+    },
+    /// The central-queue oracle: the physical limit.
+    Limit,
+}
+
+/// The peers' names, in the order results show them.
+pub const PEERS: [&str; 5] = ["rr", "random", "p2c_lr", "p2c_peakewma", "wrr_orca"];
+
+impl Policy {
+    /// The name results show.
+    pub fn name(&self) -> &str {
+        match self {
+            Policy::Rr => "rr",
+            Policy::Random => "random",
+            Policy::P2cLr => "p2c_lr",
+            Policy::P2cPeakEwma => "p2c_peakewma",
+            Policy::WrrOrca => "wrr_orca",
+            Policy::OrcaLb { name, .. } => name,
+            Policy::Limit => "limit",
+        }
+    }
+
+    /// Every policy for `scenario`: the peers, orca-lb, its variants and
+    /// the limit.
+    pub fn all(scenario: &Scenario) -> Vec<Policy> {
+        let mut v = vec![
+            Policy::Rr,
+            Policy::Random,
+            Policy::P2cLr,
+            Policy::P2cPeakEwma,
+            Policy::WrrOrca,
+            Policy::orca(scenario),
+        ];
+        let base = scenario.orca_config();
+        v.extend(scenario.sim.variants.iter().map(|var| Policy::OrcaLb {
+            name: format!("orca-lb/{}", var.name),
+            config: Box::new(var.config(&base)),
+        }));
+        v.push(Policy::Limit);
+        v
+    }
+
+    /// orca-lb with the scenario's settings.
+    pub fn orca(scenario: &Scenario) -> Policy {
+        Policy::OrcaLb {
+            name: "orca-lb".into(),
+            config: Box::new(scenario.orca_config()),
+        }
+    }
+
+    /// Parses a comma-separated list: names (`tonic` is `random`), `all`,
+    /// and `orca-lb/<variant>` for the scenario's variants.
+    pub fn parse_list(list: &str, scenario: &Scenario) -> Result<Vec<Policy>, String> {
+        let all = Self::all(scenario);
+        let mut out: Vec<Policy> = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let name = if name == "tonic" { "random" } else { name };
+            let found: Vec<Policy> = if name == "all" {
+                all.clone()
+            } else {
+                let p = all.iter().find(|p| p.name() == name).ok_or_else(|| {
+                    let known: Vec<_> = all.iter().map(Policy::name).collect();
+                    format!("unknown policy {name:?}; known: {}", known.join(", "))
+                })?;
+                vec![p.clone()]
+            };
+            for p in found {
+                if !out.iter().any(|q| q.name() == p.name()) {
+                    out.push(p);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err("no policy given".into());
+        }
+        Ok(out)
+    }
+
+    /// Whether this is the central-queue oracle, which has no clients.
+    pub fn is_limit(&self) -> bool {
+        matches!(self, Policy::Limit)
+    }
+
+    /// One client's instance of the policy over `backends` endpoints.
+    pub(crate) fn client(
+        &self,
+        backends: usize,
+        seed: u64,
+        clock: Clock,
+        oob_period: Option<Nanos>,
+    ) -> Box<dyn Client> {
+        match self {
+            Policy::Rr => Box::new(RoundRobin::new(backends, seed)),
+            Policy::Random => Box::new(Random::new(backends, seed)),
+            Policy::P2cLr => Box::new(LeastRequestP2c::new(backends, seed)),
+            Policy::P2cPeakEwma => Box::new(PeakEwmaP2c::new(backends, seed, clock)),
+            Policy::WrrOrca => Box::new(Wrr::new(backends, seed, clock, oob_period)),
+            Policy::OrcaLb { config, .. } => Box::new(OrcaLb::new(backends, seed, clock, config)),
+            Policy::Limit => unreachable!("the limit has no clients"),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a client sends a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pick {
+    /// The backend.
+    pub(crate) backend: usize,
+    /// Whether the call holds a HalfOpen probe (orca-lb).
+    pub(crate) probe: bool,
+}
+
+/// How a call ended, as its client sees it.
+#[derive(Debug)]
+pub(crate) struct Done<'a> {
+    pub(crate) backend: usize,
+    pub(crate) stream: bool,
+    pub(crate) probe: bool,
+    /// A failure status (UNAVAILABLE, DEADLINE_EXCEEDED).
+    pub(crate) failed: bool,
+    /// Pick to outcome, for unary calls.
+    pub(crate) latency: Option<Nanos>,
+    /// The report the response carried (none at a client-side deadline).
+    pub(crate) report: Option<&'a LoadReport>,
+    /// When the client learned the outcome.
+    pub(crate) now: Nanos,
+}
+
+/// One simulated client's balancer.
+pub(crate) trait Client {
+    /// Picks a backend for a new call (or stream), counting it as the
+    /// client's own load there; `None` when none is available.
+    fn pick(&mut self, stream: bool, now: Nanos) -> Option<Pick>;
+
+    /// A call (or stream) ended.
+    fn done(&mut self, done: Done<'_>);
+
+    /// Whether this policy reads per-call reports (else none are built).
+    fn reads_reports(&self) -> bool {
+        false
+    }
+
+    /// The period of [`tick`](Self::tick), if the policy has one.
+    fn tick_interval(&self) -> Option<Nanos> {
+        None
+    }
+
+    /// Periodic upkeep.
+    fn tick(&mut self, _now: Nanos) {}
+
+    /// The out-of-band report period, if subscribed.
+    fn oob_period(&self) -> Option<Nanos> {
+        None
+    }
+
+    /// An out-of-band report from `backend`.
+    fn oob_report(&mut self, _backend: usize, _report: &LoadReport, _now: Nanos) {}
+}

@@ -1,0 +1,242 @@
+//! orca-lb, composed from the core exactly as `orca-lb-client` composes it.
+
+use orca_lb_core::{
+    BreakerState, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome, P2c, Transition,
+    median,
+};
+use std::time::Instant;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::{Client, Done, Pick};
+use crate::clock::{Clock, Nanos};
+use crate::scenario::OrcaConfig;
+
+/// One client's orca-lb balancer.
+///
+/// The same pieces as the production client, put together the same way;
+/// each method names the code it follows:
+///
+/// - per endpoint, an [`EndpointPolicy`] (signals and breaker) and this
+///   client's [`LocalLoad`] (`endpoint.rs`);
+/// - a [`P2c`] with the configured tie tolerance, the fleet medians, the
+///   count of endpoints out and the panic flag (`shared.rs`);
+/// - `pick` as `Balancer::pick` (`balancer.rs`), `done` as
+///   `CallGuard::finish` (`call.rs`), `tick` as `Shared::maintain`.
+#[derive(Debug)]
+pub(crate) struct OrcaLb {
+    config: OrcaConfig,
+    picker: P2c,
+    rng: SmallRng,
+    clock: Clock,
+    endpoints: Vec<EndpointPolicy>,
+    local: Vec<LocalLoad>,
+    fleet: FleetView,
+    /// Endpoints whose breaker is not Closed.
+    ejected: usize,
+    panic: bool,
+    scratch: [Vec<f64>; 3],
+}
+
+impl OrcaLb {
+    pub(crate) fn new(len: usize, seed: u64, clock: Clock, config: &OrcaConfig) -> Self {
+        let start = clock.at(0);
+        let endpoints = (0..len)
+            .map(|_| EndpointPolicy::new(&config.score, config.breaker.clone(), start))
+            .collect();
+        Self {
+            picker: P2c::with_tie_tolerance(config.score.tie_tolerance),
+            rng: SmallRng::seed_from_u64(seed),
+            clock,
+            endpoints,
+            local: vec![LocalLoad::default(); len],
+            fleet: FleetView::unknown(config.score.default_service_time),
+            ejected: 0,
+            panic: false,
+            scratch: Default::default(),
+            config: config.clone(),
+        }
+    }
+
+    /// `Shared::may_eject`.
+    fn may_eject(&self) -> bool {
+        self.config
+            .ejection
+            .may_eject(self.ejected, self.endpoints.len())
+    }
+
+    /// `Shared::update_panic`.
+    fn update_panic(&mut self) {
+        let total = self.endpoints.len();
+        let eligible = total.saturating_sub(self.ejected);
+        self.panic = self.config.ejection.is_panic(eligible, total);
+    }
+
+    /// `Endpoint::after` and `Shared::on_transition`.
+    fn after(&mut self, t: Option<Transition>) {
+        let Some(t) = t else { return };
+        let was_out = t.from != BreakerState::Closed;
+        let is_out = t.to != BreakerState::Closed;
+        match (was_out, is_out) {
+            (false, true) => self.ejected += 1,
+            (true, false) => self.ejected -= 1,
+            _ => {}
+        }
+        self.update_panic();
+    }
+
+    /// `Balancer::draw`: one P2C draw passing over `excluded`. When the
+    /// warm-up draw leaves nothing (every endpoint is new, as at start-up),
+    /// `warm_up` is reset to 0 and all endpoints count.
+    fn draw(
+        &mut self,
+        stream: bool,
+        warm_up: &mut f64,
+        excluded: Option<usize>,
+        now: Instant,
+    ) -> Option<usize> {
+        let (endpoints, local) = (&self.endpoints, &self.local);
+        let (fleet, score, panic) = (&self.fleet, &self.config.score, self.panic);
+        loop {
+            let u = *warm_up;
+            let chosen = self.picker.pick(&mut self.rng, endpoints.len(), |i| {
+                if Some(i) == excluded {
+                    return None;
+                }
+                endpoints[i]
+                    .view()
+                    .score(local[i], stream, u, panic, fleet, score, now)
+            });
+            if chosen.is_some() || *warm_up == 0.0 {
+                return chosen;
+            }
+            *warm_up = 0.0;
+        }
+    }
+
+    /// `Endpoint::on_report`: taken in with this client's load there now.
+    fn on_report(&mut self, i: usize, report: &LoadReport, now: Nanos) {
+        let may_eject = self.may_eject();
+        let t = self.endpoints[i].on_report(report, self.local[i], may_eject, self.clock.at(now));
+        self.after(t);
+    }
+}
+
+impl Client for OrcaLb {
+    /// `Balancer::pick` and `CallGuard::new`.
+    fn pick(&mut self, stream: bool, now: Nanos) -> Option<Pick> {
+        let now = self.clock.at(now);
+        let panic = self.panic;
+        // Endpoints still warming up are considered with probability equal
+        // to their warm-up share: one draw per pick.
+        let mut warm_up: f64 = self.rng.random();
+        let mut excluded = None;
+        // A HalfOpen endpoint whose probe budget is gone is excluded and
+        // replaced.
+        for _ in 0..2 {
+            let i = self.draw(stream, &mut warm_up, excluded, now)?;
+            match self.endpoints[i].admit(panic) {
+                Some(probe) => {
+                    if stream {
+                        self.local[i].streams += 1;
+                    } else {
+                        self.local[i].in_flight += 1;
+                    }
+                    return Some(Pick { backend: i, probe });
+                }
+                None => excluded = Some(i),
+            }
+        }
+        None
+    }
+
+    /// `CallGuard::finish`: release this call first (a report counts the
+    /// client's other calls), then the report, then the outcome.
+    fn done(&mut self, done: Done<'_>) {
+        let i = done.backend;
+        if done.stream {
+            self.local[i].streams -= 1;
+        } else {
+            self.local[i].in_flight -= 1;
+        }
+        if let Some(report) = done.report {
+            self.on_report(i, report, done.now);
+        }
+        // Stream lifetimes say nothing about service time.
+        let latency = if done.stream {
+            None
+        } else {
+            done.latency.map(std::time::Duration::from_nanos)
+        };
+        let outcome = if done.failed {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        let may_eject = self.may_eject();
+        let t = self.endpoints[i].on_outcome(
+            outcome,
+            latency,
+            done.probe,
+            may_eject,
+            self.clock.at(done.now),
+        );
+        self.after(t);
+    }
+
+    fn reads_reports(&self) -> bool {
+        true
+    }
+
+    fn tick_interval(&self) -> Option<Nanos> {
+        Some(self.config.maintenance_interval)
+    }
+
+    /// `Shared::maintain`: breaker deadlines, then the fleet medians.
+    fn tick(&mut self, now: Nanos) {
+        let at = self.clock.at(now);
+        for i in 0..self.endpoints.len() {
+            let t = self.endpoints[i].on_deadline(at);
+            self.after(t);
+        }
+        let [service_times, backlogs, streams] = &mut self.scratch;
+        service_times.clear();
+        backlogs.clear();
+        streams.clear();
+        for ep in &self.endpoints {
+            let state = ep.state();
+            let e = state.estimate();
+            if let Some(s) = e
+                .service_time
+                .or(e.latency.filter(|_| state.responses() > 0))
+            {
+                service_times.push(s);
+            }
+            if let Some(b) = e.backlog {
+                backlogs.push(b);
+            }
+            if let Some(s) = e.streams {
+                streams.push(s);
+            }
+        }
+        if let Some(m) = median(service_times) {
+            self.fleet.service_time = m;
+        }
+        if let Some(m) = median(backlogs) {
+            self.fleet.backlog = m;
+        }
+        if let Some(m) = median(streams) {
+            self.fleet.streams = m;
+        }
+        self.update_panic();
+    }
+
+    fn oob_period(&self) -> Option<Nanos> {
+        self.config.oob_period
+    }
+
+    fn oob_report(&mut self, backend: usize, report: &LoadReport, now: Nanos) {
+        self.on_report(backend, report, now);
+    }
+}

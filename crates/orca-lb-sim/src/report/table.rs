@@ -1,0 +1,246 @@
+//! Markdown tables of a run: values, ratios to the limit and to the peers,
+//! and the bar.
+
+use std::fmt::Write;
+
+use super::{check_bar, limit, ratio};
+use crate::results::{LatencyStats, PolicyResult, Results};
+use crate::scenario::BarWindow;
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn times(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{r:.2}x"))
+}
+
+fn pct(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v < 0.001 {
+        format!("{:.3}%", v * 100.0)
+    } else {
+        format!("{:.2}%", v * 100.0)
+    }
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or("never".into(), |s| format!("{s:.1}"))
+}
+
+/// The run as Markdown: a heading line, one table for the window the bar is
+/// judged on (the event window when the scenario has one), one for the whole
+/// measurement, orca-lb against each peer, streams if any, and the bar.
+pub fn table(results: &Results) -> String {
+    let mut out = String::new();
+    let seeds: Vec<String> = results.seeds.iter().map(u64::to_string).collect();
+    let _ = writeln!(
+        out,
+        "**{}**: {} backends, {} client{}, {} rps, rho {:.2}; seed{} {} pooled.\n",
+        results.scenario,
+        results.backends,
+        results.clients,
+        if results.clients == 1 { "" } else { "s" },
+        results.rate,
+        results.rho,
+        if seeds.len() == 1 { "" } else { "s" },
+        seeds.join(", "),
+    );
+    let event = results.event_window_s.is_some();
+    if let Some([a, b]) = results.event_window_s {
+        let _ = writeln!(
+            out,
+            "Calls sent in the event window, {a:.0}-{b:.0} s; latency of all calls (an error counts as the deadline), ms, and as a ratio to the limit:\n"
+        );
+        latency_table(&mut out, results, true);
+        out.push('\n');
+    }
+    let [a, b] = results.measure_s;
+    let _ = writeln!(out, "Whole measurement, calls sent {a:.0}-{b:.0} s:\n");
+    latency_table(&mut out, results, false);
+    out.push('\n');
+    balance_table(&mut out, results);
+    if results.policies.iter().any(|p| p.streams.is_some()) {
+        out.push('\n');
+        stream_table(&mut out, results);
+    }
+    if let Some(orca) = results.policy("orca-lb") {
+        out.push('\n');
+        peers_table(&mut out, results, orca, event);
+    }
+    if let Some(e) = &results.erlang {
+        let _ = writeln!(
+            out,
+            "\nPooled M/M/{} (Erlang C, before any event, network round trip included): P(wait) {:.3}, mean {} ms, p50 {} ms, p99 {} ms, p99.9 {} ms.",
+            e.servers,
+            e.p_wait,
+            ms(e.mean_ms),
+            ms(e.p50_ms),
+            ms(e.p99_ms),
+            ms(e.p999_ms),
+        );
+    }
+    bar_lines(&mut out, results);
+    out
+}
+
+fn latency_table(out: &mut String, results: &Results, event: bool) {
+    let lim = limit(results).map(|l| l.stats(event).clone());
+    out.push_str("| policy | p50 | p99 | p99.9 | errors | p50 / limit | p99 / limit | p99.9 / limit | success p99.9 |\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for p in &results.policies {
+        let s: &LatencyStats = p.stats(event);
+        let r = |f: fn(&LatencyStats) -> f64| lim.as_ref().and_then(|l| ratio(f(s), f(l)));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            p.policy,
+            ms(s.all.p50_ms),
+            ms(s.all.p99_ms),
+            ms(s.all.p999_ms),
+            pct(s.error_rate),
+            times(r(|s| s.all.p50_ms)),
+            times(r(|s| s.all.p99_ms)),
+            times(r(|s| s.all.p999_ms)),
+            ms(s.success.p999_ms),
+        );
+    }
+}
+
+fn balance_table(out: &mut String, results: &Results) {
+    let watched = !results.watched.is_empty();
+    out.push_str("| policy | share CV | utilization CV | utilization max / mean |");
+    if watched {
+        out.push_str(" watched share | reaction s | recovery s |");
+    }
+    out.push_str("\n|---|--:|--:|--:|");
+    if watched {
+        out.push_str("--:|--:|--:|");
+    }
+    out.push('\n');
+    for p in &results.policies {
+        let _ = write!(
+            out,
+            "| {} | {:.3} | {:.3} | {:.2} |",
+            p.policy, p.share_cv, p.utilization_cv, p.utilization_max_over_mean
+        );
+        if watched {
+            let share: f64 = results.watched.iter().map(|&i| p.backends[i].share).sum();
+            let _ = write!(
+                out,
+                " {} | {} | {} |",
+                pct(share),
+                if results.event_window_s.is_some() {
+                    secs(p.reaction_s)
+                } else {
+                    "-".into()
+                },
+                if results.event_window_s.is_some() {
+                    secs(p.recovery_s)
+                } else {
+                    "-".into()
+                },
+            );
+        }
+        out.push('\n');
+    }
+    if watched {
+        let [before, during, after] = results.optimal_share;
+        let _ = writeln!(
+            out,
+            "\nWatched backends {:?}: share in proportion to service rate {} before, {} during and {} after the events. Reaction: first second-long window after the event starts whose watched share is at most twice that, or a tenth of the share before; recovery: first after recovery with at least half.",
+            results.watched,
+            pct(before),
+            pct(during),
+            pct(after),
+        );
+    }
+}
+
+fn stream_table(out: &mut String, results: &Results) {
+    out.push_str("| policy | streams opened | failed | open streams CV (time-averaged) | max / mean | CV at an instant (mean) |\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|\n");
+    for p in &results.policies {
+        if let Some(s) = &p.streams {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.3} | {:.2} | {:.3} |",
+                p.policy, s.opened, s.failed, s.cv, s.max_over_mean, s.instant_cv
+            );
+        }
+    }
+}
+
+fn peers_table(out: &mut String, results: &Results, orca: &PolicyResult, event: bool) {
+    let o = orca.stats(event);
+    let _ = writeln!(
+        out,
+        "orca-lb over each peer ({}; below 1 is better):\n",
+        if event {
+            "event window"
+        } else {
+            "whole measurement"
+        }
+    );
+    out.push_str("| peer | p50 | p99 | p99.9 | errors (orca-lb / peer) |\n|---|--:|--:|--:|--:|\n");
+    for p in &results.policies {
+        if p.policy == orca.policy || p.policy == "limit" {
+            continue;
+        }
+        let s = p.stats(event);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} / {} |",
+            p.policy,
+            times(ratio(o.all.p50_ms, s.all.p50_ms)),
+            times(ratio(o.all.p99_ms, s.all.p99_ms)),
+            times(ratio(o.all.p999_ms, s.all.p999_ms)),
+            pct(o.error_rate),
+            pct(s.error_rate),
+        );
+    }
+}
+
+fn bar_lines(out: &mut String, results: &Results) {
+    let Some(bar) = &results.bar else { return };
+    let window = match bar.window {
+        BarWindow::Event => "event window",
+        BarWindow::Measure => "whole measurement",
+    };
+    let _ = writeln!(out, "\nThe bar ({window}, all calls):\n");
+    for p in results
+        .policies
+        .iter()
+        .filter(|p| p.policy.starts_with("orca-lb"))
+    {
+        let checks = check_bar(results, p);
+        let parts: Vec<String> = checks
+            .iter()
+            .map(|c| {
+                let got = match (c.what.as_str(), c.got) {
+                    ("errors", Some(g)) => pct(g),
+                    (_, Some(g)) => format!("{g:.2}"),
+                    (_, None) => "never".into(),
+                };
+                let goal = if c.what == "errors" {
+                    pct(c.goal)
+                } else {
+                    format!("{}", c.goal)
+                };
+                format!(
+                    "{} {} (goal <= {}) {}",
+                    c.what,
+                    got,
+                    goal,
+                    if c.pass { "met" } else { "**missed**" }
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "- {}: {}", p.policy, parts.join("; "));
+    }
+}

@@ -1,0 +1,142 @@
+//! The simulator against itself (determinism), against queueing theory
+//! (Erlang C) and against what the policies are known to do.
+
+use std::path::PathBuf;
+
+use orca_lb_sim::{ErlangC, Policy, Scenario, simulate, simulate_seeds};
+
+fn scenarios_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
+}
+
+/// A scenario file, shortened: warm-up and measurement scaled by `time`,
+/// events moved with them.
+fn shortened(file: &str, time: f64) -> Scenario {
+    Scenario::load(scenarios_dir().join(file))
+        .unwrap()
+        .scaled_in_time(time)
+}
+
+#[test]
+fn every_scenario_file_loads() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(scenarios_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!Policy::all(&s).is_empty());
+            n += 1;
+        }
+    }
+    assert!(n >= 7, "{n} scenario files");
+}
+
+#[test]
+fn same_seed_same_numbers() {
+    let s = shortened("s2_degrade.toml", 0.2);
+    let policies = Policy::parse_list("all", &s).unwrap();
+    let a = simulate(&s, &policies, 7);
+    let b = simulate(&s, &policies, 7);
+    assert_eq!(a.policies, b.policies);
+    // The JSON too, but for the wall-clock timings.
+    let json = |mut r: orca_lb_sim::Results| {
+        r.timings.clear();
+        orca_lb_sim::report::json(&r)
+    };
+    assert_eq!(json(a.clone()), json(b));
+    let c = simulate(&s, &policies, 8);
+    assert_ne!(a.policies, c.policies, "another seed, other numbers");
+}
+
+#[test]
+fn the_limit_matches_erlang_c() {
+    // Four single-worker exponential backends pooled: M/M/4 at rho 0.8.
+    let s = Scenario::parse(
+        r#"
+        name = "mm4"
+        rate = 320.0
+        warm_up_s = 20.0
+        measure_s = 600.0
+        [[backends]]
+        count = 4
+        capacity = 1
+        service_time = { kind = "exponential", mean_ms = 10.0 }
+        "#,
+    )
+    .unwrap();
+    // Four runs pooled: 770,000 calls.
+    let r = simulate_seeds(&s, &[Policy::Limit], &[1, 2, 3, 4]);
+    let formula = ErlangC::new(4, 320.0, 10.0, 0.2).unwrap();
+    assert_eq!(r.erlang, Some(formula));
+    let limit = &r.policies[0].measure;
+    assert_eq!(limit.errors, 0);
+    // Wait = latency - service - the round trip.
+    let wait = limit.all.mean_ms - 10.0 - 0.2;
+    let rel = (wait - formula.mean_wait_ms).abs() / formula.mean_wait_ms;
+    assert!(
+        rel < 0.05,
+        "mean wait {wait:.3} ms vs Erlang C {:.3} ms",
+        formula.mean_wait_ms
+    );
+    let p99 = (limit.all.p99_ms - formula.p99_ms).abs() / formula.p99_ms;
+    assert!(p99 < 0.05, "p99 {} vs {}", limit.all.p99_ms, formula.p99_ms);
+}
+
+#[test]
+fn round_robin_shares_equally() {
+    let s = shortened("s4_many_clients.toml", 0.2);
+    let r = simulate(&s, &[Policy::Rr], 1);
+    let rr = &r.policies[0];
+    for b in &rr.backends {
+        assert!((b.share - 0.125).abs() < 0.002, "{:?}", rr.backends);
+    }
+    assert!(rr.share_cv < 0.01);
+}
+
+#[test]
+fn black_hole_costs_rr_an_eighth_and_orca_lb_almost_nothing() {
+    let s = shortened("s3_black_hole.toml", 0.4);
+    let policies = Policy::parse_list("rr,orca-lb", &s).unwrap();
+    let r = simulate(&s, &policies, 1);
+    let rr = r.policy("rr").unwrap().event_window.as_ref().unwrap();
+    assert!(
+        (0.11..0.14).contains(&rr.error_rate),
+        "rr errors {}",
+        rr.error_rate
+    );
+    let orca = r.policy("orca-lb").unwrap();
+    let w = orca.event_window.as_ref().unwrap();
+    assert!(w.error_rate < 0.01, "orca-lb errors {}", w.error_rate);
+    assert!(
+        orca.reaction_s.is_some_and(|t| t <= 1.0),
+        "{:?}",
+        orca.reaction_s
+    );
+}
+
+#[test]
+fn scripted_events_fire_at_their_times() {
+    let s = shortened("s3_black_hole.toml", 0.2);
+    let r = simulate(&s, &[Policy::Rr, Policy::Limit], 1);
+    for p in &r.policies {
+        let fired: Vec<(f64, &str)> = p
+            .events
+            .iter()
+            .map(|e| (e.at_s, e.action.as_str()))
+            .collect();
+        assert_eq!(
+            fired,
+            [(6.0, "fail_fast"), (12.0, "recover")],
+            "{}",
+            p.policy
+        );
+        // Before the event rr sends backend 0 an eighth of the calls,
+        // during it (fail-fast answers come back fast) still an eighth.
+        let during = p.watched_share[7].unwrap();
+        if p.policy == "limit" {
+            assert_eq!(during, 0.0, "the limit never uses a failing backend");
+        } else {
+            assert!((during - 0.125).abs() < 0.03, "{during}");
+        }
+    }
+}
