@@ -91,10 +91,15 @@ impl BalancerSnapshot {
                 let local = ep.local();
                 let picks = ep.picks_total.load(Relaxed);
                 let failures = ep.failures_total.load(Relaxed);
-                let (old_picks, old_failures) =
-                    core.history.front().map_or((0, 0), |&(_, p, f)| (p, f));
                 let state = core.policy.state();
                 let estimate = state.estimate();
+                // An endpoint younger than the window has all its calls in
+                // it, those before the first maintenance tick included.
+                let young = now.saturating_duration_since(estimate.created) <= WINDOW;
+                let (old_picks, old_failures) = match core.history.front() {
+                    Some(&(_, p, f)) if !young => (p, f),
+                    _ => (0, 0),
+                };
                 EndpointSnapshot {
                     key: ep.key.clone(),
                     uri: ep.uri.to_string(),
