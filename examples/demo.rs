@@ -8,15 +8,24 @@
 //! two seconds the demo prints, per policy: each backend's share, p50, p99,
 //! errors, and orca-lb's view of each backend (score, circuit state).
 //!
+//! The orca-lb balancer is registered with the debug service, served on
+//! 127.0.0.1:50900 (`--debug-addr`, `--no-debug`): watch it from another
+//! terminal with `orca-lb state --watch`. With `--metrics-addr`, the
+//! balancer's metrics are served in the Prometheus text format.
+//!
 //! ```text
 //! cargo run -p orca-lb-examples --example demo
+//! cargo run -p orca-lb-cli -- state --target 127.0.0.1:50900 --watch     # in another terminal
+//! cargo run -p orca-lb-examples --example demo -- --metrics-addr 127.0.0.1:9464
 //! ```
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_debug::{DebugServer, DebugService, serve_debug};
 use orca_lb_examples::parse_duration;
 use orca_lb_examples::round_robin::RoundRobinChannels;
 use orca_lb_examples::stats::Window;
@@ -43,6 +52,16 @@ struct Args {
     /// How long b3 stays slow.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     degrade_for: Duration,
+    /// Where to serve the orca-lb debug service (for `orca-lb state`).
+    #[arg(long, default_value = "127.0.0.1:50900")]
+    debug_addr: SocketAddr,
+    /// Do not serve the debug service.
+    #[arg(long)]
+    no_debug: bool,
+    /// Serve the balancer's metrics for Prometheus at http://ADDR/metrics
+    /// (off by default).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 const MEAN: Duration = Duration::from_millis(10);
@@ -88,6 +107,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !(args.rate.is_finite() && args.rate > 0.0) {
         return Err(format!("--rate must be a positive number, got {}", args.rate).into());
     }
+    if let Some(addr) = args.metrics_addr {
+        // Installed before the balancer exists, so that its per-endpoint
+        // metric handles register with this recorder.
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()?;
+        println!("metrics: http://{addr}/metrics");
+    }
     let orca_fleet = Fleet::start("orca").await?;
     let rr_fleet = Fleet::start("rr").await?;
 
@@ -109,6 +136,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let rr = RoundRobinChannels::new(channels);
+    let _debug = if args.no_debug {
+        None
+    } else {
+        serve_debug_for(&balancer, args.debug_addr).await
+    };
 
     println!(
         "Two fleets of 4 backends (slots 4/4/4/2, ~{} ms per call); {} calls/s each;\n\
@@ -182,6 +214,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     summary("orca-lb", &mut orca_total);
     summary("round robin", &mut rr_total);
     Ok(())
+}
+
+/// Serves the debug service with the orca-lb balancer registered, and says
+/// how to watch it. A port already in use is reported, not fatal.
+async fn serve_debug_for(balancer: &Balancer, addr: SocketAddr) -> Option<DebugServer> {
+    let debug = DebugService::new();
+    debug.register("demo", balancer.clone());
+    match serve_debug(addr, debug).await {
+        Ok(server) => {
+            println!(
+                "watch it live: cargo run -p orca-lb-cli -- state --target {} --watch\n",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        Err(e) => {
+            println!(
+                "debug service not started: cannot listen on {addr}: {e} \
+                 (pick another with --debug-addr, or --no-debug)\n"
+            );
+            None
+        }
+    }
 }
 
 fn spawn_call<T>(
