@@ -20,7 +20,7 @@
 //! ([`Nanos`]). Events (an arrival, a service completion, a response, a
 //! maintenance tick) wait in one queue, earliest first and in scheduling
 //! order at equal times. The core is called with
-//! `base + Duration::from_nanos(t)` for one base [`Instant`](std::time::Instant)
+//! `base + Duration::from_nanos(t)` for one base `std::time::Instant`
 //! taken at the start: the core only compares instants.
 //!
 //! **The same code.** A simulated orca-lb client is one
