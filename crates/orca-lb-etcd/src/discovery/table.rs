@@ -1,0 +1,224 @@
+//! What discovery knows: the valid endpoint records under the prefix, and the
+//! changes that bring a balancer from one view to the next.
+//!
+//! Invariant: the keys a balancer was told about (inserts minus removes) are
+//! exactly the keys of `endpoints`, each with the address recorded there.
+
+use std::collections::BTreeMap;
+
+use orca_lb_client::Change;
+
+use crate::pb::mvccpb::KeyValue;
+use crate::record::EndpointRecord;
+
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    endpoints: BTreeMap<String, EndpointRecord>,
+    /// Keys whose value is malformed, with the revision already counted, so
+    /// one bad value is counted once however often it is read again.
+    malformed: BTreeMap<Vec<u8>, i64>,
+}
+
+/// The effect of applying events or a fresh read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Applied {
+    pub(crate) changes: Vec<Change>,
+    /// Malformed values seen for the first time.
+    pub(crate) malformed: u64,
+}
+
+impl Table {
+    pub(crate) fn endpoints(&self) -> &BTreeMap<String, EndpointRecord> {
+        &self.endpoints
+    }
+
+    /// A key was written.
+    pub(crate) fn put(&mut self, kv: &KeyValue, out: &mut Applied) {
+        match parse(kv) {
+            Ok((key, record)) => {
+                self.malformed.remove(&kv.key);
+                let addr = record.addr.clone();
+                match self.endpoints.insert(key.clone(), record) {
+                    None => out.changes.push(Change::Insert(key, addr)),
+                    // Metadata changed only: nothing for the balancer.
+                    Some(old) if old.addr == addr => {}
+                    Some(_) => {
+                        out.changes.push(Change::Remove(key.clone()));
+                        out.changes.push(Change::Insert(key, addr));
+                    }
+                }
+            }
+            Err(why) => {
+                self.count_malformed(kv, &why, out);
+                // The key no longer describes an endpoint.
+                if let Ok(key) = std::str::from_utf8(&kv.key)
+                    && self.endpoints.remove(key).is_some()
+                {
+                    out.changes.push(Change::Remove(key.to_string()));
+                }
+            }
+        }
+    }
+
+    /// A key was deleted (or expired with its lease).
+    pub(crate) fn delete(&mut self, key: &[u8], out: &mut Applied) {
+        self.malformed.remove(key);
+        if let Ok(key) = std::str::from_utf8(key)
+            && self.endpoints.remove(key).is_some()
+        {
+            out.changes.push(Change::Remove(key.to_string()));
+        }
+    }
+
+    /// Replaces everything with a fresh read of the prefix, emitting only the
+    /// differences.
+    pub(crate) fn replace(&mut self, kvs: &[KeyValue]) -> Applied {
+        let mut out = Applied::default();
+        let mut fresh = BTreeMap::new();
+        let mut malformed = BTreeMap::new();
+        for kv in kvs {
+            match parse(kv) {
+                Ok((key, record)) => {
+                    fresh.insert(key, record);
+                }
+                Err(why) => {
+                    self.count_malformed(kv, &why, &mut out);
+                    malformed.insert(kv.key.clone(), kv.mod_revision);
+                }
+            }
+        }
+        for (key, old) in &self.endpoints {
+            match fresh.get(key) {
+                None => out.changes.push(Change::Remove(key.clone())),
+                Some(new) if new.addr != old.addr => {
+                    out.changes.push(Change::Remove(key.clone()));
+                    out.changes
+                        .push(Change::Insert(key.clone(), new.addr.clone()));
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, new) in &fresh {
+            if !self.endpoints.contains_key(key) {
+                out.changes
+                    .push(Change::Insert(key.clone(), new.addr.clone()));
+            }
+        }
+        self.endpoints = fresh;
+        self.malformed = malformed;
+        out
+    }
+
+    fn count_malformed(&mut self, kv: &KeyValue, why: &str, out: &mut Applied) {
+        if self.malformed.insert(kv.key.clone(), kv.mod_revision) != Some(kv.mod_revision) {
+            out.malformed += 1;
+            tracing::warn!(
+                key = %String::from_utf8_lossy(&kv.key),
+                revision = kv.mod_revision,
+                why,
+                "skipping a malformed endpoint record"
+            );
+        }
+    }
+}
+
+fn parse(kv: &KeyValue) -> Result<(String, EndpointRecord), String> {
+    let key = std::str::from_utf8(&kv.key).map_err(|_| "key is not UTF-8".to_string())?;
+    let record = EndpointRecord::parse(&kv.value).map_err(|e| e.to_string())?;
+    Ok((key.to_string(), record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str, rev: i64) -> KeyValue {
+        KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            mod_revision: rev,
+            ..Default::default()
+        }
+    }
+
+    fn rec(port: u16, zone: &str) -> String {
+        format!(r#"{{"v":1,"addr":"http://127.0.0.1:{port}","zone":"{zone}"}}"#)
+    }
+
+    fn insert(key: &str, port: u16) -> Change {
+        Change::Insert(
+            key.into(),
+            format!("http://127.0.0.1:{port}").parse().unwrap(),
+        )
+    }
+
+    fn remove(key: &str) -> Change {
+        Change::Remove(key.into())
+    }
+
+    #[test]
+    fn events_insert_update_and_remove() {
+        let mut t = Table::default();
+        let mut out = Applied::default();
+        t.put(&kv("/p/a", &rec(1, "x"), 2), &mut out);
+        t.put(&kv("/p/a", &rec(1, "y"), 3), &mut out); // metadata only
+        t.put(&kv("/p/a", &rec(2, "y"), 4), &mut out); // new address
+        t.delete(b"/p/a", &mut out);
+        t.delete(b"/p/unknown", &mut out);
+        assert_eq!(
+            out.changes,
+            vec![
+                insert("/p/a", 1),
+                remove("/p/a"),
+                insert("/p/a", 2),
+                remove("/p/a")
+            ]
+        );
+        assert_eq!(out.malformed, 0);
+        assert!(t.endpoints().is_empty());
+    }
+
+    #[test]
+    fn a_value_turning_malformed_removes_its_endpoint_and_counts_once() {
+        let mut t = Table::default();
+        let mut out = Applied::default();
+        t.put(&kv("/p/a", &rec(1, "x"), 2), &mut out);
+        t.put(&kv("/p/a", "garbage", 3), &mut out);
+        assert_eq!(out.changes, vec![insert("/p/a", 1), remove("/p/a")]);
+        assert_eq!(out.malformed, 1);
+        // The same bad value read again (a relist) is not counted again.
+        let again = t.replace(&[kv("/p/a", "garbage", 3)]);
+        assert_eq!(again, Applied::default());
+        // A new bad value is.
+        let mut out = Applied::default();
+        t.put(&kv("/p/a", "{}", 5), &mut out);
+        assert_eq!(out.malformed, 1);
+        // Fixed: back in.
+        t.put(&kv("/p/a", &rec(1, "x"), 6), &mut out);
+        assert_eq!(out.changes, vec![insert("/p/a", 1)]);
+    }
+
+    #[test]
+    fn a_fresh_read_emits_only_the_differences() {
+        let mut t = Table::default();
+        let first = t.replace(&[
+            kv("/p/a", &rec(1, "x"), 2),
+            kv("/p/b", &rec(2, "x"), 3),
+            kv("/p/c", &rec(3, "x"), 4),
+        ]);
+        assert_eq!(first.changes.len(), 3);
+        let next = t.replace(&[
+            kv("/p/a", &rec(1, "x"), 2),  // unchanged
+            kv("/p/c", &rec(3, "z"), 9),  // metadata only
+            kv("/p/d", &rec(4, "x"), 10), // new
+            kv("/p/e", "nope", 11),       // malformed
+        ]);
+        assert_eq!(next.changes, vec![remove("/p/b"), insert("/p/d", 4)]);
+        assert_eq!(next.malformed, 1);
+        assert_eq!(t.endpoints()["/p/c"].zone.as_deref(), Some("z"));
+        assert_eq!(
+            t.endpoints().keys().collect::<Vec<_>>(),
+            ["/p/a", "/p/c", "/p/d"]
+        );
+    }
+}
