@@ -17,6 +17,9 @@
 //!   generated tonic client uses in place of a `Channel`, balancing each call
 //!   by expected completion time over reported and observed load, with
 //!   circuit breaking and discovery (static, DNS).
+//! - `etcd` (feature `etcd`): servers register themselves in etcd under a
+//!   lease and drain gracefully; clients discover them through a resumable
+//!   watch (`orca-lb-etcd`, see `docs/discovery.md`).
 //! - [`core`]: the pure policy (validated reports, EWMAs, the score, the
 //!   picker, the circuit breaker) every other part uses.
 //! - [`proto`]: the generated ORCA messages and stubs.
@@ -43,9 +46,11 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
-pub use orca_lb_core as core;
-pub use orca_lb_proto as proto;
 #[cfg(feature = "client")]
 pub use orca_lb_client as client;
+pub use orca_lb_core as core;
+#[cfg(feature = "etcd")]
+pub use orca_lb_etcd as etcd;
+pub use orca_lb_proto as proto;
 #[cfg(feature = "server")]
 pub use orca_lb_server as server;
