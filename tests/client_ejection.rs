@@ -288,8 +288,9 @@ async fn bad_config_and_bad_uris_are_refused_with_their_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_reporting_sustained_overload_is_ejected() {
     let bs = client::backends(&[("a", 1, 4), ("b", 1, 4), ("hot", 1, 4)]).await;
-    // The application behind "hot" says it runs at three times its capacity.
-    bs[2].recorder().set_application_utilization(3.0).unwrap();
+    // The application behind "hot" says it has five times the work it can do,
+    // above the breaker's default threshold (3.0).
+    bs[2].recorder().set_application_utilization(5.0).unwrap();
     let config = BalancerConfig {
         oob_interval: Some(Duration::from_millis(20)),
         ..client::config()

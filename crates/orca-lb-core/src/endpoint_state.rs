@@ -4,15 +4,6 @@ use std::time::{Duration, Instant};
 
 use crate::{ErrorRate, Ewma, FleetView, LoadReport, PeakEwma, Score, ScoreConfig};
 
-/// What each call already at an endpoint adds to a new call's completion
-/// time, as a fraction of a service time per slot, even while slots are free.
-///
-/// Calls in service share CPU, memory bandwidth and the network, and the
-/// backlog is an estimate; without this term, every endpoint with a free slot
-/// would cost exactly its service time, and two equal endpoints would be told
-/// apart only by noise in their service-time estimates.
-pub const CONTENTION: f64 = 0.1;
-
 /// The fraction of the fleet median service time that an endpoint without
 /// fresh news is assumed to take.
 ///
@@ -93,7 +84,7 @@ pub struct CostTerms {
     /// Worker slots assumed (1 when not reported).
     pub capacity: f64,
     /// Expected completion time:
-    /// `service_time * (1 + (max(0, backlog + 1 - capacity) + CONTENTION * backlog) / capacity)`.
+    /// `service_time * (1 + (max(0, backlog + 1 - capacity) + contention * backlog) / capacity)`.
     pub completion: f64,
     /// Failure penalty added, seconds: error rate x `error_penalty`.
     pub failure: f64,
@@ -154,9 +145,12 @@ impl EndpointState {
         let streams = report.active_streams();
         if let Some(in_flight) = report.in_flight() {
             // The server counts streams as in flight; the backlog that
-            // competes for worker slots is the unary part.
+            // competes for worker slots is the unary part. A queue the
+            // application reports beyond its calls in flight is work ahead
+            // too.
             let unary = (in_flight - streams.unwrap_or(0.0)).max(0.0);
-            let others = (unary - f64::from(local.in_flight)).max(0.0);
+            let present = unary.max(report.queue_depth().unwrap_or(0.0));
+            let others = (present - f64::from(local.in_flight)).max(0.0);
             self.backlog.observe(others, now);
         }
         if let Some(s) = streams {
@@ -243,20 +237,33 @@ impl Estimate {
         let relax = |v: f64, median: f64, w: f64| w * v + (1.0 - w) * median;
         let typical = fleet.service_time * EXPLORATION;
 
+        let median = fleet.service_time;
+        let dead_band = |s: f64| {
+            if (s - median).abs() <= config.service_time_tolerance * median {
+                median
+            } else {
+                s
+            }
+        };
         let service_time = match (self.service_time, self.latency, self.latency_at) {
-            (Some(s), _, _) => relax(s, typical, freshness),
+            (Some(s), _, _) => relax(dead_band(s), typical, freshness),
             (None, Some(l), Some(at)) => {
                 let w = (-now.saturating_duration_since(at).as_secs_f64() / stale).exp();
                 relax(l, typical, w)
             }
             _ => typical,
         };
+        let backlog_stale = (config.backlog_stale_services * service_time).max(1e-3);
+        let backlog_freshness = self.reported_at.map_or(0.0, |t| {
+            let age = now.saturating_duration_since(t).as_secs_f64();
+            (-age / backlog_stale).exp()
+        });
         let others = self
             .backlog
-            .map_or(0.0, |b| relax(b, fleet.backlog, freshness));
+            .map_or(0.0, |b| relax(b, fleet.backlog, backlog_freshness));
         let backlog = others + f64::from(local.in_flight);
         let capacity = self.capacity.unwrap_or(1.0);
-        let waiting = (backlog + 1.0 - capacity).max(0.0) + CONTENTION * backlog;
+        let waiting = (backlog + 1.0 - capacity).max(0.0) + config.contention * backlog;
         let completion = service_time * (1.0 + waiting / capacity);
         let failure = self.errors.value_at(now) * config.error_penalty.as_secs_f64();
         CostTerms {

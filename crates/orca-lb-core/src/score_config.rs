@@ -34,6 +34,17 @@ pub struct ScoreConfig {
     /// Service time assumed for an endpoint before anything is known about
     /// it or the fleet. Default: 20 ms.
     pub default_service_time: Duration,
+    /// How fast a reported backlog (other clients' calls) goes stale, in the
+    /// endpoint's service times: its weight is
+    /// `exp(-age / (backlog_stale_services * service_time))`, the rest goes
+    /// to the fleet median. A backlog changes every service time, so it ages
+    /// much faster than the service time itself; with many clients each hears
+    /// from an endpoint only now and then, and an old backlog is noise that all
+    /// of them would act on. Too fast is worse: an overloaded endpoint's
+    /// reports come late (they ride on slow responses), and forgetting them
+    /// too soon sends it more calls (in the simulator, S4 collapses below
+    /// about 3 service times). Default: 10.
+    pub backlog_stale_services: f64,
     /// What every call costs wherever it goes (network, encoding), added to
     /// every score. With the picker's tie tolerance, it keeps differences of
     /// microseconds between nearly idle endpoints from deciding picks.
@@ -41,8 +52,22 @@ pub struct ScoreConfig {
     pub base_latency: Duration,
     /// Scores within this fraction of each other count as a tie, broken at
     /// random (see [`P2c::with_tie_tolerance`](crate::P2c::with_tie_tolerance)).
-    /// Default: 0.1.
+    /// Default: 0.05.
     pub tie_tolerance: f64,
+    /// What each call already at an endpoint adds to a new call's completion
+    /// time, as a fraction of a service time per slot, even while slots are
+    /// free. Calls in service share CPU, memory bandwidth and the network,
+    /// and the backlog is an estimate; without this term every endpoint with
+    /// a free slot would cost exactly its service time, and two equal
+    /// endpoints would be told apart only by noise. Default: 0.5.
+    pub contention: f64,
+    /// A service time within this fraction of the fleet median counts as the
+    /// median. Reported service times carry noise, and every client reads the
+    /// same reports: without this dead band, all clients would prefer
+    /// whichever of equal endpoints looks a hair faster at the moment, and
+    /// herd onto it. Real differences (a slow endpoint) are far larger.
+    /// Default: 0.1.
+    pub service_time_tolerance: f64,
 }
 
 impl Default for ScoreConfig {
@@ -56,8 +81,11 @@ impl Default for ScoreConfig {
             error_decay: Duration::from_secs(5),
             slow_start: Duration::from_secs(3),
             default_service_time: Duration::from_millis(20),
+            backlog_stale_services: 10.0,
             base_latency: Duration::from_millis(1),
-            tie_tolerance: 0.1,
+            tie_tolerance: 0.05,
+            contention: 0.5,
+            service_time_tolerance: 0.1,
         }
     }
 }
@@ -101,6 +129,17 @@ impl ScoreConfig {
         }
         if !(self.tie_tolerance.is_finite() && (0.0..1.0).contains(&self.tie_tolerance)) {
             return err("tie_tolerance", "must be in [0, 1)");
+        }
+        if !(self.service_time_tolerance.is_finite()
+            && (0.0..1.0).contains(&self.service_time_tolerance))
+        {
+            return err("service_time_tolerance", "must be in [0, 1)");
+        }
+        if !(self.backlog_stale_services.is_finite() && self.backlog_stale_services > 0.0) {
+            return err("backlog_stale_services", "must be a number above 0");
+        }
+        if !(self.contention.is_finite() && self.contention >= 0.0) {
+            return err("contention", "must be a number >= 0");
         }
         if !(self.error_step.is_finite() && self.error_step > 0.0 && self.error_step <= 1.0) {
             return err("error_step", "must be in (0, 1]");

@@ -17,7 +17,8 @@ use crate::tracker::LoadTracker;
 pub(crate) struct CallGuard {
     tracker: Arc<LoadTracker>,
     stream: bool,
-    queued: bool,
+    /// When the call started waiting for a slot, while it waits.
+    queued: Option<Instant>,
     service_start: Option<Instant>,
     permit: Option<OwnedSemaphorePermit>,
     finished: bool,
@@ -29,7 +30,7 @@ impl CallGuard {
         Self {
             tracker,
             stream,
-            queued: false,
+            queued: None,
             service_start: None,
             permit: None,
             finished: false,
@@ -41,16 +42,20 @@ impl CallGuard {
     }
 
     /// The call waits for a worker slot.
-    pub(crate) fn enqueue(&mut self) {
-        debug_assert!(!self.queued);
-        self.queued = true;
+    pub(crate) fn enqueue(&mut self, now: Instant) {
+        debug_assert!(self.queued.is_none());
+        self.queued = Some(now);
         self.tracker.enqueued();
     }
 
     /// The call starts being served, holding `permit` if slots are limited.
     pub(crate) fn begin_service(&mut self, permit: Option<OwnedSemaphorePermit>, now: Instant) {
-        if std::mem::take(&mut self.queued) {
+        if let Some(since) = self.queued.take() {
             self.tracker.dequeued();
+            // Waiting counts toward occupancy: calls present, not only served.
+            self.tracker
+                .window
+                .record_busy(now.saturating_duration_since(since));
         }
         self.permit = permit;
         if !self.stream {
@@ -75,7 +80,7 @@ impl CallGuard {
             return;
         }
         self.finished = true;
-        if std::mem::take(&mut self.queued) {
+        if self.queued.take().is_some() {
             self.tracker.dequeued();
         }
         self.permit = None;

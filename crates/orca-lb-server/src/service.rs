@@ -84,7 +84,7 @@ where
                     // Wait for a slot. The ready service goes with the call
                     // (its readiness was reserved for this request); a clone
                     // takes its place.
-                    guard.enqueue();
+                    guard.enqueue(now);
                     let clone = self.inner.clone();
                     let service = std::mem::replace(&mut self.inner, clone);
                     ResponseFuture::queued(slots.clone(), service, request, guard, recorder)

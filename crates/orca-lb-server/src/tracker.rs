@@ -200,9 +200,13 @@ impl LoadTracker {
         let app = if !app_set.is_nan() {
             app_set
         } else if let Some(c) = capacity {
-            // Busy fraction of the slots, plus the waiting calls per slot:
-            // above 1 means more demand than the slots can serve.
-            (rates.busy + queue_depth as f64) / c as f64
+            // Calls present per slot, averaged over the window: time in
+            // service plus time waiting for a slot, divided by the slots. Above
+            // 1 means calls queue. Averaged like `rps`, so that gRPC's weighted
+            // round robin (qps / utilization = slots / response time, by
+            // Little's law) gets a steady weight; the application's own queue
+            // is added as it stands.
+            (rates.busy + self.app_queue.load(Relaxed) as f64) / c as f64
         } else {
             cpu
         };

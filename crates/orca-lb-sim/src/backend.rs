@@ -50,11 +50,12 @@ pub(crate) struct Backend {
     pub(crate) speed: f64,
     /// Answer every new call UNAVAILABLE after 1 ms.
     pub(crate) fail_fast: bool,
-    /// Fold `queue_depth / capacity` into `application_utilization`, as
-    /// `orca-lb-server` does.
+    /// Count time spent waiting for a worker in `application_utilization`
+    /// (calls present per slot, averaged), as `orca-lb-server` does.
     pub(crate) queue_in_utilization: bool,
     busy: u32,
-    queue: VecDeque<Job>,
+    /// Waiting calls, with when each started waiting.
+    queue: VecDeque<(Job, Nanos)>,
     in_flight: u32,
     streams: u32,
     window: RateWindow,
@@ -131,13 +132,18 @@ impl Backend {
     }
 
     /// The call waits for a worker.
-    pub(crate) fn enqueue(&mut self, job: Job) {
-        self.queue.push_back(job);
+    pub(crate) fn enqueue(&mut self, job: Job, now: Nanos) {
+        self.queue.push_back((job, now));
     }
 
-    /// The next waiting call.
-    pub(crate) fn dequeue(&mut self) -> Option<Job> {
-        self.queue.pop_front()
+    /// The next waiting call. Its wait counts toward occupancy, as the
+    /// server's guard records it when a call leaves the queue.
+    pub(crate) fn dequeue(&mut self, now: Nanos) -> Option<Job> {
+        let (job, since) = self.queue.pop_front()?;
+        if self.queue_in_utilization {
+            self.window.record_busy(now.saturating_sub(since));
+        }
+        Some(job)
     }
 
     /// Open streams.
@@ -172,12 +178,7 @@ impl Backend {
     pub(crate) fn snapshot(&self, now: Nanos) -> Snapshot {
         let rates = self.window.rates(now);
         let capacity = f64::from(self.capacity);
-        let queued = if self.queue_in_utilization {
-            self.queue.len() as f64
-        } else {
-            0.0
-        };
-        let app = (rates.busy + queued) / capacity;
+        let app = rates.busy / capacity;
         Snapshot {
             application_utilization: app.max(MIN_REPORTED_UTILIZATION),
             rps: rates.rps,
@@ -250,7 +251,7 @@ mod tests {
             draw: Draw { u1: 0.5, u2: 0.5 },
             stream_for: 0,
         };
-        b.enqueue(job);
+        b.enqueue(job, 0);
         // One ends after 1 s of service.
         b.end_service(SECOND, SECOND, &clock);
         b.call_finished(false, false);
@@ -265,8 +266,17 @@ mod tests {
         assert_eq!(r.named_metric(named_metrics::ACTIVE_STREAMS), None);
         assert_eq!(r.capacity(), Some(2.0));
         assert_eq!(r.service_time_ms(), Some(1000.0));
-        // Busy 1 s over 1 s on 2 slots, plus 1 queued per 2 slots.
-        assert_eq!(r.application_utilization(), 1.0);
+        // Busy 1 s over 1 s on 2 slots; the queued call's wait counts only
+        // once it leaves the queue, as the server's guard records it.
+        assert_eq!(r.application_utilization(), 0.5);
         assert_eq!(r.qps(), 1.0);
+        let took = b.dequeue(SECOND).is_some();
+        assert!(took);
+        let r = b.snapshot(SECOND).report();
+        assert_eq!(
+            r.application_utilization(),
+            1.0,
+            "1 s of service + 1 s of waiting"
+        );
     }
 }

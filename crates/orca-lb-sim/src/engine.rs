@@ -329,7 +329,7 @@ impl<'a> Run<'a> {
         } else if b.try_take_worker() {
             self.start_service(now, backend, job);
         } else {
-            b.enqueue(job);
+            b.enqueue(job, now);
         }
     }
 
@@ -363,7 +363,7 @@ impl<'a> Run<'a> {
         // The freed worker takes the next waiting call; one whose deadline
         // has passed is dropped unserved.
         let b = &mut self.backends[backend];
-        while let Some(next) = b.dequeue() {
+        while let Some(next) = b.dequeue(now) {
             if now >= next.t0.saturating_add(self.deadline) {
                 b.call_finished(false, true);
                 continue;

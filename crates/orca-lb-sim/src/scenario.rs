@@ -195,8 +195,9 @@ pub struct SimSettings {
     /// wrr_orca), or none (default: per-call reports only).
     #[serde(default)]
     pub oob_period_ms: Option<f64>,
-    /// Whether servers fold `queue_depth / capacity` into
-    /// `application_utilization` (as `orca-lb-server` does; default true).
+    /// Whether servers count time spent waiting for a worker in
+    /// `application_utilization` (calls present per slot, averaged over the
+    /// window, as `orca-lb-server` does; default true).
     /// gRPC's weighted round robin weighs backends by it.
     #[serde(default = "yes")]
     pub utilization_includes_queue: bool,

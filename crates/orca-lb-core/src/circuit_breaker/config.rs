@@ -55,14 +55,17 @@ pub struct CircuitBreakerConfig {
     pub half_open_probes: u32,
 
     /// The time-averaged reported utilization above which the endpoint is
-    /// overloaded. Default 1.5.
+    /// overloaded. Default 3.0.
     ///
     /// The signal is [`LoadReport::effective_utilization`](crate::LoadReport::effective_utilization):
     /// `application_utilization` when reported, else `cpu_utilization`. It
-    /// may exceed 1 because orca-lb's servers fold their queue into
-    /// `application_utilization`, so 1.5 reads "every worker busy and half as
-    /// many calls again waiting". Must be above zero;
-    /// [`f64::INFINITY`] turns the signal off.
+    /// may exceed 1 because orca-lb's servers count waiting calls in
+    /// `application_utilization` (calls present per worker slot), so 3.0
+    /// reads "every worker busy and twice as many calls again waiting, on
+    /// average": a backend that cannot keep up, not one having a busy second.
+    /// Lower thresholds eject healthy backends in a busy fleet, whose load
+    /// then lands on the rest (seen in the simulator at 1.5). Must be above
+    /// zero; [`f64::INFINITY`] turns the signal off.
     pub overload_utilization: f64,
 
     /// The time-averaged reported `cpu_utilization` above which the endpoint
@@ -193,7 +196,7 @@ impl Default for CircuitBreakerConfig {
             base_ejection_time: Duration::from_secs(1),
             max_ejection_time: Duration::from_secs(30),
             half_open_probes: 3,
-            overload_utilization: 1.5,
+            overload_utilization: 3.0,
             overload_cpu: 0.98,
             overload_queue_depth: None,
             overload_decay: Duration::from_secs(1),

@@ -25,8 +25,13 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// The default breaker, with the utilization threshold these tests were
+/// written against (1.5), to keep their report values meaningful.
 fn breaker() -> CircuitBreaker {
-    CircuitBreaker::new(CircuitBreakerConfig::default())
+    CircuitBreaker::new(CircuitBreakerConfig {
+        overload_utilization: 1.5,
+        ..CircuitBreakerConfig::default()
+    })
 }
 
 fn report(raw: RawLoadReport) -> LoadReport {
@@ -703,7 +708,7 @@ fn the_default_config_is_valid() {
     assert_eq!(config.base_ejection_time, secs(1));
     assert_eq!(config.max_ejection_time, secs(30));
     assert_eq!(config.half_open_probes, 3);
-    assert_eq!(config.overload_utilization, 1.5);
+    assert_eq!(config.overload_utilization, 3.0);
     assert_eq!(config.overload_cpu, 0.98);
     assert_eq!(config.overload_queue_depth, None);
     assert_eq!(config.overload_decay, secs(1));

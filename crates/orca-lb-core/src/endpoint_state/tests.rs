@@ -78,7 +78,7 @@ fn completion_time_counts_only_calls_beyond_free_slots() {
     assert!((terms.service_time - 0.040).abs() < 1e-12, "{terms:?}");
     // 7 calls for 4 slots: our call waits for 3/4 of a service time, plus
     // contention from the 6 present.
-    let expected = 0.040 * (1.0 + (3.0 + CONTENTION * 6.0) / 4.0);
+    let expected = 0.040 * (1.0 + (3.0 + c.contention * 6.0) / 4.0);
     assert!((terms.completion - expected).abs() < 1e-12, "{terms:?}");
 
     // A second report a second later carries most of the weight.
@@ -97,7 +97,7 @@ fn completion_time_counts_only_calls_beyond_free_slots() {
         t + Duration::from_secs(1),
     );
     // 2 others + 0 ours: a slot is free, only contention adds.
-    let expected = st * (1.0 + CONTENTION * terms.backlog / 4.0);
+    let expected = st * (1.0 + c.contention * terms.backlog / 4.0);
     assert!((terms.completion - expected).abs() < 1e-12, "{terms:?}");
 }
 

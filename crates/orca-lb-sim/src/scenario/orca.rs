@@ -87,6 +87,12 @@ pub struct OrcaOverrides {
     pub base_latency_ms: Option<f64>,
     /// `ScoreConfig::tie_tolerance`.
     pub tie_tolerance: Option<f64>,
+    /// `ScoreConfig::contention`.
+    pub contention: Option<f64>,
+    /// `ScoreConfig::backlog_stale_services`.
+    pub backlog_stale_services: Option<f64>,
+    /// `ScoreConfig::service_time_tolerance`.
+    pub service_time_tolerance: Option<f64>,
     /// `CircuitBreakerConfig::consecutive_errors`.
     pub consecutive_errors: Option<u32>,
     /// `CircuitBreakerConfig::base_ejection_time`.
@@ -160,6 +166,16 @@ impl OrcaOverrides {
         }
         if let Some(v) = self.tie_tolerance {
             s.tie_tolerance = v;
+        }
+        if let Some(v) = self.contention {
+            s.contention = v;
+        }
+        if let Some(v) = self.backlog_stale_services {
+            s.backlog_stale_services = v;
+        }
+
+        if let Some(v) = self.service_time_tolerance {
+            s.service_time_tolerance = v;
         }
         let b = &mut c.breaker;
         set_d(&mut b.base_ejection_time, self.base_ejection_time_ms);
