@@ -6,18 +6,26 @@
 //!
 //! `reporting_overhead` answers the question over loopback, where the kernel
 //! and HTTP/2 dominate a call. This group removes both: each iteration builds
-//! the `http::Request`, calls the service, and collects the response body
-//! with its trailers, so the difference between the variants is the layer's
+//! the `http::Request` (with the `TcpConnectInfo` extension that tonic's
+//! server adds to every request), calls the service, and collects the
+//! response body with its trailers, so the difference between the variants is the layer's
 //! own work (the call guard, the per-call recorder, the report in the
 //! trailers) and nothing else. It does not include HPACK, which encodes the
 //! larger trailer on the server and decodes it on the client.
 //!
+//! Variants: `bare`, `layered`, `layered_no_recorder` (`call_recorder(false)`:
+//! no `CallRecorder` in the request extensions) and `layered_cap64`.
+//!
 //! Before the group, a quick check counts allocations per call for each
-//! variant with a counting global allocator and prints them.
+//! variant with a counting global allocator and prints them, in all and by
+//! stage of the call: building the request, `poll_ready` and `call`, the
+//! response future, and the body with its trailers. The difference to `bare`
+//! in each stage says where the layer allocates.
 
 use std::alloc::System;
 use std::future::poll_fn;
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
@@ -25,13 +33,13 @@ use criterion::{BenchmarkId, Criterion, criterion_group};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
-use orca_lb_benches::hello_request;
-use orca_lb_server::{FixedSampler, ReportingLayer, StreamingMethods};
+use orca_lb_benches::{Variant, Work, hello_request, reporting_layer};
+use orca_lb_test::TestGreeter;
 use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::{GREETER_DESCRIPTOR_SET, TestGreeter};
 use prost::Message;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, Stats, StatsAlloc};
 use tokio::runtime::Runtime;
+use tonic::transport::server::TcpConnectInfo;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -54,10 +62,19 @@ fn grpc_frame() -> Bytes {
     Bytes::from(buf)
 }
 
+/// The request as tonic's server hands it to the layers: with the
+/// connection's `TcpConnectInfo` in its extensions, which tonic inserts into
+/// every request it accepts over TCP. The extension map then exists before
+/// the layer adds its `CallRecorder`, as it does over loopback.
 fn request(frame: &Bytes) -> Request<Full<Bytes>> {
+    let connection = TcpConnectInfo {
+        local_addr: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
+        remote_addr: Some(SocketAddr::from(([127, 0, 0, 1], 40000))),
+    };
     Request::post(SAY_HELLO)
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .header(http::header::TE, "trailers")
+        .extension(connection)
         .body(Full::new(frame.clone()))
         .expect("valid request")
 }
@@ -70,17 +87,62 @@ where
     B: Body,
     B::Error: std::fmt::Debug,
 {
+    staged_call(service, frame, None).await
+}
+
+/// The stages of a call that allocations are counted in.
+const STAGES: [&str; 4] = ["request", "call", "response", "body"];
+
+/// Allocations (and reallocations) per stage.
+type StageCounts = [u64; STAGES.len()];
+
+fn allocations(s: Stats) -> u64 {
+    (s.allocations + s.reallocations) as u64
+}
+
+/// [`call`], adding the allocations of each of its [`STAGES`] to `counts`
+/// when given: the request built, `poll_ready` and `call` returned, the
+/// response future resolved, the body collected with its trailers.
+async fn staged_call<S, B>(service: &mut S, frame: &Bytes, counts: Option<&mut StageCounts>) -> bool
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut stage = [0; STAGES.len()];
+    let region = Region::new(GLOBAL);
+    let req = request(frame);
+    stage[0] = allocations(region.change());
+
+    let region = Region::new(GLOBAL);
     poll_fn(|cx| service.poll_ready(cx))
         .await
         .expect("service ready");
-    let response = service.call(request(frame)).await.expect("response");
+    let future = service.call(req);
+    stage[1] = allocations(region.change());
+
+    let region = Region::new(GLOBAL);
+    let response = future.await.expect("response");
+    stage[2] = allocations(region.change());
+
+    let region = Region::new(GLOBAL);
     let body = response.into_body().collect().await.expect("body");
     let trailers = body.trailers().expect("gRPC trailers");
+    let reported = trailers.contains_key(orca_lb_proto::TRAILER_KEY);
     assert_eq!(
         trailers.get("grpc-status").map(|v| v.as_bytes()),
         Some(&b"0"[..])
     );
-    trailers.contains_key(orca_lb_proto::TRAILER_KEY)
+    drop(body);
+    stage[3] = allocations(region.change());
+
+    if let Some(counts) = counts {
+        for (c, s) in counts.iter_mut().zip(stage) {
+            *c += s;
+        }
+    }
+    reported
 }
 
 /// The same greeter service, bare or wrapped, behind one call signature.
@@ -91,22 +153,14 @@ enum Stack {
 }
 
 impl Stack {
-    /// Must run inside the runtime: the layer starts its sampler task.
-    fn new(capacity: Option<Option<usize>>) -> Stack {
-        let greeter = GreeterServer::new(TestGreeter::new("bench"));
-        let Some(capacity) = capacity else {
-            return Stack::Bare(greeter);
-        };
-        let streaming = StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
-            .expect("greeter descriptor");
-        let mut builder = ReportingLayer::builder()
-            .sampler(FixedSampler::new(0.2, 0.3))
-            .streaming_methods(streaming);
-        if let Some(c) = capacity {
-            builder = builder.capacity(c);
+    /// The same greeter and layer as the loopback benchmark's servers. Must
+    /// run inside the runtime: the layer starts its sampler task.
+    fn new(variant: Variant) -> Stack {
+        let greeter = GreeterServer::new(Work::None.greeter());
+        match reporting_layer(variant).expect("layer") {
+            None => Stack::Bare(greeter),
+            Some((layer, _recorder)) => Stack::Layered(layer.layer(greeter)),
         }
-        let (layer, _recorder) = builder.build().expect("layer");
-        Stack::Layered(layer.layer(greeter))
     }
 
     async fn call(&mut self, frame: &Bytes) -> bool {
@@ -115,12 +169,20 @@ impl Stack {
             Stack::Layered(s) => call(s, frame).await,
         }
     }
+
+    async fn staged_call(&mut self, frame: &Bytes, counts: &mut StageCounts) -> bool {
+        match self {
+            Stack::Bare(s) => staged_call(s, frame, Some(counts)).await,
+            Stack::Layered(s) => staged_call(s, frame, Some(counts)).await,
+        }
+    }
 }
 
-const VARIANTS: [(&str, Option<Option<usize>>); 3] = [
-    ("bare", None),
-    ("layered", Some(None)),
-    ("layered_cap64", Some(Some(64))),
+const VARIANTS: [Variant; 4] = [
+    Variant::Bare,
+    Variant::Layered,
+    Variant::LayeredNoRecorder,
+    Variant::LayeredCapacity(64),
 ];
 
 fn runtime() -> Runtime {
@@ -130,18 +192,19 @@ fn runtime() -> Runtime {
         .expect("tokio runtime")
 }
 
-/// Prints allocations per call for each variant and checks that only the
-/// layered ones report.
+/// Prints allocations per call for each variant, in all and by stage, and
+/// checks that only the layered ones report.
 fn allocation_check() {
     const RUNS: usize = 1_000;
     let rt = runtime();
     let frame = grpc_frame();
     println!("reporting layer call path/allocations: per call (mean of {RUNS}), in-process");
     let mut rows = Vec::new();
-    for (name, capacity) in VARIANTS {
-        let (allocs, bytes) = rt.block_on(async {
-            let mut stack = Stack::new(capacity);
-            assert_eq!(stack.call(&frame).await, capacity.is_some(), "{name}");
+    for variant in VARIANTS {
+        let (allocs, bytes, stages) = rt.block_on(async {
+            let mut stack = Stack::new(variant);
+            let layered = variant != Variant::Bare;
+            assert_eq!(stack.call(&frame).await, layered, "{variant}");
             for _ in 0..100 {
                 stack.call(&frame).await;
             }
@@ -150,20 +213,40 @@ fn allocation_check() {
                 black_box(stack.call(&frame).await);
             }
             let s = region.change();
+            let mut stages = [0; STAGES.len()];
+            for _ in 0..RUNS {
+                black_box(stack.staged_call(&frame, &mut stages).await);
+            }
             (
-                (s.allocations + s.reallocations) as f64 / RUNS as f64,
+                allocations(s) as f64 / RUNS as f64,
                 s.bytes_allocated as f64 / RUNS as f64,
+                stages.map(|c| c as f64 / RUNS as f64),
             )
         });
-        rows.push((name, allocs, bytes));
+        rows.push((variant, allocs, bytes, stages));
     }
-    let (_, base_allocs, base_bytes) = rows[0];
-    for (name, allocs, bytes) in rows {
+    let (_, base_allocs, base_bytes, base_stages) = rows[0];
+    for (variant, allocs, bytes, _) in &rows {
         println!(
-            "  {name:<14} {allocs:>6.2} allocations ({:+.2} vs bare), {bytes:>7.0} bytes ({:+.0})",
+            "  {:<19} {allocs:>6.2} allocations ({:+.2} vs bare), {bytes:>7.0} bytes ({:+.0})",
+            variant.to_string(),
             allocs - base_allocs,
             bytes - base_bytes
         );
+    }
+    println!();
+    println!("reporting layer call path/allocations by stage: per call, (difference to bare)");
+    print!("  {:<19}", "variant");
+    for name in STAGES {
+        print!(" {name:>15}");
+    }
+    println!();
+    for (variant, _, _, stages) in &rows {
+        print!("  {:<19}", variant.to_string());
+        for (s, b) in stages.iter().zip(&base_stages) {
+            print!(" {:>6.2} ({:+5.2})", s, s - b);
+        }
+        println!();
     }
     println!();
 }
@@ -175,9 +258,9 @@ fn call_path(c: &mut Criterion) {
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    for (name, capacity) in VARIANTS {
-        let stack = rt.block_on(async { Stack::new(capacity) });
-        group.bench_function(BenchmarkId::new("say_hello", name), |b| {
+    for variant in VARIANTS {
+        let stack = rt.block_on(async { Stack::new(variant) });
+        group.bench_function(BenchmarkId::new("say_hello", variant), |b| {
             b.to_async(&rt).iter_custom(|iters| {
                 let mut stack = stack.clone();
                 let frame = frame.clone();

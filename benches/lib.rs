@@ -5,9 +5,11 @@
 //! `127.0.0.1:0`, with the same greeter and the same listener setup, so the
 //! layer is the only difference between the variants. Accepted connections
 //! have `TCP_NODELAY` set, as a server started with tonic's `Server::serve`
-//! has them, unless [`Listener::Nagle`] asks for the kernel's default. The helpers here drive
-//! unary `SayHello` calls through a connected client, one at a time or from
-//! many concurrent callers, and summarize per-call latencies.
+//! has them, unless [`Listener::Nagle`] asks for the kernel's default. The
+//! greeter answers at once, or after burning a fixed amount of CPU per call
+//! ([`Work::Spin`]). The helpers here drive unary `SayHello` calls through a
+//! connected client, one at a time or from many concurrent callers, and
+//! summarize per-call latencies.
 //!
 //! Run the benchmarks with `cargo bench -p orca-lb-benches`; `docs/benchmarks.md`
 //! records each run.
@@ -30,7 +32,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orca_lb_server::{FixedSampler, LoadRecorder, ReportingLayer, StreamingMethods};
 use orca_lb_test::pb::greeter_client::GreeterClient;
@@ -50,6 +52,9 @@ pub enum Variant {
     Bare,
     /// The greeter behind a [`ReportingLayer`] without a concurrency limit.
     Layered,
+    /// As [`Layered`](Self::Layered), with the per-call recorder turned off
+    /// (`call_recorder(false)`): no `CallRecorder` in the request extensions.
+    LayeredNoRecorder,
     /// The greeter behind a [`ReportingLayer`] with this many worker slots.
     LayeredCapacity(usize),
 }
@@ -59,6 +64,7 @@ impl fmt::Display for Variant {
         match self {
             Variant::Bare => f.write_str("bare"),
             Variant::Layered => f.write_str("layered"),
+            Variant::LayeredNoRecorder => f.write_str("layered_no_recorder"),
             Variant::LayeredCapacity(c) => write!(f, "layered_cap{c}"),
         }
     }
@@ -79,6 +85,59 @@ pub enum Listener {
     Nagle,
 }
 
+/// What the greeter does in each unary call before it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Nothing: the call is all framework, which is where a layer's cost
+    /// shows most.
+    None,
+    /// Keeps its worker thread busy this long (a spin on the clock, not a
+    /// sleep): CPU-bound work, so the server's throughput is bounded by CPU
+    /// and the layer's share of it can be read.
+    Spin(Duration),
+}
+
+impl Work {
+    /// The greeter every benchmark server serves, doing this work per call.
+    pub fn greeter(self) -> TestGreeter {
+        let greeter = TestGreeter::new("bench");
+        match self {
+            Work::None => greeter,
+            Work::Spin(d) => greeter.with_hook(move |_| spin(d)),
+        }
+    }
+}
+
+/// Busy-waits for `d`.
+fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// The reporting layer of a layered `variant` as the benchmark servers use
+/// it: the fixed CPU and memory of `orca_lb_test`'s backends, the greeter's
+/// streaming methods, and the variant's options. `None` for
+/// [`Variant::Bare`]. Must run inside a tokio runtime (the layer starts its
+/// sampler task).
+pub fn reporting_layer(variant: Variant) -> io::Result<Option<(ReportingLayer, LoadRecorder)>> {
+    if variant == Variant::Bare {
+        return Ok(None);
+    }
+    let streaming = StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
+        .map_err(io::Error::other)?;
+    let mut builder = ReportingLayer::builder()
+        .sampler(FixedSampler::new(0.2, 0.3))
+        .streaming_methods(streaming);
+    match variant {
+        Variant::Bare | Variant::Layered => {}
+        Variant::LayeredNoRecorder => builder = builder.call_recorder(false),
+        Variant::LayeredCapacity(c) => builder = builder.capacity(c),
+    }
+    builder.build().map(Some).map_err(io::Error::other)
+}
+
 /// A greeter server on loopback, bare or behind the reporting layer. Stops
 /// when dropped.
 #[derive(Debug)]
@@ -92,41 +151,37 @@ pub struct BenchServer {
 
 impl BenchServer {
     /// Binds `127.0.0.1:0` and serves [`TestGreeter`] as `variant` says, on
-    /// the current tokio runtime, with [`Listener::NoDelay`]. The layered
-    /// variants report the fixed CPU and memory of `orca_lb_test`'s backends
-    /// and know the greeter's streaming methods, as those backends do.
+    /// the current tokio runtime, with [`Listener::NoDelay`] and no work per
+    /// call. The layered variants report the fixed CPU and memory of
+    /// `orca_lb_test`'s backends and know the greeter's streaming methods, as
+    /// those backends do.
     pub async fn spawn(variant: Variant) -> io::Result<BenchServer> {
-        Self::spawn_with(variant, Listener::NoDelay).await
+        Self::spawn_with(variant, Listener::NoDelay, Work::None).await
     }
 
     /// [`spawn`](Self::spawn), with the accepted connections set up as
-    /// `listener` says.
-    pub async fn spawn_with(variant: Variant, listener: Listener) -> io::Result<BenchServer> {
+    /// `listener` says and the greeter doing `work` in each unary call.
+    pub async fn spawn_with(
+        variant: Variant,
+        listener: Listener,
+        work: Work,
+    ) -> io::Result<BenchServer> {
         let nodelay = listener == Listener::NoDelay;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let greeter = GreeterServer::new(TestGreeter::new("bench"));
+        let greeter = GreeterServer::new(work.greeter());
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(nodelay));
         let (tx, rx) = oneshot::channel::<()>();
         let signal = async {
             let _ = rx.await;
         };
-        let (task, recorder) = match variant {
-            Variant::Bare => {
+        let (task, recorder) = match reporting_layer(variant)? {
+            None => {
                 let router = Server::builder().add_service(greeter);
                 let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal));
                 (task, None)
             }
-            Variant::Layered | Variant::LayeredCapacity(_) => {
-                let streaming = StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
-                    .map_err(io::Error::other)?;
-                let mut builder = ReportingLayer::builder()
-                    .sampler(FixedSampler::new(0.2, 0.3))
-                    .streaming_methods(streaming);
-                if let Variant::LayeredCapacity(c) = variant {
-                    builder = builder.capacity(c);
-                }
-                let (layer, recorder) = builder.build().map_err(io::Error::other)?;
+            Some((layer, recorder)) => {
                 let router = Server::builder().layer(layer).add_service(greeter);
                 let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal));
                 (task, Some(recorder))

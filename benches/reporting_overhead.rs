@@ -9,9 +9,11 @@
 //! - `throughput`: 64 concurrent callers on one connection, each making a
 //!   fixed number of calls; criterion reports calls per second.
 //!
-//! Variants: `bare` (the baseline), `layered`, and `layered_cap64`, a layer
-//! with 64 worker slots, which prices the slot semaphore (64 callers never
-//! wait for a slot, so nothing queues).
+//! Variants: `bare` (the baseline), `layered`, `layered_no_recorder` (the
+//! layer with `call_recorder(false)`: no per-call `CallRecorder` in the
+//! request extensions), and `layered_cap64`, a layer with 64 worker slots,
+//! which prices the slot semaphore (64 callers never wait for a slot, so
+//! nothing queues).
 //!
 //! The servers set `TCP_NODELAY` on accepted connections, as tonic's
 //! `Server::serve` does by default.
@@ -22,14 +24,25 @@
 //! to p99.9, which criterion does not give) and batch by batch for
 //! throughput, and prints every figure as a ratio to `bare`. A second bare
 //! server (`bare_again`) shows the noise floor: its ratio would be 1.00 on a
-//! quiet machine. The check runs twice: with `TCP_NODELAY`, then (half as
-//! long) with Nagle's algorithm on, the kernel's default, which a server fed
-//! a plain `TcpListenerStream` keeps.
+//! quiet machine. The check runs three times: with `TCP_NODELAY`; then (half
+//! as long) with Nagle's algorithm on, the kernel's default, which a server
+//! fed a plain `TcpListenerStream` keeps; then with `TCP_NODELAY` and a
+//! handler that does work: it spins on the CPU for 50 µs per call
+//! (`Work::Spin`). The greeter above answers at once, so a call is all
+//! framework and the layer's share of it is as large as it gets; with the
+//! spin, the same absolute cost is read against a call that does something.
+//! The work is CPU-bound rather than a sleep because the question is how much
+//! of the server's capacity the layer takes: a sleeping handler leaves the
+//! CPU idle, so at a fixed number of callers its throughput is set by the
+//! sleep, and tokio's timer would round a 200 µs sleep up to a millisecond
+//! or more anyway.
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
-use orca_lb_benches::{BenchServer, Listener, Percentiles, Variant, call_batch, median, say_hello};
+use orca_lb_benches::{
+    BenchServer, Listener, Percentiles, Variant, Work, call_batch, median, say_hello,
+};
 use orca_lb_test::pb::greeter_client::GreeterClient;
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
@@ -41,10 +54,13 @@ const CALLS_EACH: usize = 32;
 /// The capacity of the limited layer: as many slots as callers, so a call
 /// never waits and only the semaphore's own cost shows.
 const CAPACITY: usize = 64;
+/// CPU time the handler burns per call in the check with work.
+const SPIN: Duration = Duration::from_micros(50);
 
-const VARIANTS: [Variant; 3] = [
+const VARIANTS: [Variant; 4] = [
     Variant::Bare,
     Variant::Layered,
+    Variant::LayeredNoRecorder,
     Variant::LayeredCapacity(CAPACITY),
 ];
 
@@ -63,11 +79,12 @@ fn start(
     rt: &Runtime,
     variants: &[Variant],
     listener: Listener,
+    work: Work,
 ) -> Vec<(BenchServer, GreeterClient<Channel>)> {
     rt.block_on(async {
         let mut out = Vec::new();
         for &v in variants {
-            let server = BenchServer::spawn_with(v, listener)
+            let server = BenchServer::spawn_with(v, listener, work)
                 .await
                 .expect("spawn server");
             let client = server.client().await.expect("connect");
@@ -79,7 +96,7 @@ fn start(
 
 fn overhead(c: &mut Criterion) {
     let rt = runtime();
-    let servers = start(&rt, &VARIANTS, Listener::NoDelay);
+    let servers = start(&rt, &VARIANTS, Listener::NoDelay, Work::None);
     let mut group = c.benchmark_group("reporting layer overhead");
 
     group
@@ -171,10 +188,11 @@ impl CheckSize {
 
 /// The variants of the interleaved check, with a second bare server whose
 /// ratio to the first is the noise floor.
-const CHECKED: [(&str, Variant); 4] = [
+const CHECKED: [(&str, Variant); 5] = [
     ("bare", Variant::Bare),
     ("bare_again", Variant::Bare),
     ("layered", Variant::Layered),
+    ("layered_no_recorder", Variant::LayeredNoRecorder),
     ("layered_cap64", Variant::LayeredCapacity(CAPACITY)),
 ];
 
@@ -217,26 +235,33 @@ async fn measure_interleaved(clients: &[GreeterClient<Channel>], size: &CheckSiz
 /// The interleaved check, first with `TCP_NODELAY` (as a tonic server started
 /// with `serve` runs), then with Nagle's algorithm on (as a server fed a
 /// plain `TcpListenerStream` runs): there a response written in two pieces
-/// can wait for the client's delayed ACK.
+/// can wait for the client's delayed ACK. Last, with `TCP_NODELAY` and a
+/// handler that spins for [`SPIN`] per call.
 fn interleaved() {
     let Some(size) = CheckSize::from_args() else {
         return;
     };
-    check(Listener::NoDelay, &size);
+    check(Listener::NoDelay, Work::None, &size);
     let half = CheckSize {
         latency_calls: size.latency_calls / 2,
         rounds: size.rounds.div_ceil(2),
         calls_each: size.calls_each,
     };
-    check(Listener::Nagle, &half);
+    check(Listener::Nagle, Work::None, &half);
+    let working = CheckSize {
+        latency_calls: size.latency_calls / 2,
+        rounds: size.rounds,
+        calls_each: size.calls_each,
+    };
+    check(Listener::NoDelay, Work::Spin(SPIN), &working);
 }
 
 /// Runs the variants in rotating order and prints every figure next to its
 /// ratio to the first bare server.
-fn check(listener: Listener, size: &CheckSize) {
+fn check(listener: Listener, work: Work, size: &CheckSize) {
     let rt = runtime();
     let variants = CHECKED.map(|(_, v)| v);
-    let servers = start(&rt, &variants, listener);
+    let servers = start(&rt, &variants, listener, work);
     let clients: Vec<_> = servers.iter().map(|(_, c)| c.clone()).collect();
     let (report_len, mut m) = rt.block_on(async {
         let mut layered = clients[2].clone();
@@ -247,10 +272,18 @@ fn check(listener: Listener, size: &CheckSize) {
     });
     drop(servers);
 
-    let label = match listener {
-        Listener::NoDelay => "interleaved, TCP_NODELAY",
-        Listener::Nagle => "interleaved, Nagle on",
+    let nagle = match listener {
+        Listener::NoDelay => "TCP_NODELAY",
+        Listener::Nagle => "Nagle on",
     };
+    let label = match work {
+        Work::None => format!("interleaved, {nagle}"),
+        Work::Spin(d) => format!(
+            "interleaved, {nagle}, {} us CPU spin per call",
+            d.as_micros()
+        ),
+    };
+    let label = label.as_str();
     println!();
     println!(
         "reporting layer overhead/{label}: the layered trailer value is {report_len} base64 chars"
@@ -273,11 +306,11 @@ fn print_latency(label: &str, size: &CheckSize, latencies: &mut [Vec<Duration>])
         size.latency_calls
     );
     println!(
-        "variant           mean us   p50 us   p90 us   p99 us p99.9 us | ratio to bare: mean   p50   p90   p99 p99.9"
+        "variant                mean us   p50 us   p90 us   p99 us p99.9 us | ratio to bare: mean   p50   p90   p99 p99.9"
     );
     for ((name, _), s) in CHECKED.iter().zip(&stats) {
         println!(
-            "{name:<14} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>19.3} {:>5.3} {:>5.3} {:>5.3} {:>5.3}",
+            "{name:<19} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>19.3} {:>5.3} {:>5.3} {:>5.3} {:>5.3}",
             us(s.mean),
             us(s.p50),
             us(s.p90),
@@ -303,12 +336,12 @@ fn print_throughput(label: &str, size: &CheckSize, rps: &[Vec<f64>]) {
         size.rounds, size.calls_each
     );
     println!(
-        "variant         median rps   best rps | % of bare: median  best | per round: median [min, max]"
+        "variant              median rps   best rps | % of bare: median  best | per round: median [min, max]"
     );
     for ((name, _), r) in CHECKED.iter().zip(rps) {
         let per_round: Vec<f64> = r.iter().zip(base).map(|(x, b)| x / b * 100.0).collect();
         println!(
-            "{name:<14} {:>11.0} {:>10.0} | {:>17.1} {:>5.1} | {:>17.1} [{:.1}, {:.1}]",
+            "{name:<19} {:>11.0} {:>10.0} | {:>17.1} {:>5.1} | {:>17.1} [{:.1}, {:.1}]",
             mid(r),
             best(r),
             mid(r) / mid(base) * 100.0,

@@ -1,0 +1,625 @@
+//! What one pick costs, at 2, 8, 100 and 1,000 endpoints, against tower's
+//! P2C balancer.
+//!
+//! `cargo bench -p orca-lb-benches --bench pick`
+//!
+//! The criterion group "pick cost" times one pick per iteration:
+//! - `orca-lb`: `Balancer::choose(false)`, the production pick without the
+//!   send: a clock read, the warm-up draw, and P2C with tie tolerance over
+//!   two endpoints' published estimates (each behind its own read lock).
+//!   The balancer runs on real backends (`orca_lb_test::Backend`, the
+//!   reporting layer with 4 worker slots), and is fed first: 20 calls per
+//!   endpoint through the balancer, so every endpoint has reports and
+//!   observed latencies and a pick computes the full score. Its endpoints
+//!   keep the default 3 s slow start, and the benchmark waits it out. The
+//!   balancer's runtime is a current-thread one that is not driven while
+//!   picks are timed, so its background tasks (discovery, the 50 ms
+//!   maintenance pass) stay idle and the allocation count is exact.
+//! - `orca-lb core only`: the pure pick, `P2c::pick` over a slice of
+//!   `CandidateView`s scored with `CandidateView::score`, with `now` passed
+//!   in (no clock read, no lock, no `Arc`). The views come from
+//!   `EndpointPolicy`s fed the same kind of reports and responses.
+//! - `tower p2c` (the peer): `tower::balance::p2c::Balance` over ready
+//!   `service_fn` services, each wrapped in `PendingRequests`: `poll_ready`
+//!   (where tower picks), `call`, and the response future polled to its
+//!   (immediate) end.
+//!
+//! The group "pick cost parts" times what orca-lb's pick at 8 endpoints is
+//! made of, one part at a time: the clock read, one endpoint's score (with
+//! news, and for an endpoint never heard from), and `P2c::pick` over scores
+//! known in advance.
+//!
+//! Before the groups, an allocation check counts allocations per pick for
+//! each variant, with a counting global allocator over 10,000 picks after
+//! warm-up, prints them, and asserts that the two orca-lb picks make none.
+//! After the groups, an interleaved check times batches of every pick and
+//! part in rotating order, so that load on a shared machine lands on all of
+//! them alike, and prints each pick as a ratio to tower's at the same size.
+//! On a busy machine, read its medians rather than criterion's estimates:
+//! a batch is shorter than a scheduler time slice, so most batches run
+//! without being preempted, while criterion's longer samples take in every
+//! preemption.
+
+use std::alloc::System;
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use orca_lb_benches::{hello_request, median};
+use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_core::{
+    CandidateView, CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome,
+    P2c, RawLoadReport, Score, ScoreConfig, named_metrics,
+};
+use orca_lb_server::FixedSampler;
+use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_test::{Backend, BackendConfig};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tokio::runtime::Runtime;
+use tokio::task::JoinSet;
+use tower::balance::p2c::Balance;
+use tower::discover::ServiceList;
+use tower::load::{CompleteOnResponse, PendingRequests};
+use tower::util::ServiceFn;
+use tower::{Service, service_fn};
+
+/// `System`, counting every allocation in atomics. `stats_alloc` holds the
+/// `unsafe impl GlobalAlloc`, which the workspace's `unsafe_code = "forbid"`
+/// rules out here.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Endpoint counts, as the benchmark plan asks.
+const SIZES: [usize; 4] = [2, 8, 100, 1_000];
+
+/// Calls made through each balancer before timing, per endpoint: enough that
+/// every endpoint has had a report and a response.
+const FEED_CALLS_PER_ENDPOINT: usize = 20;
+
+/// Concurrent callers while feeding.
+const FEEDERS: usize = 16;
+
+/// Picks counted by the allocation check, after as many again of warm-up.
+const COUNTED_PICKS: u64 = 10_000;
+
+// === orca-lb: the balancer ===
+
+/// A balancer over `n` real backends, fed with calls.
+struct OrcaFleet {
+    balancer: Balancer,
+    /// Kept so the connections stay up; idle while picks are timed.
+    _backends: Vec<Backend>,
+}
+
+impl OrcaFleet {
+    /// Starts `n` backends, a balancer over them with the default config, and
+    /// feeds it. Returns it with the instant by which its endpoints existed.
+    async fn start(n: usize) -> (OrcaFleet, Instant) {
+        let mut backends = Vec::with_capacity(n);
+        for i in 0..n {
+            let config = BackendConfig {
+                capacity: Some(4),
+                sampler: FixedSampler::new(0.2, 0.3),
+                ..BackendConfig::named(&format!("b{i}"))
+            };
+            backends.push(Backend::spawn(config).await.expect("spawn backend"));
+        }
+        let balancer =
+            Balancer::from_uris(BalancerConfig::default(), backends.iter().map(Backend::url))
+                .expect("balancer");
+        balancer.wait_for_endpoints(n).await;
+        let created = Instant::now();
+
+        let calls_each = (n * FEED_CALLS_PER_ENDPOINT).div_ceil(FEEDERS);
+        let mut feeders = JoinSet::new();
+        for _ in 0..FEEDERS {
+            let mut client = GreeterClient::new(balancer.clone());
+            feeders.spawn(async move {
+                for _ in 0..calls_each {
+                    client
+                        .say_hello(hello_request())
+                        .await
+                        .expect("feeding call");
+                }
+            });
+        }
+        while let Some(done) = feeders.join_next().await {
+            done.expect("feeder panicked");
+        }
+
+        let snapshot = balancer.snapshot();
+        assert_eq!(snapshot.endpoints.len(), n);
+        let unfed = snapshot
+            .endpoints
+            .iter()
+            .filter(|e| e.reports == 0 || e.responses == 0)
+            .count();
+        assert_eq!(
+            unfed, 0,
+            "{n} endpoints: every one has a report and a response"
+        );
+        let fleet = OrcaFleet {
+            balancer,
+            _backends: backends,
+        };
+        (fleet, created)
+    }
+
+    fn pick(&mut self) -> Option<usize> {
+        self.balancer.choose(false)
+    }
+}
+
+// === orca-lb core only: the pure pick ===
+
+/// `n` endpoints' views, as the balancer publishes them, and everything else
+/// a pick reads, held in plain vectors.
+struct CoreFleet {
+    picker: P2c,
+    rng: SmallRng,
+    views: Vec<CandidateView>,
+    local: Vec<LocalLoad>,
+    fleet: FleetView,
+    config: ScoreConfig,
+    now: Instant,
+}
+
+/// A report like the reporting layer sends from a busy backend with 4 slots.
+fn report(rng: &mut SmallRng) -> LoadReport {
+    let in_flight = f64::from(rng.random_range(0..8_u8));
+    let named = [
+        (named_metrics::IN_FLIGHT, in_flight),
+        (named_metrics::QUEUE_DEPTH, (in_flight - 4.0).max(0.0)),
+        (named_metrics::CAPACITY, 4.0),
+        (named_metrics::SERVICE_TIME_MS, rng.random_range(10.0..30.0)),
+    ];
+    let raw = RawLoadReport {
+        cpu_utilization: 0.2,
+        mem_utilization: 0.3,
+        application_utilization: rng.random_range(0.3..0.9),
+        rps_fractional: 180.0,
+        named_metrics: named
+            .into_iter()
+            .filter(|&(_, v)| v > 0.0)
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ..RawLoadReport::default()
+    };
+    LoadReport::try_from(raw).expect("valid report")
+}
+
+impl CoreFleet {
+    fn new(n: usize) -> CoreFleet {
+        let config = ScoreConfig::default();
+        let now = Instant::now();
+        // Past the slow start, with a few seconds of news.
+        let created = now - Duration::from_secs(10);
+        let mut rng = SmallRng::seed_from_u64(n as u64);
+        let views = (0..n)
+            .map(|_| {
+                let mut policy =
+                    EndpointPolicy::new(&config, CircuitBreakerConfig::default(), created);
+                for k in 0..FEED_CALLS_PER_ENDPOINT as u64 {
+                    let t = created + Duration::from_millis(9_000 + 40 * k);
+                    let r = report(&mut rng);
+                    let latency = Duration::from_micros(rng.random_range(10_000..40_000));
+                    policy.on_report(&r, LocalLoad::default(), true, t);
+                    policy.on_outcome(Outcome::Success, Some(latency), false, true, t);
+                }
+                policy.view()
+            })
+            .collect();
+        let local = (0..n)
+            .map(|_| LocalLoad {
+                in_flight: rng.random_range(0..3),
+                streams: 0,
+            })
+            .collect();
+        CoreFleet {
+            picker: P2c::with_tie_tolerance(config.tie_tolerance),
+            rng,
+            views,
+            local,
+            fleet: FleetView {
+                service_time: 0.02,
+                backlog: 2.0,
+                streams: 0.0,
+            },
+            config,
+            now,
+        }
+    }
+
+    fn pick(&mut self) -> Option<usize> {
+        let CoreFleet {
+            picker,
+            rng,
+            views,
+            local,
+            fleet,
+            config,
+            now,
+        } = self;
+        let u: f64 = rng.random();
+        picker.pick(rng, views.len(), |i| {
+            views[i].score(local[i], false, u, false, fleet, config, *now)
+        })
+    }
+
+    /// `view`'s score as a pick that drew `u` sees it, for endpoint `i`'s
+    /// local load.
+    fn score(&self, view: &CandidateView, i: usize, u: f64) -> Option<Score> {
+        view.score(
+            self.local[i],
+            false,
+            u,
+            false,
+            &self.fleet,
+            &self.config,
+            self.now,
+        )
+    }
+}
+
+// === the parts of a pick ===
+
+/// What orca-lb's pick at 8 endpoints is made of, to time one by one.
+struct Parts {
+    core: CoreFleet,
+    /// An endpoint that has sent no report and answered no call.
+    unheard: CandidateView,
+    /// The fed endpoints' scores, computed once.
+    scores: Vec<Score>,
+}
+
+/// The parts, in table order.
+const PARTS: [&str; 4] = [
+    "clock read",
+    "score, with news",
+    "score, never heard from",
+    "P2c::pick, scores given",
+];
+
+impl Parts {
+    fn new() -> Parts {
+        let core = CoreFleet::new(8);
+        let created = core.now - Duration::from_secs(10);
+        let unheard =
+            EndpointPolicy::new(&core.config, CircuitBreakerConfig::default(), created).view();
+        let scores = (0..core.views.len())
+            .map(|i| core.score(&core.views[i], i, 0.5).expect("eligible"))
+            .collect();
+        Parts {
+            core,
+            unheard,
+            scores,
+        }
+    }
+
+    /// One run of part `p` (an index into [`PARTS`]).
+    fn run(&mut self, p: usize) {
+        match p {
+            0 => {
+                black_box(tokio::time::Instant::now());
+            }
+            1 => {
+                let view = black_box(&self.core.views[0]);
+                black_box(self.core.score(view, 0, black_box(0.5)));
+            }
+            2 => {
+                let view = black_box(&self.unheard);
+                black_box(self.core.score(view, 0, black_box(0.5)));
+            }
+            _ => {
+                let scores = &self.scores;
+                let core = &mut self.core;
+                black_box(
+                    core.picker
+                        .pick(&mut core.rng, scores.len(), |i| Some(black_box(scores[i]))),
+                );
+            }
+        }
+    }
+}
+
+// === tower p2c: the peer ===
+
+type Answer = fn(()) -> Ready<Result<(), Infallible>>;
+type Leaf = PendingRequests<ServiceFn<Answer>, CompleteOnResponse>;
+
+fn answer((): ()) -> Ready<Result<(), Infallible>> {
+    ready(Ok(()))
+}
+
+/// tower's P2C balancer over `n` always-ready services, each counting its
+/// pending requests (tower's `least_request`).
+struct TowerFleet {
+    balance: Balance<ServiceList<Vec<Leaf>>, ()>,
+    cx: Context<'static>,
+}
+
+impl TowerFleet {
+    fn new(n: usize) -> TowerFleet {
+        let leaves: Vec<Leaf> = (0..n)
+            .map(|_| {
+                PendingRequests::new(service_fn(answer as Answer), CompleteOnResponse::default())
+            })
+            .collect();
+        let mut fleet = TowerFleet {
+            balance: Balance::new(ServiceList::new(leaves)),
+            cx: Context::from_waker(Waker::noop()),
+        };
+        // The first pick takes in the discovered services.
+        fleet.pick();
+        assert_eq!(fleet.balance.len(), n);
+        fleet
+    }
+
+    /// `poll_ready` (the pick), `call`, and the response to its end.
+    fn pick(&mut self) {
+        match self.balance.poll_ready(&mut self.cx) {
+            Poll::Ready(Ok(())) => {}
+            other => panic!("tower p2c not ready: {other:?}"),
+        }
+        let future = pin!(self.balance.call(()));
+        match future.poll(&mut self.cx) {
+            Poll::Ready(Ok(())) => {}
+            other => panic!("a ready service answers at once: {other:?}"),
+        }
+    }
+}
+
+// === the rig ===
+
+/// One fleet of each kind per size, and the parts of a pick.
+struct Rig {
+    sizes: Vec<Sizes>,
+    parts: Parts,
+}
+
+struct Sizes {
+    n: usize,
+    orca: OrcaFleet,
+    core: CoreFleet,
+    tower: TowerFleet,
+}
+
+/// The variants, in table order.
+const VARIANTS: [&str; 3] = ["orca-lb", "orca-lb core only", "tower p2c"];
+
+impl Sizes {
+    /// One pick of variant `v` (an index into [`VARIANTS`]).
+    fn pick(&mut self, v: usize) {
+        match v {
+            0 => {
+                black_box(self.orca.pick().expect("an endpoint"));
+            }
+            1 => {
+                black_box(self.core.pick().expect("an endpoint"));
+            }
+            _ => self.tower.pick(),
+        }
+    }
+}
+
+impl Rig {
+    /// Builds every fleet; the orca-lb balancers run on `rt` and are fed
+    /// there, and the call returns once their slow start is over.
+    fn new(rt: &Runtime) -> Rig {
+        let started = Instant::now();
+        let mut sizes = Vec::new();
+        let mut created = started;
+        for n in SIZES {
+            let (orca, at) = rt.block_on(OrcaFleet::start(n));
+            created = created.max(at);
+            sizes.push(Sizes {
+                n,
+                orca,
+                core: CoreFleet::new(n),
+                tower: TowerFleet::new(n),
+            });
+        }
+        let warm = created + ScoreConfig::default().slow_start + Duration::from_millis(200);
+        rt.block_on(tokio::time::sleep_until(warm.into()));
+        println!(
+            "pick cost: {} backends started and fed ({} calls) in {:.1} s",
+            SIZES.iter().sum::<usize>(),
+            SIZES.iter().sum::<usize>() * FEED_CALLS_PER_ENDPOINT,
+            started.elapsed().as_secs_f64()
+        );
+        Rig {
+            sizes,
+            parts: Parts::new(),
+        }
+    }
+}
+
+/// Prints allocations per pick and asserts that orca-lb's picks make none.
+fn allocation_check(rig: &mut Rig) {
+    println!();
+    println!("pick cost/allocations: per pick, mean of {COUNTED_PICKS} after as many of warm-up");
+    println!(
+        "endpoints  {:>10} {:>18} {:>10}",
+        VARIANTS[0], VARIANTS[1], VARIANTS[2]
+    );
+    let mut failures = Vec::new();
+    for s in &mut rig.sizes {
+        let mut row = [0.0; VARIANTS.len()];
+        for (v, cell) in row.iter_mut().enumerate() {
+            for _ in 0..COUNTED_PICKS {
+                s.pick(v);
+            }
+            let region = Region::new(GLOBAL);
+            for _ in 0..COUNTED_PICKS {
+                s.pick(v);
+            }
+            let stats = region.change();
+            let allocations = (stats.allocations + stats.reallocations) as u64;
+            *cell = allocations as f64 / COUNTED_PICKS as f64;
+            if v < 2 && allocations > 0 {
+                failures.push(format!(
+                    "{} at {}: {allocations} allocations ({} bytes) in {COUNTED_PICKS} picks",
+                    VARIANTS[v], s.n, stats.bytes_allocated
+                ));
+            }
+        }
+        println!(
+            "{:<10} {:>10.2} {:>18.2} {:>10.2}",
+            s.n, row[0], row[1], row[2]
+        );
+    }
+    println!();
+    assert!(
+        failures.is_empty(),
+        "orca-lb's pick allocates: {failures:?}"
+    );
+}
+
+fn pick_cost(c: &mut Criterion, rig: &mut Rig) {
+    let mut group = c.benchmark_group("pick cost");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for s in &mut rig.sizes {
+        for (v, name) in VARIANTS.iter().enumerate() {
+            group.bench_function(BenchmarkId::new(*name, s.n), |b| b.iter(|| s.pick(v)));
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("pick cost parts");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    let parts = &mut rig.parts;
+    for (p, name) in PARTS.iter().enumerate() {
+        group.bench_function(*name, |b| b.iter(|| parts.run(p)));
+    }
+    group.finish();
+}
+
+/// How much the interleaved check does: the full amount under `cargo bench`,
+/// a token amount when the benchmarks run as tests, nothing when criterion
+/// lists or profiles.
+fn check_rounds() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| {
+        args.iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    if has("--list") || has("--profile-time") {
+        None
+    } else if has("--bench") && !has("--test") {
+        Some(201)
+    } else {
+        Some(1)
+    }
+}
+
+/// Operations per timed batch in the interleaved check.
+const BATCH: u32 = 2_000;
+
+/// One thing the interleaved check times.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// A pick of variant `variant` at `SIZES[size]` endpoints.
+    Pick { size: usize, variant: usize },
+    /// A part of a pick (an index into [`PARTS`]).
+    Part(usize),
+}
+
+impl Rig {
+    fn run(&mut self, op: Op) {
+        match op {
+            Op::Pick { size, variant } => self.sizes[size].pick(variant),
+            Op::Part(p) => self.parts.run(p),
+        }
+    }
+}
+
+/// Times batches of every pick and part in rotating order and prints the
+/// median and the fastest batch per operation, with each pick's median of
+/// the per-round ratios to tower's pick at the same size.
+fn interleaved(rig: &mut Rig, rounds: usize) {
+    let mut ops = Vec::new();
+    for size in 0..SIZES.len() {
+        for variant in 0..VARIANTS.len() {
+            ops.push(Op::Pick { size, variant });
+        }
+    }
+    ops.extend((0..PARTS.len()).map(Op::Part));
+    let mut ns: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); ops.len()];
+    for r in 0..rounds {
+        for k in 0..ops.len() {
+            let i = (r + k) % ops.len();
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                rig.run(ops[i]);
+            }
+            ns[i].push(start.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH));
+        }
+    }
+    let fastest = |x: &[f64]| x.iter().copied().fold(f64::INFINITY, f64::min);
+    let mid = |x: &[f64]| median(x).unwrap_or(f64::NAN);
+    println!();
+    println!(
+        "pick cost/interleaved: {rounds} rounds of {BATCH} operations each, rotating order; ns per operation"
+    );
+    println!(
+        "endpoints variant             median ns  fastest ns | vs tower p2c: median of per-round ratios"
+    );
+    for (op, x) in ops.iter().zip(&ns) {
+        let Op::Pick { size, variant } = *op else {
+            continue;
+        };
+        let tower = &ns[size * VARIANTS.len() + 2];
+        let ratios: Vec<f64> = x.iter().zip(tower).map(|(a, b)| a / b).collect();
+        println!(
+            "{:<9} {:<18} {:>10.1} {:>11.1} | {:>10.3}",
+            SIZES[size],
+            VARIANTS[variant],
+            mid(x),
+            fastest(x),
+            mid(&ratios),
+        );
+    }
+    println!();
+    println!("part of a pick (8 endpoints)   median ns  fastest ns");
+    for (op, x) in ops.iter().zip(&ns) {
+        if let Op::Part(p) = *op {
+            println!("{:<30} {:>10.1} {:>11.1}", PARTS[p], mid(x), fastest(x));
+        }
+    }
+    println!();
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn main() {
+    let rt = runtime();
+    // `Balancer::choose` reads tokio's clock: the runtime is entered, never
+    // driven, while picks run.
+    let _entered = rt.enter();
+    let mut rig = Rig::new(&rt);
+    let rounds = check_rounds();
+    if rounds.is_some() {
+        allocation_check(&mut rig);
+    }
+    let mut c = Criterion::default().configure_from_args();
+    pick_cost(&mut c, &mut rig);
+    if let Some(rounds) = rounds {
+        interleaved(&mut rig, rounds);
+    }
+    c.final_summary();
+}
