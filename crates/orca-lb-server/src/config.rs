@@ -11,7 +11,7 @@ use crate::ConfigError;
 pub struct ReportingConfig {
     /// Worker slots. When set, unary calls beyond this many wait in a FIFO
     /// queue (reported as queue depth) and `application_utilization` is the
-    /// average number of calls present (served or waiting) per slot. Streams are not
+    /// busy fraction of the slots, averaged over the window. Streams are not
     /// limited: they would hold a slot for their whole life. Default: none.
     pub capacity: Option<usize>,
     /// Span over which `rps_fractional`, `eps` and the busy fraction are

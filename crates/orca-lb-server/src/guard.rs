@@ -50,12 +50,8 @@ impl CallGuard {
 
     /// The call starts being served, holding `permit` if slots are limited.
     pub(crate) fn begin_service(&mut self, permit: Option<OwnedSemaphorePermit>, now: Instant) {
-        if let Some(since) = self.queued.take() {
+        if self.queued.take().is_some() {
             self.tracker.dequeued();
-            // Waiting counts toward occupancy: calls present, not only served.
-            self.tracker
-                .window
-                .record_busy(now.saturating_duration_since(since));
         }
         self.permit = permit;
         if !self.stream {

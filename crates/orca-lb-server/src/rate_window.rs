@@ -70,7 +70,7 @@ impl RateWindow {
         }
     }
 
-    /// Adds occupancy: time a call spent in a worker slot or waiting for one.
+    /// Adds worker-slot busy time.
     pub(crate) fn record_busy(&self, busy: Duration) {
         let ns = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
         self.busy_ns.fetch_add(ns, Relaxed);

@@ -200,12 +200,12 @@ impl LoadTracker {
         let app = if !app_set.is_nan() {
             app_set
         } else if let Some(c) = capacity {
-            // Calls present per slot, averaged over the window: time in
-            // service plus time waiting for a slot, divided by the slots. Above
-            // 1 means calls queue. Averaged like `rps`, so that gRPC's weighted
-            // round robin (qps / utilization = slots / response time, by
-            // Little's law) gets a steady weight; the application's own queue
-            // is added as it stands.
+            // The busy fraction of the slots, averaged over the window like
+            // `rps`, so that gRPC's weighted round robin (qps / utilization)
+            // gets the backend's service rate, steadily. Waiting calls are
+            // left out: folded in, they made weighted round robin's weights
+            // swing and overload backends in the simulator (many clients).
+            // A queue the application keeps itself is added as it stands.
             (rates.busy + self.app_queue.load(Relaxed) as f64) / c as f64
         } else {
             cpu

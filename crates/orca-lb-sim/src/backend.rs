@@ -50,8 +50,8 @@ pub(crate) struct Backend {
     pub(crate) speed: f64,
     /// Answer every new call UNAVAILABLE after 1 ms.
     pub(crate) fail_fast: bool,
-    /// Count time spent waiting for a worker in `application_utilization`
-    /// (calls present per slot, averaged), as `orca-lb-server` does.
+    /// Fold the queue into `application_utilization` (an experiment: the
+    /// server does not, since it made weighted round robin unstable).
     pub(crate) queue_in_utilization: bool,
     busy: u32,
     /// Waiting calls, with when each started waiting.
@@ -83,7 +83,7 @@ impl Backend {
             service,
             speed: 1.0,
             fail_fast: false,
-            queue_in_utilization: true,
+            queue_in_utilization: false,
             busy: 0,
             queue: VecDeque::new(),
             in_flight: 0,
@@ -136,14 +136,9 @@ impl Backend {
         self.queue.push_back((job, now));
     }
 
-    /// The next waiting call. Its wait counts toward occupancy, as the
-    /// server's guard records it when a call leaves the queue.
-    pub(crate) fn dequeue(&mut self, now: Nanos) -> Option<Job> {
-        let (job, since) = self.queue.pop_front()?;
-        if self.queue_in_utilization {
-            self.window.record_busy(now.saturating_sub(since));
-        }
-        Some(job)
+    /// The next waiting call.
+    pub(crate) fn dequeue(&mut self) -> Option<Job> {
+        self.queue.pop_front().map(|(job, _since)| job)
     }
 
     /// Open streams.
@@ -178,7 +173,12 @@ impl Backend {
     pub(crate) fn snapshot(&self, now: Nanos) -> Snapshot {
         let rates = self.window.rates(now);
         let capacity = f64::from(self.capacity);
-        let app = rates.busy / capacity;
+        let queued = if self.queue_in_utilization {
+            self.queue.len() as f64
+        } else {
+            0.0
+        };
+        let app = (rates.busy + queued) / capacity;
         Snapshot {
             application_utilization: app.max(MIN_REPORTED_UTILIZATION),
             rps: rates.rps,
@@ -266,17 +266,11 @@ mod tests {
         assert_eq!(r.named_metric(named_metrics::ACTIVE_STREAMS), None);
         assert_eq!(r.capacity(), Some(2.0));
         assert_eq!(r.service_time_ms(), Some(1000.0));
-        // Busy 1 s over 1 s on 2 slots; the queued call's wait counts only
-        // once it leaves the queue, as the server's guard records it.
+        // Busy 1 s over 1 s on 2 slots.
         assert_eq!(r.application_utilization(), 0.5);
         assert_eq!(r.qps(), 1.0);
-        let took = b.dequeue(SECOND).is_some();
-        assert!(took);
-        let r = b.snapshot(SECOND).report();
-        assert_eq!(
-            r.application_utilization(),
-            1.0,
-            "1 s of service + 1 s of waiting"
-        );
+        // The queued call is not folded in (see `queue_in_utilization`).
+        b.queue_in_utilization = true;
+        assert_eq!(b.snapshot(SECOND).report().application_utilization(), 1.0);
     }
 }

@@ -363,7 +363,7 @@ impl<'a> Run<'a> {
         // The freed worker takes the next waiting call; one whose deadline
         // has passed is dropped unserved.
         let b = &mut self.backends[backend];
-        while let Some(next) = b.dequeue(now) {
+        while let Some(next) = b.dequeue() {
             if now >= next.t0.saturating_add(self.deadline) {
                 b.call_finished(false, true);
                 continue;

@@ -195,11 +195,11 @@ pub struct SimSettings {
     /// wrr_orca), or none (default: per-call reports only).
     #[serde(default)]
     pub oob_period_ms: Option<f64>,
-    /// Whether servers count time spent waiting for a worker in
-    /// `application_utilization` (calls present per slot, averaged over the
-    /// window, as `orca-lb-server` does; default true).
+    /// Whether servers fold `queue_depth / capacity` into
+    /// `application_utilization` (an experiment; `orca-lb-server` does not,
+    /// default false).
     /// gRPC's weighted round robin weighs backends by it.
-    #[serde(default = "yes")]
+    #[serde(default)]
     pub utilization_includes_queue: bool,
     /// Overrides of orca-lb's production defaults, for every orca-lb run.
     #[serde(default)]
@@ -214,7 +214,7 @@ impl Default for SimSettings {
         Self {
             network_delay_us: default_delay_us(),
             oob_period_ms: None,
-            utilization_includes_queue: true,
+            utilization_includes_queue: false,
             orca: OrcaOverrides::default(),
             variants: Vec::new(),
         }
@@ -223,10 +223,6 @@ impl Default for SimSettings {
 
 fn one() -> u32 {
     1
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_deadline_ms() -> f64 {
