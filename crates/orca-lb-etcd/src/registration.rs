@@ -263,7 +263,11 @@ impl Task {
         let mut check_key = false;
         loop {
             if lease == 0 {
-                match self.register().await {
+                let registered = tokio::select! {
+                    r = self.register() => r,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                match registered {
                     Ok(id) => {
                         lease = id;
                         check_key = false;
