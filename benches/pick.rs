@@ -7,14 +7,17 @@
 //! - `orca-lb`: `Balancer::choose(false)`, the production pick without the
 //!   send: a clock read, the warm-up draw, and P2C with tie tolerance over
 //!   two endpoints' published estimates (each behind its own read lock).
-//!   The balancer runs on real backends (`orca_lb_test::Backend`, the
-//!   reporting layer with 4 worker slots), and is fed first: 20 calls per
-//!   endpoint through the balancer, so every endpoint has reports and
-//!   observed latencies and a pick computes the full score. Its endpoints
-//!   keep the default 3 s slow start, and the benchmark waits it out. The
-//!   balancer's runtime is a current-thread one that is not driven while
-//!   picks are timed, so its background tasks (discovery, the 50 ms
-//!   maintenance pass) stay idle and the allocation count is exact.
+//!   The balancer runs on real backends like the common rig's
+//!   (`orca_lb_test::Backend`: the reporting layer, 4 worker slots, service
+//!   time Exp(20 ms)), and is fed first: 20 calls per endpoint through the
+//!   balancer, so every endpoint has reports and observed latencies and a
+//!   pick computes the full score. Its endpoints keep the default 3 s slow
+//!   start, and the benchmark waits it out. Before each timed run a few more
+//!   calls per endpoint refresh the news, so the reports a pick reads are
+//!   seconds old, as on a busy client, not minutes. The balancer's runtime is
+//!   a current-thread one that is not driven while picks are timed, so its
+//!   background tasks (discovery, the 50 ms maintenance pass) stay idle and
+//!   the allocation count is exact.
 //! - `orca-lb core only`: the pure pick, `P2c::pick` over a slice of
 //!   `CandidateView`s scored with `CandidateView::score`, with `now` passed
 //!   in (no clock read, no lock, no `Arc`). The views come from
@@ -26,8 +29,10 @@
 //!
 //! The group "pick cost parts" times what orca-lb's pick at 8 endpoints is
 //! made of, one part at a time: the clock read, one endpoint's score (with
-//! news, and for an endpoint never heard from), and `P2c::pick` over scores
-//! known in advance.
+//! news a second old, with the same news 1,000 s old, and for an endpoint
+//! never heard from), and `P2c::pick` over scores known in advance. Old news
+//! costs more: the weights `exp(-age / window)` underflow, and glibc's `exp`
+//! then takes its error path (it sets `errno`).
 //!
 //! Before the groups, an allocation check counts allocations per pick for
 //! each variant, with a counting global allocator over 10,000 picks after
@@ -57,7 +62,7 @@ use orca_lb_core::{
 };
 use orca_lb_server::FixedSampler;
 use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::{Backend, BackendConfig};
+use orca_lb_test::{Backend, BackendConfig, ServiceTime};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -82,8 +87,15 @@ const SIZES: [usize; 4] = [2, 8, 100, 1_000];
 /// every endpoint has had a report and a response.
 const FEED_CALLS_PER_ENDPOINT: usize = 20;
 
-/// Concurrent callers while feeding.
-const FEEDERS: usize = 16;
+/// Calls per endpoint that refresh the news before each timed run.
+const REFRESH_CALLS_PER_ENDPOINT: usize = 2;
+
+/// Most concurrent callers while feeding; never more than the backends'
+/// worker slots, so no call waits for one.
+const FEEDERS: usize = 256;
+
+/// Worker slots of each backend, as in the common rig.
+const SLOTS: usize = 4;
 
 /// Picks counted by the allocation check, after as many again of warm-up.
 const COUNTED_PICKS: u64 = 10_000;
@@ -94,7 +106,7 @@ const COUNTED_PICKS: u64 = 10_000;
 struct OrcaFleet {
     balancer: Balancer,
     /// Kept so the connections stay up; idle while picks are timed.
-    _backends: Vec<Backend>,
+    backends: Vec<Backend>,
 }
 
 impl OrcaFleet {
@@ -104,7 +116,8 @@ impl OrcaFleet {
         let mut backends = Vec::with_capacity(n);
         for i in 0..n {
             let config = BackendConfig {
-                capacity: Some(4),
+                capacity: Some(SLOTS),
+                service_time: ServiceTime::Exponential(Duration::from_millis(20)),
                 sampler: FixedSampler::new(0.2, 0.3),
                 ..BackendConfig::named(&format!("b{i}"))
             };
@@ -115,25 +128,10 @@ impl OrcaFleet {
                 .expect("balancer");
         balancer.wait_for_endpoints(n).await;
         let created = Instant::now();
+        let fleet = OrcaFleet { balancer, backends };
+        fleet.feed(FEED_CALLS_PER_ENDPOINT).await;
 
-        let calls_each = (n * FEED_CALLS_PER_ENDPOINT).div_ceil(FEEDERS);
-        let mut feeders = JoinSet::new();
-        for _ in 0..FEEDERS {
-            let mut client = GreeterClient::new(balancer.clone());
-            feeders.spawn(async move {
-                for _ in 0..calls_each {
-                    client
-                        .say_hello(hello_request())
-                        .await
-                        .expect("feeding call");
-                }
-            });
-        }
-        while let Some(done) = feeders.join_next().await {
-            done.expect("feeder panicked");
-        }
-
-        let snapshot = balancer.snapshot();
+        let snapshot = fleet.balancer.snapshot();
         assert_eq!(snapshot.endpoints.len(), n);
         let unfed = snapshot
             .endpoints
@@ -144,11 +142,29 @@ impl OrcaFleet {
             unfed, 0,
             "{n} endpoints: every one has a report and a response"
         );
-        let fleet = OrcaFleet {
-            balancer,
-            _backends: backends,
-        };
         (fleet, created)
+    }
+
+    /// Makes about `per_endpoint` calls per endpoint through the balancer.
+    async fn feed(&self, per_endpoint: usize) {
+        let n = self.backends.len();
+        let feeders = FEEDERS.min(SLOTS * n);
+        let calls_each = (n * per_endpoint).div_ceil(feeders);
+        let mut tasks = JoinSet::new();
+        for _ in 0..feeders {
+            let mut client = GreeterClient::new(self.balancer.clone());
+            tasks.spawn(async move {
+                for _ in 0..calls_each {
+                    client
+                        .say_hello(hello_request())
+                        .await
+                        .expect("feeding call");
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("feeder panicked");
+        }
     }
 
     fn pick(&mut self) -> Option<usize> {
@@ -198,7 +214,7 @@ impl CoreFleet {
     fn new(n: usize) -> CoreFleet {
         let config = ScoreConfig::default();
         let now = Instant::now();
-        // Past the slow start, with a few seconds of news.
+        // Past the slow start, with news from the last second.
         let created = now - Duration::from_secs(10);
         let mut rng = SmallRng::seed_from_u64(n as u64);
         let views = (0..n)
@@ -252,9 +268,9 @@ impl CoreFleet {
         })
     }
 
-    /// `view`'s score as a pick that drew `u` sees it, for endpoint `i`'s
-    /// local load.
-    fn score(&self, view: &CandidateView, i: usize, u: f64) -> Option<Score> {
+    /// `view`'s score as a pick at `now` that drew `u` sees it, for endpoint
+    /// `i`'s local load.
+    fn score(&self, view: &CandidateView, i: usize, u: f64, now: Instant) -> Option<Score> {
         view.score(
             self.local[i],
             false,
@@ -262,7 +278,7 @@ impl CoreFleet {
             false,
             &self.fleet,
             &self.config,
-            self.now,
+            now,
         )
     }
 }
@@ -279,12 +295,16 @@ struct Parts {
 }
 
 /// The parts, in table order.
-const PARTS: [&str; 4] = [
+const PARTS: [&str; 5] = [
     "clock read",
     "score, with news",
+    "score, news 1,000 s old",
     "score, never heard from",
     "P2c::pick, scores given",
 ];
+
+/// How old the news is in "score, news 1,000 s old".
+const LONG_GONE: Duration = Duration::from_secs(1_000);
 
 impl Parts {
     fn new() -> Parts {
@@ -293,7 +313,10 @@ impl Parts {
         let unheard =
             EndpointPolicy::new(&core.config, CircuitBreakerConfig::default(), created).view();
         let scores = (0..core.views.len())
-            .map(|i| core.score(&core.views[i], i, 0.5).expect("eligible"))
+            .map(|i| {
+                core.score(&core.views[i], i, 0.5, core.now)
+                    .expect("eligible")
+            })
             .collect();
         Parts {
             core,
@@ -310,11 +333,16 @@ impl Parts {
             }
             1 => {
                 let view = black_box(&self.core.views[0]);
-                black_box(self.core.score(view, 0, black_box(0.5)));
+                black_box(self.core.score(view, 0, black_box(0.5), self.core.now));
             }
             2 => {
+                let view = black_box(&self.core.views[0]);
+                let later = self.core.now + LONG_GONE;
+                black_box(self.core.score(view, 0, black_box(0.5), later));
+            }
+            3 => {
                 let view = black_box(&self.unheard);
-                black_box(self.core.score(view, 0, black_box(0.5)));
+                black_box(self.core.score(view, 0, black_box(0.5), self.core.now));
             }
             _ => {
                 let scores = &self.scores;
@@ -438,6 +466,14 @@ impl Rig {
             parts: Parts::new(),
         }
     }
+
+    /// Refreshes the news of the orca-lb balancers with a few calls per
+    /// endpoint, on `rt`.
+    fn refresh(&mut self, rt: &Runtime) {
+        for s in &self.sizes {
+            rt.block_on(s.orca.feed(REFRESH_CALLS_PER_ENDPOINT));
+        }
+    }
 }
 
 /// Prints allocations per pick and asserts that orca-lb's picks make none.
@@ -481,13 +517,16 @@ fn allocation_check(rig: &mut Rig) {
     );
 }
 
-fn pick_cost(c: &mut Criterion, rig: &mut Rig) {
+fn pick_cost(c: &mut Criterion, rig: &mut Rig, rt: &Runtime) {
     let mut group = c.benchmark_group("pick cost");
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     for s in &mut rig.sizes {
         for (v, name) in VARIANTS.iter().enumerate() {
+            if v == 0 {
+                rt.block_on(s.orca.feed(REFRESH_CALLS_PER_ENDPOINT));
+            }
             group.bench_function(BenchmarkId::new(*name, s.n), |b| b.iter(|| s.pick(v)));
         }
     }
@@ -617,8 +656,9 @@ fn main() {
         allocation_check(&mut rig);
     }
     let mut c = Criterion::default().configure_from_args();
-    pick_cost(&mut c, &mut rig);
+    pick_cost(&mut c, &mut rig, &rt);
     if let Some(rounds) = rounds {
+        rig.refresh(&rt);
         interleaved(&mut rig, rounds);
     }
     c.final_summary();
