@@ -10,7 +10,9 @@
 //! policy can be judged in seconds, at any scale (a thousand backends, a
 //! hundred clients) and with the same numbers every time. The loopback
 //! harness in `benches/` runs the same [`Scenario`] files against real
-//! tonic servers; the simulator is where the policy is tuned and checked
+//! tonic servers and summarizes its calls with this crate's code
+//! ([`CallLog`], [`Results::from_policies`], [`report`]), so both read
+//! alike; the simulator is where the policy is tuned and checked
 //! against queueing theory. `docs/benchmarks.md` has the scenarios, the bar
 //! and the latest results.
 //!
@@ -82,6 +84,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod backend;
+mod call_log;
 mod clock;
 mod engine;
 mod erlang;
@@ -94,6 +97,7 @@ mod service_time;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+pub use call_log::CallLog;
 pub use clock::{MILLISECOND, Nanos, SECOND};
 pub use erlang::{ErlangC, erlang_c};
 pub use policy::{PEERS, Policy};
@@ -149,7 +153,7 @@ pub fn simulate_seeds(scenario: &Scenario, policies: &[Policy], seeds: &[u64]) -
             .collect()
     });
     done.sort_by_key(|d| d.0);
-    let (before, during, after, targets) = targets(scenario);
+    let (_, _, _, targets) = targets(scenario);
     let capacities: Vec<u32> = scenario.backend_groups().map(|g| g.capacity).collect();
     let mut timings: Vec<(String, f64)> = Vec::new();
     let mut pooled: Vec<Option<engine::Recorder>> = (0..policies.len()).map(|_| None).collect();
@@ -172,24 +176,43 @@ pub fn simulate_seeds(scenario: &Scenario, policies: &[Policy], seeds: &[u64]) -
                 .finish(p.name(), &capacities, targets)
         })
         .collect();
-    Results {
-        scenario: scenario.name.clone(),
-        description: scenario.description.clone(),
-        seeds: seeds.to_vec(),
-        backends: scenario.backend_count(),
-        clients: scenario.clients,
-        rate: scenario.rate,
-        rho: scenario.rho(),
-        measure_s: [scenario.warm_up_s, scenario.warm_up_s + scenario.measure_s],
-        event_window_s: scenario
-            .event_window()
-            .map(|(a, b)| [clock::to_secs(a), clock::to_secs(b)]),
-        watched: scenario.watched(),
-        optimal_share: [before, during, after],
-        bar: scenario.bar.clone(),
-        erlang: erlang(scenario),
-        policies: results,
-        timings,
+    Results::from_policies(scenario, seeds, results, timings)
+}
+
+impl Results {
+    /// A run of `scenario` with the runs of `seeds` pooled: the scenario's
+    /// numbers (rate, rho, windows, watched backends and their optimal
+    /// share, the bar, Erlang C) around `policies`, in that order.
+    ///
+    /// [`simulate_seeds`] builds its results with this; the loopback
+    /// harness builds its own from [`CallLog`]s, so that simulated and real
+    /// runs render alike.
+    pub fn from_policies(
+        scenario: &Scenario,
+        seeds: &[u64],
+        policies: Vec<PolicyResult>,
+        timings: Vec<(String, f64)>,
+    ) -> Results {
+        let (before, during, after, _) = targets(scenario);
+        Results {
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            seeds: seeds.to_vec(),
+            backends: scenario.backend_count(),
+            clients: scenario.clients,
+            rate: scenario.rate,
+            rho: scenario.rho(),
+            measure_s: [scenario.warm_up_s, scenario.warm_up_s + scenario.measure_s],
+            event_window_s: scenario
+                .event_window()
+                .map(|(a, b)| [clock::to_secs(a), clock::to_secs(b)]),
+            watched: scenario.watched(),
+            optimal_share: [before, during, after],
+            bar: scenario.bar.clone(),
+            erlang: erlang(scenario),
+            policies,
+            timings,
+        }
     }
 }
 

@@ -396,7 +396,8 @@ impl Scenario {
     }
 
     /// Scales every rate and duration for a shorter run: `measure_s` and
-    /// `warm_up_s` and event times multiplied by `time`. For tests.
+    /// `warm_up_s` and event times multiplied by `time`. For tests, and
+    /// for the simulator's and the harness's `--time-scale`.
     pub fn scaled_in_time(mut self, time: f64) -> Self {
         self.warm_up_s *= time;
         self.measure_s *= time;
