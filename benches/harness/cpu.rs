@@ -1,0 +1,113 @@
+//! CPU time per group of threads, from `/proc/self/task`.
+//!
+//! Servers and clients share the process, so the process's CPU time does
+//! not say what the client side costs. They do not share threads: the
+//! servers run on one tokio runtime (threads named `server-rt`), the
+//! clients on another (`client-rt`), and the schedule is driven by one
+//! thread of its own (`client-load`). Each thread's CPU time, user and
+//! system, is read from `/proc/self/task/<tid>/schedstat` (nanoseconds), or
+//! from `stat` (clock ticks, assumed 100 per second) where the kernel has
+//! no schedstat.
+
+use std::fs;
+
+/// Threads whose name starts with this are the client side.
+pub(crate) const CLIENT_PREFIX: &str = "client-";
+/// Threads whose name starts with this are the servers.
+pub(crate) const SERVER_PREFIX: &str = "server-";
+
+/// Cumulative CPU time, nanoseconds, of the threads alive when read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CpuTimes {
+    /// Client runtime and load thread.
+    pub(crate) client: u64,
+    /// Server runtime.
+    pub(crate) server: u64,
+    /// Every thread of the process.
+    pub(crate) process: u64,
+}
+
+impl CpuTimes {
+    /// Reads every thread of this process now.
+    pub(crate) fn now() -> CpuTimes {
+        let mut t = CpuTimes::default();
+        let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+            return t;
+        };
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let name = fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let Some(ns) = thread_ns(&dir) else { continue };
+            t.process += ns;
+            if name.starts_with(CLIENT_PREFIX) {
+                t.client += ns;
+            } else if name.starts_with(SERVER_PREFIX) {
+                t.server += ns;
+            }
+        }
+        t
+    }
+
+    /// CPU used from `earlier` to `self` over `wall_ns`, in cores.
+    pub(crate) fn cores_since(&self, earlier: &CpuTimes, wall_ns: u64) -> Cores {
+        let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / wall_ns.max(1) as f64;
+        Cores {
+            client: per(self.client, earlier.client),
+            server: per(self.server, earlier.server),
+            process: per(self.process, earlier.process),
+        }
+    }
+}
+
+/// CPU use over an interval, in cores (1.0: one core busy throughout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub(crate) struct Cores {
+    /// Client runtime and load thread.
+    pub(crate) client: f64,
+    /// Server runtime.
+    pub(crate) server: f64,
+    /// The whole process (also the monitor and the main thread).
+    pub(crate) process: f64,
+}
+
+fn thread_ns(dir: &std::path::Path) -> Option<u64> {
+    if let Ok(s) = fs::read_to_string(dir.join("schedstat"))
+        && let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok())
+    {
+        return Some(ns);
+    }
+    let stat = fs::read_to_string(dir.join("stat")).ok()?;
+    // The name is in parentheses and may hold spaces: count fields after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_thread_shows_up() {
+        let before = CpuTimes::now();
+        let spin = std::thread::Builder::new()
+            .name(format!("{CLIENT_PREFIX}test"))
+            .spawn(|| {
+                let start = std::time::Instant::now();
+                let mut x = 0u64;
+                while start.elapsed().as_millis() < 100 {
+                    x = x.wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+                // Read while alive: an exited thread's time is gone.
+                CpuTimes::now()
+            })
+            .unwrap();
+        let during = spin.join().unwrap();
+        let used = during.client.saturating_sub(before.client);
+        assert!(used >= 50_000_000, "{used} ns");
+        assert!(during.process >= during.client);
+    }
+}

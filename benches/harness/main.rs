@@ -1,0 +1,298 @@
+//! `orca-lb-harness`: orca-lb and its peers on real tonic servers over
+//! loopback, scenario by scenario, measured as the simulator measures.
+//!
+//! Each run starts a fresh fleet of backends (`orca_lb_test::Backend`: the
+//! reporting layer, worker slots, a sleep-based service time) and offers it
+//! an open-loop Poisson load on an absolute schedule through one policy,
+//! with the scenario's deadline propagated and no retries. Policies take
+//! turns, repetition after repetition. The calls are summarized by the
+//! simulator's own code (`orca_lb_sim::CallLog`), the limit comes from the
+//! simulator on the same scenario, and the tables, JSON and plots are the
+//! simulator's. `docs/benchmarks.md` ("Loopback harness") has the results.
+//!
+//! ```text
+//! cargo run --release -p orca-lb-benches --bin orca-lb-harness -- \
+//!     --scenario scenarios/s1_heterogeneous.toml --time-scale 0.25 --repeat 3 \
+//!     --out target/harness/s1
+//! ```
+
+mod attribution;
+mod cpu;
+mod machine;
+mod policy;
+mod rig;
+mod run;
+mod schedule;
+mod summary;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use orca_lb_core::baseline::WrrConfig;
+use orca_lb_sim::{CallLog, PolicyResult, Results, Scenario, report, simulate_seeds};
+use serde::Serialize;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::attribution::PickCapture;
+use crate::machine::Machine;
+use crate::policy::{Policy, Settings};
+use crate::rig::Rig;
+use crate::run::RunStats;
+use crate::summary::Agreement;
+
+/// Runs orca-lb and its peers against real tonic servers on 127.0.0.1.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The scenario file (scenarios/*.toml), as the simulator reads it.
+    #[arg(long)]
+    scenario: PathBuf,
+    /// Comma-separated policies: rr, tonic, p2c_lr, p2c_peakewma, wrr_orca,
+    /// orca-lb; or all. Default: all (with --smoke: rr,orca-lb).
+    #[arg(long)]
+    policies: Option<String>,
+    /// Multiplies the warm-up, the measurement and the event times (0.25: a
+    /// run of a quarter the length). wrr_orca's blackout period is scaled
+    /// with them, so that the warm-up still outlasts it; the policies'
+    /// other time constants stay as they are. Default 1 (with --smoke 0.04).
+    #[arg(long)]
+    time_scale: Option<f64>,
+    /// Repetitions; each runs every policy once, in a rotated order, with
+    /// the seed of the repetition. Their calls are pooled.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// The first repetition's seed (the next ones count up).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seeds the simulator pools for the limit and the comparison.
+    #[arg(long, default_value_t = 10)]
+    sim_repeat: u32,
+    /// Worker threads of the servers' runtime.
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+    /// Worker threads of the clients' runtime.
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+    /// Where to write results.json, table.md, the SVG plots, harness.json
+    /// and harness.md (and the simulator's run under sim/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A few seconds of the scenario with two policies, for CI: fails unless
+    /// every policy completed calls and the table was produced.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// `--smoke`'s time scale: 3 s of a 75 s scenario.
+const SMOKE_TIME_SCALE: f64 = 0.04;
+
+/// Everything about a run that the simulator's `Results` have no place for.
+#[derive(Debug, Serialize)]
+struct HarnessReport {
+    command: String,
+    machine_before: Machine,
+    machine_after: Machine,
+    scenario: String,
+    time_scale: f64,
+    seeds: Vec<u64>,
+    wrr_blackout_s: f64,
+    client_cores_limit: f64,
+    client_cores_max: f64,
+    runs: Vec<RunStats>,
+    agreement: Vec<Agreement>,
+    simulator: Results,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // Only orca-lb's `picked` event is enabled: see `attribution`.
+    let subscriber = tracing_subscriber::registry().with(PickCapture);
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        eprintln!("orca-lb-harness: a tracing subscriber was already set");
+        return ExitCode::FAILURE;
+    }
+    match run_all(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orca-lb-harness: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_all(args: &Args) -> Result<(), String> {
+    let time_scale = args
+        .time_scale
+        .unwrap_or(if args.smoke { SMOKE_TIME_SCALE } else { 1.0 });
+    if !(time_scale > 0.0 && time_scale.is_finite()) {
+        return Err(format!("--time-scale must be positive, got {time_scale}"));
+    }
+    if args.repeat == 0 || args.sim_repeat == 0 {
+        return Err("--repeat and --sim-repeat must be at least 1".into());
+    }
+    let default_policies = if args.smoke { "rr,orca-lb" } else { "all" };
+    let policies = Policy::parse_list(args.policies.as_deref().unwrap_or(default_policies))?;
+    let scenario = Scenario::load(&args.scenario)?.scaled_in_time(time_scale);
+    if scenario.streams.is_some() {
+        return Err(format!(
+            "{}: streams are not run by the harness yet (the simulator runs them)",
+            scenario.name
+        ));
+    }
+    let wrr = WrrConfig {
+        blackout_period: WrrConfig::default().blackout_period.mul_f64(time_scale),
+        ..WrrConfig::default()
+    };
+    let settings = Settings { wrr };
+    let rig = Rig::new(args.server_threads, args.client_threads).map_err(|e| e.to_string())?;
+    let machine_before = Machine::read();
+    let seeds: Vec<u64> = (0..u64::from(args.repeat)).map(|r| args.seed + r).collect();
+    let mut logs: Vec<Option<CallLog>> = policies.iter().map(|_| None).collect();
+    let mut timings: Vec<(String, f64)> = policies
+        .iter()
+        .map(|p| (p.name().to_owned(), 0.0))
+        .collect();
+    let mut runs: Vec<RunStats> = Vec::new();
+    let started = Instant::now();
+    for (r, &seed) in seeds.iter().enumerate() {
+        let schedule = Arc::new(schedule::poisson(
+            scenario.rate,
+            scenario.clients,
+            scenario.end(),
+            seed,
+        ));
+        for k in 0..policies.len() {
+            // Interleaved: each repetition starts one policy later.
+            let i = (k + r) % policies.len();
+            let policy = policies[i];
+            let out = run::run(
+                &rig, &scenario, policy, &schedule, seed, r as u32, &settings,
+            )
+            .map_err(|e| format!("{} (repetition {}): {e}", policy.name(), r + 1))?;
+            eprintln!(
+                "{} repetition {}/{}: {} calls measured, {} unattributed, client {:.3} cores, {:.1} s",
+                policy.name(),
+                r + 1,
+                seeds.len(),
+                out.stats.measured_calls,
+                out.stats.unattributed,
+                out.stats.cores.client,
+                out.stats.wall_s,
+            );
+            timings[i].1 += out.stats.wall_s;
+            runs.push(out.stats);
+            match &mut logs[i] {
+                Some(log) => log.merge(out.log),
+                slot => *slot = Some(out.log),
+            }
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+
+    // The simulator on the same scenario: the limit, and the comparison.
+    let mut sim_policies: Vec<orca_lb_sim::Policy> =
+        policies.iter().map(|p| p.simulated(&scenario)).collect();
+    sim_policies.push(orca_lb_sim::Policy::Limit);
+    let sim_seeds: Vec<u64> = (0..u64::from(args.sim_repeat))
+        .map(|r| args.seed + r)
+        .collect();
+    let mut sim = simulate_seeds(&scenario, &sim_policies, &sim_seeds);
+    for p in &mut sim.policies {
+        if p.policy == "random" {
+            p.policy = Policy::Tonic.name().to_owned();
+        }
+    }
+    let mut results: Vec<PolicyResult> = logs
+        .into_iter()
+        .zip(&policies)
+        .map(|(log, p)| log.expect("every policy ran").finish(p.name()))
+        .collect();
+    if let Some(limit) = sim.policy("limit") {
+        results.push(limit.clone());
+    }
+    let harness = Results::from_policies(&scenario, &seeds, results, timings);
+    let agreement = summary::agreement(&harness, &sim);
+    let table = report::table(&harness);
+    let mut extras = summary::tables(&harness, &sim, &runs, &agreement);
+    if time_scale != 1.0 && policies.contains(&Policy::WrrOrca) {
+        extras.push_str(&format!(
+            "wrr_orca's blackout period is scaled with the run here ({:.1} s) but not in the simulator (10 s): at this scale their wrr_orca rows compare different warm-ups.\n",
+            settings.wrr.blackout_period.as_secs_f64()
+        ));
+    }
+    println!("{table}\n{extras}");
+    eprintln!(
+        "ran {} policies x {} repetitions in {wall:.0} s (time scale {time_scale})",
+        policies.len(),
+        seeds.len()
+    );
+    let client_cores_max = runs.iter().map(|r| r.cores.client).fold(0.0, f64::max);
+    if let Some(dir) = &args.out {
+        let report = HarnessReport {
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            machine_before,
+            machine_after: Machine::read(),
+            scenario: scenario.name,
+            time_scale,
+            seeds,
+            wrr_blackout_s: settings.wrr.blackout_period.as_secs_f64(),
+            client_cores_limit: summary::CLIENT_CORES_LIMIT,
+            client_cores_max,
+            runs: runs.clone(),
+            agreement,
+            simulator: sim.clone(),
+        };
+        write_outputs(dir, &harness, &sim, &table, &extras, &report)?;
+    }
+    if args.smoke {
+        smoke_check(&harness, &table)?;
+    }
+    Ok(())
+}
+
+fn write_outputs(
+    dir: &Path,
+    harness: &Results,
+    sim: &Results,
+    table: &str,
+    extras: &str,
+    report: &HarnessReport,
+) -> Result<(), String> {
+    let mut files = report::write_all(harness, dir)?;
+    let mut write = |name: &str, text: String| -> Result<(), String> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        files.push(path);
+        Ok(())
+    };
+    write("harness.md", format!("{table}\n{extras}"))?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    write("harness.json", json)?;
+    files.extend(report::write_all(sim, &dir.join("sim"))?);
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+/// `--smoke` passes when every policy completed calls in the measurement
+/// window and the table lists each of them.
+fn smoke_check(harness: &Results, table: &str) -> Result<(), String> {
+    for p in harness.policies.iter().filter(|p| p.policy != "limit") {
+        let m = &p.measure;
+        if m.calls == 0 || m.errors >= m.calls {
+            return Err(format!(
+                "smoke: {} completed no call ({} sent, {} failed)",
+                p.policy, m.calls, m.errors
+            ));
+        }
+        if !table.contains(&format!("| {} |", p.policy)) {
+            return Err(format!("smoke: the table has no row for {}", p.policy));
+        }
+    }
+    eprintln!("smoke: ok");
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The rig: two runtimes, a fleet of real backends, and the monitor that
+//! samples them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orca_lb_server::LoadRecorder;
+use orca_lb_sim::{Action, Event, FiredEvent, Nanos, Scenario};
+use orca_lb_test::{Backend, BackendConfig, ServiceTime, TestGreeter};
+use parking_lot::Mutex;
+use tokio::runtime::Runtime;
+use tonic::Code;
+
+use crate::attribution::Attribution;
+use crate::cpu::{CLIENT_PREFIX, Cores, CpuTimes, SERVER_PREFIX};
+
+/// The servers' runtime and the clients', on threads of their own so that
+/// each side's CPU time can be read apart.
+#[derive(Debug)]
+pub(crate) struct Rig {
+    pub(crate) server: Runtime,
+    pub(crate) client: Runtime,
+}
+
+impl Rig {
+    pub(crate) fn new(server_threads: usize, client_threads: usize) -> std::io::Result<Rig> {
+        let runtime = |threads: usize, name: String| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name(name)
+                .enable_all()
+                .build()
+        };
+        Ok(Rig {
+            server: runtime(server_threads, format!("{SERVER_PREFIX}rt"))?,
+            client: runtime(client_threads, format!("{CLIENT_PREFIX}rt"))?,
+        })
+    }
+}
+
+/// The scenario's backends as real tonic servers on 127.0.0.1, each with
+/// the reporting layer and `capacity` worker slots, serving the test
+/// greeter with the scenario's service time (a `tokio::time::sleep`).
+#[derive(Debug)]
+pub(crate) struct Fleet {
+    backends: Vec<Backend>,
+    base: Vec<ServiceTime>,
+    capacities: Vec<usize>,
+}
+
+impl Fleet {
+    /// Starts the backends on the server runtime. Each greeter's hook
+    /// records the call number it serves in `attribution`.
+    pub(crate) fn spawn(
+        runtime: &Runtime,
+        scenario: &Scenario,
+        attribution: &Arc<Attribution>,
+    ) -> Result<Fleet, String> {
+        let mut fleet = Fleet {
+            backends: Vec::new(),
+            base: Vec::new(),
+            capacities: Vec::new(),
+        };
+        for (b, group) in scenario.backend_groups().enumerate() {
+            let st = service_time(&group.service_time)?;
+            let attribution = attribution.clone();
+            let name = format!("backend-{b}");
+            let greeter = TestGreeter::new(&name)
+                .with_service_time(st)
+                .with_hook(move |request| {
+                    if let Ok(call) = request.get_ref().name.parse::<u32>() {
+                        attribution.record(call, b);
+                    }
+                });
+            let config = BackendConfig {
+                capacity: Some(group.capacity as usize),
+                greeter: Some(greeter),
+                ..BackendConfig::named(&name)
+            };
+            let backend = runtime
+                .block_on(Backend::spawn(config))
+                .map_err(|e| format!("cannot start {name}: {e}"))?;
+            fleet.backends.push(backend);
+            fleet.base.push(st);
+            fleet.capacities.push(group.capacity as usize);
+        }
+        Ok(fleet)
+    }
+
+    /// `http://127.0.0.1:PORT` of each backend, by index.
+    pub(crate) fn uris(&self) -> Vec<String> {
+        self.backends.iter().map(Backend::url).collect()
+    }
+
+    /// Schedules the scenario's events on the server runtime, at their
+    /// times from `start`; each fired event is added to `fired`.
+    pub(crate) fn schedule_events(
+        &self,
+        runtime: &Runtime,
+        events: &[Event],
+        start: Instant,
+        fired: &Arc<Mutex<Vec<FiredEvent>>>,
+    ) {
+        for e in events {
+            let greeters: Vec<(TestGreeter, ServiceTime)> = e
+                .backends
+                .iter()
+                .map(|&b| (self.backends[b].greeter().clone(), self.base[b]))
+                .collect();
+            let e = e.clone();
+            let fired = fired.clone();
+            let at = start + Duration::from_secs_f64(e.at_s);
+            runtime.spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                for (greeter, base) in &greeters {
+                    apply(greeter, *base, &e);
+                }
+                fired.lock().push(FiredEvent {
+                    at_s: start.elapsed().as_secs_f64(),
+                    backends: e.backends.clone(),
+                    action: e.action.name().to_owned(),
+                });
+            });
+        }
+    }
+
+    /// What the monitor samples: each backend's load recorder and slots.
+    pub(crate) fn monitor(&self) -> Monitor {
+        Monitor {
+            recorders: self.backends.iter().map(|b| b.recorder().clone()).collect(),
+            capacities: self.capacities.clone(),
+        }
+    }
+}
+
+/// A scripted event on one backend's greeter. `fail_fast` answers
+/// UNAVAILABLE at once (the simulator waits 1 ms); `recover` restores the
+/// service time and stops failing.
+fn apply(greeter: &TestGreeter, base: ServiceTime, e: &Event) {
+    match e.action {
+        Action::Slow => greeter.set_service_time(base.scaled(e.factor.unwrap_or(1.0))),
+        Action::FailFast => greeter.set_failing(Some(Code::Unavailable)),
+        Action::Recover => {
+            greeter.set_failing(None);
+            greeter.set_service_time(base);
+        }
+    }
+}
+
+/// The test greeter's form of a scenario's service time.
+fn service_time(st: &orca_lb_sim::ServiceTime) -> Result<ServiceTime, String> {
+    let ms = |v: f64| Duration::from_secs_f64(v / 1e3);
+    match *st {
+        orca_lb_sim::ServiceTime::Exponential { mean_ms } => {
+            Ok(ServiceTime::Exponential(ms(mean_ms)))
+        }
+        orca_lb_sim::ServiceTime::ShiftedExponential { shift_ms, mean_ms } => {
+            Ok(ServiceTime::ShiftedExponential {
+                shift: ms(shift_ms),
+                mean: ms(mean_ms),
+            })
+        }
+        other => Err(format!(
+            "service time {other:?}: the test greeter draws exponential and shifted exponential times only"
+        )),
+    }
+}
+
+/// Samples the backends' busy workers every millisecond, and the CPU
+/// time of the client and server threads when the measurement starts and
+/// ends.
+#[derive(Debug)]
+pub(crate) struct Monitor {
+    recorders: Vec<LoadRecorder>,
+    capacities: Vec<usize>,
+}
+
+/// What the monitor saw over the measurement window.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sampled {
+    /// Busy worker time per backend, nanoseconds.
+    pub(crate) busy_ns: Vec<u64>,
+    /// CPU use over the window.
+    pub(crate) cores: Cores,
+}
+
+/// How often the monitor samples the backends.
+const SAMPLE_EVERY: Duration = Duration::from_millis(1);
+
+impl Monitor {
+    /// Runs on the calling thread until the window `[from, to)` after
+    /// `start` has passed.
+    pub(crate) fn run(self, start: Instant, from: Nanos, to: Nanos) -> Sampled {
+        let from = start + Duration::from_nanos(from);
+        let to = start + Duration::from_nanos(to);
+        let mut busy_ns = vec![0u64; self.recorders.len()];
+        let mut cpu_from: Option<(Instant, CpuTimes)> = None;
+        let mut prev = Instant::now();
+        loop {
+            std::thread::sleep(SAMPLE_EVERY);
+            let now = Instant::now();
+            if now >= to {
+                break;
+            }
+            if now >= from {
+                if cpu_from.is_none() {
+                    cpu_from = Some((now, CpuTimes::now()));
+                    prev = now;
+                    continue;
+                }
+                let dt = (now - prev).as_nanos() as u64;
+                for (b, rec) in self.recorders.iter().enumerate() {
+                    // Calls holding a worker slot: in flight, less those
+                    // waiting for one and any streams.
+                    let busy = rec
+                        .in_flight()
+                        .saturating_sub(rec.queue_depth() + rec.active_streams())
+                        .min(self.capacities[b]);
+                    busy_ns[b] += busy as u64 * dt;
+                }
+            }
+            prev = now;
+        }
+        let cores = match cpu_from {
+            Some((at, cpu)) => {
+                let now = Instant::now();
+                CpuTimes::now().cores_since(&cpu, (now - at).as_nanos() as u64)
+            }
+            None => Cores::default(),
+        };
+        Sampled { busy_ns, cores }
+    }
+}

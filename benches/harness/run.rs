@@ -1,0 +1,255 @@
+//! One run: one policy, a fresh fleet, the whole schedule.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use orca_lb_sim::{CallLog, Nanos, Scenario};
+use orca_lb_test::pb::HelloRequest;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::attribution::{Attribution, CallId, InCall, PickTarget, capture_picks};
+use crate::cpu::{CLIENT_PREFIX, Cores};
+use crate::policy::{Client, Policy, Settings};
+use crate::rig::{Fleet, Rig};
+use crate::schedule::Planned;
+
+/// How long before the first intended send time the run starts, so that
+/// the load thread is waiting when it comes.
+const LEAD: Duration = Duration::from_millis(200);
+
+/// How long after the last deadline the harness waits for stragglers.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// What a run measured besides the calls.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RunStats {
+    pub(crate) policy: String,
+    pub(crate) repetition: u32,
+    pub(crate) seed: u64,
+    /// Calls meant for the measurement window.
+    pub(crate) measured_calls: u64,
+    /// Of those, calls no source could place on a backend.
+    pub(crate) unattributed: u64,
+    /// CPU over the measurement window.
+    pub(crate) cores: Cores,
+    /// How late the load thread handed calls to the client runtime after
+    /// their intended send times, microseconds: p50, p99, max.
+    pub(crate) send_lag_us: [f64; 3],
+    /// Per backend, busy worker time over the calls it served successfully
+    /// in the window; the median over the backends: the service time a
+    /// typical backend actually gave (the sleep timer's resolution
+    /// included).
+    pub(crate) mean_service_ms: f64,
+    /// Wall-clock seconds the run took, set-up included.
+    pub(crate) wall_s: f64,
+}
+
+/// A run's calls and its other numbers.
+#[derive(Debug)]
+pub(crate) struct RunOutcome {
+    pub(crate) log: CallLog,
+    pub(crate) stats: RunStats,
+}
+
+/// Shared by the call tasks of one run.
+struct Calls {
+    clients: Vec<Client>,
+    start: Instant,
+    deadline: Duration,
+    /// Per call: 0 while in flight, `u64::MAX` on failure, else latency in
+    /// nanoseconds + 1.
+    outcomes: Box<[AtomicU64]>,
+    concluded: AtomicUsize,
+}
+
+/// Failed.
+const FAILED: u64 = u64::MAX;
+
+/// Runs `policy` over `scenario` (as scaled) on a fresh fleet, sending the
+/// calls of `schedule`.
+pub(crate) fn run(
+    rig: &Rig,
+    scenario: &Scenario,
+    policy: Policy,
+    schedule: &Arc<Vec<Planned>>,
+    seed: u64,
+    repetition: u32,
+    settings: &Settings,
+) -> Result<RunOutcome, String> {
+    let began = Instant::now();
+    let attribution = Attribution::new(schedule.len());
+    let fleet = Fleet::spawn(&rig.server, scenario, &attribution)?;
+    let uris = fleet.uris();
+    if policy == Policy::OrcaLb {
+        capture_picks(Some(PickTarget {
+            uris: uris.clone(),
+            attribution: attribution.clone(),
+        }));
+    }
+    let clients: Vec<Client> = rig.client.block_on(async {
+        let mut clients = Vec::new();
+        for c in 0..u64::from(scenario.clients) {
+            let seed = splitmix(seed ^ splitmix(1000 + c));
+            clients.push(policy.client(&uris, &attribution, seed, settings).await?);
+        }
+        Ok::<_, String>(clients)
+    })?;
+
+    let start = Instant::now() + LEAD;
+    let calls = Arc::new(Calls {
+        clients,
+        start,
+        deadline: Duration::from_secs_f64(scenario.deadline_ms / 1e3),
+        outcomes: (0..schedule.len()).map(|_| AtomicU64::new(0)).collect(),
+        concluded: AtomicUsize::new(0),
+    });
+    let fired = Arc::new(Mutex::new(Vec::new()));
+    fleet.schedule_events(&rig.server, &scenario.events, start, &fired);
+    let monitor = fleet.monitor();
+    let (from, to) = (scenario.measure_start(), scenario.end());
+    let monitor = std::thread::Builder::new()
+        .name("harness-monitor".into())
+        .spawn(move || monitor.run(start, from, to))
+        .map_err(|e| e.to_string())?;
+    let load = {
+        let calls = calls.clone();
+        let schedule = schedule.clone();
+        let handle = rig.client.handle().clone();
+        std::thread::Builder::new()
+            .name(format!("{CLIENT_PREFIX}load"))
+            .spawn(move || drive(&handle, &calls, &schedule))
+            .map_err(|e| e.to_string())?
+    };
+    let mut lags = load.join().map_err(|_| "the load thread panicked")?;
+    let sampled = monitor.join().map_err(|_| "the monitor thread panicked")?;
+    let give_up = start + Duration::from_nanos(scenario.end()) + calls.deadline + GRACE;
+    while calls.concluded.load(Ordering::Acquire) < schedule.len() && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    capture_picks(None);
+
+    let mut log = CallLog::new(scenario);
+    let mut measured_calls = 0;
+    let mut unattributed = 0;
+    let mut served = vec![0u64; sampled.busy_ns.len()];
+    for (i, p) in schedule.iter().enumerate() {
+        let measured = (from..to).contains(&p.t0);
+        let backend = attribution.get(i);
+        match backend {
+            Some(b) => log.sent(p.t0, b),
+            None if measured => unattributed += 1,
+            None => {}
+        }
+        let latency = match calls.outcomes[i].load(Ordering::Acquire) {
+            0 | FAILED => None,
+            v => Some(v - 1),
+        };
+        if measured {
+            measured_calls += 1;
+            if let (Some(b), Some(_)) = (backend, latency) {
+                served[b] += 1;
+            }
+        }
+        log.concluded(p.t0, latency);
+    }
+    let window = to - from;
+    for (b, &busy) in sampled.busy_ns.iter().enumerate() {
+        // `busy` only takes the part of an interval inside the window:
+        // hand it the total in pieces no longer than the window.
+        let mut left = busy;
+        while left > 0 {
+            let piece = left.min(window);
+            log.busy(b, from, from + piece);
+            left -= piece;
+        }
+    }
+    let mut fired = std::mem::take(&mut *fired.lock());
+    fired.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    for e in fired {
+        log.fired(e);
+    }
+    let mut service_ms: Vec<f64> = sampled
+        .busy_ns
+        .iter()
+        .zip(&served)
+        .filter(|(_, n)| **n > 0)
+        .map(|(&busy, &n)| busy as f64 / n as f64 / 1e6)
+        .collect();
+    service_ms.sort_by(f64::total_cmp);
+    lags.sort_unstable();
+    let lag = |q: f64| {
+        lags.get(((q * lags.len() as f64) as usize).min(lags.len().saturating_sub(1)))
+            .map_or(0.0, |&ns| ns as f64 / 1e3)
+    };
+    // Close the clients' connections before the servers go.
+    drop(calls);
+    std::thread::sleep(Duration::from_millis(200));
+    drop(fleet);
+    Ok(RunOutcome {
+        log,
+        stats: RunStats {
+            policy: policy.name().to_owned(),
+            repetition,
+            seed,
+            measured_calls,
+            unattributed,
+            cores: sampled.cores,
+            send_lag_us: [
+                lag(0.5),
+                lag(0.99),
+                lags.last().map_or(0.0, |&ns| ns as f64 / 1e3),
+            ],
+            mean_service_ms: service_ms.get(service_ms.len() / 2).copied().unwrap_or(0.0),
+            wall_s: began.elapsed().as_secs_f64(),
+        },
+    })
+}
+
+/// The load thread: sleeps until each call's intended send time and hands
+/// the call to the client runtime, never waiting for earlier calls.
+/// Returns how late each hand-over was, nanoseconds.
+fn drive(handle: &tokio::runtime::Handle, calls: &Arc<Calls>, schedule: &[Planned]) -> Vec<u64> {
+    let mut lags = Vec::with_capacity(schedule.len());
+    for (i, p) in schedule.iter().enumerate() {
+        let at = calls.start + Duration::from_nanos(p.t0);
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        }
+        lags.push(at.elapsed().as_nanos() as u64);
+        handle.spawn(call(calls.clone(), i, p.t0, p.client as usize));
+    }
+    lags
+}
+
+/// One unary call, its deadline counted from its intended send time and
+/// propagated as `grpc-timeout`. No retries.
+async fn call(calls: Arc<Calls>, i: usize, t0: Nanos, client: usize) {
+    let intended = calls.start + Duration::from_nanos(t0);
+    let deadline = intended + calls.deadline;
+    let mut client = calls.clients[client].clone();
+    let mut request = tonic::Request::new(HelloRequest {
+        name: i.to_string(),
+        ..Default::default()
+    });
+    request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+    request.extensions_mut().insert(CallId(i as u32));
+    let reply = InCall::new(i as u32, async move { client.say_hello(request).await });
+    let result = tokio::time::timeout_at(deadline.into(), reply).await;
+    let outcome = match result {
+        Ok(Ok(_)) => (intended.elapsed().as_nanos() as u64).saturating_add(1),
+        _ => FAILED,
+    };
+    calls.outcomes[i].store(outcome, Ordering::Release);
+    calls.concluded.fetch_add(1, Ordering::AcqRel);
+}
+
+/// splitmix64: decorrelated seeds from counters.
+pub(crate) fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
