@@ -19,10 +19,14 @@ async fn a_generated_client_calls_through_the_balancer() {
     let tally = within("calls", client::drive(&b, 1200, 12)).await;
     let counts = counts(&tally);
     assert_eq!(counts.values().sum::<usize>(), 1200);
+    // Every backend takes a real share, and none most of it. (Equal shares
+    // are not the goal: the cheaper endpoint wins a pick while it has free
+    // slots, and service-time estimates differ by noise.)
     for name in ["a", "b", "c"] {
+        let n = counts.get(name).copied().unwrap_or(0);
         assert!(
-            counts.get(name).copied().unwrap_or(0) > 1200 / 6,
-            "{counts:?} {:#?}",
+            (1200 / 10..1200 * 6 / 10).contains(&n),
+            "{name}: {counts:?} {:#?}",
             b.snapshot()
         );
     }
