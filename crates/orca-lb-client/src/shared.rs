@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
-use orca_lb_core::{BreakerState, FleetView, Transition, median};
+use orca_lb_core::{BreakerState, FleetSamples, FleetView, Transition};
 use parking_lot::{Mutex, RwLock};
 
 use crate::BalancerConfig;
@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     panic: AtomicBool,
     seed: AtomicU64,
     changed: tokio::sync::Notify,
+    /// The maintenance pass's buffers (only that task takes this lock).
+    samples: Mutex<FleetSamples>,
 }
 
 impl Shared {
@@ -51,6 +53,7 @@ impl Shared {
             panic: AtomicBool::new(false),
             seed: AtomicU64::new(seed),
             changed: tokio::sync::Notify::new(),
+            samples: Mutex::new(FleetSamples::new()),
         }
     }
 
@@ -200,26 +203,12 @@ impl Shared {
     /// pick windows.
     pub(crate) fn maintain(self: &Arc<Self>, now: Instant) {
         let (list, _) = self.list();
-        let mut service_times = Vec::with_capacity(list.len());
-        let mut backlogs = Vec::with_capacity(list.len());
-        let mut streams = Vec::with_capacity(list.len());
+        let mut samples = self.samples.lock();
+        samples.clear();
         for ep in list.iter() {
             ep.on_tick(self, now);
             let mut core = ep.core.lock();
-            let state = core.policy.state();
-            let e = state.estimate();
-            if let Some(s) = e
-                .service_time
-                .or(e.latency.filter(|_| state.responses() > 0))
-            {
-                service_times.push(s);
-            }
-            if let Some(b) = e.backlog {
-                backlogs.push(b);
-            }
-            if let Some(s) = e.streams {
-                streams.push(s);
-            }
+            samples.add(core.policy.state());
             let picks = ep.picks_total.load(Relaxed);
             let failures = ep.failures_total.load(Relaxed);
             core.history.push_back((now, picks, failures));
@@ -234,15 +223,10 @@ impl Shared {
                 .set(f64::from(ep.in_flight.load(Relaxed)));
             ep.metrics.score.set(ep.cost(false, self, now).seconds());
         }
-        if let Some(m) = median(&mut service_times) {
-            self.fleet_service_time.store(m);
-        }
-        if let Some(m) = median(&mut backlogs) {
-            self.fleet_backlog.store(m);
-        }
-        if let Some(m) = median(&mut streams) {
-            self.fleet_streams.store(m);
-        }
+        let fleet = samples.view(self.fleet());
+        self.fleet_service_time.store(fleet.service_time);
+        self.fleet_backlog.store(fleet.backlog);
+        self.fleet_streams.store(fleet.streams);
         self.update_panic();
     }
 }

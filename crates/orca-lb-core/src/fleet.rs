@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::EndpointState;
+
 /// Fleet-wide medians that an endpoint's stale estimates relax toward.
 ///
 /// An endpoint nobody has heard from lately is assumed to be typical, not as
@@ -25,6 +27,57 @@ impl FleetView {
             service_time: default_service_time.as_secs_f64(),
             backlog: 0.0,
             streams: 0.0,
+        }
+    }
+}
+
+/// Collects every endpoint's estimates once per maintenance pass and turns
+/// them into a [`FleetView`]. Reuse one across passes: it keeps its buffers.
+#[derive(Debug, Clone, Default)]
+pub struct FleetSamples {
+    service_times: Vec<f64>,
+    backlogs: Vec<f64>,
+    streams: Vec<f64>,
+}
+
+impl FleetSamples {
+    /// Empty samples.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets the last pass.
+    pub fn clear(&mut self) {
+        self.service_times.clear();
+        self.backlogs.clear();
+        self.streams.clear();
+    }
+
+    /// Adds one endpoint: its reported service time, else its observed
+    /// latency once it has answered; its backlog and streams if reported.
+    pub fn add(&mut self, state: &EndpointState) {
+        let e = state.estimate();
+        if let Some(s) = e
+            .service_time
+            .or(e.latency.filter(|_| state.responses() > 0))
+        {
+            self.service_times.push(s);
+        }
+        if let Some(b) = e.backlog {
+            self.backlogs.push(b);
+        }
+        if let Some(s) = e.streams {
+            self.streams.push(s);
+        }
+    }
+
+    /// The medians of what was added; a signal nobody reported keeps its
+    /// value from `previous`.
+    pub fn view(&mut self, previous: FleetView) -> FleetView {
+        FleetView {
+            service_time: median(&mut self.service_times).unwrap_or(previous.service_time),
+            backlog: median(&mut self.backlogs).unwrap_or(previous.backlog),
+            streams: median(&mut self.streams).unwrap_or(previous.streams),
         }
     }
 }

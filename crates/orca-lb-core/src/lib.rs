@@ -111,7 +111,7 @@ pub use endpoint_state::{
 };
 pub use error_rate::ErrorRate;
 pub use ewma::Ewma;
-pub use fleet::{FleetView, median};
+pub use fleet::{FleetSamples, FleetView, median};
 pub use p2c::{P2c, distinct_pair};
 pub use peak_ewma::PeakEwma;
 pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};

@@ -1,8 +1,8 @@
 //! orca-lb, composed from the core exactly as `orca-lb-client` composes it.
 
 use orca_lb_core::{
-    BreakerState, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome, P2c, Transition,
-    median,
+    BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalLoad, Outcome, P2c,
+    Transition,
 };
 use std::time::Instant;
 
@@ -36,7 +36,9 @@ pub(crate) struct OrcaLb {
     /// Endpoints whose breaker is not Closed.
     ejected: usize,
     panic: bool,
-    scratch: [Vec<f64>; 3],
+
+    /// The maintenance pass's buffers.
+    samples: FleetSamples,
 }
 
 impl OrcaLb {
@@ -54,7 +56,7 @@ impl OrcaLb {
             fleet: FleetView::unknown(config.score.default_service_time),
             ejected: 0,
             panic: false,
-            scratch: Default::default(),
+            samples: FleetSamples::new(),
             config: config.clone(),
         }
     }
@@ -200,35 +202,11 @@ impl Client for OrcaLb {
             let t = self.endpoints[i].on_deadline(at);
             self.after(t);
         }
-        let [service_times, backlogs, streams] = &mut self.scratch;
-        service_times.clear();
-        backlogs.clear();
-        streams.clear();
+        self.samples.clear();
         for ep in &self.endpoints {
-            let state = ep.state();
-            let e = state.estimate();
-            if let Some(s) = e
-                .service_time
-                .or(e.latency.filter(|_| state.responses() > 0))
-            {
-                service_times.push(s);
-            }
-            if let Some(b) = e.backlog {
-                backlogs.push(b);
-            }
-            if let Some(s) = e.streams {
-                streams.push(s);
-            }
+            self.samples.add(ep.state());
         }
-        if let Some(m) = median(service_times) {
-            self.fleet.service_time = m;
-        }
-        if let Some(m) = median(backlogs) {
-            self.fleet.backlog = m;
-        }
-        if let Some(m) = median(streams) {
-            self.fleet.streams = m;
-        }
+        self.fleet = self.samples.view(self.fleet);
         self.update_panic();
     }
 
