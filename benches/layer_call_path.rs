@@ -16,6 +16,11 @@
 //! Variants: `bare`, `layered`, `layered_no_recorder` (`call_recorder(false)`:
 //! no `CallRecorder` in the request extensions) and `layered_cap64`.
 //!
+//! After the group, an interleaved check times batches of 200 calls of every
+//! variant in rotating order and prints each as a ratio to `bare`: criterion
+//! runs the variants one after the other, so on a busy machine load that
+//! comes and goes lands on one of them.
+//!
 //! Before the group, a quick check counts allocations per call for each
 //! variant with a counting global allocator and prints them, in all and by
 //! stage of the call: building the request, `poll_ready` and `call`, the
@@ -33,7 +38,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
-use orca_lb_benches::{Variant, Work, hello_request, reporting_layer};
+use orca_lb_benches::{Variant, Work, hello_request, median, reporting_layer};
 use orca_lb_test::TestGreeter;
 use orca_lb_test::pb::greeter_server::GreeterServer;
 use prost::Message;
@@ -278,4 +283,75 @@ fn call_path(c: &mut Criterion) {
 }
 
 criterion_group!(benches, call_path);
-criterion::criterion_main!(allocation_check, benches);
+
+/// Rounds of the interleaved check: the full amount under `cargo bench`, one
+/// when the benchmarks run as tests, none when criterion lists or profiles.
+fn check_rounds() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| {
+        args.iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    if has("--list") || has("--profile-time") {
+        None
+    } else if has("--bench") && !has("--test") {
+        Some(201)
+    } else {
+        Some(1)
+    }
+}
+
+/// Times batches of calls of every variant in rotating order, so that load
+/// on a shared machine lands on all of them alike, and prints the median
+/// and the fastest batch per call with the median of the per-round ratios
+/// to `bare`.
+fn interleaved() {
+    const BATCH: u32 = 200;
+    let Some(rounds) = check_rounds() else {
+        return;
+    };
+    let rt = runtime();
+    let frame = grpc_frame();
+    let n = VARIANTS.len();
+    let mut us = vec![Vec::with_capacity(rounds); n];
+    rt.block_on(async {
+        let mut stacks = VARIANTS.map(Stack::new);
+        for stack in &mut stacks {
+            for _ in 0..BATCH {
+                stack.call(&frame).await;
+            }
+        }
+        for r in 0..rounds {
+            for k in 0..n {
+                let v = (r + k) % n;
+                let start = Instant::now();
+                for _ in 0..BATCH {
+                    black_box(stacks[v].call(&frame).await);
+                }
+                us[v].push(start.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH));
+            }
+        }
+    });
+    let fastest = |x: &[f64]| x.iter().copied().fold(f64::INFINITY, f64::min);
+    let mid = |x: &[f64]| median(x).unwrap_or(f64::NAN);
+    println!();
+    println!(
+        "reporting layer call path/interleaved: {rounds} rounds of {BATCH} calls per variant, rotating order"
+    );
+    println!(
+        "  variant              median us  fastest us | ratio to bare: median of per-round ratios"
+    );
+    for (variant, x) in VARIANTS.iter().zip(&us) {
+        let ratios: Vec<f64> = x.iter().zip(&us[0]).map(|(a, b)| a / b).collect();
+        println!(
+            "  {:<19} {:>10.3} {:>11.3} | {:>10.3}",
+            variant.to_string(),
+            mid(x),
+            fastest(x),
+            mid(&ratios)
+        );
+    }
+    println!();
+}
+
+criterion::criterion_main!(allocation_check, benches, interleaved);
