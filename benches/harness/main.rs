@@ -8,7 +8,11 @@
 //! turns, repetition after repetition. The calls are summarized by the
 //! simulator's own code (`orca_lb_sim::CallLog`), the limit comes from the
 //! simulator on the same scenario, and the tables, JSON and plots are the
-//! simulator's. `docs/benchmarks.md` ("Loopback harness") has the results.
+//! simulator's. The simulator also runs every policy on the scenario as
+//! written and with the service times the rig actually gave (`limit/rig`),
+//! for the comparison the plan asks for. Once a second the harness records
+//! what each backend reported next to what it measured (`harness.json`).
+//! `docs/benchmarks.md` ("Loopback harness") has the results.
 //!
 //! ```text
 //! cargo run --release -p orca-lb-benches --bin orca-lb-harness -- \
@@ -32,7 +36,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use orca_lb_core::baseline::WrrConfig;
-use orca_lb_sim::{CallLog, PolicyResult, Results, Scenario, report, simulate_seeds};
+use orca_lb_sim::{CallLog, PolicyResult, Results, Scenario, ServiceTime, report, simulate_seeds};
 use serde::Serialize;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -77,7 +81,8 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
     /// Where to write results.json, table.md, the SVG plots, harness.json
-    /// and harness.md (and the simulator's run under sim/).
+    /// and harness.md, and the simulator's runs under sim/ (the scenario's
+    /// service times) and sim_rig/ (the rig's).
     #[arg(long)]
     out: Option<PathBuf>,
     /// A few seconds of the scenario with two policies, for CI: fails unless
@@ -99,11 +104,18 @@ struct HarnessReport {
     time_scale: f64,
     seeds: Vec<u64>,
     wrr_blackout_s: f64,
+    /// How much longer than the scenario's a typical backend's service
+    /// time was; `limit/rig` is the limit with it added.
+    service_shift_ms: f64,
     client_cores_limit: f64,
     client_cores_max: f64,
     runs: Vec<RunStats>,
+    /// The harness against the simulator at the scenario's service times.
     agreement: Vec<Agreement>,
+    /// The same, at the service times the rig gave.
+    agreement_rig: Vec<Agreement>,
     simulator: Results,
+    simulator_rig: Results,
 }
 
 fn main() -> ExitCode {
@@ -193,18 +205,20 @@ fn run_all(args: &Args) -> Result<(), String> {
     let wall = started.elapsed().as_secs_f64();
 
     // The simulator on the same scenario: the limit, and the comparison.
+    // Then again with the service times the rig gave: the sleep timer's
+    // resolution and the server's own work make every call a little longer
+    // than the scenario says.
     let mut sim_policies: Vec<orca_lb_sim::Policy> =
         policies.iter().map(|p| p.simulated(&scenario)).collect();
     sim_policies.push(orca_lb_sim::Policy::Limit);
     let sim_seeds: Vec<u64> = (0..u64::from(args.sim_repeat))
         .map(|r| args.seed + r)
         .collect();
-    let mut sim = simulate_seeds(&scenario, &sim_policies, &sim_seeds);
-    for p in &mut sim.policies {
-        if p.policy == "random" {
-            p.policy = Policy::Tonic.name().to_owned();
-        }
-    }
+    let sim = simulate(&scenario, &sim_policies, &sim_seeds);
+    let typical_ms = median(runs.iter().map(|r| r.mean_service_ms));
+    let nominal_ms = median(scenario.backend_groups().map(|g| g.service_time.mean_ms()));
+    let shift_ms = (typical_ms - nominal_ms).max(0.0);
+    let sim_rig = simulate(&shifted(&scenario, shift_ms), &sim_policies, &sim_seeds);
     let mut results: Vec<PolicyResult> = logs
         .into_iter()
         .zip(&policies)
@@ -213,10 +227,28 @@ fn run_all(args: &Args) -> Result<(), String> {
     if let Some(limit) = sim.policy("limit") {
         results.push(limit.clone());
     }
+    if let Some(limit) = sim_rig.policy("limit") {
+        let mut limit = limit.clone();
+        limit.policy = summary::RIG_LIMIT.to_owned();
+        results.push(limit);
+    }
     let harness = Results::from_policies(&scenario, &seeds, results, timings);
     let agreement = summary::agreement(&harness, &sim);
+    let agreement_rig = summary::agreement(&harness, &sim_rig);
     let table = report::table(&harness);
-    let mut extras = summary::tables(&harness, &sim, &runs, &agreement);
+    let comparisons = [
+        summary::Comparison {
+            what: "at the scenario's service times".into(),
+            sim: &sim,
+            agreement: &agreement,
+        },
+        summary::Comparison {
+            what: format!("at the service times the rig gave ({shift_ms:.2} ms longer)"),
+            sim: &sim_rig,
+            agreement: &agreement_rig,
+        },
+    ];
+    let mut extras = summary::tables(&harness, &runs, shift_ms, &comparisons);
     if time_scale != 1.0 && policies.contains(&Policy::WrrOrca) {
         extras.push_str(&format!(
             "wrr_orca's blackout period is scaled with the run here ({:.1} s) but not in the simulator (10 s): at this scale their wrr_orca rows compare different warm-ups.\n",
@@ -239,13 +271,16 @@ fn run_all(args: &Args) -> Result<(), String> {
             time_scale,
             seeds,
             wrr_blackout_s: settings.wrr.blackout_period.as_secs_f64(),
+            service_shift_ms: shift_ms,
             client_cores_limit: summary::CLIENT_CORES_LIMIT,
             client_cores_max,
             runs: runs.clone(),
             agreement,
-            simulator: sim.clone(),
+            agreement_rig,
+            simulator: sim,
+            simulator_rig: sim_rig,
         };
-        write_outputs(dir, &harness, &sim, &table, &extras, &report)?;
+        write_outputs(dir, &harness, &report, &table, &extras)?;
     }
     if args.smoke {
         smoke_check(&harness, &table)?;
@@ -253,13 +288,41 @@ fn run_all(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The median of `values` (the upper one of an even count; 0 if none).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `scenario` with every service time `shift_ms` longer (a fixed part
+/// added to the draw).
+fn shifted(scenario: &Scenario, shift_ms: f64) -> Scenario {
+    let mut s = scenario.clone();
+    for g in &mut s.backends {
+        g.service_time = match g.service_time {
+            ServiceTime::Exponential { mean_ms } => {
+                ServiceTime::ShiftedExponential { shift_ms, mean_ms }
+            }
+            ServiceTime::ShiftedExponential {
+                shift_ms: fixed,
+                mean_ms,
+            } => ServiceTime::ShiftedExponential {
+                shift_ms: fixed + shift_ms,
+                mean_ms,
+            },
+            other => other,
+        };
+    }
+    s
+}
+
 fn write_outputs(
     dir: &Path,
     harness: &Results,
-    sim: &Results,
+    report: &HarnessReport,
     table: &str,
     extras: &str,
-    report: &HarnessReport,
 ) -> Result<(), String> {
     let mut files = report::write_all(harness, dir)?;
     let mut write = |name: &str, text: String| -> Result<(), String> {
@@ -271,17 +334,36 @@ fn write_outputs(
     write("harness.md", format!("{table}\n{extras}"))?;
     let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
     write("harness.json", json)?;
-    files.extend(report::write_all(sim, &dir.join("sim"))?);
+    files.extend(report::write_all(&report.simulator, &dir.join("sim"))?);
+    files.extend(report::write_all(
+        &report.simulator_rig,
+        &dir.join("sim_rig"),
+    )?);
     for f in files {
         eprintln!("wrote {}", f.display());
     }
     Ok(())
 }
 
+/// The simulator's run of `policies`, named as the harness names them.
+fn simulate(scenario: &Scenario, policies: &[orca_lb_sim::Policy], seeds: &[u64]) -> Results {
+    let mut sim = simulate_seeds(scenario, policies, seeds);
+    for p in &mut sim.policies {
+        if p.policy == "random" {
+            p.policy = Policy::Tonic.name().to_owned();
+        }
+    }
+    sim
+}
+
 /// `--smoke` passes when every policy completed calls in the measurement
 /// window and the table lists each of them.
 fn smoke_check(harness: &Results, table: &str) -> Result<(), String> {
-    for p in harness.policies.iter().filter(|p| p.policy != "limit") {
+    for p in harness
+        .policies
+        .iter()
+        .filter(|p| !p.policy.starts_with("limit"))
+    {
         let m = &p.measure;
         if m.calls == 0 || m.errors >= m.calls {
             return Err(format!(

@@ -175,26 +175,53 @@ pub(crate) struct Monitor {
     capacities: Vec<usize>,
 }
 
-/// What the monitor saw over the measurement window.
+/// What the monitor saw.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Sampled {
-    /// Busy worker time per backend, nanoseconds.
+    /// Busy worker time per backend over the measurement window,
+    /// nanoseconds.
     pub(crate) busy_ns: Vec<u64>,
-    /// CPU use over the window.
+    /// CPU use over the measurement window.
     pub(crate) cores: Cores,
+    /// Each backend's load, once a second for the whole run.
+    pub(crate) load: Vec<LoadSample>,
+}
+
+/// One backend's load over one second: what it reported (as its next
+/// response would carry it) and what the monitor measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub(crate) struct LoadSample {
+    /// The end of the second, seconds from the start of the run.
+    pub(crate) t_s: f64,
+    pub(crate) backend: usize,
+    /// `application_utilization` of its report.
+    pub(crate) reported_utilization: f64,
+    /// `rps_fractional` of its report.
+    pub(crate) reported_rps: f64,
+    /// `eps` of its report.
+    pub(crate) reported_eps: f64,
+    /// Busy worker time over the second, per slot.
+    pub(crate) measured_utilization: f64,
 }
 
 /// How often the monitor samples the backends.
 const SAMPLE_EVERY: Duration = Duration::from_millis(1);
 
 impl Monitor {
-    /// Runs on the calling thread until the window `[from, to)` after
-    /// `start` has passed.
+    /// Runs on the calling thread from `start` until `to` after it;
+    /// `[from, to)` is the measurement window.
     pub(crate) fn run(self, start: Instant, from: Nanos, to: Nanos) -> Sampled {
         let from = start + Duration::from_nanos(from);
         let to = start + Duration::from_nanos(to);
-        let mut busy_ns = vec![0u64; self.recorders.len()];
+        let n = self.recorders.len();
+        let mut busy_ns = vec![0u64; n];
+        let mut second_ns = vec![0u64; n];
+        let mut next_second = start + Duration::from_secs(1);
+        let mut load = Vec::new();
         let mut cpu_from: Option<(Instant, CpuTimes)> = None;
+        if let Some(wait) = start.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
         let mut prev = Instant::now();
         loop {
             std::thread::sleep(SAMPLE_EVERY);
@@ -202,22 +229,37 @@ impl Monitor {
             if now >= to {
                 break;
             }
-            if now >= from {
-                if cpu_from.is_none() {
-                    cpu_from = Some((now, CpuTimes::now()));
-                    prev = now;
-                    continue;
+            if now >= from && cpu_from.is_none() {
+                cpu_from = Some((now, CpuTimes::now()));
+            }
+            let dt = (now - prev).as_nanos() as u64;
+            let in_window = now >= from;
+            for (b, rec) in self.recorders.iter().enumerate() {
+                // Calls holding a worker slot: in flight, less those
+                // waiting for one and any streams.
+                let busy = rec
+                    .in_flight()
+                    .saturating_sub(rec.queue_depth() + rec.active_streams())
+                    .min(self.capacities[b]) as u64;
+                second_ns[b] += busy * dt;
+                if in_window {
+                    busy_ns[b] += busy * dt;
                 }
-                let dt = (now - prev).as_nanos() as u64;
+            }
+            if now >= next_second {
                 for (b, rec) in self.recorders.iter().enumerate() {
-                    // Calls holding a worker slot: in flight, less those
-                    // waiting for one and any streams.
-                    let busy = rec
-                        .in_flight()
-                        .saturating_sub(rec.queue_depth() + rec.active_streams())
-                        .min(self.capacities[b]);
-                    busy_ns[b] += busy as u64 * dt;
+                    let report = rec.report();
+                    load.push(LoadSample {
+                        t_s: (now - start).as_secs_f64(),
+                        backend: b,
+                        reported_utilization: report.application_utilization(),
+                        reported_rps: report.qps(),
+                        reported_eps: report.eps(),
+                        measured_utilization: second_ns[b] as f64 / 1e9 / self.capacities[b] as f64,
+                    });
+                    second_ns[b] = 0;
                 }
+                next_second += Duration::from_secs(1);
             }
             prev = now;
         }
@@ -228,6 +270,10 @@ impl Monitor {
             }
             None => Cores::default(),
         };
-        Sampled { busy_ns, cores }
+        Sampled {
+            busy_ns,
+            cores,
+            load,
+        }
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::attribution::{Attribution, CallId, InCall, PickTarget, capture_picks};
 use crate::cpu::{CLIENT_PREFIX, Cores};
 use crate::policy::{Client, Policy, Settings};
-use crate::rig::{Fleet, Rig};
+use crate::rig::{Fleet, LoadSample, Rig};
 use crate::schedule::Planned;
 
 /// How long before the first intended send time the run starts, so that
@@ -44,6 +44,8 @@ pub(crate) struct RunStats {
     pub(crate) mean_service_ms: f64,
     /// Wall-clock seconds the run took, set-up included.
     pub(crate) wall_s: f64,
+    /// Each backend's reported and measured load, once a second.
+    pub(crate) load: Vec<LoadSample>,
 }
 
 /// A run's calls and its other numbers.
@@ -203,6 +205,7 @@ pub(crate) fn run(
             ],
             mean_service_ms: service_ms.get(service_ms.len() / 2).copied().unwrap_or(0.0),
             wall_s: began.elapsed().as_secs_f64(),
+            load: sampled.load,
         },
     })
 }

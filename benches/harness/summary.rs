@@ -10,6 +10,9 @@ use serde::Serialize;
 
 use crate::run::RunStats;
 
+/// The limit at the service times the rig gave, as results name it.
+pub(crate) const RIG_LIMIT: &str = "limit/rig";
+
 /// The client side must stay well below one core; above this it is
 /// flagged.
 pub(crate) const CLIENT_CORES_LIMIT: f64 = 0.5;
@@ -71,7 +74,7 @@ pub(crate) fn agreement(harness: &Results, sim: &Results) -> Vec<Agreement> {
     harness
         .policies
         .iter()
-        .filter(|p| p.policy != "limit")
+        .filter(|p| !p.policy.starts_with("limit"))
         .filter_map(|h| {
             let s = sim.policy(&h.policy)?;
             let (hs, ss) = (h.stats(event), s.stats(event));
@@ -122,18 +125,70 @@ fn times(r: Option<f64>) -> String {
     r.map_or("-".into(), |r| format!("{r:.2}x"))
 }
 
+/// The harness against one run of the simulator.
+#[derive(Debug)]
+pub(crate) struct Comparison<'a> {
+    /// How the simulator ran, for the heading.
+    pub(crate) what: String,
+    pub(crate) sim: &'a Results,
+    pub(crate) agreement: &'a [Agreement],
+}
+
 /// The harness's own tables, in Markdown.
 pub(crate) fn tables(
     harness: &Results,
-    sim: &Results,
     runs: &[RunStats],
-    agreement: &[Agreement],
+    shift_ms: f64,
+    comparisons: &[Comparison<'_>],
 ) -> String {
     let mut out = String::new();
     cpu_table(&mut out, harness, runs);
+    rig_bar(&mut out, harness, shift_ms);
     best_peer(&mut out, harness);
-    agreement_table(&mut out, sim, agreement);
+    for c in comparisons {
+        agreement_table(&mut out, c);
+    }
     out
+}
+
+/// orca-lb against the bar, with the limit at the rig's service times.
+fn rig_bar(out: &mut String, harness: &Results, shift_ms: f64) {
+    let (Some(orca), Some(rig)) = (harness.policy("orca-lb"), harness.policy(RIG_LIMIT)) else {
+        return;
+    };
+    let mut at_rig = harness.clone();
+    at_rig.policies.retain(|p| p.policy != "limit");
+    for p in &mut at_rig.policies {
+        if p.policy == RIG_LIMIT {
+            p.policy = "limit".into();
+        }
+    }
+    let checks = orca_lb_sim::report::check_bar(&at_rig, orca);
+    if checks.is_empty() {
+        return;
+    }
+    let parts: Vec<String> = checks
+        .iter()
+        .filter(|c| c.what.contains("limit"))
+        .map(|c| {
+            format!(
+                "{} {} (goal <= {}) {}",
+                c.what,
+                c.got.map_or("never".into(), |g| format!("{g:.2}")),
+                c.goal,
+                if c.pass { "met" } else { "**missed**" }
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "The bar against `{RIG_LIMIT}`, the limit at the service times the rig gave (the scenario's, {shift_ms:.2} ms longer: the median backend's busy time per call served, over the scenario's mean; {RIG_LIMIT}'s p99 is {} ms): {}.\n",
+        ms(rig.stats(event_window(harness)).all.p99_ms),
+        parts.join("; "),
+    );
 }
 
 fn cpu_table(out: &mut String, harness: &Results, runs: &[RunStats]) {
@@ -143,7 +198,11 @@ fn cpu_table(out: &mut String, harness: &Results, runs: &[RunStats]) {
     );
     out.push_str("| policy | client cores | server cores | process cores | send lag p50 / p99 / max µs | unattributed | service ms |\n");
     out.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
-    for p in harness.policies.iter().filter(|p| p.policy != "limit") {
+    for p in harness
+        .policies
+        .iter()
+        .filter(|p| !p.policy.starts_with("limit"))
+    {
         let mine: Vec<&RunStats> = runs.iter().filter(|r| r.policy == p.policy).collect();
         if mine.is_empty() {
             continue;
@@ -185,7 +244,7 @@ fn best_peer(out: &mut String, harness: &Results) {
     let peers: Vec<&PolicyResult> = harness
         .policies
         .iter()
-        .filter(|p| p.policy != "orca-lb" && p.policy != "limit")
+        .filter(|p| p.policy != "orca-lb" && !p.policy.starts_with("limit"))
         .collect();
     if peers.is_empty() {
         return;
@@ -238,14 +297,16 @@ fn best_peer(out: &mut String, harness: &Results) {
     );
 }
 
-fn agreement_table(out: &mut String, sim: &Results, agreement: &[Agreement]) {
+fn agreement_table(out: &mut String, c: &Comparison<'_>) {
+    let agreement = c.agreement;
     if agreement.is_empty() {
         return;
     }
-    let seeds: Vec<String> = sim.seeds.iter().map(u64::to_string).collect();
+    let seeds: Vec<String> = c.sim.seeds.iter().map(u64::to_string).collect();
     let _ = writeln!(
         out,
-        "Harness against the simulator (the same scenario at the same scale, simulator seeds {} pooled), all calls on the window of the bar; `h / s` is harness over simulator. They should agree within {:.0} % on {}.\n",
+        "Harness against the simulator {} (the same scenario at the same scale, simulator seeds {} pooled), all calls on the window of the bar; `h / s` is harness over simulator. They should agree within {:.0} % on {}.\n",
+        c.what,
         seeds.join(", "),
         AGREEMENT * 100.0,
         MUST_AGREE.join(" and "),
