@@ -220,7 +220,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// how to watch it. A port already in use is reported, not fatal.
 async fn serve_debug_for(balancer: &Balancer, addr: SocketAddr) -> Option<DebugServer> {
     let debug = DebugService::new();
-    debug.register("demo", balancer.clone());
+    debug.register("demo", balancer);
     match serve_debug(addr, debug).await {
         Ok(server) => {
             println!(

@@ -60,8 +60,24 @@ impl Resolve for Scripted {
     }
 }
 
+/// The endpoints picks may choose from (those draining left out).
 fn keys(b: &Balancer) -> Vec<String> {
-    b.snapshot().endpoints.into_iter().map(|e| e.key).collect()
+    b.snapshot()
+        .endpoints
+        .into_iter()
+        .filter(|e| !e.draining)
+        .map(|e| e.key)
+        .collect()
+}
+
+/// The removed endpoints the snapshot still shows, with their calls in flight.
+fn draining(b: &Balancer) -> Vec<(String, u32)> {
+    b.snapshot()
+        .endpoints
+        .into_iter()
+        .filter(|e| e.draining)
+        .map(|e| (e.key, e.in_flight))
+        .collect()
 }
 
 fn key(b: &Backend) -> String {
@@ -162,6 +178,11 @@ async fn a_removed_endpoint_finishes_its_calls_in_flight() {
     .unwrap();
     tx.send(Change::Remove(key(&leaving))).unwrap();
     wait_until("the endpoint is removed", || keys(&b) == [key(&staying[0])]).await;
+    assert_eq!(
+        draining(&b),
+        [(key(&leaving), 1)],
+        "the removed endpoint shows as draining while its call runs"
+    );
 
     let tally = within("calls", client::drive(&b, 50, 2)).await;
     assert_eq!(tally.ok("staying"), 50);
@@ -174,4 +195,9 @@ async fn a_removed_endpoint_finishes_its_calls_in_flight() {
         "leaving",
         "it drained, it was not cut"
     );
+    wait_until("the drained endpoint leaves the snapshot", || {
+        draining(&b).is_empty()
+    })
+    .await;
+    assert_eq!(keys(&b), [key(&staying[0])]);
 }

@@ -22,6 +22,8 @@ use tonic::transport::Channel;
 struct Scenario {
     backends: Vec<Backend>,
     server: DebugServer,
+    /// The debug service only observes it: kept alive here.
+    _balancer: Balancer,
 }
 
 const A: usize = 0;
@@ -106,11 +108,15 @@ async fn scenario() -> Scenario {
     .await;
 
     let debug = DebugService::new();
-    debug.register("greeter", balancer);
+    debug.register("greeter", &balancer);
     let server = serve_debug("127.0.0.1:0", debug)
         .await
         .expect("debug server starts");
-    Scenario { backends, server }
+    Scenario {
+        backends,
+        server,
+        _balancer: balancer,
+    }
 }
 
 fn endpoint(b: &Balancer, url: &str) -> orca_lb_client::EndpointSnapshot {
@@ -272,7 +278,7 @@ async fn endpoints_are_connecting_until_heard_from() {
     let bs = client::backends(&[("a", 1, 4)]).await;
     let balancer = client::balancer(client::config(), &bs).await;
     let debug = DebugService::new();
-    debug.register("quiet", balancer.clone());
+    debug.register("quiet", &balancer);
     let server = serve_debug("127.0.0.1:0", debug).await.expect("serves");
     let mut client = debug_client(&server).await;
 
@@ -373,4 +379,49 @@ async fn the_debug_endpoint_serves_health_and_reflection() {
     within("shutdown", server.shutdown())
         .await
         .expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_does_not_keep_balancers_alive() {
+    let bs = client::backends(&[("a", 1, 4)]).await;
+    let kept = client::balancer(client::config(), &bs).await;
+    let dropped = client::balancer(client::config(), &bs).await;
+    let debug = DebugService::new();
+    assert!(!debug.register("kept", &kept));
+    assert!(!debug.register("dropped", &dropped));
+    let weak = dropped.downgrade();
+    let server = serve_debug("127.0.0.1:0", debug.clone())
+        .await
+        .expect("serves");
+    let mut client = debug_client(&server).await;
+    let names =
+        |state: pb::State| -> Vec<String> { state.balancers.into_iter().map(|b| b.name).collect() };
+    let state = client
+        .get_state(GetStateRequest::default())
+        .await
+        .expect("GetState")
+        .into_inner();
+    assert_eq!(names(state), ["dropped", "kept"]);
+
+    drop(dropped);
+    assert!(weak.is_dropped(), "the registry held no strong handle");
+    let state = client
+        .get_state(GetStateRequest::default())
+        .await
+        .expect("GetState")
+        .into_inner();
+    assert_eq!(names(state), ["kept"]);
+    let status = client
+        .get_state(GetStateRequest {
+            balancer: "dropped".into(),
+        })
+        .await
+        .expect_err("gone");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("\"kept\""), "{status:?}");
+
+    // Re-registering under a live name says it replaced one.
+    assert!(debug.register("kept", &kept));
+    assert!(debug.deregister("kept"));
+    assert!(debug.names().is_empty());
 }

@@ -390,12 +390,13 @@ impl Discovered {
         }
     }
 
-    /// The balancer's endpoint keys, sorted.
+    /// The balancer's endpoint keys, sorted (those draining left out).
     pub(crate) fn keys(&self) -> Vec<String> {
         self.balancer
             .snapshot()
             .endpoints
             .into_iter()
+            .filter(|e| !e.draining)
             .map(|e| e.key)
             .collect()
     }

@@ -194,3 +194,62 @@ async fn application_queue_adds_to_reported_depth() {
     let report = report_in(client.say_hello(hello("x")).await.unwrap().metadata());
     assert_eq!(report.queue_depth(), Some(0.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cut_off_or_abandoned_count_as_busy_and_failed() {
+    // One slot: the first call holds it (the gate never opens), the second
+    // waits in the queue until its deadline.
+    let g = TestGreeter::new("dl").gated();
+    let b = Backend::spawn(BackendConfig {
+        capacity: Some(1),
+        greeter: Some(g.clone()),
+        ..BackendConfig::named("dl")
+    })
+    .await
+    .unwrap();
+    let client = greeter(b.url()).await;
+    let before = b.recorder().report();
+    assert_eq!(before.eps(), 0.0);
+
+    let mut c = client.clone();
+    let holder = tokio::spawn(async move { c.say_hello(hello("holder")).await });
+    within("the first call holds the slot", g.wait_entered(1)).await;
+
+    let mut c = client.clone();
+    let mut request = tonic::Request::new(hello("queued"));
+    request.set_timeout(std::time::Duration::from_millis(100));
+    let status = within("the queued call's deadline", c.say_hello(request))
+        .await
+        .expect_err("it never gets the slot");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    wait_until("the server drops the queued call", || {
+        b.recorder().in_flight() == 1
+    })
+    .await;
+    assert_eq!(g.entered(), 1, "the second call never left the queue");
+    assert_eq!(b.recorder().queue_depth(), 0);
+    let report = b.recorder().report();
+    assert!(
+        report.eps() > 0.0,
+        "a call cut off in the queue is an error: {report:?}"
+    );
+
+    // The client gives up on the first call while its handler runs.
+    holder.abort();
+    wait_until("the server drops the abandoned call", || {
+        b.recorder().in_flight() == 0
+    })
+    .await;
+    let after = b.recorder().report();
+    assert_eq!(after.eps(), after.qps(), "both calls failed: {after:?}");
+    assert!(
+        after.application_utilization() > 10.0 * before.application_utilization(),
+        "the slot was busy while the abandoned handler ran: {after:?} vs {before:?}"
+    );
+}

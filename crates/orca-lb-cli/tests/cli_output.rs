@@ -41,6 +41,8 @@ fn stderr(o: &Output) -> String {
 struct Live {
     backends: Vec<Backend>,
     server: DebugServer,
+    /// The debug service only observes it: kept alive here.
+    _balancer: Balancer,
 }
 
 impl Live {
@@ -70,11 +72,15 @@ impl Live {
         })
         .await;
         let debug = DebugService::new();
-        debug.register("greeter", balancer);
+        debug.register("greeter", &balancer);
         let server = serve_debug("127.0.0.1:0", debug)
             .await
             .expect("debug server starts");
-        Live { backends, server }
+        Live {
+            backends,
+            server,
+            _balancer: balancer,
+        }
     }
 
     fn target(&self) -> String {

@@ -76,21 +76,24 @@ impl Balancer {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let interval = config.maintenance_interval;
-        let config_tolerance = config.score.tie_tolerance;
         let shared = Arc::new(Shared::new(config, seed));
         runtime.spawn(crate::discovery::run(
             Arc::downgrade(&shared),
             Box::pin(discovery),
         ));
         runtime.spawn(crate::maintenance::run(Arc::downgrade(&shared), interval));
+        Ok(Self::from_shared(shared))
+    }
+
+    fn from_shared(shared: Arc<Shared>) -> Balancer {
         let (list, generation) = shared.list();
-        Ok(Balancer {
+        Balancer {
             rng: SmallRng::seed_from_u64(shared.next_seed()),
+            picker: P2c::with_tie_tolerance(shared.config.score.tie_tolerance),
             shared,
             list,
             generation,
-            picker: P2c::with_tie_tolerance(config_tolerance),
-        })
+        }
     }
 
     /// A balancer over a fixed list of endpoint URIs (`http://host:port`).
@@ -110,6 +113,15 @@ impl Balancer {
     /// What the balancer knows and decided, per endpoint, now.
     pub fn snapshot(&self) -> BalancerSnapshot {
         BalancerSnapshot::take(&self.shared, tokio::time::Instant::now().into_std())
+    }
+
+    /// A handle that observes the balancer without keeping it alive, for
+    /// registries such as the debug service: the balancer, its discovery and
+    /// its connections go away with its last `Balancer` clone.
+    pub fn downgrade(&self) -> WeakBalancer {
+        WeakBalancer {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// The balancer's target name.
@@ -241,5 +253,24 @@ impl Service<Request<Body>> for Balancer {
             Ok(call) => ResponseFuture::send(call, request),
             Err(e) => ResponseFuture::failed(e),
         }
+    }
+}
+
+/// A [`Balancer`] handle that does not keep it alive; from
+/// [`Balancer::downgrade`].
+#[derive(Debug, Clone)]
+pub struct WeakBalancer {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl WeakBalancer {
+    /// The balancer, if a clone of it still exists somewhere.
+    pub fn upgrade(&self) -> Option<Balancer> {
+        self.shared.upgrade().map(Balancer::from_shared)
+    }
+
+    /// Whether the balancer is gone.
+    pub fn is_dropped(&self) -> bool {
+        self.shared.strong_count() == 0
     }
 }

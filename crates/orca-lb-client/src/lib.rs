@@ -68,7 +68,7 @@ mod report;
 mod shared;
 mod snapshot;
 
-pub use balancer::Balancer;
+pub use balancer::{Balancer, WeakBalancer};
 pub use body::ResponseBody;
 pub use config::{BalancerConfig, ConfigError};
 pub use discovery::{Change, static_list};

@@ -21,6 +21,10 @@ pub(crate) struct Shared {
     pub(crate) config: BalancerConfig,
     list: RwLock<EndpointList>,
     by_key: Mutex<HashMap<String, Arc<Endpoint>>>,
+    /// Endpoints discovery removed that still carry calls or streams: kept
+    /// for the snapshot (state *draining*) until the maintenance pass sees
+    /// them idle.
+    draining: Mutex<Vec<Arc<Endpoint>>>,
     /// Bumped on every change of `list`; clones compare it to their cached
     /// generation (one atomic load per pick) and re-read `list` when it moved.
     generation: AtomicU64,
@@ -44,6 +48,7 @@ impl Shared {
             config,
             list: RwLock::new(Arc::from(Vec::new())),
             by_key: Mutex::new(HashMap::new()),
+            draining: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             fleet_service_time: AtomicF64::new(unknown.service_time),
             fleet_backlog: AtomicF64::new(unknown.backlog),
@@ -171,16 +176,30 @@ impl Shared {
     }
 
     /// Removes an endpoint: it stops being picked at once; calls in flight
-    /// on it finish (they hold their own reference).
+    /// on it finish (they hold their own reference), and until they have it
+    /// shows in snapshots as draining.
     pub(crate) fn remove(&self, key: &str) -> Option<Arc<Endpoint>> {
         let mut by_key = self.by_key.lock();
         let ep = by_key.remove(key)?;
         ep.draining.store(true, Relaxed);
+        if let Some(task) = ep.oob_task.lock().take() {
+            task.abort();
+        }
         if !ep.is_closed() {
             self.ejected.fetch_sub(1, Relaxed);
         }
         self.republish(&by_key);
+        drop(by_key);
+        // Kept even if idle now: a call picked just before the removal may
+        // not have counted itself yet. The next maintenance pass lets go of
+        // it once idle.
+        self.draining.lock().push(ep.clone());
         Some(ep)
+    }
+
+    /// Removed endpoints that still carry calls or streams.
+    pub(crate) fn draining(&self) -> Vec<Arc<Endpoint>> {
+        self.draining.lock().clone()
     }
 
     fn republish(&self, by_key: &HashMap<String, Arc<Endpoint>>) {
@@ -202,6 +221,7 @@ impl Shared {
     /// One maintenance pass: breaker deadlines, fleet medians, gauges and
     /// pick windows.
     pub(crate) fn maintain(self: &Arc<Self>, now: Instant) {
+        self.draining.lock().retain(|ep| !ep.local().is_idle());
         let (list, _) = self.list();
         let mut samples = self.samples.lock();
         samples.clear();

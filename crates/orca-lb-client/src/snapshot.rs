@@ -19,7 +19,8 @@ pub struct BalancerSnapshot {
     pub panic: bool,
     /// Endpoints whose breaker is not Closed.
     pub ejected: usize,
-    /// Every endpoint, in key order.
+    /// Every endpoint, in key order, then those discovery removed that still
+    /// carry calls (`draining`), in the order they were removed.
     pub endpoints: Vec<EndpointSnapshot>,
 }
 
@@ -84,8 +85,10 @@ impl BalancerSnapshot {
     pub(crate) fn take(shared: &Shared, now: Instant) -> Self {
         let (list, _) = shared.list();
         let fleet = shared.fleet();
+        let draining = shared.draining();
         let endpoints = list
             .iter()
+            .chain(draining.iter())
             .map(|ep| {
                 let core = ep.core.lock();
                 let local = ep.local();

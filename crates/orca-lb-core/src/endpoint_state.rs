@@ -26,6 +26,13 @@ pub struct LocalLoad {
     pub streams: u32,
 }
 
+impl LocalLoad {
+    /// Whether this client has nothing in flight on the endpoint.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight == 0 && self.streams == 0
+    }
+}
+
 /// The smoothed signals of one endpoint: what it reported (ORCA), and what
 /// this client observed (latency, failures).
 ///

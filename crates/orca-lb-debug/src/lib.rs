@@ -53,7 +53,7 @@
 //! balancer.wait_for_endpoints(2).await;
 //!
 //! let debug = DebugService::new();
-//! debug.register("greeter", balancer);
+//! debug.register("greeter", &balancer);
 //! let server = serve_debug("127.0.0.1:0", debug).await?;
 //!
 //! // What `orca-lb state --target ADDR` does:

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orca_lb_client::Balancer;
+use orca_lb_client::{Balancer, WeakBalancer};
 use parking_lot::RwLock;
 use tokio_stream::wrappers::IntervalStream;
 use tokio_stream::{Stream, StreamExt};
@@ -28,10 +28,12 @@ pub const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(50);
 ///
 /// Clones share the set, so an application can keep one clone to
 /// [`register`](Self::register) balancers as it creates them while another
-/// is being served.
+/// is being served. The set holds weak handles: registering a balancer does
+/// not keep it alive, and one the application has dropped disappears from
+/// the state.
 #[derive(Debug, Clone, Default)]
 pub struct DebugService {
-    balancers: Arc<RwLock<BTreeMap<String, Balancer>>>,
+    balancers: Arc<RwLock<BTreeMap<String, WeakBalancer>>>,
 }
 
 // === impl DebugService ===
@@ -42,31 +44,49 @@ impl DebugService {
         Self::default()
     }
 
-    /// Shows `balancer` under `name`, replacing (and returning) one already
-    /// registered under that name. The service keeps the clone it is given.
-    pub fn register(&self, name: impl Into<String>, balancer: Balancer) -> Option<Balancer> {
-        self.balancers.write().insert(name.into(), balancer)
+    /// Shows `balancer` under `name` for as long as it exists, replacing one
+    /// already registered under that name. Returns whether it replaced one
+    /// that was still alive.
+    pub fn register(&self, name: impl Into<String>, balancer: &Balancer) -> bool {
+        let mut balancers = self.balancers.write();
+        balancers.retain(|_, b| !b.is_dropped());
+        balancers
+            .insert(name.into(), balancer.downgrade())
+            .is_some_and(|old| !old.is_dropped())
     }
 
-    /// Stops showing the balancer registered under `name`, and returns it.
-    pub fn deregister(&self, name: &str) -> Option<Balancer> {
-        self.balancers.write().remove(name)
+    /// Stops showing the balancer registered under `name`; whether one was
+    /// (and still existed).
+    pub fn deregister(&self, name: &str) -> bool {
+        self.balancers
+            .write()
+            .remove(name)
+            .is_some_and(|old| !old.is_dropped())
     }
 
-    /// The registered names, in order.
+    /// The names of the registered balancers that still exist, in order.
     pub fn names(&self) -> Vec<String> {
-        self.balancers.read().keys().cloned().collect()
+        self.live().into_iter().map(|(name, _)| name).collect()
     }
 
-    /// Every registered balancer, now.
+    /// Every registered balancer that still exists, now.
     pub fn state(&self) -> pb::State {
-        let balancers = self.balancers.read();
         pb::State {
-            balancers: balancers
+            balancers: self
+                .live()
                 .iter()
                 .map(|(name, b)| convert::balancer(name, &b.snapshot()))
                 .collect(),
         }
+    }
+
+    /// The registered balancers that still exist, in name order.
+    fn live(&self) -> Vec<(String, Balancer)> {
+        self.balancers
+            .read()
+            .iter()
+            .filter_map(|(name, b)| Some((name.clone(), b.upgrade()?)))
+            .collect()
     }
 
     /// The balancer registered as `name` (every one if `name` is empty), now.
@@ -74,11 +94,15 @@ impl DebugService {
         if name.is_empty() {
             return Ok(self.state());
         }
-        let balancers = self.balancers.read();
-        let b = balancers.get(name).ok_or_else(|| {
+        let found = self
+            .balancers
+            .read()
+            .get(name)
+            .and_then(WeakBalancer::upgrade);
+        let b = found.ok_or_else(|| {
             Status::not_found(format!(
                 "no balancer registered as {name:?}; registered: {:?}",
-                balancers.keys().collect::<Vec<_>>()
+                self.names()
             ))
         })?;
         Ok(pb::State {

@@ -337,7 +337,8 @@ impl DiscoveryStats {
     }
 
     /// Times the prefix was read again after the first read: the watch's
-    /// revision was compacted, or etcd came back with an older store.
+    /// revision was compacted, etcd came back with an older store, or etcd
+    /// canceled the watch. (A lost connection resumes the watch instead.)
     pub fn relists(&self) -> u64 {
         self.inner.relists.load(Relaxed)
     }

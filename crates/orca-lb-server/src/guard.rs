@@ -69,18 +69,32 @@ impl CallGuard {
         self.permit = None;
     }
 
-    /// The call is over, with this `grpc-status` (`None`: no status seen,
-    /// such as a client that went away; counted, not as an error).
+    /// The call is over, with this `grpc-status`.
+    ///
+    /// `None` means no status was seen: the client went away (a cancelled
+    /// call, or a deadline that ran out on the client's side) and the server
+    /// dropped the call. A stream that ends so is a normal ending, counted but
+    /// not as an error. A unary call dropped while it waited for a slot or
+    /// while its handler ran is counted as an error, since its caller got
+    /// none of what it asked for, and the time its handler ran counts as busy:
+    /// an overloaded backend whose calls run out of time must look busy and
+    /// failing to the balancers that read its reports, not idle and healthy.
     pub(crate) fn finish(&mut self, status: Option<u16>) {
         if self.finished {
             return;
         }
         self.finished = true;
+        let abandoned = status.is_none() && (self.queued.is_some() || self.service_start.is_some());
         if self.queued.take().is_some() {
             self.tracker.dequeued();
         }
+        if let Some(start) = self.service_start.take() {
+            let now = tokio::time::Instant::now().into_std();
+            self.tracker
+                .service_abandoned(now.saturating_duration_since(start));
+        }
         self.permit = None;
-        let failed = matches!(status, Some(code) if code != 0);
+        let failed = abandoned || matches!(status, Some(code) if code != 0);
         self.tracker.call_finished(self.stream, failed);
     }
 }
@@ -88,5 +102,98 @@ impl CallGuard {
 impl Drop for CallGuard {
     fn drop(&mut self) {
         self.finish(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sampler::SystemLoad;
+    use crate::{ReportingConfig, StreamingMethods};
+
+    fn tracker(now: Instant) -> Arc<LoadTracker> {
+        let config = ReportingConfig {
+            capacity: Some(1),
+            ..ReportingConfig::default()
+        };
+        let load = SystemLoad {
+            cpu_utilization: 0.0,
+            mem_utilization: 0.0,
+        };
+        Arc::new(LoadTracker::new(
+            config,
+            StreamingMethods::default(),
+            load,
+            now,
+        ))
+    }
+
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_unary_call_dropped_in_its_handler_counts_as_busy_and_failed() {
+        let t0 = now();
+        let tracker = tracker(t0);
+        let mut guard = CallGuard::start(tracker.clone(), false);
+        guard.begin_service(None, t0);
+        tokio::time::advance(Duration::from_millis(400)).await;
+        drop(guard);
+
+        let rates = tracker.window.rates(t0 + Duration::from_secs(1));
+        assert_eq!(rates.rps, 1.0);
+        assert_eq!(rates.eps, 1.0, "the caller got nothing: an error");
+        assert!((rates.busy - 0.4).abs() < 1e-9, "busy {}", rates.busy);
+        assert_eq!(tracker.in_flight(), 0);
+        assert_eq!(
+            tracker.snapshot(t0).service_time_ms,
+            None,
+            "a cut-off call's time is not a service time"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_unary_call_dropped_while_queued_counts_as_failed() {
+        let t0 = now();
+        let tracker = tracker(t0);
+        let mut guard = CallGuard::start(tracker.clone(), false);
+        guard.enqueue(t0);
+        assert_eq!(tracker.queue_depth(), 1);
+        drop(guard);
+
+        let rates = tracker.window.rates(t0 + Duration::from_secs(1));
+        assert_eq!((rates.rps, rates.eps, rates.busy), (1.0, 1.0, 0.0));
+        assert_eq!(tracker.queue_depth(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_calls_and_dropped_streams_are_not_errors() {
+        let t0 = now();
+        let tracker = tracker(t0);
+
+        let mut ok = CallGuard::start(tracker.clone(), false);
+        ok.begin_service(None, t0);
+        ok.end_service(t0 + Duration::from_millis(100));
+        ok.finish(Some(0));
+        drop(ok);
+
+        // A stream the client walks away from.
+        let mut stream = CallGuard::start(tracker.clone(), true);
+        stream.begin_service(None, t0);
+        assert_eq!(tracker.active_streams(), 1);
+        drop(stream);
+
+        let mut failed = CallGuard::start(tracker.clone(), false);
+        failed.begin_service(None, t0);
+        failed.end_service(t0);
+        failed.finish(Some(14));
+
+        let rates = tracker.window.rates(t0 + Duration::from_secs(1));
+        assert_eq!((rates.rps, rates.eps), (3.0, 1.0));
+        assert!((rates.busy - 0.1).abs() < 1e-9, "busy {}", rates.busy);
+        assert_eq!((tracker.in_flight(), tracker.active_streams()), (0, 0));
     }
 }

@@ -125,6 +125,12 @@ impl LoadTracker {
         }
     }
 
+    /// A call's handler was dropped before it answered: its time counts as
+    /// busy, but not as a service time (it would have taken longer).
+    pub(crate) fn service_abandoned(&self, ran: Duration) {
+        self.window.record_busy(ran);
+    }
+
     pub(crate) fn oob_subscribed(&self) {
         self.oob_subscribers.fetch_add(1, Relaxed);
     }
