@@ -21,6 +21,8 @@ pub(crate) struct CallGuard {
     endpoint: Arc<Endpoint>,
     shared: Arc<Shared>,
     start: Instant,
+    /// What this unary call added to its endpoint's in-flight start times.
+    mark: u64,
     stream: bool,
     probe: bool,
     done: bool,
@@ -34,10 +36,13 @@ impl CallGuard {
         probe: bool,
         now: Instant,
     ) -> Self {
+        let mut mark = 0;
         if stream {
             endpoint.streams.fetch_add(1, Relaxed);
         } else {
             endpoint.in_flight.fetch_add(1, Relaxed);
+            mark = endpoint.in_flight_mark(now);
+            endpoint.in_flight_started.fetch_add(mark, Relaxed);
         }
         endpoint.picks_total.fetch_add(1, Relaxed);
         endpoint.metrics.picks.increment(1);
@@ -45,6 +50,7 @@ impl CallGuard {
             endpoint,
             shared,
             start: now,
+            mark,
             stream,
             probe,
             done: false,
@@ -79,6 +85,9 @@ impl CallGuard {
             self.endpoint.streams.fetch_sub(1, Relaxed);
         } else {
             self.endpoint.in_flight.fetch_sub(1, Relaxed);
+            self.endpoint
+                .in_flight_started
+                .fetch_sub(self.mark, Relaxed);
         }
         match trailers.and_then(report_in) {
             Some(Ok(report)) => self.endpoint.on_report(&report, &self.shared, now),

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 use orca_lb_core::{
-    BreakerState, CandidateView, EndpointPolicy, LoadReport, LocalLoad, OpenReason, Outcome, Score,
-    Transition,
+    BreakerState, CandidateView, EndpointPolicy, LoadReport, LocalCalls, LocalLoad, OpenReason,
+    Outcome, Score, Transition,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -16,6 +16,41 @@ use tonic::transport::Channel;
 
 use crate::metrics::EndpointMetrics;
 use crate::shared::Shared;
+
+/// The low bits of `Endpoint::in_flight_started` count calls (up to about a
+/// million in flight), the high bits sum their start times.
+const COUNT_BITS: u32 = 20;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const SUM_MASK: u64 = u64::MAX >> COUNT_BITS;
+
+/// What a unary call started at `now` adds to an endpoint's
+/// `in_flight_started`: its start time (microseconds from `epoch`) above
+/// [`COUNT_BITS`], one below. Additions and subtractions wrap, so the word
+/// stays exact modulo 2^64 however long the endpoint lives.
+fn in_flight_mark(epoch: Instant, now: Instant) -> u64 {
+    let us = now.saturating_duration_since(epoch).as_micros() as u64;
+    (us << COUNT_BITS).wrapping_add(1)
+}
+
+/// The mean start time of the calls summed in `word` (see
+/// [`in_flight_mark`]), as of `now`; `None` when there are none.
+fn in_flight_since(word: u64, epoch: Instant, now: Instant) -> Option<Instant> {
+    let n = word & COUNT_MASK;
+    if n == 0 {
+        return None;
+    }
+    // The sum of the ages is exact modulo 2^(64 - COUNT_BITS) microseconds
+    // (over 200 days of calls in flight). A call started by another thread
+    // after `now` was read can make it negative, which wraps to a huge
+    // value: count that as no age.
+    let now_us = now.saturating_duration_since(epoch).as_micros() as u64;
+    let ages = n.wrapping_mul(now_us).wrapping_sub(word >> COUNT_BITS) & SUM_MASK;
+    let ages = if ages > SUM_MASK / 2 { 0 } else { ages };
+    Some(
+        now.checked_sub(Duration::from_micros(ages / n))
+            .unwrap_or(epoch),
+    )
+}
 
 /// The mutable heart of an endpoint, behind its own lock (never a global one).
 #[derive(Debug)]
@@ -38,6 +73,13 @@ pub(crate) struct Endpoint {
     eligible: AtomicBool,
     breaker_state: AtomicU8,
     pub(crate) in_flight: AtomicU32,
+    /// The unary calls in flight and the sum of their start times, in one
+    /// word so that a pick reads both at once: each call adds
+    /// [`Endpoint::in_flight_mark`] when it starts and takes it back when it
+    /// ends.
+    pub(crate) in_flight_started: AtomicU64,
+    /// Start times count in microseconds from here.
+    epoch: Instant,
     pub(crate) streams: AtomicU32,
     pub(crate) draining: AtomicBool,
     pub(crate) picks_total: AtomicU64,
@@ -79,6 +121,8 @@ impl Endpoint {
             eligible: AtomicBool::new(true),
             breaker_state: AtomicU8::new(0),
             in_flight: AtomicU32::new(0),
+            in_flight_started: AtomicU64::new(0),
+            epoch: now,
             streams: AtomicU32::new(0),
             draining: AtomicBool::new(false),
             picks_total: AtomicU64::new(0),
@@ -94,6 +138,21 @@ impl Endpoint {
         LocalLoad {
             in_flight: self.in_flight.load(Relaxed),
             streams: self.streams.load(Relaxed),
+        }
+    }
+
+    /// What a unary call started at `now` adds to `in_flight_started`.
+    pub(crate) fn in_flight_mark(&self, now: Instant) -> u64 {
+        in_flight_mark(self.epoch, now)
+    }
+
+    /// This client's calls here as a cost reads them at `now`, with the mean
+    /// start time of its unary calls in flight.
+    pub(crate) fn local_calls(&self, now: Instant) -> LocalCalls {
+        let word = self.in_flight_started.load(Relaxed);
+        LocalCalls {
+            load: self.local(),
+            in_flight_since: in_flight_since(word, self.epoch, now),
         }
     }
 
@@ -115,7 +174,7 @@ impl Endpoint {
         if stream {
             estimate.stream_cost(self.local(), &fleet, &shared.config.score, now)
         } else {
-            estimate.cost(self.local(), &fleet, &shared.config.score, now)
+            estimate.cost(self.local_calls(now), &fleet, &shared.config.score, now)
         }
     }
 
@@ -131,7 +190,7 @@ impl Endpoint {
     ) -> Option<Score> {
         let view = *self.view.read();
         view.score(
-            self.local(),
+            self.local_calls(now),
             stream,
             u,
             panic,
@@ -289,5 +348,40 @@ impl Drop for Endpoint {
         if let Some(task) = self.oob_task.get_mut().take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_start_times_give_the_mean_age() {
+        let epoch = Instant::now();
+        let ms = Duration::from_millis;
+        let mut word = 0u64;
+        assert_eq!(in_flight_since(word, epoch, epoch + ms(5)), None);
+        let a = in_flight_mark(epoch, epoch + ms(10));
+        let b = in_flight_mark(epoch, epoch + ms(30));
+        word = word.wrapping_add(a).wrapping_add(b);
+        let now = epoch + ms(100);
+        // Ages 90 and 70 ms: 80 ms on average.
+        assert_eq!(in_flight_since(word, epoch, now), Some(now - ms(80)));
+        word = word.wrapping_sub(a);
+        assert_eq!(in_flight_since(word, epoch, now), Some(now - ms(70)));
+        // A call started after `now` (another thread's): no age, not a huge one.
+        let c = in_flight_mark(epoch, now + ms(1));
+        assert_eq!(
+            in_flight_since(word.wrapping_sub(b).wrapping_add(c), epoch, now),
+            Some(now)
+        );
+        word = word.wrapping_sub(b);
+        assert_eq!(word, 0);
+
+        // Start times past 2^44 microseconds (203 days) wrap; the ages do not.
+        let late = epoch + Duration::from_secs(300 * 86_400);
+        let word = in_flight_mark(epoch, late).wrapping_add(in_flight_mark(epoch, late + ms(20)));
+        let now = late + ms(50);
+        assert_eq!(in_flight_since(word, epoch, now), Some(now - ms(40)));
     }
 }

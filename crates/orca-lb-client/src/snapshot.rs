@@ -115,7 +115,7 @@ impl BalancerSnapshot {
                     ejections: core.policy.breaker().ejections(),
                     eligible: ep.is_eligible(),
                     cost: core.policy.state().estimate().terms(
-                        local,
+                        ep.local_calls(now),
                         &fleet,
                         &shared.config.score,
                         now,

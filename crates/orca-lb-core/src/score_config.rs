@@ -68,6 +68,16 @@ pub struct ScoreConfig {
     /// herd onto it. Real differences (a slow endpoint) are far larger.
     /// Default: 0.1.
     pub service_time_tolerance: f64,
+    /// The service time used for an endpoint is at least this multiple of
+    /// the mean age of this client's unary calls in flight there. News of an
+    /// endpoint comes with its responses, and when it slows down its slow
+    /// responses are the last to arrive; calls still in flight there long
+    /// after its estimated service time are evidence that it is slower than
+    /// estimated, before any response says so. Below 1, because the calls
+    /// in flight at a healthy endpoint are on average about as old as its
+    /// service time (exponential service; older with a queue): the floor
+    /// must bind only well past that. Zero disables. Default: 0.4.
+    pub in_flight_age_floor: f64,
 }
 
 impl Default for ScoreConfig {
@@ -86,6 +96,7 @@ impl Default for ScoreConfig {
             tie_tolerance: 0.05,
             contention: 0.5,
             service_time_tolerance: 0.1,
+            in_flight_age_floor: 0.4,
         }
     }
 }
@@ -141,6 +152,9 @@ impl ScoreConfig {
         if !(self.contention.is_finite() && self.contention >= 0.0) {
             return err("contention", "must be a number >= 0");
         }
+        if !(self.in_flight_age_floor.is_finite() && self.in_flight_age_floor >= 0.0) {
+            return err("in_flight_age_floor", "must be a number >= 0");
+        }
         if !(self.error_step.is_finite() && self.error_step > 0.0 && self.error_step <= 1.0) {
             return err("error_step", "must be in (0, 1]");
         }
@@ -168,5 +182,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.validate().unwrap_err().field(), "stale_after");
+        for v in [f64::NAN, -0.1, f64::INFINITY] {
+            let bad = ScoreConfig {
+                in_flight_age_floor: v,
+                ..Default::default()
+            };
+            assert_eq!(
+                bad.validate().unwrap_err().to_string(),
+                "invalid score config: in_flight_age_floor must be a number >= 0"
+            );
+        }
     }
 }

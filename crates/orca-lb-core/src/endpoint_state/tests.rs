@@ -191,3 +191,58 @@ fn streams_steer_by_count() {
     );
     assert!(quiet.estimate().streams.unwrap() < 0.5);
 }
+
+#[test]
+fn old_calls_in_flight_raise_the_service_time() {
+    let t = t0();
+    let c = cfg();
+    assert_eq!(c.in_flight_age_floor, 0.4);
+    let mut s = EndpointState::new(&c, t);
+    // 20 ms service, 4 slots, our 2 calls the only ones there.
+    let load = LocalLoad {
+        in_flight: 2,
+        streams: 0,
+    };
+    s.on_report(&report(20.0, 2.0, 0.0, 4.0), load, t);
+    let now = t + Duration::from_secs(1);
+    let e = s.estimate();
+    let calls = |mean_age_ms: u64| LocalCalls {
+        load,
+        in_flight_since: Some(now - Duration::from_millis(mean_age_ms)),
+    };
+    // 2 calls for 4 slots: contention only, 0.5 x 2 / 4 of a service time.
+    let w = (-0.5f64).exp();
+    let reported = 0.020 * w + 0.020 * EXPLORATION * (1.0 - w);
+    let without = e.terms(load, &fleet(), &c, now);
+    assert!(
+        (without.service_time - reported).abs() < 1e-12,
+        "{without:?}"
+    );
+    assert!((without.completion - reported * 1.25).abs() < 1e-12);
+
+    // Calls 30 ms old on average: 0.4 x 30 ms = 12 ms, below the estimate.
+    assert_eq!(e.terms(calls(30), &fleet(), &c, now), without);
+
+    // 200 ms old on average: the endpoint is slower than reported; its
+    // service time is taken as 0.4 x 200 ms = 80 ms.
+    let old = e.terms(calls(200), &fleet(), &c, now);
+    assert!((old.service_time - 0.080).abs() < 1e-12, "{old:?}");
+    assert!((old.completion - 0.100).abs() < 1e-12, "{old:?}");
+    assert!((old.total().seconds() - 0.100).abs() < 1e-12);
+    assert!(old.total() > without.total());
+
+    // Off at 0; and nothing in flight, no floor.
+    let off = ScoreConfig {
+        in_flight_age_floor: 0.0,
+        ..c
+    };
+    assert_eq!(e.terms(calls(200), &fleet(), &off, now), without);
+    let idle = LocalCalls {
+        load: LocalLoad::default(),
+        in_flight_since: Some(now - Duration::from_millis(200)),
+    };
+    assert_eq!(
+        e.terms(idle, &fleet(), &c, now),
+        e.terms(LocalLoad::default(), &fleet(), &c, now)
+    );
+}

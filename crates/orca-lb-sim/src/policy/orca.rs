@@ -1,8 +1,8 @@
 //! orca-lb, composed from the core exactly as `orca-lb-client` composes it.
 
 use orca_lb_core::{
-    BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalLoad, Outcome, P2c,
-    Transition,
+    BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalCalls, LocalLoad,
+    Outcome, P2c, Transition,
 };
 use std::time::Instant;
 
@@ -19,7 +19,8 @@ use crate::scenario::OrcaConfig;
 /// each method names the code it follows:
 ///
 /// - per endpoint, an [`EndpointPolicy`] (signals and breaker) and this
-///   client's [`LocalLoad`] (`endpoint.rs`);
+///   client's [`LocalLoad`] and the sum of its unary calls' start times
+///   (`endpoint.rs`);
 /// - a [`P2c`] with the configured tie tolerance, the fleet medians, the
 ///   count of endpoints out and the panic flag (`shared.rs`);
 /// - `pick` as `Balancer::pick` (`balancer.rs`), `done` as
@@ -32,6 +33,9 @@ pub(crate) struct OrcaLb {
     clock: Clock,
     endpoints: Vec<EndpointPolicy>,
     local: Vec<LocalLoad>,
+    /// Per endpoint, the sum of the start times of this client's unary
+    /// calls in flight there, for their mean age (`Endpoint::in_flight_started`).
+    started: Vec<u128>,
     fleet: FleetView,
     /// Endpoints whose breaker is not Closed.
     ejected: usize,
@@ -53,6 +57,7 @@ impl OrcaLb {
             clock,
             endpoints,
             local: vec![LocalLoad::default(); len],
+            started: vec![0; len],
             fleet: FleetView::unknown(config.score.default_service_time),
             ejected: 0,
             panic: false,
@@ -98,17 +103,23 @@ impl OrcaLb {
         excluded: Option<usize>,
         now: Instant,
     ) -> Option<usize> {
-        let (endpoints, local) = (&self.endpoints, &self.local);
-        let (fleet, score, panic) = (&self.fleet, &self.config.score, self.panic);
+        let (endpoints, local, started) = (&self.endpoints, &self.local, &self.started);
+        let (fleet, score, panic, clock) =
+            (&self.fleet, &self.config.score, self.panic, &self.clock);
         loop {
             let u = *warm_up;
             let chosen = self.picker.pick(&mut self.rng, endpoints.len(), |i| {
                 if Some(i) == excluded {
                     return None;
                 }
+                let n = u128::from(local[i].in_flight);
+                let local = LocalCalls {
+                    load: local[i],
+                    in_flight_since: (n > 0).then(|| clock.at((started[i] / n) as Nanos)),
+                };
                 endpoints[i]
                     .view()
-                    .score(local[i], stream, u, panic, fleet, score, now)
+                    .score(local, stream, u, panic, fleet, score, now)
             });
             if chosen.is_some() || *warm_up == 0.0 {
                 return chosen;
@@ -127,8 +138,8 @@ impl OrcaLb {
 
 impl Client for OrcaLb {
     /// `Balancer::pick` and `CallGuard::new`.
-    fn pick(&mut self, stream: bool, now: Nanos) -> Option<Pick> {
-        let now = self.clock.at(now);
+    fn pick(&mut self, stream: bool, at: Nanos) -> Option<Pick> {
+        let now = self.clock.at(at);
         let panic = self.panic;
         // Endpoints still warming up are considered with probability equal
         // to their warm-up share: one draw per pick.
@@ -144,6 +155,7 @@ impl Client for OrcaLb {
                         self.local[i].streams += 1;
                     } else {
                         self.local[i].in_flight += 1;
+                        self.started[i] += u128::from(at);
                     }
                     return Some(Pick { backend: i, probe });
                 }
@@ -161,6 +173,8 @@ impl Client for OrcaLb {
             self.local[i].streams -= 1;
         } else {
             self.local[i].in_flight -= 1;
+            let latency = done.latency.expect("a unary call ends with a latency");
+            self.started[i] -= u128::from(done.now - latency);
         }
         if let Some(report) = done.report {
             self.on_report(i, report, done.now);

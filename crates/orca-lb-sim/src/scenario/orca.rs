@@ -93,6 +93,8 @@ pub struct OrcaOverrides {
     pub backlog_stale_services: Option<f64>,
     /// `ScoreConfig::service_time_tolerance`.
     pub service_time_tolerance: Option<f64>,
+    /// `ScoreConfig::in_flight_age_floor`.
+    pub in_flight_age_floor: Option<f64>,
     /// `CircuitBreakerConfig::consecutive_errors`.
     pub consecutive_errors: Option<u32>,
     /// `CircuitBreakerConfig::base_ejection_time`.
@@ -172,6 +174,9 @@ impl OrcaOverrides {
         }
         if let Some(v) = self.backlog_stale_services {
             s.backlog_stale_services = v;
+        }
+        if let Some(v) = self.in_flight_age_floor {
+            s.in_flight_age_floor = v;
         }
 
         if let Some(v) = self.service_time_tolerance {
