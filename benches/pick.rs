@@ -234,7 +234,7 @@ impl CoreFleet {
         let local = (0..n)
             .map(|_| LocalLoad {
                 in_flight: rng.random_range(0..3),
-                streams: 0,
+                ..LocalLoad::default()
             })
             .collect();
         CoreFleet {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 use orca_lb_core::{
-    BreakerState, CandidateView, EndpointPolicy, LoadReport, LocalCalls, LocalLoad, OpenReason,
-    Outcome, Score, Transition,
+    BreakerState, CandidateView, EndpointPolicy, LoadReport, LocalLoad, OpenReason, Outcome, Score,
+    Transition,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -134,26 +134,25 @@ impl Endpoint {
         }
     }
 
-    pub(crate) fn local(&self) -> LocalLoad {
+    /// This client's calls here as of `now`, with the mean start time of
+    /// its unary calls in flight.
+    pub(crate) fn local(&self, now: Instant) -> LocalLoad {
+        let word = self.in_flight_started.load(Relaxed);
         LocalLoad {
             in_flight: self.in_flight.load(Relaxed),
             streams: self.streams.load(Relaxed),
+            in_flight_since: in_flight_since(word, self.epoch, now),
         }
+    }
+
+    /// Whether this client has no call or stream here.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight.load(Relaxed) == 0 && self.streams.load(Relaxed) == 0
     }
 
     /// What a unary call started at `now` adds to `in_flight_started`.
     pub(crate) fn in_flight_mark(&self, now: Instant) -> u64 {
         in_flight_mark(self.epoch, now)
-    }
-
-    /// This client's calls here as a cost reads them at `now`, with the mean
-    /// start time of its unary calls in flight.
-    pub(crate) fn local_calls(&self, now: Instant) -> LocalCalls {
-        let word = self.in_flight_started.load(Relaxed);
-        LocalCalls {
-            load: self.local(),
-            in_flight_since: in_flight_since(word, self.epoch, now),
-        }
     }
 
     /// Whether picks may choose it (ignoring panic mode).
@@ -172,9 +171,9 @@ impl Endpoint {
         let estimate = self.view.read().estimate;
         let fleet = shared.fleet();
         if stream {
-            estimate.stream_cost(self.local(), &fleet, &shared.config.score, now)
+            estimate.stream_cost(self.local(now), &fleet, &shared.config.score, now)
         } else {
-            estimate.cost(self.local_calls(now), &fleet, &shared.config.score, now)
+            estimate.cost(self.local(now), &fleet, &shared.config.score, now)
         }
     }
 
@@ -190,7 +189,7 @@ impl Endpoint {
     ) -> Option<Score> {
         let view = *self.view.read();
         view.score(
-            self.local_calls(now),
+            self.local(now),
             stream,
             u,
             panic,
@@ -236,7 +235,7 @@ impl Endpoint {
     /// Takes in a report (trailer or out of band).
     pub(crate) fn on_report(&self, report: &LoadReport, shared: &Shared, now: Instant) {
         self.metrics.reports.increment(1);
-        let local = self.local();
+        let local = self.local(now);
         let mut core = self.core.lock();
         let t = core
             .policy

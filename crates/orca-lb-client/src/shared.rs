@@ -221,7 +221,7 @@ impl Shared {
     /// One maintenance pass: breaker deadlines, fleet medians, gauges and
     /// pick windows.
     pub(crate) fn maintain(self: &Arc<Self>, now: Instant) {
-        self.draining.lock().retain(|ep| !ep.local().is_idle());
+        self.draining.lock().retain(|ep| !ep.is_idle());
         let (list, _) = self.list();
         let mut samples = self.samples.lock();
         samples.clear();

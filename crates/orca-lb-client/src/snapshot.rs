@@ -91,7 +91,7 @@ impl BalancerSnapshot {
             .chain(draining.iter())
             .map(|ep| {
                 let core = ep.core.lock();
-                let local = ep.local();
+                let local = ep.local(now);
                 let picks = ep.picks_total.load(Relaxed);
                 let failures = ep.failures_total.load(Relaxed);
                 let state = core.policy.state();
@@ -115,7 +115,7 @@ impl BalancerSnapshot {
                     ejections: core.policy.breaker().ejections(),
                     eligible: ep.is_eligible(),
                     cost: core.policy.state().estimate().terms(
-                        ep.local_calls(now),
+                        local,
                         &fleet,
                         &shared.config.score,
                         now,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::{
     BreakerState, CircuitBreaker, CircuitBreakerConfig, EndpointState, Estimate, FleetView,
-    LoadReport, LocalCalls, LocalLoad, Score, ScoreConfig, Transition,
+    LoadReport, LocalLoad, Score, ScoreConfig, Transition,
 };
 
 /// How a call ended, as far as the endpoint's health goes.
@@ -160,7 +160,7 @@ impl CandidateView {
     #[allow(clippy::too_many_arguments)]
     pub fn score(
         &self,
-        local: impl Into<LocalCalls>,
+        local: LocalLoad,
         stream: bool,
         u: f64,
         panic: bool,

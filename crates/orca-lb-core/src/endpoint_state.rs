@@ -24,37 +24,10 @@ pub struct LocalLoad {
     pub in_flight: u32,
     /// Streams this client has open on the endpoint.
     pub streams: u32,
-}
-
-impl LocalLoad {
-    /// Whether this client has nothing in flight on the endpoint.
-    pub fn is_idle(&self) -> bool {
-        self.in_flight == 0 && self.streams == 0
-    }
-}
-
-/// What a cost reads of this client's own calls on an endpoint: the counts,
-/// and how long its unary calls there have been in flight.
-///
-/// A [`LocalLoad`] converts into one that knows no ages (the in-flight age
-/// floor then does nothing).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LocalCalls {
-    /// Calls in flight and streams open.
-    pub load: LocalLoad,
     /// Mean start time of the unary calls in flight (`None` when there are
-    /// none, or when not tracked). See
-    /// [`ScoreConfig::in_flight_age_floor`].
+    /// none, or when the caller does not track it: the in-flight age floor,
+    /// [`ScoreConfig::in_flight_age_floor`], then does nothing).
     pub in_flight_since: Option<Instant>,
-}
-
-impl From<LocalLoad> for LocalCalls {
-    fn from(load: LocalLoad) -> Self {
-        Self {
-            load,
-            in_flight_since: None,
-        }
-    }
 }
 
 /// The smoothed signals of one endpoint: what it reported (ORCA), and what
@@ -257,12 +230,11 @@ impl Estimate {
     /// The cost of sending one unary call now, with its terms.
     pub fn terms(
         &self,
-        local: impl Into<LocalCalls>,
+        local: LocalLoad,
         fleet: &FleetView,
         config: &ScoreConfig,
         now: Instant,
     ) -> CostTerms {
-        let local = local.into();
         let stale = config.stale_after.as_secs_f64();
         let freshness = self.reported_at.map_or(0.0, |t| {
             (-now.saturating_duration_since(t).as_secs_f64() / stale).exp()
@@ -289,7 +261,7 @@ impl Estimate {
         // Calls of ours in flight there for longer than its estimated service
         // time are news that it is slower: news that responses bring late.
         let service_time = match local.in_flight_since {
-            Some(since) if local.load.in_flight > 0 => {
+            Some(since) if local.in_flight > 0 => {
                 let age = now.saturating_duration_since(since).as_secs_f64();
                 service_time.max(config.in_flight_age_floor * age)
             }
@@ -303,7 +275,7 @@ impl Estimate {
         let others = self
             .backlog
             .map_or(0.0, |b| relax(b, fleet.backlog, backlog_freshness));
-        let backlog = others + f64::from(local.load.in_flight);
+        let backlog = others + f64::from(local.in_flight);
         let capacity = self.capacity.unwrap_or(1.0);
         let waiting = (backlog + 1.0 - capacity).max(0.0) + config.contention * backlog;
         let completion = service_time * (1.0 + waiting / capacity);
@@ -322,7 +294,7 @@ impl Estimate {
     /// The cost of sending one unary call now.
     pub fn cost(
         &self,
-        local: impl Into<LocalCalls>,
+        local: LocalLoad,
         fleet: &FleetView,
         config: &ScoreConfig,
         now: Instant,
@@ -336,12 +308,11 @@ impl Estimate {
     /// hold no worker slot, so their count is what spreads them.
     pub fn stream_cost(
         &self,
-        local: impl Into<LocalCalls>,
+        local: LocalLoad,
         fleet: &FleetView,
         config: &ScoreConfig,
         now: Instant,
     ) -> Score {
-        let local = local.into().load;
         let stale = config.stale_after.as_secs_f64();
         let freshness = self.reported_at.map_or(0.0, |t| {
             (-now.saturating_duration_since(t).as_secs_f64() / stale).exp()

@@ -39,6 +39,11 @@ impl ErrorRate {
         let decayed = self.value_at(now);
         let x = if failed { 1.0 } else { 0.0 };
         self.rate = decayed + self.alpha * (x - decayed);
+        // A rate this small weighs nothing in a score; as an exact 0 it
+        // costs nothing to read either.
+        if self.rate < 1e-9 {
+            self.rate = 0.0;
+        }
         if self.updated.is_none_or(|u| now > u) {
             self.updated = Some(now);
         }
@@ -47,6 +52,9 @@ impl ErrorRate {
     /// The rate as of `now`, in `[0, 1]`.
     pub fn value_at(&self, now: Instant) -> f64 {
         match self.updated {
+            // A healthy endpoint's rate is exactly 0 and decays to 0: no
+            // `exp` on the pick path for it.
+            _ if self.rate <= 0.0 => 0.0,
             None => 0.0,
             Some(at) => {
                 let dt = now.saturating_duration_since(at).as_secs_f64();

@@ -107,7 +107,7 @@ pub use circuit_breaker::{
 pub use ejection_budget::EjectionBudget;
 pub use endpoint_policy::{CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{
-    CostTerms, EXPLORATION, EndpointState, Estimate, LocalCalls, LocalLoad, MIN_WARM_UP_SHARE,
+    CostTerms, EXPLORATION, EndpointState, Estimate, LocalLoad, MIN_WARM_UP_SHARE,
 };
 pub use error_rate::ErrorRate;
 pub use ewma::Ewma;

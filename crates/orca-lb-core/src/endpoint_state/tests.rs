@@ -67,7 +67,7 @@ fn completion_time_counts_only_calls_beyond_free_slots() {
     // two of the 6 are ours.
     let local = LocalLoad {
         in_flight: 2,
-        streams: 0,
+        ..LocalLoad::default()
     };
     s.on_report(&report(40.0, 8.0, 2.0, 4.0), local, t);
     let e = s.estimate();
@@ -169,8 +169,8 @@ fn streams_steer_by_count() {
     let sc = |s: &EndpointState, local: u32| {
         s.estimate().stream_cost(
             LocalLoad {
-                in_flight: 0,
                 streams: local,
+                ..LocalLoad::default()
             },
             &fleet(),
             &c,
@@ -184,8 +184,8 @@ fn streams_steer_by_count() {
     quiet.on_report(
         &report(10.0, 2.0, 2.0, 4.0),
         LocalLoad {
-            in_flight: 0,
             streams: 2,
+            ..LocalLoad::default()
         },
         t + Duration::from_secs(1),
     );
@@ -201,14 +201,14 @@ fn old_calls_in_flight_raise_the_service_time() {
     // 20 ms service, 4 slots, our 2 calls the only ones there.
     let load = LocalLoad {
         in_flight: 2,
-        streams: 0,
+        ..LocalLoad::default()
     };
     s.on_report(&report(20.0, 2.0, 0.0, 4.0), load, t);
     let now = t + Duration::from_secs(1);
     let e = s.estimate();
-    let calls = |mean_age_ms: u64| LocalCalls {
-        load,
+    let calls = |mean_age_ms: u64| LocalLoad {
         in_flight_since: Some(now - Duration::from_millis(mean_age_ms)),
+        ..load
     };
     // 2 calls for 4 slots: contention only, 0.5 x 2 / 4 of a service time.
     let w = (-0.5f64).exp();
@@ -237,9 +237,9 @@ fn old_calls_in_flight_raise_the_service_time() {
         ..c
     };
     assert_eq!(e.terms(calls(200), &fleet(), &off, now), without);
-    let idle = LocalCalls {
-        load: LocalLoad::default(),
+    let idle = LocalLoad {
         in_flight_since: Some(now - Duration::from_millis(200)),
+        ..LocalLoad::default()
     };
     assert_eq!(
         e.terms(idle, &fleet(), &c, now),

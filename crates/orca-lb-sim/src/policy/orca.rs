@@ -1,8 +1,8 @@
 //! orca-lb, composed from the core exactly as `orca-lb-client` composes it.
 
 use orca_lb_core::{
-    BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalCalls, LocalLoad,
-    Outcome, P2c, Transition,
+    BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalLoad, Outcome, P2c,
+    Transition,
 };
 use std::time::Instant;
 
@@ -113,9 +113,9 @@ impl OrcaLb {
                     return None;
                 }
                 let n = u128::from(local[i].in_flight);
-                let local = LocalCalls {
-                    load: local[i],
+                let local = LocalLoad {
                     in_flight_since: (n > 0).then(|| clock.at((started[i] / n) as Nanos)),
+                    ..local[i]
                 };
                 endpoints[i]
                     .view()
