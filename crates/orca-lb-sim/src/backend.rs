@@ -155,6 +155,14 @@ impl Backend {
             .observe(service as f64 / 1e6, clock.at(now));
     }
 
+    /// A unary call's service was cut off after `ran`: the worker is free,
+    /// its time counts as busy but not as a service time (the server's
+    /// `service_abandoned`).
+    pub(crate) fn abandon_service(&mut self, ran: Nanos) {
+        self.busy -= 1;
+        self.window.record_busy(ran);
+    }
+
     /// A call is over (the layer's `finish`).
     pub(crate) fn call_finished(&mut self, stream: bool, failed: bool) {
         self.in_flight -= 1;

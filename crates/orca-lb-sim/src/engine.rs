@@ -43,6 +43,9 @@ enum Ev {
         job: Job,
         service: Nanos,
     },
+    /// A worker drops a call it was serving: the client's deadline reached
+    /// the server after `ran` of service.
+    ServiceCut { backend: usize, ran: Nanos },
     /// A failing backend answers.
     FailFastDone { backend: usize, job: Job },
     /// A stream's server ends it.
@@ -205,6 +208,13 @@ impl<'a> Run<'a> {
                 job,
                 service,
             } => self.on_service_done(now, backend, job, service),
+            Ev::ServiceCut { backend, ran } => {
+                let b = &mut self.backends[backend];
+                b.abandon_service(ran);
+                b.call_finished(false, true);
+                // No response: its client gave up at the deadline.
+                self.worker_freed(now, backend);
+            }
             Ev::FailFastDone { backend, job } => {
                 let stream = job.stream_for > 0;
                 self.backends[backend].call_finished(stream, true);
@@ -333,9 +343,25 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// A worker of `backend`, already taken, starts serving `job`.
+    /// When the server lets go of `job` unanswered: its client's deadline,
+    /// as `grpc-timeout` or the client's reset, one network delay after the
+    /// client gave up.
+    fn cutoff(&self, job: &Job) -> Nanos {
+        job.t0 + self.deadline + self.delay
+    }
+
+    /// A worker of `backend`, already taken, starts serving `job`; it serves
+    /// until the call's cut-off at the latest, as a tonic server drops a
+    /// handler whose deadline passed.
     fn start_service(&mut self, now: Nanos, backend: usize, job: Job) {
         let service = self.backends[backend].service_time(job.draw);
+        let cutoff = self.cutoff(&job);
+        if now + service > cutoff {
+            let ran = cutoff.saturating_sub(now);
+            self.rec.busy(backend, now, now + ran);
+            self.queue.push(now + ran, Ev::ServiceCut { backend, ran });
+            return;
+        }
         self.rec.busy(backend, now, now + service);
         self.queue.push(
             now + service,
@@ -352,6 +378,11 @@ impl<'a> Run<'a> {
         b.end_service(service, now, &self.clock);
         b.call_finished(false, false);
         self.respond(now, backend, job, false);
+        self.worker_freed(now, backend);
+    }
+
+    /// A worker of `backend` is free again.
+    fn worker_freed(&mut self, now: Nanos, backend: usize) {
         if self.limit.is_some() {
             self.limit
                 .as_mut()
@@ -360,11 +391,12 @@ impl<'a> Run<'a> {
             self.dispatch_limit(now);
             return;
         }
-        // The freed worker takes the next waiting call; one whose deadline
-        // has passed is dropped unserved.
-        let b = &mut self.backends[backend];
-        while let Some(next) = b.dequeue() {
-            if now >= next.t0.saturating_add(self.deadline) {
+        // The freed worker takes the next waiting call; one past its
+        // cut-off is dropped unserved.
+        while let Some(next) = self.backends[backend].dequeue() {
+            let cutoff = self.cutoff(&next);
+            let b = &mut self.backends[backend];
+            if now >= cutoff {
                 b.call_finished(false, true);
                 continue;
             }

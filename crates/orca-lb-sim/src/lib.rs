@@ -41,9 +41,10 @@
 //! a 10 s window.
 //!
 //! **Clients** send an open-loop Poisson stream of calls, split evenly. A
-//! call has a deadline; one still queued when it passes is dropped by the
-//! server when it reaches the head, and its client counts an error at the
-//! deadline.
+//! call has a deadline, at which its client counts an error. The server lets
+//! go of it when the deadline reaches it, as a tonic server does: a call
+//! still queued is dropped when it reaches the head, a call in service is cut
+//! off and its worker freed.
 //!
 //! **Common random numbers.** Arrival times and each call's random numbers
 //! depend only on the seed, not on the policy: every policy of a run serves

@@ -140,3 +140,33 @@ fn scripted_events_fire_at_their_times() {
         }
     }
 }
+
+#[test]
+fn a_call_past_its_deadline_frees_its_worker() {
+    // Every call needs 150 ms and has 100 ms: each fails, and, as on a tonic
+    // server, its worker is let go at the deadline (plus the network delay)
+    // instead of serving 150 ms. Busy time: 5 calls/s x at most 100.1 ms,
+    // not 5 x 150 ms.
+    let s = Scenario::parse(
+        r#"
+        name = "cut"
+        rate = 5.0
+        deadline_ms = 100.0
+        warm_up_s = 10.0
+        measure_s = 400.0
+        [[backends]]
+        count = 1
+        capacity = 1
+        service_time = { kind = "shifted_exponential", shift_ms = 150.0, mean_ms = 1.0 }
+        "#,
+    )
+    .unwrap();
+    let r = simulate(&s, &[Policy::Rr], 1);
+    let rr = &r.policies[0];
+    assert_eq!(rr.measure.error_rate, 1.0, "{:?}", rr.measure);
+    let u = rr.backends[0].utilization;
+    assert!(
+        (0.40..0.51).contains(&u),
+        "utilization {u}: calls held their worker past the cut-off"
+    );
+}
