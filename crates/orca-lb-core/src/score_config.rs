@@ -40,10 +40,10 @@ pub struct ScoreConfig {
     /// to the fleet median. A backlog changes every service time, so it ages
     /// much faster than the service time itself; with many clients each hears
     /// from an endpoint only now and then, and an old backlog is noise that all
-    /// of them would act on. Too fast is worse: an overloaded endpoint's
-    /// reports come late (they ride on slow responses), and forgetting them
-    /// too soon sends it more calls (in the simulator, S4 collapses below
-    /// about 3 service times). Default: 10.
+    /// of them would act on. Too fast loses what news there is (in the
+    /// simulator, S4 worsens below about one service time), and at 2 a
+    /// recovered endpoint took longer to get its traffic back (with 1,000
+    /// endpoints and 100 clients). Default: 3.
     pub backlog_stale_services: f64,
     /// What every call costs wherever it goes (network, encoding), added to
     /// every score. With the picker's tie tolerance, it keeps differences of
@@ -91,7 +91,7 @@ impl Default for ScoreConfig {
             error_decay: Duration::from_secs(5),
             slow_start: Duration::from_secs(3),
             default_service_time: Duration::from_millis(20),
-            backlog_stale_services: 10.0,
+            backlog_stale_services: 3.0,
             base_latency: Duration::from_millis(1),
             tie_tolerance: 0.05,
             contention: 0.5,

@@ -246,3 +246,49 @@ fn old_calls_in_flight_raise_the_service_time() {
         e.terms(LocalLoad::default(), &fleet(), &c, now)
     );
 }
+
+#[test]
+fn backlogs_age_in_three_service_times() {
+    let t = t0();
+    let c = cfg();
+    assert_eq!(c.backlog_stale_services, 3.0);
+    let mut s = EndpointState::new(&c, t);
+    // 20 ms service, 4 slots, 6 calls of others there.
+    s.on_report(&report(20.0, 6.0, 0.0, 4.0), LocalLoad::default(), t);
+    let e = s.estimate();
+    let fleet = FleetView {
+        service_time: 0.02,
+        backlog: 2.0,
+        streams: 0.0,
+    };
+    let now = t + Duration::from_millis(60);
+    let terms = e.terms(LocalLoad::default(), &fleet, &c, now);
+    // The service time, 60 ms on, relaxed toward 0.9 x the median.
+    let f = (-0.06f64 / 2.0).exp();
+    let st = 0.02 * f + 0.018 * (1.0 - f);
+    assert_eq!(terms.freshness, f);
+    assert!((terms.service_time - st).abs() < 1e-15, "{terms:?}");
+    // The backlog, 60 ms (about three service times) on, keeps about 1/e
+    // of its weight; the rest is the fleet's median of 2.
+    let w = (-0.06 / (3.0 * st)).exp();
+    assert!((w - 0.36679).abs() < 1e-5, "{w}");
+    let backlog = 6.0 * w + 2.0 * (1.0 - w);
+    assert!((terms.backlog - backlog).abs() < 1e-12, "{terms:?}");
+    // 7 calls for 4 slots: 3 ahead of it beyond the free slots.
+    let expected = st * (1.0 + ((backlog - 3.0) + c.contention * backlog) / 4.0);
+    assert!((terms.completion - expected).abs() < 1e-12, "{terms:?}");
+
+    // Ten service times on, the backlog is nearly the median's.
+    let later = e.terms(
+        LocalLoad::default(),
+        &fleet,
+        &c,
+        t + Duration::from_millis(200),
+    );
+    let w = (-0.2 / (3.0 * later.service_time)).exp();
+    assert!(w < 0.035, "{w}");
+    assert!(
+        (later.backlog - (6.0 * w + 2.0 * (1.0 - w))).abs() < 1e-12,
+        "{later:?}"
+    );
+}
