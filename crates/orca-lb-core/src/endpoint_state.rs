@@ -243,12 +243,13 @@ impl Estimate {
         let typical = fleet.service_time * EXPLORATION;
 
         let median = fleet.service_time;
+        // A dead band: within the tolerance a service time counts as the
+        // median, and beyond it only by how far it lies outside the band, so
+        // the estimate does not jump at the band's edge.
         let dead_band = |s: f64| {
-            if (s - median).abs() <= config.service_time_tolerance * median {
-                median
-            } else {
-                s
-            }
+            let d = s - median;
+            let outside = (d.abs() - config.service_time_tolerance * median).max(0.0);
+            median + outside.copysign(d)
         };
         let service_time = match (self.service_time, self.latency, self.latency_at) {
             (Some(s), _, _) => relax(dead_band(s), typical, freshness),

@@ -62,11 +62,15 @@ pub struct ScoreConfig {
     /// endpoints would be told apart only by noise. Default: 0.5.
     pub contention: f64,
     /// A service time within this fraction of the fleet median counts as the
-    /// median. Reported service times carry noise, and every client reads the
-    /// same reports: without this dead band, all clients would prefer
-    /// whichever of equal endpoints looks a hair faster at the moment, and
-    /// herd onto it. Real differences (a slow endpoint) are far larger.
-    /// Default: 0.1.
+    /// median, and one beyond it counts only by how far it lies outside:
+    /// `median + sign(d) * max(0, |d| - service_time_tolerance * median)`,
+    /// `d` the reported service time less the median. Reported service times
+    /// carry noise, and every client reads the same reports: without this dead
+    /// band, all clients would prefer whichever of equal endpoints looks a
+    /// hair faster at the moment, and herd onto it. Shrinking rather than
+    /// passing through what lies outside keeps noise just past the edge
+    /// small too; real differences (a slow endpoint) are far larger and keep
+    /// all but the band's width. Default: 0.1.
     pub service_time_tolerance: f64,
     /// The service time used for an endpoint is at least this multiple of
     /// the mean age of this client's unary calls in flight there. News of an

@@ -75,10 +75,11 @@ fn completion_time_counts_only_calls_beyond_free_slots() {
     let terms = e.terms(local, &fleet(), &c, t);
     assert_eq!(terms.freshness, 1.0);
     assert_eq!(terms.backlog, 6.0);
-    assert!((terms.service_time - 0.040).abs() < 1e-12, "{terms:?}");
+    // 40 ms against a median of 20: 20 ms slower, less the 2 ms dead band.
+    assert!((terms.service_time - 0.038).abs() < 1e-12, "{terms:?}");
     // 7 calls for 4 slots: our call waits for 3/4 of a service time, plus
     // contention from the 6 present.
-    let expected = 0.040 * (1.0 + (3.0 + c.contention * 6.0) / 4.0);
+    let expected = 0.038 * (1.0 + (3.0 + c.contention * 6.0) / 4.0);
     assert!((terms.completion - expected).abs() < 1e-12, "{terms:?}");
 
     // A second report a second later carries most of the weight.
@@ -97,8 +98,48 @@ fn completion_time_counts_only_calls_beyond_free_slots() {
         t + Duration::from_secs(1),
     );
     // 2 others + 0 ours: a slot is free, only contention adds.
+    let st = st - 0.002;
+    assert!((terms.service_time - st).abs() < 1e-12, "{terms:?}");
     let expected = st * (1.0 + c.contention * terms.backlog / 4.0);
     assert!((terms.completion - expected).abs() < 1e-12, "{terms:?}");
+}
+
+#[test]
+fn service_times_near_the_median_count_as_the_median() {
+    let t = t0();
+    let c = cfg();
+    assert_eq!(c.service_time_tolerance, 0.1);
+    // Median 20 ms: the band is 2 ms either side. A fresh report counts as
+    // the median inside it, and beyond it by how far it lies outside.
+    let service_time = |reported_ms: f64| {
+        let mut s = EndpointState::new(&c, t);
+        s.on_report(&report(reported_ms, 0.0, 0.0, 4.0), LocalLoad::default(), t);
+        let terms = s.estimate().terms(LocalLoad::default(), &fleet(), &c, t);
+        assert_eq!(terms.freshness, 1.0);
+        terms.service_time
+    };
+    for (reported, expected) in [
+        (20.0, 0.020),
+        (21.9, 0.020),
+        (18.1, 0.020),
+        (22.5, 0.0205),
+        (17.0, 0.019),
+        (25.0, 0.023),
+        (40.0, 0.038),
+        (10.0, 0.012),
+    ] {
+        let got = service_time(reported);
+        assert!((got - expected).abs() < 1e-12, "{reported} ms: {got}");
+    }
+    // No band at 0: the report as it is.
+    let hard = ScoreConfig {
+        service_time_tolerance: 0.0,
+        ..c.clone()
+    };
+    let mut s = EndpointState::new(&hard, t);
+    s.on_report(&report(21.0, 0.0, 0.0, 4.0), LocalLoad::default(), t);
+    let terms = s.estimate().terms(LocalLoad::default(), &fleet(), &hard, t);
+    assert!((terms.service_time - 0.021).abs() < 1e-12, "{terms:?}");
 }
 
 #[test]
