@@ -197,7 +197,8 @@ impl Shared {
         Some(ep)
     }
 
-    /// Removed endpoints that still carry calls or streams.
+    /// Removed endpoints not yet let go of: those still carrying calls or
+    /// streams, and, until the next maintenance pass, any removed since it.
     pub(crate) fn draining(&self) -> Vec<Arc<Endpoint>> {
         self.draining.lock().clone()
     }
