@@ -132,12 +132,7 @@ impl Balancer {
     /// Waits until at least `n` endpoints are known (discovery runs on its
     /// own task).
     pub async fn wait_for_endpoints(&self, n: usize) {
-        loop {
-            if self.shared.list().0.len() >= n {
-                return;
-            }
-            self.shared.changed().await;
-        }
+        self.shared.wait_for_list(|list| list.len() >= n).await;
     }
 
     fn refresh(&mut self) {

@@ -214,9 +214,9 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
-    /// Resolves after the next change of the endpoint list.
-    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
-        self.changed.notified()
+    /// Resolves once the endpoint list satisfies `done`.
+    pub(crate) async fn wait_for_list(&self, mut done: impl FnMut(&EndpointList) -> bool) {
+        wait_for_change(&self.changed, || done(&self.list().0)).await;
     }
 
     /// One maintenance pass: breaker deadlines, fleet medians, gauges and
@@ -249,5 +249,46 @@ impl Shared {
         self.fleet_backlog.store(fleet.backlog);
         self.fleet_streams.store(fleet.streams);
         self.update_panic();
+    }
+}
+
+/// Waits until `done` holds, re-checking after each `notify_waiters` on
+/// `changed`. The wait registers for the next change before each check, so a
+/// change published between a check and the wait still wakes it.
+async fn wait_for_change(changed: &tokio::sync::Notify, mut done: impl FnMut() -> bool) {
+    loop {
+        let next = changed.notified();
+        if done() {
+            return;
+        }
+        next.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change published right after a check that found the list short:
+    /// the wait must see it, not sleep until a change that never comes.
+    #[tokio::test(start_paused = true)]
+    async fn a_change_between_the_check_and_the_wait_is_not_lost() {
+        let changed = tokio::sync::Notify::new();
+        let mut checks = 0;
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_secs(3600),
+            wait_for_change(&changed, || {
+                checks += 1;
+                if checks == 1 {
+                    // Discovery publishes after this check has read the list.
+                    changed.notify_waiters();
+                    return false;
+                }
+                true
+            }),
+        )
+        .await;
+        assert!(waited.is_ok(), "the wait missed the change");
+        assert_eq!(checks, 2);
     }
 }
