@@ -19,6 +19,20 @@ async fn a_generated_client_calls_through_the_balancer() {
     let tally = within("calls", client::drive(&b, 1200, 12)).await;
     let counts = counts(&tally);
     assert_eq!(counts.values().sum::<usize>(), 1200);
+    // Every call went through the balancer, which counted each one at the
+    // endpoint that served it, in flight no more.
+    let snapshot = b.snapshot();
+    for (backend, name) in bs.iter().zip(["a", "b", "c"]) {
+        let e = snapshot
+            .endpoints
+            .iter()
+            .find(|e| e.key == backend.url())
+            .expect("endpoint known");
+        let served = counts.get(name).copied().unwrap_or(0);
+        assert_eq!(backend.greeter().entered(), served, "{name}");
+        assert_eq!(e.responses, served as u64, "{name}: {e:?}");
+        assert_eq!(e.in_flight, 0, "{name}: {e:?}");
+    }
     // Every backend takes a real share, and none most of it. (Equal shares
     // are not the goal: the cheaper endpoint wins a pick while it has free
     // slots, and service-time estimates differ by noise.)

@@ -4,22 +4,17 @@
 use std::time::Duration;
 
 use orca_lb_client::{BalanceError, Balancer, BalancerConfig};
-use orca_lb_core::{BreakerState, CircuitBreakerConfig, EjectionBudget, OpenReason, ScoreConfig};
+use orca_lb_core::{BreakerState, CircuitBreakerConfig, EjectionBudget, OpenReason};
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
 use orca_lb_tests::client::{self, Tally};
 use orca_lb_tests::{wait_until, within};
 use tonic::Code;
 
-/// A config where the score does not steer away from failures (a negligible
-/// penalty), so the breaker alone decides: what these tests are about.
+/// A config where the score does not steer (see [`client::unsteered`]), so
+/// the breaker alone decides: what these tests are about.
 fn breaker_config(consecutive: u32, base_ejection: Duration) -> BalancerConfig {
-    BalancerConfig {
-        score: ScoreConfig {
-            error_penalty: Duration::from_micros(1),
-            slow_start: Duration::ZERO,
-            ..ScoreConfig::default()
-        },
+    client::unsteered(BalancerConfig {
         breaker: CircuitBreakerConfig {
             consecutive_errors: consecutive,
             base_ejection_time: base_ejection,
@@ -28,7 +23,7 @@ fn breaker_config(consecutive: u32, base_ejection: Duration) -> BalancerConfig {
             ..CircuitBreakerConfig::default()
         },
         ..client::config()
-    }
+    })
 }
 
 fn state_of(b: &Balancer, url: &str) -> orca_lb_client::EndpointSnapshot {
@@ -46,17 +41,7 @@ async fn a_failing_backend_is_ejected_and_gets_no_calls_while_open() {
     // A long ejection: nothing can race it in this test.
     let b = client::balancer(breaker_config(3, Duration::from_secs(60)), &bs).await;
 
-    // Sequential calls until the bad one is ejected.
-    let mut client = GreeterClient::new(b.clone());
-    let mut failures = 0;
-    for _ in 0..500 {
-        if client.say_hello(HelloRequest::default()).await.is_err() {
-            failures += 1;
-        }
-        if state_of(&b, &bs[2].url()).breaker == BreakerState::Open {
-            break;
-        }
-    }
+    let failures = client::eject(&b, &bs[2].url()).await;
     let bad = state_of(&b, &bs[2].url());
     assert_eq!(bad.breaker, BreakerState::Open, "{bad:?}");
     assert!(matches!(
@@ -89,15 +74,7 @@ async fn an_ejected_backend_comes_back_after_its_ejection_time() {
     let bs = client::backends(&[("a", 1, 4), ("flaky", 1, 4)]).await;
     bs[1].greeter().set_failing(Some(Code::Internal));
     let b = client::balancer(breaker_config(2, Duration::from_millis(200)), &bs).await;
-    let mut client = GreeterClient::new(b.clone());
-    for _ in 0..200 {
-        let _ = client.say_hello(HelloRequest::default()).await;
-        if state_of(&b, &bs[1].url()).breaker == BreakerState::Open {
-            break;
-        }
-    }
-    let flaky = state_of(&b, &bs[1].url());
-    assert_eq!(flaky.breaker, BreakerState::Open, "{:#?}", b.snapshot());
+    client::eject(&b, &bs[1].url()).await;
 
     // Healed: after the ejection time the breaker half-opens, a probe
     // succeeds, and the backend is back.
@@ -158,16 +135,7 @@ async fn panic_mode_sends_to_ejected_backends_when_too_few_remain() {
         ..breaker_config(2, Duration::from_secs(60))
     };
     let b = client::balancer(config, &bs).await;
-    let mut client = GreeterClient::new(b.clone());
-    // Each call picks the failing backend with a chance of about a third
-    // (its failures are fast and the penalty is tiny): two in a row at it
-    // eject it. 1,000 calls leave no room for chance.
-    for _ in 0..1000 {
-        let _ = client.say_hello(HelloRequest::default()).await;
-        if b.snapshot().ejected == 1 {
-            break;
-        }
-    }
+    client::eject(&b, &bs[1].url()).await;
     assert_eq!(b.snapshot().ejected, 1, "{:#?}", b.snapshot());
     wait_until("panic mode", || b.snapshot().panic).await;
     let entered = bs[1].greeter().entered();
@@ -190,12 +158,17 @@ async fn a_killed_backend_loses_only_the_calls_in_flight_to_it() {
     let mut bs = bs;
     let doomed = bs.pop().unwrap();
     let url = doomed.url();
+    let entered = doomed.greeter().entered();
     let load = {
         let b = b.clone();
         tokio::spawn(async move { client::drive(&b, 800, 4).await })
     };
-    // Kill it while calls flow.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Kill it while calls flow: once this load has reached it.
+    wait_until("the load reaches the doomed backend", || {
+        doomed.greeter().entered() >= entered + 10
+    })
+    .await;
+    assert!(!load.is_finished(), "killed before the load ended");
     drop(doomed);
     let tally = within("calls", load).await.unwrap();
     // Four workers: at most four calls were in flight to it when it died,

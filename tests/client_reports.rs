@@ -11,7 +11,7 @@ use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
 use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::{Backend, BackendConfig, TestGreeter};
+use orca_lb_test::{Backend, BackendConfig, ServiceTime, TestGreeter};
 use orca_lb_tests::client::{self, config};
 use orca_lb_tests::{wait_until, within};
 use tonic::transport::Server;
@@ -117,32 +117,66 @@ async fn invalid_trailers_are_ignored_and_counted() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_without_reports_is_balanced_on_observed_latency() {
-    // A plain tonic server: no reporting layer, no OOB service.
+/// A plain tonic server named `name` whose calls take `work`: no reporting
+/// layer, no OOB service.
+async fn plain_server(name: &str, work: Duration) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let plain = tokio::spawn(
+    let greeter = TestGreeter::new(name).with_service_time(ServiceTime::Fixed(work));
+    let task = tokio::spawn(async move {
         Server::builder()
-            .add_service(GreeterServer::new(TestGreeter::new("plain")))
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
-    );
+            .add_service(GreeterServer::new(greeter))
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+            .await
+            .unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_without_reports_are_balanced_on_observed_latency() {
+    // Two plain servers, one 20 times slower than the other. Nothing reports:
+    // what the balancer knows of their speed it learns from its own calls.
+    let (fast_url, fast) = plain_server("fast", Duration::from_millis(1)).await;
+    let (slow_url, slow) = plain_server("slow", Duration::from_millis(20)).await;
     let cfg = BalancerConfig {
         oob_interval: Some(Duration::from_millis(20)),
         ..config()
     };
-    let b = Balancer::from_uris(cfg, [&url]).unwrap();
-    within("discovery", b.wait_for_endpoints(1)).await;
-    let tally = within("calls", client::drive(&b, 100, 2)).await;
-    assert_eq!(tally.ok("plain"), 100);
-    let e = &b.snapshot().endpoints[0];
-    assert_eq!(e.reports, 0);
-    assert_eq!(
-        e.invalid_reports, 0,
-        "a missing trailer is normal, not invalid"
+    let b = Balancer::from_uris(cfg, [&fast_url, &slow_url]).unwrap();
+    within("discovery", b.wait_for_endpoints(2)).await;
+    let tally = within("calls", client::drive(&b, 400, 4)).await;
+    assert!(tally.failed.is_empty(), "{:?}", tally.failed);
+    // Round robin, or a balancer blind to latency, splits them evenly; on
+    // observed latency the slow server takes a small share.
+    assert!(
+        tally.ok("fast") >= 4 * tally.ok("slow"),
+        "fast {} slow {}",
+        tally.ok("fast"),
+        tally.ok("slow")
     );
-    assert!(e.cost.service_time > 0.0, "{e:?}");
-    plain.abort();
+    let snapshot = b.snapshot();
+    let endpoint = |url: &str| {
+        snapshot
+            .endpoints
+            .iter()
+            .find(|e| e.key == url)
+            .unwrap_or_else(|| panic!("{url} in {snapshot:#?}"))
+    };
+    let (f, s) = (endpoint(&fast_url), endpoint(&slow_url));
+    for e in [f, s] {
+        assert_eq!(e.reports, 0, "{e:?}");
+        assert_eq!(
+            e.invalid_reports, 0,
+            "a missing trailer is normal, not invalid: {e:?}"
+        );
+    }
+    assert!(
+        s.cost.service_time > f.cost.service_time,
+        "the slow server is known to be slower: {f:?} {s:?}"
+    );
+    fast.abort();
+    slow.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use orca_lb_client::{Balancer, BalancerConfig};
-use orca_lb_core::{BreakerState, CircuitBreakerConfig, ScoreConfig};
+use orca_lb_core::CircuitBreakerConfig;
 use orca_lb_debug::pb::balancer_debug_client::BalancerDebugClient;
 use orca_lb_debug::pb::{self, GetStateRequest, WatchStateRequest};
 use orca_lb_debug::{DebugServer, DebugService, render, serve_debug};
@@ -30,16 +30,11 @@ const A: usize = 0;
 const DEEP: usize = 1;
 const BAD: usize = 2;
 
-/// A config where the breaker alone reacts to failures (a negligible error
-/// penalty, as in `client_ejection.rs`), the ejection outlasts the test, and
-/// out-of-band reports keep every endpoint's load fresh.
+/// A config where the breaker alone reacts to failures (see
+/// [`client::unsteered`]), the ejection outlasts the test, and out-of-band
+/// reports keep every endpoint's load fresh.
 fn config() -> BalancerConfig {
-    BalancerConfig {
-        score: ScoreConfig {
-            error_penalty: Duration::from_micros(1),
-            slow_start: Duration::ZERO,
-            ..ScoreConfig::default()
-        },
+    client::unsteered(BalancerConfig {
         breaker: CircuitBreakerConfig {
             consecutive_errors: 3,
             base_ejection_time: Duration::from_secs(60),
@@ -49,7 +44,7 @@ fn config() -> BalancerConfig {
         },
         oob_interval: Some(Duration::from_millis(20)),
         ..client::config()
-    }
+    })
 }
 
 async fn backend(name: &str, service_time: Duration) -> Backend {
@@ -86,17 +81,7 @@ async fn scenario() -> Scenario {
     let balancer = client::balancer(config(), &backends).await;
 
     // Sequential calls until the breaker ejects `bad`: exactly three failures.
-    let mut calls = GreeterClient::new(balancer.clone());
-    let bad_url = backends[BAD].url();
-    let mut failures = 0;
-    for _ in 0..500 {
-        if calls.say_hello(HelloRequest::default()).await.is_err() {
-            failures += 1;
-        }
-        if endpoint(&balancer, &bad_url).breaker == BreakerState::Open {
-            break;
-        }
-    }
+    let failures = client::eject(&balancer, &backends[BAD].url()).await;
     assert_eq!(failures, 3, "{:#?}", balancer.snapshot());
     // Every healthy endpoint's load has arrived (out of band), the deep
     // queue included.

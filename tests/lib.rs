@@ -62,6 +62,7 @@ pub mod client {
     use std::time::Duration;
 
     use orca_lb_client::{Balancer, BalancerConfig};
+    use orca_lb_core::{BreakerState, ScoreConfig};
     use orca_lb_proto::StreamingMethods;
     use orca_lb_test::pb::HelloRequest;
     use orca_lb_test::pb::greeter_client::GreeterClient;
@@ -95,6 +96,54 @@ pub mod client {
                 .expect("valid descriptor"),
             ..BalancerConfig::default()
         }
+    }
+
+    /// `config` with picks the score does not steer, so that a test can count
+    /// on every endpoint being picked: each pair of endpoints drawn is a tie
+    /// (only a cost a thousand times another's decides), broken at random,
+    /// failures add no penalty and new endpoints no warm-up. Each call then
+    /// goes to an endpoint drawn uniformly, whatever its reports or latency
+    /// say, and the breaker alone reacts to failures.
+    pub fn unsteered(config: BalancerConfig) -> BalancerConfig {
+        BalancerConfig {
+            score: ScoreConfig {
+                tie_tolerance: 0.999,
+                error_penalty: Duration::from_micros(1),
+                slow_start: Duration::ZERO,
+                ..config.score
+            },
+            ..config
+        }
+    }
+
+    /// Sends calls through `balancer`, one at a time, until the endpoint at
+    /// `url` is ejected; returns how many of them failed.
+    ///
+    /// The balancer's config must be [`unsteered`], with every other
+    /// endpoint healthy: each call then reaches `url` with a chance of at
+    /// least one in the number of endpoints, so 1,000 calls leave no room
+    /// for chance (below 10^-150 for three consecutive errors of four
+    /// endpoints). Panics, showing the balancer's state, if it is not
+    /// ejected by then.
+    pub async fn eject(balancer: &Balancer, url: &str) -> usize {
+        let mut calls = GreeterClient::new(balancer.clone());
+        let mut failures = 0;
+        let is_open = || {
+            balancer
+                .snapshot()
+                .endpoints
+                .iter()
+                .any(|e| e.key == url && e.breaker == BreakerState::Open)
+        };
+        for _ in 0..1000 {
+            if calls.say_hello(HelloRequest::default()).await.is_err() {
+                failures += 1;
+            }
+            if is_open() {
+                return failures;
+            }
+        }
+        panic!("{url} never ejected: {:#?}", balancer.snapshot());
     }
 
     /// A balancer over `backends`, once it has discovered them all.

@@ -5,10 +5,8 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use orca_lb_client::{Balancer, BalancerConfig};
-use orca_lb_core::{BreakerState, CircuitBreakerConfig, ScoreConfig};
+use orca_lb_core::CircuitBreakerConfig;
 use orca_lb_debug::{DebugServer, DebugService, serve_debug};
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
 use orca_lb_test::{Backend, BackendConfig};
 use orca_lb_tests::{client, wait_until, within};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -49,12 +47,7 @@ impl Live {
     async fn start() -> Live {
         let backends = client::backends(&[("a", 1, 4), ("b", 1, 4), ("bad", 1, 4)]).await;
         backends[2].greeter().set_failing(Some(Code::Unavailable));
-        let config = BalancerConfig {
-            score: ScoreConfig {
-                error_penalty: Duration::from_micros(1),
-                slow_start: Duration::ZERO,
-                ..ScoreConfig::default()
-            },
+        let config = client::unsteered(BalancerConfig {
             breaker: CircuitBreakerConfig {
                 consecutive_errors: 2,
                 base_ejection_time: Duration::from_secs(60),
@@ -64,9 +57,9 @@ impl Live {
             // Out-of-band reports: every endpoint is heard from, picked or not.
             oob_interval: Some(Duration::from_millis(20)),
             ..client::config()
-        };
+        });
         let balancer = client::balancer(config, &backends).await;
-        eject(&balancer, &backends[2].url()).await;
+        client::eject(&balancer, &backends[2].url()).await;
         wait_until("every endpoint reported", || {
             balancer.snapshot().endpoints.iter().all(|e| e.reports > 0)
         })
@@ -86,25 +79,6 @@ impl Live {
     fn target(&self) -> String {
         self.server.local_addr().to_string()
     }
-}
-
-/// Sends calls through `balancer` until the endpoint at `url` is ejected.
-async fn eject(balancer: &Balancer, url: &str) {
-    let mut calls = GreeterClient::new(balancer.clone());
-    let is_open = || {
-        balancer
-            .snapshot()
-            .endpoints
-            .iter()
-            .any(|e| e.key == url && e.breaker == BreakerState::Open)
-    };
-    for _ in 0..500 {
-        let _ = calls.say_hello(HelloRequest::default()).await;
-        if is_open() {
-            return;
-        }
-    }
-    panic!("{url} never ejected: {:#?}", balancer.snapshot());
 }
 
 /// An address with nothing listening: bound, then released.

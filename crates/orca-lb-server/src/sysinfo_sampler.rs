@@ -1,6 +1,7 @@
 //! CPU and memory of this process, from the operating system.
 
 use std::fs;
+use std::time::Instant;
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -8,34 +9,49 @@ use crate::sampler::{SystemLoad, SystemSampler};
 
 /// Samples this process's CPU and memory with `sysinfo`.
 ///
-/// - CPU: the process's CPU time over the last interval, divided by the CPUs
-///   it may use: the cgroup v2 quota (`cpu.max`) where one is set, else the
-///   machine's available parallelism.
+/// - CPU: the process's CPU time since the previous reading (or since the
+///   sampler was created) over the wall time between them, divided by the
+///   CPUs it may use: the cgroup v2 quota (`cpu.max`) where one is set, else
+///   the machine's available parallelism.
 /// - Memory: the process's resident set, divided by the cgroup memory limit
 ///   where one is set, else the machine's total memory.
-///
-/// The first reading reports CPU 0: CPU use is a difference between two reads.
 #[derive(Debug)]
 pub struct SysinfoSampler {
     system: System,
     pid: Option<Pid>,
     cpus: f64,
+    /// When the process's CPU time was last read, and what it was (ms).
+    last: Option<(Instant, u64)>,
 }
 
 impl SysinfoSampler {
     /// A sampler for the current process.
     pub fn new() -> Self {
         let pid = sysinfo::get_current_pid().ok();
-        Self {
+        let mut sampler = Self {
             system: System::new(),
             pid,
             cpus: available_cpus(),
-        }
+            last: None,
+        };
+        sampler.last = sampler.cpu_time().map(|ms| (Instant::now(), ms));
+        sampler
     }
 
     /// The number of CPUs CPU utilization is a fraction of.
     pub fn cpus(&self) -> f64 {
         self.cpus
+    }
+
+    /// Refreshes the process and returns its CPU time so far, ms.
+    fn cpu_time(&mut self) -> Option<u64> {
+        let pid = self.pid?;
+        self.system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            true,
+            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        );
+        self.system.process(pid).map(|p| p.accumulated_cpu_time())
     }
 }
 
@@ -47,16 +63,26 @@ impl Default for SysinfoSampler {
 
 impl SystemSampler for SysinfoSampler {
     fn sample(&mut self) -> SystemLoad {
-        let Some(pid) = self.pid else {
+        let Some(cpu_ms) = self.cpu_time() else {
             return SystemLoad::default();
         };
+        let now = Instant::now();
+        // CPU time is read from the kernel in clock ticks (10 ms): over a
+        // short interval the quotient is coarse, never wrong on average.
+        let cpu = match self.last.replace((now, cpu_ms)) {
+            Some((then, before)) => {
+                let wall = now.saturating_duration_since(then).as_secs_f64();
+                let used = cpu_ms.saturating_sub(before) as f64 / 1000.0;
+                if wall > 0.0 {
+                    used / wall / self.cpus
+                } else {
+                    0.0
+                }
+            }
+            None => 0.0,
+        };
         self.system.refresh_memory();
-        self.system.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&[pid]),
-            true,
-            ProcessRefreshKind::nothing().with_cpu().with_memory(),
-        );
-        let Some(process) = self.system.process(pid) else {
+        let Some(process) = self.pid.and_then(|pid| self.system.process(pid)) else {
             return SystemLoad::default();
         };
         let total_memory = self
@@ -70,17 +96,13 @@ impl SystemSampler for SysinfoSampler {
         } else {
             0.0
         };
-        // sysinfo reports percent of one CPU.
-        let cpu = (f64::from(process.cpu_usage()) / 100.0 / self.cpus).max(0.0);
         SystemLoad {
-            cpu_utilization: if cpu.is_finite() { cpu } else { 0.0 },
+            cpu_utilization: if cpu.is_finite() { cpu.max(0.0) } else { 0.0 },
             mem_utilization: mem,
         }
     }
 }
 
-/// CPUs this process may use: the cgroup v2 quota if set, else the
-/// available parallelism.
 fn available_cpus() -> f64 {
     let parallelism = std::thread::available_parallelism()
         .map(|n| n.get() as f64)
@@ -118,15 +140,31 @@ mod tests {
     fn samples_this_process_in_range() {
         let mut s = SysinfoSampler::new();
         assert!(s.cpus() >= 0.5);
-        // Burn a little CPU so the second reading has something to see.
-        let _ = s.sample();
+        // Keep this thread busy between readings: the reading after a busy
+        // quarter second must show CPU. (CPU time comes in 10 ms ticks; a
+        // starved machine may give the thread less than a tick in a quarter
+        // second, so it keeps going for up to 5 s.)
+        let start = std::time::Instant::now();
         let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-        let load = s.sample();
-        assert!(load.cpu_utilization.is_finite() && load.cpu_utilization >= 0.0);
+        let load = loop {
+            let round = std::time::Instant::now();
+            while round.elapsed() < std::time::Duration::from_millis(250) {
+                for i in 0..10_000u64 {
+                    x = x.wrapping_mul(31).wrapping_add(i);
+                }
+                std::hint::black_box(x);
+            }
+            let load = s.sample();
+            if load.cpu_utilization > 0.0 || start.elapsed().as_secs() >= 5 {
+                break load;
+            }
+        };
+        // Busy, and a fraction of the CPUs this process may use (within a
+        // tick's rounding).
+        assert!(
+            load.cpu_utilization > 0.0 && load.cpu_utilization <= 1.05,
+            "{load:?}"
+        );
         assert!(
             load.mem_utilization > 0.0 && load.mem_utilization <= 1.0,
             "{load:?}"
