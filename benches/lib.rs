@@ -324,15 +324,14 @@ impl Percentiles {
     }
 }
 
-/// The median of `values` (the upper one for an even count); `None` when
-/// empty or when a value is NaN.
+/// The median of `values` as the balancer computes it
+/// ([`orca_lb_core::median`]: the lower middle one for an even count);
+/// `None` when empty or when a value is NaN.
 pub fn median(values: &[f64]) -> Option<f64> {
-    let mut v = values.to_vec();
-    if v.iter().any(|x| x.is_nan()) {
+    if values.iter().any(|x| x.is_nan()) {
         return None;
     }
-    v.sort_unstable_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
+    orca_lb_core::median(&mut values.to_vec())
 }
 
 #[cfg(test)]
@@ -355,7 +354,7 @@ mod tests {
     #[test]
     fn median_of_values() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.0));
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[1.0, f64::NAN]), None);
     }

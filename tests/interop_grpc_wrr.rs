@@ -34,11 +34,9 @@ const CONCURRENCY: usize = 4;
 const CLIENT_LIMIT: Duration = Duration::from_secs(60);
 /// Slow's expected share of the calls: weight 200 of 1000.
 const EXPECTED_SLOW_SHARE: f64 = 0.2;
-/// Accepted spread around [`EXPECTED_SLOW_SHARE`].
+/// Accepted spread around [`EXPECTED_SLOW_SHARE`]: far from round robin's
+/// half, which a client that did not weigh by the reports would give slow.
 const TOLERANCE: f64 = 0.1;
-/// Round robin would give slow half; this much or more means WRR did not
-/// weigh by the reports.
-const ROUND_ROBIN_FLOOR: f64 = 0.4;
 /// Accepted spread around the share the backends' own reports give slow at
 /// the end of the run.
 const REPORTED_TOLERANCE: f64 = 0.05;
@@ -198,10 +196,6 @@ async fn slow_gets_its_weighted_share(mode: &str) {
         (share - EXPECTED_SLOW_SHARE).abs() <= TOLERANCE,
         "{mode}: slow got {share:.3} of the calls, expected {EXPECTED_SLOW_SHARE} +- {TOLERANCE}\n\
          {context}"
-    );
-    assert!(
-        share < ROUND_ROBIN_FLOOR,
-        "{mode}: slow got {share:.3}, as under round robin: the reports were not used\n{context}"
     );
     // The share follows the reported weights themselves, not just their
     // nominal ratio (real sleeps overshoot, 5 ms by relatively more).

@@ -89,25 +89,47 @@ fn thread_ns(dir: &std::path::Path) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// A thread named as the client side that keeps busy shows up as
+    /// client CPU; one named otherwise does not. Each spins until it has had
+    /// 50 ms of CPU time (however long a busy machine takes to give it
+    /// that), for at most 30 s.
     #[test]
-    fn a_busy_thread_shows_up() {
-        let before = CpuTimes::now();
-        let spin = std::thread::Builder::new()
-            .name(format!("{CLIENT_PREFIX}test"))
-            .spawn(|| {
-                let start = std::time::Instant::now();
-                let mut x = 0u64;
-                while start.elapsed().as_millis() < 100 {
-                    x = x.wrapping_add(1);
-                    std::hint::black_box(x);
-                }
-                // Read while alive: an exited thread's time is gone.
-                CpuTimes::now()
-            })
-            .unwrap();
-        let during = spin.join().unwrap();
-        let used = during.client.saturating_sub(before.client);
-        assert!(used >= 50_000_000, "{used} ns");
-        assert!(during.process >= during.client);
+    fn a_busy_thread_shows_up_in_its_group() {
+        const WANTED: u64 = 50_000_000;
+        let spin = |name: String| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(|| {
+                    let before = CpuTimes::now();
+                    let start = std::time::Instant::now();
+                    let mut x = 0u64;
+                    loop {
+                        for i in 0..100_000u64 {
+                            x = x.wrapping_add(i);
+                            std::hint::black_box(x);
+                        }
+                        // Read while alive: an exited thread's time is gone.
+                        let own = thread_ns(std::path::Path::new("/proc/thread-self"))
+                            .expect("this thread's CPU time");
+                        if own >= WANTED || start.elapsed().as_secs() >= 30 {
+                            return (before, CpuTimes::now());
+                        }
+                    }
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        let (before, after) = spin(format!("{CLIENT_PREFIX}test"));
+        let client = after.client.saturating_sub(before.client);
+        assert!(client >= WANTED, "{client} ns of client CPU");
+        assert!(after.process >= after.client);
+
+        let (before, after) = spin("other-test".to_string());
+        assert!(after.process.saturating_sub(before.process) >= WANTED);
+        // Other client threads may run meanwhile (none do in this test
+        // binary), but not 50 ms of them.
+        let client = after.client.saturating_sub(before.client);
+        assert!(client < WANTED, "{client} ns counted as client");
     }
 }

@@ -215,8 +215,8 @@ fn run_all(args: &Args) -> Result<(), String> {
         .map(|r| args.seed + r)
         .collect();
     let sim = simulate(&scenario, &sim_policies, &sim_seeds);
-    let typical_ms = median(runs.iter().map(|r| r.mean_service_ms));
-    let nominal_ms = median(scenario.backend_groups().map(|g| g.service_time.mean_ms()));
+    let typical_ms = median_of(runs.iter().map(|r| r.mean_service_ms));
+    let nominal_ms = median_of(scenario.backend_groups().map(|g| g.service_time.mean_ms()));
     let shift_ms = (typical_ms - nominal_ms).max(0.0);
     let sim_rig = simulate(&shifted(&scenario, shift_ms), &sim_policies, &sim_seeds);
     let mut results: Vec<PolicyResult> = logs
@@ -286,13 +286,6 @@ fn run_all(args: &Args) -> Result<(), String> {
         smoke_check(&harness, &table)?;
     }
     Ok(())
-}
-
-/// The median of `values` (the upper one of an even count; 0 if none).
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// `scenario` with every service time `shift_ms` longer (a fixed part
@@ -377,4 +370,9 @@ fn smoke_check(harness: &Results, table: &str) -> Result<(), String> {
     }
     eprintln!("smoke: ok");
     Ok(())
+}
+
+/// The median of `values`, 0 when there are none.
+fn median_of(values: impl Iterator<Item = f64>) -> f64 {
+    orca_lb_benches::median(&values.collect::<Vec<_>>()).unwrap_or(0.0)
 }
