@@ -104,6 +104,20 @@ impl Balancer {
         S: AsRef<str>,
     {
         let changes = crate::discovery::static_list(uris)?;
+        // A template that cannot connect to an address fails here, not on
+        // the first call.
+        tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        for change in &changes {
+            if let Change::Insert(_, uri) = change {
+                config
+                    .endpoint
+                    .connect_lazy(uri, config.connect_timeout)
+                    .map_err(|e| BuildError::Endpoint {
+                        uri: uri.to_string(),
+                        why: e.to_string(),
+                    })?;
+            }
+        }
         Self::new(
             config,
             tokio_stream::iter(changes).chain(tokio_stream::pending()),

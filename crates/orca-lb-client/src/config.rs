@@ -7,6 +7,8 @@ use orca_lb_core::{CircuitBreakerConfig, EjectionBudget, ScoreConfig};
 use orca_lb_proto::StreamingMethods;
 use tonic::Code;
 
+use crate::EndpointTemplate;
+
 /// Everything a [`Balancer`](crate::Balancer) can be tuned with.
 ///
 /// Defaults are explained in `docs/balancing.md`.
@@ -31,8 +33,12 @@ pub struct BalancerConfig {
     /// Subscribe to each endpoint's out-of-band ORCA stream at this period,
     /// in addition to per-call trailers. Default: off.
     pub oob_interval: Option<Duration>,
-    /// Timeout for establishing a connection to an endpoint. Default: 1 s.
+    /// Timeout for establishing a connection to an endpoint, where
+    /// [`endpoint`](Self::endpoint) sets none. Default: 1 s.
     pub connect_timeout: Duration,
+    /// How each discovered address is connected to: TLS, mTLS and every other
+    /// tonic `Endpoint` setting. Default: [`EndpointTemplate::plain`].
+    pub endpoint: EndpointTemplate,
     /// How often breaker deadlines, fleet medians, gauges and windows are
     /// updated, on a background task. Default: 50 ms.
     pub maintenance_interval: Duration,
@@ -56,6 +62,7 @@ impl Default for BalancerConfig {
             ],
             oob_interval: None,
             connect_timeout: Duration::from_secs(1),
+            endpoint: EndpointTemplate::plain(),
             maintenance_interval: Duration::from_millis(50),
         }
     }

@@ -61,10 +61,14 @@ impl std::fmt::Debug for ResponseFuture {
     }
 }
 
+/// Ends the call with `outcome` and makes the caller's status: UNAVAILABLE
+/// when the request was not handed to the connection (`sent` false),
+/// otherwise the code tonic's `Channel` gives `source`.
 fn transport_error(
     call: &mut Option<CallGuard>,
     source: tonic::transport::Error,
     outcome: Outcome,
+    sent: bool,
 ) -> crate::BoxError {
     let endpoint = call
         .as_ref()
@@ -73,10 +77,7 @@ fn transport_error(
     if let Some(mut c) = call.take() {
         c.finish(outcome, None);
     }
-    boxed(BalanceError::Transport {
-        endpoint,
-        source: Box::new(source),
-    })
+    Box::new(crate::status::transport_status(endpoint, source, sent))
 }
 
 /// Whether a transport error happened before the request reached the server.
@@ -112,7 +113,7 @@ impl Future for ResponseFuture {
                         } else {
                             Outcome::Failure
                         };
-                        return Poll::Ready(Err(transport_error(this.call, e, outcome)));
+                        return Poll::Ready(Err(transport_error(this.call, e, outcome, false)));
                     }
                     let request = request.take().expect("polled after completion");
                     let future = channel.call(request);
@@ -127,7 +128,7 @@ impl Future for ResponseFuture {
                             } else {
                                 Outcome::Failure
                             };
-                            return Poll::Ready(Err(transport_error(this.call, e, outcome)));
+                            return Poll::Ready(Err(transport_error(this.call, e, outcome, true)));
                         }
                     };
                     let mut call = this.call.take().expect("polled after completion");
