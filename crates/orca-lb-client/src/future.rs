@@ -80,10 +80,14 @@ fn transport_error(
     Box::new(crate::status::transport_status(endpoint, source, sent))
 }
 
-/// Whether a transport error happened before the request reached the server.
+/// Whether a transport error happened before the request reached the server:
+/// the connection (TCP, or its TLS handshake) could not be made.
 fn is_connect_error(e: &tonic::transport::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
         // tonic and hyper-util keep their connect error types private; their
         // messages are stable ("tcp connect error", "connection refused").
         let text = err.to_string().to_ascii_lowercase();
