@@ -11,6 +11,8 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
+pub mod fault_server;
+
 /// How long a bounded wait may take before the test fails.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
