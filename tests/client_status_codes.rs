@@ -25,10 +25,15 @@ fn request() -> tonic::Request<HelloRequest> {
 
 /// What a plain `Channel` and the balancer, each over `url`, give one call.
 async fn side_by_side(url: &str) -> (tonic::Status, tonic::Status) {
-    let channel = Endpoint::from_shared(url.to_string()).unwrap().connect_lazy();
-    let plain = within("plain call", GreeterClient::new(channel).say_hello(request()))
-        .await
-        .expect_err("the fault fails the call");
+    let channel = Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect_lazy();
+    let plain = within(
+        "plain call",
+        GreeterClient::new(channel).say_hello(request()),
+    )
+    .await
+    .expect_err("the fault fails the call");
 
     let config = BalancerConfig {
         endpoint: EndpointTemplate::new(Endpoint::from_shared(url.to_string()).unwrap()),
@@ -36,9 +41,12 @@ async fn side_by_side(url: &str) -> (tonic::Status, tonic::Status) {
     };
     let balancer = Balancer::from_uris(config, [url]).unwrap();
     within("discovery", balancer.wait_for_endpoints(1)).await;
-    let balanced = within("balanced call", GreeterClient::new(balancer).say_hello(request()))
-        .await
-        .expect_err("the fault fails the call");
+    let balanced = within(
+        "balanced call",
+        GreeterClient::new(balancer).say_hello(request()),
+    )
+    .await
+    .expect_err("the fault fails the call");
     (plain, balanced)
 }
 
@@ -47,9 +55,17 @@ async fn the_balancer_gives_the_codes_a_channel_gives() {
     let mut cases = Vec::new();
     for (name, fault, expected) in [
         ("client deadline", Fault::Hang, Some(Code::Cancelled)),
-        ("server reset mid-call", Fault::ResetMidCall, Some(Code::Internal)),
+        (
+            "server reset mid-call",
+            Fault::ResetMidCall,
+            Some(Code::Internal),
+        ),
         ("server gone mid-call", Fault::GoneMidCall, None),
-        ("stream refused", Fault::RefuseStream, Some(Code::Unavailable)),
+        (
+            "stream refused",
+            Fault::RefuseStream,
+            Some(Code::Unavailable),
+        ),
     ] {
         let mut server = FaultServer::spawn(fault).await;
         let (plain, balanced) = side_by_side(&server.url()).await;
@@ -61,7 +77,12 @@ async fn the_balancer_gives_the_codes_a_channel_gives() {
     let url = format!("http://{}", port.local_addr().unwrap());
     drop(port);
     let (plain, balanced) = side_by_side(&url).await;
-    cases.push(("connection refused", plain, balanced, Some(Code::Unavailable)));
+    cases.push((
+        "connection refused",
+        plain,
+        balanced,
+        Some(Code::Unavailable),
+    ));
 
     for (name, plain, balanced, _) in &cases {
         println!(
@@ -72,12 +93,20 @@ async fn the_balancer_gives_the_codes_a_channel_gives() {
         );
     }
     for (name, plain, balanced, expected) in cases {
-        assert_eq!(balanced.code(), plain.code(), "{name}: {balanced:?} vs {plain:?}");
+        assert_eq!(
+            balanced.code(),
+            plain.code(),
+            "{name}: {balanced:?} vs {plain:?}"
+        );
         if let Some(code) = expected {
             assert_eq!(plain.code(), code, "{name}: {plain:?}");
         }
         if name != "connection refused" && name != "stream refused" {
-            assert_ne!(balanced.code(), Code::Unavailable, "{name}: sent, so not UNAVAILABLE");
+            assert_ne!(
+                balanced.code(),
+                Code::Unavailable,
+                "{name}: sent, so not UNAVAILABLE"
+            );
         }
     }
 }

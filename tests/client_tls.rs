@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use orca_lb_client::{Balancer, BalancerConfig, EndpointTemplate, TlsFiles};
-use orca_lb_core::{BreakerState, CircuitBreakerConfig, OpenReason};
+use orca_lb_core::{BreakerState, CircuitBreakerConfig, OpenReason, RetryBudget};
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
 use orca_lb_test::{Backend, BackendConfig, TestPki};
@@ -37,7 +37,10 @@ async fn tls_backends(pkis: &[&TestPki], mtls: bool) -> Vec<Backend> {
 fn template(pki: &TestPki, identity: bool) -> EndpointTemplate {
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca_pem));
     if identity {
-        tls = tls.identity(Identity::from_pem(&pki.client_cert_pem, &pki.client_key_pem));
+        tls = tls.identity(Identity::from_pem(
+            &pki.client_cert_pem,
+            &pki.client_key_pem,
+        ));
     }
     EndpointTemplate::new(
         Endpoint::from_shared(format!("https://{NAME}"))
@@ -68,7 +71,10 @@ async fn three_tls_backends_by_ip_are_reached_with_the_service_name() {
     .await;
     let tally = within("calls", drive(&b, 300, 6)).await;
     assert!(tally.failed.is_empty(), "{:?}", tally.failed.first());
-    assert_eq!(served_by(&tally), HashSet::from(["b0".into(), "b1".into(), "b2".into()]));
+    assert_eq!(
+        served_by(&tally),
+        HashSet::from(["b0".into(), "b1".into(), "b2".into()])
+    );
 
     // A function to an Endpoint: the same, with the name in domain_name.
     let ca = pki.ca_pem.clone();
@@ -177,7 +183,10 @@ async fn tls_files_are_read_and_checked_when_the_template_is_built() {
         ["http://127.0.0.1:1"],
     )
     .unwrap_err();
-    assert!(err.to_string().contains("no route to http://127.0.0.1:1"), "{err}");
+    assert!(
+        err.to_string().contains("no route to http://127.0.0.1:1"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -212,7 +221,10 @@ async fn mtls_backends_refuse_a_client_without_a_certificate() {
     assert_eq!(tally.total_ok(), 0, "served without a client certificate");
     assert_eq!(tally.failed.len(), 30);
     let entered_after: usize = backends.iter().map(|b| b.greeter().entered()).sum();
-    assert_eq!(entered_after, entered, "a handler ran for a client without a certificate");
+    assert_eq!(
+        entered_after, entered,
+        "a handler ran for a client without a certificate"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,6 +242,23 @@ async fn an_endpoint_with_a_certificate_from_another_ca_fails_clearly_is_ejected
             ..CircuitBreakerConfig::default()
         },
         ..client::config()
+    };
+
+    // With transparent re-picks (the default), a call whose handshake failed
+    // never reached a server: it goes to another endpoint and succeeds.
+    let repicking = client::balancer(config.clone(), &backends).await;
+    let tally = within("calls", drive(&repicking, 300, 3)).await;
+    assert!(tally.failed.is_empty(), "{:?}", tally.failed.first());
+    assert!(
+        repicking.snapshot().repicks >= 1,
+        "{:#?}",
+        repicking.snapshot()
+    );
+
+    // Without, every call that goes to it fails, clearly.
+    let config = BalancerConfig {
+        transparent_retry: RetryBudget::off(),
+        ..config
     };
     let b = client::balancer(config, &backends).await;
 
@@ -284,6 +313,10 @@ async fn an_endpoint_with_a_certificate_from_another_ca_fails_clearly_is_ejected
     })
     .await;
     let snapshot = b.snapshot();
-    let fixed = snapshot.endpoints.iter().find(|e| e.key == bad_key).unwrap();
+    let fixed = snapshot
+        .endpoints
+        .iter()
+        .find(|e| e.key == bad_key)
+        .unwrap();
     assert!(fixed.ejections >= 1);
 }

@@ -200,7 +200,27 @@ impl Balancer {
         }
     }
 
+    /// Picks an endpoint other than `failed` for a call whose attempt there
+    /// never reached it (see `future.rs`).
+    pub(crate) fn repick(
+        shared: &Arc<Shared>,
+        stream: bool,
+        failed: &Arc<crate::endpoint::Endpoint>,
+        now: std::time::Instant,
+    ) -> Result<CallGuard, BalanceError> {
+        Balancer::from_shared(shared.clone()).pick_avoiding(stream, now, Some(failed))
+    }
+
     fn pick(&mut self, stream: bool, now: std::time::Instant) -> Result<CallGuard, BalanceError> {
+        self.pick_avoiding(stream, now, None)
+    }
+
+    fn pick_avoiding(
+        &mut self,
+        stream: bool,
+        now: std::time::Instant,
+        avoid: Option<&Arc<crate::endpoint::Endpoint>>,
+    ) -> Result<CallGuard, BalanceError> {
         self.refresh();
         if self.list.is_empty() {
             return Err(BalanceError::NoEndpoints {
@@ -211,7 +231,7 @@ impl Balancer {
         // Endpoints still warming up are considered with probability equal
         // to their warm-up share: one draw per pick.
         let mut warm_up: f64 = self.rng.random();
-        let mut excluded = None;
+        let mut excluded = avoid.and_then(|a| self.list.iter().position(|e| Arc::ptr_eq(e, a)));
         // A HalfOpen endpoint whose probe budget went to another caller
         // between the pick and the admission is excluded and replaced.
         for _ in 0..2 {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use orca_lb_core::{CircuitBreakerConfig, EjectionBudget, ScoreConfig};
+use orca_lb_core::{CircuitBreakerConfig, EjectionBudget, RetryBudget, ScoreConfig};
 use orca_lb_proto::StreamingMethods;
 use tonic::Code;
 
@@ -39,6 +39,11 @@ pub struct BalancerConfig {
     /// How each discovered address is connected to: TLS, mTLS and every other
     /// tonic `Endpoint` setting. Default: [`EndpointTemplate::plain`].
     pub endpoint: EndpointTemplate,
+    /// How many calls that never reached a server may be sent once more, to
+    /// another endpoint (transparent re-pick; see `docs/balancing.md`).
+    /// Default: 10 % of the calls over 10 s, at least 10 per window.
+    /// [`RetryBudget::off`] turns re-picks off.
+    pub transparent_retry: RetryBudget,
     /// How often breaker deadlines, fleet medians, gauges and windows are
     /// updated, on a background task. Default: 50 ms.
     pub maintenance_interval: Duration,
@@ -63,6 +68,7 @@ impl Default for BalancerConfig {
             oob_interval: None,
             connect_timeout: Duration::from_secs(1),
             endpoint: EndpointTemplate::plain(),
+            transparent_retry: RetryBudget::default(),
             maintenance_interval: Duration::from_millis(50),
         }
     }
@@ -112,6 +118,9 @@ impl BalancerConfig {
         self.ejection
             .validate()
             .map_err(|e| ConfigError::new(format!("ejection.{}", e.field()), e))?;
+        self.transparent_retry
+            .validate()
+            .map_err(|e| ConfigError::new(format!("transparent_retry.{}", e.field()), e))?;
         if self.failure_codes.contains(&Code::Ok) {
             return Err(ConfigError::new("failure_codes", "must not contain OK"));
         }

@@ -68,12 +68,14 @@ mod future;
 mod maintenance;
 mod metrics;
 mod oob;
+mod repick_budget;
 mod report;
 mod shared;
 mod snapshot;
 mod status;
 #[cfg(any(feature = "tls-ring", feature = "tls-aws-lc"))]
 mod tls_files;
+mod unsent_body;
 
 pub use balancer::{Balancer, WeakBalancer};
 pub use body::ResponseBody;

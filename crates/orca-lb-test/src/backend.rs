@@ -8,8 +8,8 @@ use orca_lb_server::{FixedSampler, LoadRecorder, ReportingLayer, StreamingMethod
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::{Server, ServerTlsConfig};
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::pb::greeter_server::GreeterServer;
 use crate::{GREETER_DESCRIPTOR_SET, ServiceTime, TestGreeter};

@@ -56,7 +56,8 @@ impl TestPki {
             .map_err(rcgen_error)?;
 
         let client_key = KeyPair::generate().map_err(rcgen_error)?;
-        let mut client_params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
+        let mut client_params =
+            CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
         client_params
             .distinguished_name
             .push(DnType::CommonName, "orca-lb test client");
