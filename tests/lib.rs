@@ -107,6 +107,14 @@ pub mod client {
         b
     }
 
+    /// A balancer over `urls`, once it has discovered them all.
+    pub async fn balancer_over_urls(urls: impl IntoIterator<Item = String>) -> Balancer {
+        let urls: Vec<String> = urls.into_iter().collect();
+        let b = Balancer::from_uris(config(), &urls).expect("valid config");
+        within("endpoints discovered", b.wait_for_endpoints(urls.len())).await;
+        b
+    }
+
     /// What a batch of calls did.
     #[derive(Debug, Default)]
     pub struct Tally {
