@@ -44,6 +44,10 @@ pub struct BalancerConfig {
     /// Default: 10 % of the calls over 10 s, at least 10 per window.
     /// [`RetryBudget::off`] turns re-picks off.
     pub transparent_retry: RetryBudget,
+    /// How long `poll_ready` waits for discovery's first endpoint when the
+    /// balancer knows none, before letting the call fail with UNAVAILABLE.
+    /// Default: 1 s.
+    pub discovery_wait: Duration,
     /// How often breaker deadlines, fleet medians, gauges and windows are
     /// updated, on a background task. Default: 50 ms.
     pub maintenance_interval: Duration,
@@ -70,6 +74,7 @@ impl Default for BalancerConfig {
             endpoint: EndpointTemplate::plain(),
             transparent_retry: RetryBudget::default(),
             maintenance_interval: Duration::from_millis(50),
+            discovery_wait: Duration::from_secs(1),
         }
     }
 }

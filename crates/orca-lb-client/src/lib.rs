@@ -68,6 +68,7 @@ mod future;
 mod maintenance;
 mod metrics;
 mod oob;
+mod readiness;
 mod repick_budget;
 mod report;
 mod shared;
