@@ -61,11 +61,9 @@ type ChannelFn = dyn Fn(&Uri) -> Result<Channel, BoxError> + Send + Sync;
 /// use orca_lb_client::{BalancerConfig, EndpointTemplate};
 /// use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 ///
-/// let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read("ca.pem")?));
-/// let config = BalancerConfig {
-///     endpoint: EndpointTemplate::new(Endpoint::from_static("https://greeter.example").tls_config(tls)?),
-///     ..Default::default()
-/// };
+/// // The two lines of the README's "TLS" section:
+/// let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read("ca.pem")?)).domain_name("greeter.example");
+/// let config = BalancerConfig { endpoint: EndpointTemplate::new(Endpoint::from_static("https://greeter.example").tls_config(tls)?), ..Default::default() };
 /// # let _ = config;
 /// # Ok(())
 /// # }
