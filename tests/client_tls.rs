@@ -320,3 +320,33 @@ async fn an_endpoint_with_a_certificate_from_another_ca_fails_clearly_is_ejected
         .unwrap();
     assert!(fixed.ejections >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_that_fails_for_a_discovered_address_leaves_it_out() {
+    let good = Backend::spawn(BackendConfig::named("good")).await.unwrap();
+    let endpoint = EndpointTemplate::from_fn(|addr: &http::Uri| {
+        if addr.port_u16() == Some(1) {
+            Err(format!("no connection for {addr}"))
+        } else {
+            Ok(Endpoint::from(addr.clone()))
+        }
+    });
+    let changes = [
+        ("bad".to_string(), "http://127.0.0.1:1".parse().unwrap()),
+        ("good".to_string(), good.url().parse().unwrap()),
+    ]
+    .map(|(key, uri)| orca_lb_client::Change::Insert(key, uri));
+    let b = Balancer::new(
+        BalancerConfig {
+            endpoint,
+            ..client::config()
+        },
+        tokio_stream::StreamExt::chain(tokio_stream::iter(changes), tokio_stream::pending()),
+    )
+    .unwrap();
+    within("discovery", b.wait_for_endpoints(1)).await;
+    let keys: Vec<String> = b.snapshot().endpoints.into_iter().map(|e| e.key).collect();
+    assert_eq!(keys, ["good"]);
+    let tally = within("calls", drive(&b, 20, 2)).await;
+    assert_eq!(tally.ok("good"), 20);
+}

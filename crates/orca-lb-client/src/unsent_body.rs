@@ -116,3 +116,50 @@ impl Resendable {
         self.take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request<Body> {
+        let mut request = Request::new(Body::new(http_body_util::Full::new(Bytes::from_static(
+            b"payload",
+        ))));
+        *request.uri_mut() = "/greeter.Greeter/SayHello".parse().unwrap();
+        request.headers_mut().insert("x-test", "1".parse().unwrap());
+        request
+    }
+
+    async fn collect(body: Body) -> Bytes {
+        use http_body_util::BodyExt;
+        body.collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unread_comes_back_whole_with_its_head() {
+        let (resend, handed) = Resendable::wrap(request());
+        assert_eq!(handed.headers()["x-test"], "1");
+        drop(handed);
+        let again = resend.take().expect("the body came back");
+        assert_eq!(again.uri().path(), "/greeter.Greeter/SayHello");
+        assert_eq!(again.headers()["x-test"], "1");
+        assert_eq!(collect(again.into_body()).await, "payload");
+    }
+
+    #[tokio::test]
+    async fn a_body_read_from_never_comes_back() {
+        let (resend, handed) = Resendable::wrap(request());
+        let mut body = handed.into_body();
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(frame.is_some());
+        drop(body);
+        assert!(resend.take().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_request_never_handed_over_is_unwrapped_whole() {
+        let (resend, handed) = Resendable::wrap(request());
+        let again = resend.unwrap(handed).expect("never handed over");
+        assert_eq!(collect(again.into_body()).await, "payload");
+    }
+}
