@@ -1,7 +1,9 @@
-//! The balancer over TLS and mTLS backends reached by IP, with certificates
-//! made at run time: the server name is checked, a client without a
-//! certificate is refused, and an endpoint with a certificate from the wrong
-//! CA fails clearly, is ejected and is probed back.
+//! The balancer's connections, as an endpoint template makes them: TLS and
+//! mTLS backends reached by IP, with certificates made at run time (the
+//! server name is checked, a client without a certificate is refused, an
+//! endpoint with a certificate from the wrong CA fails clearly, is ejected
+//! and is probed back); TLS settings from files; a template that fails; a
+//! custom connector.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -349,4 +351,48 @@ async fn a_template_that_fails_for_a_discovered_address_leaves_it_out() {
     assert_eq!(keys, ["good"]);
     let tally = within("calls", drive(&b, 20, 2)).await;
     assert_eq!(tally.ok("good"), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_connector_makes_every_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let backends = client::backends(&[("a", 1, 8), ("b", 1, 8)]).await;
+    let dialled = Arc::new(AtomicUsize::new(0));
+    let endpoint = {
+        let dialled = dialled.clone();
+        EndpointTemplate::from_channel_fn(move |addr: &http::Uri| {
+            let target = addr.authority().expect("host:port").to_string();
+            let dialled = dialled.clone();
+            let connector = tower::service_fn(move |_: http::Uri| {
+                let target = target.clone();
+                dialled.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::net::TcpStream::connect(target)
+                        .await
+                        .map(hyper_util::rt::TokioIo::new)
+                }
+            });
+            Ok::<_, tonic::transport::Error>(
+                Endpoint::from(addr.clone()).connect_with_connector_lazy(connector),
+            )
+        })
+    };
+    let b = client::balancer(
+        BalancerConfig {
+            endpoint,
+            ..client::config()
+        },
+        &backends,
+    )
+    .await;
+    let tally = within("calls", drive(&b, 100, 4)).await;
+    assert!(tally.failed.is_empty(), "{:?}", tally.failed.first());
+    assert_eq!(served_by(&tally).len(), 2);
+    assert_eq!(
+        dialled.load(Ordering::SeqCst),
+        2,
+        "one connection per endpoint"
+    );
 }
