@@ -6,13 +6,23 @@
 //! cargo run -p orca-lb-examples --example server -- --port 50052 --service-time 40ms &
 //! cargo run -p orca-lb-examples --example client -- --target http://127.0.0.1:50051 --target http://127.0.0.1:50052
 //! ```
+//!
+//! Over TLS (certificates from the `certs` example), the targets are still
+//! the addresses to dial; the certificates are checked against
+//! `--tls-domain`:
+//!
+//! ```text
+//! cargo run -p orca-lb-examples --example client -- --target http://127.0.0.1:50051 \
+//!     --tls-ca certs/ca.pem --tls-domain greeter.example --tls-cert certs/client.pem --tls-key certs/client.key
+//! ```
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_client::{Balancer, BalancerConfig, EndpointTemplate, TlsFiles};
 use orca_lb_examples::parse_duration;
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
@@ -33,6 +43,42 @@ struct Args {
     /// Subscribe to out-of-band reports at this period (e.g. 1s).
     #[arg(long, value_parser = parse_duration)]
     oob: Option<Duration>,
+    /// Speak TLS, trusting the CA certificates in this PEM file.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The name the servers' certificates must carry (default: the first
+    /// target's host). Implies TLS.
+    #[arg(long)]
+    tls_domain: Option<String>,
+    /// This client's certificate chain (PEM), for mTLS; needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// This client's private key (PEM), for mTLS; needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl Args {
+    /// The endpoint template the TLS flags ask for: plaintext without any.
+    fn endpoint(&self) -> Result<EndpointTemplate, Box<dyn std::error::Error>> {
+        if self.tls_ca.is_none() && self.tls_domain.is_none() && self.tls_cert.is_none() {
+            return Ok(EndpointTemplate::plain());
+        }
+        let name = match &self.tls_domain {
+            Some(domain) => domain.clone(),
+            None => {
+                let first: http::Uri = self.targets[0].parse()?;
+                first.host().ok_or("a target has no host")?.to_string()
+            }
+        };
+        let files = TlsFiles {
+            ca: self.tls_ca.clone(),
+            domain: self.tls_domain.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        };
+        Ok(files.template(&format!("https://{name}"))?)
+    }
 }
 
 #[tokio::main]
@@ -47,6 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = BalancerConfig {
         target: "greeter".into(),
         oob_interval: args.oob,
+        endpoint: args.endpoint()?,
         ..BalancerConfig::default()
     };
     let balancer = Balancer::from_uris(config, &args.targets)?;

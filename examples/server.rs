@@ -8,8 +8,17 @@
 //! ```text
 //! cargo run -p orca-lb-examples --example server -- --port 50051 --capacity 4 --service-time 20ms
 //! ```
+//!
+//! Over TLS, and mTLS with `--tls-client-ca` (certificates from the `certs`
+//! example):
+//!
+//! ```text
+//! cargo run -p orca-lb-examples --example server -- --port 50051 \
+//!     --tls-cert certs/server.pem --tls-key certs/server.key --tls-client-ca certs/ca.pem
+//! ```
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -17,7 +26,7 @@ use orca_lb_examples::parse_duration;
 use orca_lb_server::{ReportingLayer, StreamingMethods};
 use orca_lb_test::pb::greeter_server::GreeterServer;
 use orca_lb_test::{GREETER_DESCRIPTOR_SET, ServiceTime, TestGreeter};
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 #[derive(Parser, Debug)]
 #[command(about = "A greeter server that publishes ORCA load reports")]
@@ -37,6 +46,36 @@ struct Args {
     /// Floor on the out-of-band report interval.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     min_oob_interval: Duration,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by the CA in this PEM file (mTLS).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// A PEM file's contents, or an error naming the flag and the file.
+fn read_pem(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+}
+
+impl Args {
+    fn tls(&self) -> Result<Option<ServerTlsConfig>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+            read_pem("--tls-cert", cert)?,
+            read_pem("--tls-key", key)?,
+        ));
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read_pem("--tls-client-ca", ca)?));
+        }
+        Ok(Some(tls))
+    }
 }
 
 #[tokio::main]
@@ -72,13 +111,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    let tls = args.tls()?;
     tracing::info!(
         addr = %listener.local_addr()?,
         capacity = args.capacity,
         service_time = ?args.service_time,
+        tls = tls.is_some(),
+        mtls = args.tls_client_ca.is_some(),
         "serving greeter with ORCA reporting"
     );
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).map_err(|e| {
+            format!(
+                "--tls-cert {} / --tls-key {}: {e:?}",
+                args.tls_cert.as_deref().unwrap_or(Path::new("")).display(),
+                args.tls_key.as_deref().unwrap_or(Path::new("")).display()
+            )
+        })?;
+    }
+    server
         .layer(layer)
         .add_service(GreeterServer::new(greeter))
         .add_service(recorder.oob_service())

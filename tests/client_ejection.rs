@@ -187,8 +187,16 @@ async fn a_killed_backend_loses_only_the_calls_in_flight_to_it() {
         tally.failed.len(),
         tally.failed
     );
+    // A call that never reached it is UNAVAILABLE; one in flight when it
+    // died has the code a tonic Channel gives a lost connection.
     for status in &tally.failed {
-        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            matches!(
+                status.code(),
+                Code::Unavailable | Code::Unknown | Code::Internal
+            ),
+            "{status:?}"
+        );
     }
     assert_eq!(tally.total_ok() + tally.failed.len(), 800);
     let after = within("calls", client::drive(&b, 200, 4)).await;

@@ -11,6 +11,8 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
+pub mod fault_server;
+
 /// How long a bounded wait may take before the test fails.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
@@ -151,6 +153,14 @@ pub mod client {
         let b =
             Balancer::from_uris(config, backends.iter().map(|b| b.url())).expect("valid config");
         within("endpoints discovered", b.wait_for_endpoints(backends.len())).await;
+        b
+    }
+
+    /// A balancer over `urls`, once it has discovered them all.
+    pub async fn balancer_over_urls(urls: impl IntoIterator<Item = String>) -> Balancer {
+        let urls: Vec<String> = urls.into_iter().collect();
+        let b = Balancer::from_uris(config(), &urls).expect("valid config");
+        within("endpoints discovered", b.wait_for_endpoints(urls.len())).await;
         b
     }
 

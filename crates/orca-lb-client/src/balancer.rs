@@ -15,6 +15,7 @@ use tower_service::Service;
 use crate::call::CallGuard;
 use crate::discovery::Change;
 use crate::error::BalanceError;
+use crate::readiness::Readiness;
 use crate::shared::{EndpointList, Shared};
 use crate::snapshot::BalancerSnapshot;
 use crate::{BalancerConfig, BuildError, ResponseBody, ResponseFuture};
@@ -39,6 +40,7 @@ pub struct Balancer {
     generation: u64,
     rng: SmallRng,
     picker: P2c,
+    readiness: Readiness,
 }
 
 impl Clone for Balancer {
@@ -49,6 +51,7 @@ impl Clone for Balancer {
             generation: self.generation,
             rng: SmallRng::seed_from_u64(self.shared.next_seed()),
             picker: self.picker,
+            readiness: Readiness::default(),
         }
     }
 }
@@ -93,6 +96,7 @@ impl Balancer {
             shared,
             list,
             generation,
+            readiness: Readiness::default(),
         }
     }
 
@@ -104,6 +108,20 @@ impl Balancer {
         S: AsRef<str>,
     {
         let changes = crate::discovery::static_list(uris)?;
+        // A template that cannot connect to an address fails here, not on
+        // the first call.
+        tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        for change in &changes {
+            if let Change::Insert(_, uri) = change {
+                config
+                    .endpoint
+                    .connect_lazy(uri, config.connect_timeout)
+                    .map_err(|e| BuildError::Endpoint {
+                        uri: uri.to_string(),
+                        why: e.to_string(),
+                    })?;
+            }
+        }
         Self::new(
             config,
             tokio_stream::iter(changes).chain(tokio_stream::pending()),
@@ -181,7 +199,27 @@ impl Balancer {
         }
     }
 
+    /// Picks an endpoint other than `failed` for a call whose attempt there
+    /// never reached it (see `future.rs`).
+    pub(crate) fn repick(
+        shared: &Arc<Shared>,
+        stream: bool,
+        failed: &Arc<crate::endpoint::Endpoint>,
+        now: std::time::Instant,
+    ) -> Result<CallGuard, BalanceError> {
+        Balancer::from_shared(shared.clone()).pick_avoiding(stream, now, Some(failed))
+    }
+
     fn pick(&mut self, stream: bool, now: std::time::Instant) -> Result<CallGuard, BalanceError> {
+        self.pick_avoiding(stream, now, None)
+    }
+
+    fn pick_avoiding(
+        &mut self,
+        stream: bool,
+        now: std::time::Instant,
+        avoid: Option<&Arc<crate::endpoint::Endpoint>>,
+    ) -> Result<CallGuard, BalanceError> {
         self.refresh();
         if self.list.is_empty() {
             return Err(BalanceError::NoEndpoints {
@@ -192,7 +230,7 @@ impl Balancer {
         // Endpoints still warming up are considered with probability equal
         // to their warm-up share: one draw per pick.
         let mut warm_up: f64 = self.rng.random();
-        let mut excluded = None;
+        let mut excluded = avoid.and_then(|a| self.list.iter().position(|e| Arc::ptr_eq(e, a)));
         // A HalfOpen endpoint whose probe budget went to another caller
         // between the pick and the admission is excluded and replaced.
         for _ in 0..2 {
@@ -233,11 +271,23 @@ impl Service<Request<Body>> for Balancer {
     type Error = crate::BoxError;
     type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Readiness is per endpoint: the call waits on its endpoint's
-        // connection. With no endpoint, the call fails with a clear status
-        // rather than hanging here.
-        Poll::Ready(Ok(()))
+    /// Ready when the balancer knows an endpoint. With none (discovery has
+    /// not answered yet, or removed them all), pending until discovery adds
+    /// one, for at most [`BalancerConfig::discovery_wait`]; then ready, and
+    /// the call fails at once with UNAVAILABLE naming the target.
+    ///
+    /// Ejected endpoints do not make the balancer unready: when too few are
+    /// left, panic mode sends calls to every endpoint (see
+    /// `docs/balancing.md`), so there is always somewhere to send. A
+    /// connection is made on a call's behalf, and a call whose connection
+    /// fails is re-picked; per-endpoint readiness is the call's wait.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.refresh();
+        if !self.list.is_empty() {
+            self.readiness.ready();
+            return Poll::Ready(Ok(()));
+        }
+        self.readiness.poll_wait(&self.shared, cx).map(Ok)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {

@@ -61,6 +61,14 @@ impl CallGuard {
         &self.endpoint
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn is_stream(&self) -> bool {
+        self.stream
+    }
+
     /// The call ended with these trailers (or trailers-only headers).
     pub(crate) fn finish_with(&mut self, trailers: &HeaderMap) {
         let outcome = match grpc_status(trailers) {

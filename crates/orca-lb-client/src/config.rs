@@ -3,9 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use orca_lb_core::{CircuitBreakerConfig, EjectionBudget, ScoreConfig};
+use orca_lb_core::{CircuitBreakerConfig, EjectionBudget, RetryBudget, ScoreConfig};
 use orca_lb_proto::StreamingMethods;
 use tonic::Code;
+
+use crate::EndpointTemplate;
 
 /// Everything a [`Balancer`](crate::Balancer) can be tuned with.
 ///
@@ -31,8 +33,21 @@ pub struct BalancerConfig {
     /// Subscribe to each endpoint's out-of-band ORCA stream at this period,
     /// in addition to per-call trailers. Default: off.
     pub oob_interval: Option<Duration>,
-    /// Timeout for establishing a connection to an endpoint. Default: 1 s.
+    /// Timeout for establishing a connection to an endpoint, where
+    /// [`endpoint`](Self::endpoint) sets none. Default: 1 s.
     pub connect_timeout: Duration,
+    /// How each discovered address is connected to: TLS, mTLS and every other
+    /// tonic `Endpoint` setting. Default: [`EndpointTemplate::plain`].
+    pub endpoint: EndpointTemplate,
+    /// How many calls that never reached a server may be sent once more, to
+    /// another endpoint (transparent re-pick; see `docs/balancing.md`).
+    /// Default: 10 % of the calls over 10 s, at least 10 per window.
+    /// [`RetryBudget::off`] turns re-picks off.
+    pub transparent_retry: RetryBudget,
+    /// How long `poll_ready` waits for discovery's first endpoint when the
+    /// balancer knows none, before letting the call fail with UNAVAILABLE.
+    /// Default: 1 s.
+    pub discovery_wait: Duration,
     /// How often breaker deadlines, fleet medians, gauges and windows are
     /// updated, on a background task. Default: 50 ms.
     pub maintenance_interval: Duration,
@@ -56,7 +71,10 @@ impl Default for BalancerConfig {
             ],
             oob_interval: None,
             connect_timeout: Duration::from_secs(1),
+            endpoint: EndpointTemplate::plain(),
+            transparent_retry: RetryBudget::default(),
             maintenance_interval: Duration::from_millis(50),
+            discovery_wait: Duration::from_secs(1),
         }
     }
 }
@@ -105,6 +123,9 @@ impl BalancerConfig {
         self.ejection
             .validate()
             .map_err(|e| ConfigError::new(format!("ejection.{}", e.field()), e))?;
+        self.transparent_retry
+            .validate()
+            .map_err(|e| ConfigError::new(format!("transparent_retry.{}", e.field()), e))?;
         if self.failure_codes.contains(&Code::Ok) {
             return Err(ConfigError::new("failure_codes", "must not contain OK"));
         }

@@ -5,7 +5,6 @@ use std::sync::{Arc, Weak};
 
 use http::Uri;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::Endpoint as TonicEndpoint;
 
 use crate::BuildError;
 use crate::endpoint::Endpoint;
@@ -65,10 +64,17 @@ pub(crate) fn apply(shared: &Arc<Shared>, change: Change) {
     let now = tokio::time::Instant::now().into_std();
     match change {
         Change::Insert(key, uri) => {
-            let channel = TonicEndpoint::from(uri.clone())
-                .connect_timeout(shared.config.connect_timeout)
-                .tcp_nodelay(true)
-                .connect_lazy();
+            let channel = match shared
+                .config
+                .endpoint
+                .connect_lazy(&uri, shared.config.connect_timeout)
+            {
+                Ok(channel) => channel,
+                Err(e) => {
+                    tracing::warn!(target_name = %shared.config.target, endpoint = %key, error = %e, "endpoint left out: its connection cannot be made");
+                    return;
+                }
+            };
             let ep = Arc::new(Endpoint::new(key.clone(), uri, channel, shared, now));
             if shared.insert(ep.clone()) {
                 tracing::info!(target_name = %shared.config.target, endpoint = %key, "endpoint added");

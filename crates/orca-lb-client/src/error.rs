@@ -23,8 +23,11 @@ pub enum BalanceError {
         /// How many endpoints there are.
         endpoints: usize,
     },
-    /// Sending the call to the endpoint failed before any response: the
-    /// connection was refused, reset or timed out.
+    /// The call failed on the endpoint's connection before any response:
+    /// the connection was refused or failed its TLS handshake (UNAVAILABLE),
+    /// or the call was reset, cut off or timed out after it was sent (the
+    /// code tonic's `Channel` gives: CANCELLED, INTERNAL, UNKNOWN, ...). The
+    /// status carrying this error has that code.
     Transport {
         /// The endpoint's address.
         endpoint: String,
@@ -61,7 +64,7 @@ impl fmt::Display for BalanceError {
                 "no available endpoint for {target}: all {endpoints} are ejected or draining"
             ),
             BalanceError::Transport { endpoint, source } => {
-                write!(f, "endpoint {endpoint} unreachable: {source}")
+                write!(f, "endpoint {endpoint}: {source}")
             }
         }
     }
@@ -78,8 +81,9 @@ impl std::error::Error for BalanceError {
 
 impl From<BalanceError> for Status {
     fn from(e: BalanceError) -> Status {
-        // All are retriable elsewhere or later: UNAVAILABLE, as gRPC uses for
-        // "no ready subchannel" and connection failures.
+        // No endpoint to send to is retriable elsewhere or later:
+        // UNAVAILABLE, as gRPC uses for "no ready subchannel". Transport
+        // failures carry the code tonic gives them (see `status.rs`).
         let mut status = Status::new(Code::Unavailable, e.to_string());
         status.set_source(std::sync::Arc::new(e));
         status

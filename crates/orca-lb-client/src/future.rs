@@ -14,15 +14,20 @@ use crate::body::ResponseBody;
 use crate::call::CallGuard;
 use crate::error::{BalanceError, boxed};
 use crate::report::grpc_status;
+use crate::unsent_body::Resendable;
 use orca_lb_core::Outcome;
 
 pin_project! {
     /// Sends the call on the picked endpoint's connection and wraps the
-    /// response so its trailers feed the balancer.
+    /// response so its trailers feed the balancer. A call that never reached
+    /// the endpoint goes to another one, once, within the retry budget.
     pub struct ResponseFuture {
         #[pin]
         state: State,
         call: Option<CallGuard>,
+        // The head of the call and the way back of its body, until it is
+        // re-picked once; `None` when re-picks are off.
+        resend: Option<Resendable>,
     }
 }
 
@@ -40,17 +45,25 @@ impl ResponseFuture {
         Self {
             state: State::Failed { error: Some(error) },
             call: None,
+            resend: None,
         }
     }
 
     pub(crate) fn send(call: CallGuard, request: Request<Body>) -> Self {
         let channel = call.endpoint().channel.clone();
+        let (resend, request) = if call.shared().repick.enabled() {
+            let (resend, request) = Resendable::wrap(request);
+            (Some(resend), request)
+        } else {
+            (None, request)
+        };
         Self {
             state: State::Connecting {
                 channel,
                 request: Some(request),
             },
             call: Some(call),
+            resend,
         }
     }
 }
@@ -61,10 +74,15 @@ impl std::fmt::Debug for ResponseFuture {
     }
 }
 
+/// Ends the call with `outcome` and makes the caller's status: UNAVAILABLE
+/// when the request never reached a server (not handed to the connection,
+/// `sent` false, or [`never_reached_server`]), otherwise the code tonic's
+/// `Channel` gives `source`.
 fn transport_error(
     call: &mut Option<CallGuard>,
     source: tonic::transport::Error,
     outcome: Outcome,
+    sent: bool,
 ) -> crate::BoxError {
     let endpoint = call
         .as_ref()
@@ -73,16 +91,18 @@ fn transport_error(
     if let Some(mut c) = call.take() {
         c.finish(outcome, None);
     }
-    boxed(BalanceError::Transport {
-        endpoint,
-        source: Box::new(source),
-    })
+    let sent = sent && !never_reached_server(&source);
+    Box::new(crate::status::transport_status(endpoint, source, sent))
 }
 
-/// Whether a transport error happened before the request reached the server.
+/// Whether a transport error happened before the request reached the server:
+/// the connection (TCP, or its TLS handshake) could not be made.
 fn is_connect_error(e: &tonic::transport::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
         // tonic and hyper-util keep their connect error types private; their
         // messages are stable ("tcp connect error", "connection refused").
         let text = err.to_string().to_ascii_lowercase();
@@ -92,6 +112,82 @@ fn is_connect_error(e: &tonic::transport::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+/// Whether an error on a call handed to the connection proves that no server
+/// saw the call: the connection (TCP or TLS) could not be made; the HTTP/2
+/// connection closed or was not ready before it took the request (hyper's
+/// "canceled", only ever given to requests it never serialized); or the
+/// server refused the stream before processing it (REFUSED_STREAM).
+pub(crate) fn never_reached_server(e: &tonic::transport::Error) -> bool {
+    if is_connect_error(e) {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>()
+            && hyper.is_canceled()
+        {
+            return true;
+        }
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.is_reset()
+                && h2.is_remote()
+                && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Sends the call to another endpoint when its attempt failed with `error`
+/// without reaching a server and its body was never sent (`handed` is the
+/// request when it was never given to the connection at all). At most once
+/// per call, within the balancer's retry budget. Ends the failed attempt
+/// with `outcome` first, so its breaker counts it.
+fn try_repick(
+    call: &mut Option<CallGuard>,
+    resend: &mut Option<Resendable>,
+    handed: Option<Request<Body>>,
+    error: &tonic::transport::Error,
+    outcome: Outcome,
+) -> Option<(Channel, Request<Body>)> {
+    if handed.is_none() && !never_reached_server(error) {
+        return None;
+    }
+    let failed = call.as_mut()?;
+    let shared = failed.shared().clone();
+    let resend = resend.take()?;
+    let request = match handed {
+        Some(handed) => resend.unwrap(handed),
+        // The connection polled the body, so bytes of it may have gone:
+        // never sent again.
+        None => resend.take(),
+    }?;
+    if !shared.repick.try_take() {
+        return None;
+    }
+    failed.finish(outcome, None);
+    let now = tokio::time::Instant::now().into_std();
+    match crate::Balancer::repick(&shared, failed.is_stream(), failed.endpoint(), now) {
+        Ok(next) => {
+            shared.repick.record();
+            tracing::debug!(
+                target_name = %shared.config.target,
+                from = %failed.endpoint().key,
+                to = %next.endpoint().key,
+                error = %error,
+                "call re-picked: it never reached the endpoint"
+            );
+            let channel = next.endpoint().channel.clone();
+            *call = Some(next);
+            Some((channel, request))
+        }
+        Err(_) => {
+            shared.repick.give_back();
+            None
+        }
+    }
 }
 
 impl Future for ResponseFuture {
@@ -112,7 +208,17 @@ impl Future for ResponseFuture {
                         } else {
                             Outcome::Failure
                         };
-                        return Poll::Ready(Err(transport_error(this.call, e, outcome)));
+                        let handed = request.take();
+                        if let Some((channel, request)) =
+                            try_repick(this.call, this.resend, handed, &e, outcome)
+                        {
+                            this.state.set(State::Connecting {
+                                channel,
+                                request: Some(request),
+                            });
+                            continue;
+                        }
+                        return Poll::Ready(Err(transport_error(this.call, e, outcome, false)));
                     }
                     let request = request.take().expect("polled after completion");
                     let future = channel.call(request);
@@ -127,9 +233,20 @@ impl Future for ResponseFuture {
                             } else {
                                 Outcome::Failure
                             };
-                            return Poll::Ready(Err(transport_error(this.call, e, outcome)));
+                            if let Some((channel, request)) =
+                                try_repick(this.call, this.resend, None, &e, outcome)
+                            {
+                                this.state.set(State::Connecting {
+                                    channel,
+                                    request: Some(request),
+                                });
+                                continue;
+                            }
+                            return Poll::Ready(Err(transport_error(this.call, e, outcome, true)));
                         }
                     };
+                    // Answered: nothing to send again.
+                    *this.resend = None;
                     let mut call = this.call.take().expect("polled after completion");
                     let (parts, body) = response.into_parts();
                     if grpc_status(&parts.headers).is_some() {

@@ -25,6 +25,9 @@
 //!   sustained overload eject an endpoint, within an ejection budget, and
 //!   probes bring it back. With too few endpoints left, panic mode ignores
 //!   ejections.
+//! - **Connections**: [`EndpointTemplate`] applies a tonic `Endpoint`'s
+//!   settings (TLS, mTLS, keepalive, ...) to every discovered address;
+//!   [`TlsFiles`] reads TLS settings from PEM files.
 //! - **Visibility**: [`Balancer::snapshot`] shows every endpoint's score,
 //!   signals and breaker; metrics and tracing events are listed in
 //!   `docs/observability.md`.
@@ -59,24 +62,34 @@ mod config;
 mod discovery;
 mod dns;
 mod endpoint;
+mod endpoint_template;
 mod error;
 mod future;
 mod maintenance;
 mod metrics;
 mod oob;
+mod readiness;
+mod repick_budget;
 mod report;
 mod shared;
 mod snapshot;
+mod status;
+#[cfg(any(feature = "tls-ring", feature = "tls-aws-lc"))]
+mod tls_files;
+mod unsent_body;
 
 pub use balancer::{Balancer, WeakBalancer};
 pub use body::ResponseBody;
 pub use config::{BalancerConfig, ConfigError};
 pub use discovery::{Change, static_list};
 pub use dns::{DnsDiscovery, Resolve, SystemResolver};
+pub use endpoint_template::EndpointTemplate;
 pub use error::BalanceError;
 pub use future::ResponseFuture;
 pub use report::{ReportError, decode_report};
 pub use snapshot::{BalancerSnapshot, EndpointSnapshot};
+#[cfg(any(feature = "tls-ring", feature = "tls-aws-lc"))]
+pub use tls_files::TlsFiles;
 
 /// A type-erased error, as tower and tonic use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -95,6 +108,20 @@ pub enum BuildError {
     },
     /// The balancer was built outside a tokio runtime; its tasks need one.
     NoRuntime,
+    /// The [`EndpointTemplate`] could not make a connection for an address.
+    Endpoint {
+        /// The address.
+        uri: String,
+        /// Why.
+        why: String,
+    },
+    /// A TLS setting or file was refused.
+    Tls {
+        /// The setting, with the file it names.
+        setting: String,
+        /// Why it was refused.
+        why: String,
+    },
 }
 
 impl std::fmt::Display for BuildError {
@@ -103,6 +130,10 @@ impl std::fmt::Display for BuildError {
             BuildError::Config(e) => e.fmt(f),
             BuildError::InvalidUri { uri, why } => write!(f, "invalid endpoint uri {uri:?}: {why}"),
             BuildError::NoRuntime => f.write_str("balancer built outside a tokio runtime"),
+            BuildError::Endpoint { uri, why } => {
+                write!(f, "cannot make a connection to endpoint {uri}: {why}")
+            }
+            BuildError::Tls { setting, why } => write!(f, "invalid TLS {setting}: {why}"),
         }
     }
 }

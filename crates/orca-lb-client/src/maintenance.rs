@@ -16,6 +16,8 @@ pub(crate) async fn run(shared: Weak<Shared>, interval: Duration) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        shared.maintain(tokio::time::Instant::now().into_std());
+        let now = tokio::time::Instant::now().into_std();
+        shared.maintain(now);
+        shared.repick.on_tick(&shared.list().0, now);
     }
 }

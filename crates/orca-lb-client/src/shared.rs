@@ -11,6 +11,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::BalancerConfig;
 use crate::atomic_f64::AtomicF64;
 use crate::endpoint::Endpoint;
+use crate::repick_budget::RepickBudget;
 
 /// The endpoint list picks read: replaced whole on every discovery change, so
 /// a pick holds an `Arc` of a consistent list and never waits on discovery.
@@ -39,12 +40,16 @@ pub(crate) struct Shared {
     changed: tokio::sync::Notify,
     /// The maintenance pass's buffers (only that task takes this lock).
     samples: Mutex<FleetSamples>,
+    /// Transparent re-picks left.
+    pub(crate) repick: RepickBudget,
 }
 
 impl Shared {
     pub(crate) fn new(config: BalancerConfig, seed: u64) -> Self {
         let unknown = FleetView::unknown(config.score.default_service_time);
+        let repick = RepickBudget::new(config.transparent_retry, &config.target);
         Self {
+            repick,
             config,
             list: RwLock::new(Arc::from(Vec::new())),
             by_key: Mutex::new(HashMap::new()),

@@ -19,6 +19,9 @@ pub struct BalancerSnapshot {
     pub panic: bool,
     /// Endpoints whose breaker is not Closed.
     pub ejected: usize,
+    /// Calls sent to a second endpoint because the first attempt never
+    /// reached a server (transparent re-picks), since the balancer started.
+    pub repicks: u64,
     /// Every endpoint, in key order, then those discovery removed that still
     /// carry calls (`draining`), in the order they were removed.
     pub endpoints: Vec<EndpointSnapshot>,
@@ -148,6 +151,7 @@ impl BalancerSnapshot {
             target: shared.config.target.clone(),
             panic: shared.is_panic(),
             ejected: shared.ejected(),
+            repicks: shared.repick.total(),
             endpoints,
         }
     }

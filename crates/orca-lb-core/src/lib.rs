@@ -97,6 +97,7 @@ pub mod named_metrics;
 mod p2c;
 mod peak_ewma;
 mod report;
+mod retry_budget;
 mod score;
 mod score_config;
 
@@ -115,5 +116,6 @@ pub use fleet::{FleetSamples, FleetView, median};
 pub use p2c::{P2c, distinct_pair};
 pub use peak_ewma::PeakEwma;
 pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};
+pub use retry_budget::RetryBudget;
 pub use score::Score;
 pub use score_config::{InvalidScoreConfig, ScoreConfig};

@@ -8,8 +8,8 @@ use orca_lb_server::{FixedSampler, LoadRecorder, ReportingLayer, StreamingMethod
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::pb::greeter_server::GreeterServer;
 use crate::{GREETER_DESCRIPTOR_SET, ServiceTime, TestGreeter};
@@ -29,6 +29,8 @@ pub struct BackendConfig {
     pub min_oob_interval: Duration,
     /// The greeter to serve; `None` builds one from `name` and `service_time`.
     pub greeter: Option<TestGreeter>,
+    /// Serve over TLS (and mTLS, with a client CA) instead of plaintext.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl BackendConfig {
@@ -41,6 +43,7 @@ impl BackendConfig {
             sampler: FixedSampler::default(),
             min_oob_interval: Duration::from_millis(10),
             greeter: None,
+            tls: None,
         }
     }
 }
@@ -83,7 +86,11 @@ impl Backend {
         }
         let (layer, recorder) = builder.build().map_err(io::Error::other)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let router = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = config.tls {
+            server = server.tls_config(tls).map_err(io::Error::other)?;
+        }
+        let router = server
             .layer(layer)
             .add_service(GreeterServer::new(greeter.clone()))
             .add_service(recorder.oob_service());

@@ -27,10 +27,12 @@
 mod backend;
 mod greeter;
 mod service_time;
+mod test_pki;
 
 pub use backend::{Backend, BackendConfig};
 pub use greeter::TestGreeter;
 pub use service_time::ServiceTime;
+pub use test_pki::TestPki;
 
 /// The generated greeter messages and stubs.
 #[allow(

@@ -1,0 +1,67 @@
+//! What the balancer's `poll_ready` waits for: a first endpoint from
+//! discovery, for a bounded time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use parking_lot::Mutex;
+
+use crate::shared::Shared;
+
+type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A balancer clone's wait for discovery, when it knows no endpoint. (The
+/// mutex only makes the balancer `Sync`: it is reached through `&mut`,
+/// never locked.)
+#[derive(Default)]
+pub(crate) struct Readiness {
+    wait: Mutex<Option<Wait>>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("waiting", &self.wait.try_lock().map(|w| w.is_some()))
+            .finish()
+    }
+}
+
+impl Readiness {
+    /// The balancer knows an endpoint: ready, and no wait is kept.
+    pub(crate) fn ready(&mut self) {
+        *self.wait.get_mut() = None;
+    }
+
+    /// The balancer knows no endpoint: pending until discovery adds one or
+    /// `config.discovery_wait` has passed since the wait began, then ready
+    /// (a call then fails at once, UNAVAILABLE, naming the target). Woken by
+    /// discovery.
+    pub(crate) fn poll_wait(&mut self, shared: &Arc<Shared>, cx: &mut Context<'_>) -> Poll<()> {
+        let slot = self.wait.get_mut();
+        let wait = slot.get_or_insert_with(|| {
+            let shared = shared.clone();
+            Box::pin(async move {
+                let bound = shared.config.discovery_wait;
+                let _ = tokio::time::timeout(bound, async {
+                    loop {
+                        let changed = shared.changed();
+                        tokio::pin!(changed);
+                        changed.as_mut().enable();
+                        if !shared.list().0.is_empty() {
+                            return;
+                        }
+                        changed.await;
+                    }
+                })
+                .await;
+            })
+        });
+        let done = wait.as_mut().poll(cx);
+        if done.is_ready() {
+            *slot = None;
+        }
+        done
+    }
+}

@@ -1,0 +1,292 @@
+//! Transparent re-pick: a call that never reached a server goes to another
+//! endpoint, once, within the retry budget; a killed backend costs only the
+//! calls in service on it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_core::RetryBudget;
+use orca_lb_test::pb::HelloRequest;
+use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_tests::client::{self, drive};
+use orca_lb_tests::within;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+/// A port with nothing listening on it.
+fn refusing_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_refusing_endpoint_goes_to_another_once() {
+    let bs = client::backends(&[("a", 1, 8), ("b", 1, 8)]).await;
+    let urls = [refusing_url(), bs[0].url(), bs[1].url()];
+
+    // Re-picks off: the calls that go to the refusing endpoint fail.
+    let off = Balancer::from_uris(
+        BalancerConfig {
+            transparent_retry: RetryBudget::off(),
+            ..client::config()
+        },
+        &urls,
+    )
+    .unwrap();
+    within("discovery", off.wait_for_endpoints(3)).await;
+    let tally = within("calls", drive(&off, 60, 1)).await;
+    assert!(
+        !tally.failed.is_empty(),
+        "no call went to the refusing endpoint"
+    );
+    assert_eq!(off.snapshot().repicks, 0);
+
+    // On (the default): they go to another endpoint and succeed.
+    let on = Balancer::from_uris(client::config(), &urls).unwrap();
+    within("discovery", on.wait_for_endpoints(3)).await;
+    let tally = within("calls", drive(&on, 60, 1)).await;
+    assert!(tally.failed.is_empty(), "{:?}", tally.failed.first());
+    assert!(on.snapshot().repicks >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_fleet_gets_no_more_repicks_than_the_budget() {
+    let urls = [refusing_url(), refusing_url(), refusing_url()];
+    let budget = RetryBudget {
+        ratio: 0.1,
+        min_per_window: 5,
+        window: Duration::from_secs(60),
+    };
+    let b = Balancer::from_uris(
+        BalancerConfig {
+            transparent_retry: budget,
+            ..client::config()
+        },
+        &urls,
+    )
+    .unwrap();
+    within("discovery", b.wait_for_endpoints(3)).await;
+    let mut client = GreeterClient::new(b.clone());
+    let calls = 200;
+    for _ in 0..calls {
+        let status = client.say_hello(HelloRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    let repicks = b.snapshot().repicks;
+    // Re-picks count among the calls picked: at most 10 % of all picks, or
+    // the minimum.
+    let limit = budget.allowance(calls + repicks);
+    println!("{calls} calls to a dead fleet: {repicks} re-picks (limit {limit})");
+    assert!(repicks >= 1, "the budget's minimum allows some");
+    assert!(repicks <= limit, "{repicks} re-picks over {limit}");
+}
+
+/// A test backend in its own process; killed (SIGKILL) and reaped when
+/// dropped.
+struct ChildBackend {
+    child: Child,
+    url: String,
+}
+
+impl ChildBackend {
+    fn spawn(name: &str, service_ms: u64) -> ChildBackend {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orca-lb-test-backend"))
+            .args([name, &service_ms.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("test backend starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("test backend prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        ChildBackend {
+            url: format!("http://{addr}"),
+            child,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildBackend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What one run under load saw.
+struct KillRun {
+    calls: usize,
+    failed: usize,
+    codes: Vec<Code>,
+}
+
+const RATE_PER_SEC: u64 = 500;
+const RUN: Duration = Duration::from_secs(2);
+const SERVICE_MS: u64 = 20;
+
+type CallFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::Status>> + Send>>;
+
+/// One call through `client`, bounded by a 5 s deadline.
+fn call_through<T>(client: &GreeterClient<T>) -> CallFuture
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
+    T::Future: Send,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let mut client = client.clone();
+    Box::pin(async move {
+        let mut request = tonic::Request::new(HelloRequest::default());
+        request.set_timeout(Duration::from_secs(5));
+        client.say_hello(request).await.map(drop)
+    })
+}
+
+/// Starts calls made by `call` at a fixed rate for [`RUN`] and calls `kill`
+/// halfway, without waiting for replies (open loop).
+async fn open_loop(call: impl Fn() -> CallFuture, kill: impl FnOnce()) -> KillRun {
+    let failed = Arc::new(AtomicUsize::new(0));
+    let codes = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));
+    let total = (RATE_PER_SEC * RUN.as_secs()) as usize;
+    let mut tasks = Vec::with_capacity(total);
+    let mut kill = Some(kill);
+    for i in 0..total {
+        tick.tick().await;
+        if i == total / 2 {
+            (kill.take().expect("once"))();
+        }
+        let failed = failed.clone();
+        let codes = codes.clone();
+        let call = call();
+        tasks.push(tokio::spawn(async move {
+            if let Err(status) = call.await {
+                failed.fetch_add(1, Ordering::Relaxed);
+                codes.lock().push(status.code());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("call task");
+    }
+    let codes = codes.lock().clone();
+    KillRun {
+        calls: total,
+        failed: failed.load(Ordering::Relaxed),
+        codes,
+    }
+}
+
+fn four_backends() -> Vec<ChildBackend> {
+    (0..4)
+        .map(|i| ChildBackend::spawn(&format!("b{i}"), SERVICE_MS))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_one_backend_in_four_fails_only_the_calls_in_service_on_it() {
+    // The balancer.
+    let mut backends = four_backends();
+    let balancer = client::balancer_over_urls(backends.iter().map(|b| b.url.clone())).await;
+    let victim_key = backends[3].url.clone();
+    let in_service = Arc::new(AtomicUsize::new(0));
+    let run = {
+        let b = balancer.clone();
+        let in_service = in_service.clone();
+        let victim = &mut backends[3];
+        within(
+            "balanced load",
+            open_loop(
+                {
+                    let client = GreeterClient::new(balancer.clone());
+                    move || call_through(&client)
+                },
+                move || {
+                    let on_victim = |b: &Balancer| {
+                        b.snapshot()
+                            .endpoints
+                            .iter()
+                            .find(|e| e.key == victim_key)
+                            .map_or(0, |e| e.in_flight as usize)
+                    };
+                    let before = on_victim(&b);
+                    victim.kill();
+                    // Calls picked for it between the count and its death were
+                    // in service on it too.
+                    in_service.store(before.max(on_victim(&b)), Ordering::SeqCst);
+                },
+            ),
+        )
+        .await
+    };
+    let in_service = in_service.load(Ordering::SeqCst);
+    let repicks = balancer.snapshot().repicks;
+    drop(backends);
+
+    // tonic's own balanced Channel over the same kind of fleet.
+    let backends = four_backends();
+    let endpoints = backends
+        .iter()
+        .map(|b| Endpoint::from_shared(b.url.clone()).unwrap());
+    let channel = Channel::balance_list(endpoints);
+    let mut backends = backends;
+    let plain = {
+        let victim = &mut backends[3];
+        within(
+            "plain load",
+            open_loop(
+                {
+                    let client = GreeterClient::new(channel);
+                    move || call_through(&client)
+                },
+                move || victim.kill(),
+            ),
+        )
+        .await
+    };
+    drop(backends);
+
+    println!(
+        "kill -9 of 1 of 4 backends under {RATE_PER_SEC} calls/s ({SERVICE_MS} ms service): \
+         balancer {} of {} calls failed ({in_service} in service on it, {repicks} re-picked), codes {:?}; \
+         tonic balance_list Channel {} of {} failed, codes {:?}",
+        run.failed,
+        run.calls,
+        codes_summary(&run.codes),
+        plain.failed,
+        plain.calls,
+        codes_summary(&plain.codes),
+    );
+    assert!(
+        run.failed <= in_service,
+        "{} failed, {in_service} were in service on the killed backend",
+        run.failed
+    );
+}
+
+fn codes_summary(codes: &[Code]) -> Vec<(Code, usize)> {
+    let mut out: Vec<(Code, usize)> = Vec::new();
+    for &c in codes {
+        match out.iter_mut().find(|(k, _)| *k == c) {
+            Some((_, n)) => *n += 1,
+            None => out.push((c, 1)),
+        }
+    }
+    out
+}
