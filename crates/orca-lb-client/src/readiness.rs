@@ -44,18 +44,8 @@ impl Readiness {
             let shared = shared.clone();
             Box::pin(async move {
                 let bound = shared.config.discovery_wait;
-                let _ = tokio::time::timeout(bound, async {
-                    loop {
-                        let changed = shared.changed();
-                        tokio::pin!(changed);
-                        changed.as_mut().enable();
-                        if !shared.list().0.is_empty() {
-                            return;
-                        }
-                        changed.await;
-                    }
-                })
-                .await;
+                let _ = tokio::time::timeout(bound, shared.wait_for_list(|list| !list.is_empty()))
+                    .await;
             })
         });
         let done = wait.as_mut().poll(cx);
