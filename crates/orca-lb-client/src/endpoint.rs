@@ -87,6 +87,9 @@ pub(crate) struct Endpoint {
     pub(crate) invalid_reports: AtomicU64,
     pub(crate) metrics: EndpointMetrics,
     pub(crate) oob_task: Mutex<Option<JoinHandle<()>>>,
+    /// Whether the balancer-wide ejected count includes this endpoint
+    /// (changed only under the balancer's membership lock).
+    pub(crate) counted_ejected: AtomicBool,
     connect_probe: AtomicBool,
 }
 
@@ -130,6 +133,7 @@ impl Endpoint {
             invalid_reports: AtomicU64::new(0),
             metrics,
             oob_task: Mutex::new(None),
+            counted_ejected: AtomicBool::new(false),
             connect_probe: AtomicBool::new(false),
         }
     }

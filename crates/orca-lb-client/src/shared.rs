@@ -31,7 +31,10 @@ pub(crate) struct Shared {
     fleet_service_time: AtomicF64,
     fleet_backlog: AtomicF64,
     fleet_streams: AtomicF64,
-    /// Endpoints whose breaker is not Closed.
+    /// Members of `by_key` whose breaker is not Closed: those whose
+    /// `Endpoint::counted_ejected` is set. Both change only under the
+    /// `by_key` lock, and only for members, so a transition of an endpoint
+    /// already removed cannot move it.
     ejected: AtomicUsize,
     total: AtomicUsize,
     panic: AtomicBool,
@@ -130,17 +133,7 @@ impl Shared {
         ejections: u32,
         _now: Instant,
     ) {
-        let was_out = t.from != BreakerState::Closed;
-        let is_out = t.to != BreakerState::Closed;
-        match (was_out, is_out) {
-            (false, true) => {
-                self.ejected.fetch_add(1, Relaxed);
-            }
-            (true, false) => {
-                self.ejected.fetch_sub(1, Relaxed);
-            }
-            _ => {}
-        }
+        self.count_ejection(ep, t.to != BreakerState::Closed);
         match t.to {
             BreakerState::Open => tracing::info!(
                 target_name = %self.config.target,
@@ -164,6 +157,27 @@ impl Shared {
         self.update_panic();
     }
 
+    /// Records whether member `ep` is out (breaker not Closed) in the
+    /// balancer-wide count. An endpoint no longer (or not yet) a member is
+    /// not counted: discovery removed it, and `remove` took it out of the
+    /// count under the same lock.
+    fn count_ejection(&self, ep: &Endpoint, is_out: bool) {
+        let by_key = self.by_key.lock();
+        let member = by_key
+            .get(&ep.key)
+            .is_some_and(|m| std::ptr::eq(Arc::as_ptr(m), ep));
+        if !member {
+            return;
+        }
+        if ep.counted_ejected.swap(is_out, Relaxed) != is_out {
+            if is_out {
+                self.ejected.fetch_add(1, Relaxed);
+            } else {
+                self.ejected.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+
     /// Adds an endpoint; `false` if its key is already present.
     pub(crate) fn insert(&self, ep: Arc<Endpoint>) -> bool {
         let mut by_key = self.by_key.lock();
@@ -185,7 +199,7 @@ impl Shared {
         if let Some(task) = ep.oob_task.lock().take() {
             task.abort();
         }
-        if !ep.is_closed() {
+        if ep.counted_ejected.swap(false, Relaxed) {
             self.ejected.fetch_sub(1, Relaxed);
         }
         self.republish(&by_key);
@@ -251,3 +265,6 @@ impl Shared {
         self.update_panic();
     }
 }
+
+#[cfg(test)]
+mod tests;
