@@ -36,6 +36,10 @@ pub struct BalancerConfig {
     /// How often breaker deadlines, fleet medians, gauges and windows are
     /// updated, on a background task. Default: 50 ms.
     pub maintenance_interval: Duration,
+    /// The first invalid load report of an endpoint is logged; later ones
+    /// are counted and summarised in one line per endpoint at most this
+    /// often. Default: 60 s.
+    pub report_log_interval: Duration,
 }
 
 impl Default for BalancerConfig {
@@ -57,6 +61,7 @@ impl Default for BalancerConfig {
             oob_interval: None,
             connect_timeout: Duration::from_secs(1),
             maintenance_interval: Duration::from_millis(50),
+            report_log_interval: Duration::from_secs(60),
         }
     }
 }
@@ -119,6 +124,7 @@ impl BalancerConfig {
         for (field, d) in [
             ("connect_timeout", self.connect_timeout),
             ("maintenance_interval", self.maintenance_interval),
+            ("report_log_interval", self.report_log_interval),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::new(field, "must be greater than zero"));

@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::invalid_report_log::InvalidReportLog;
 use crate::metrics::EndpointMetrics;
 use crate::shared::Shared;
 
@@ -85,6 +86,7 @@ pub(crate) struct Endpoint {
     pub(crate) picks_total: AtomicU64,
     pub(crate) failures_total: AtomicU64,
     pub(crate) invalid_reports: AtomicU64,
+    pub(crate) invalid_report_log: InvalidReportLog,
     pub(crate) metrics: EndpointMetrics,
     pub(crate) oob_task: Mutex<Option<JoinHandle<()>>>,
     /// Whether the balancer-wide ejected count includes this endpoint
@@ -131,6 +133,7 @@ impl Endpoint {
             picks_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
             invalid_reports: AtomicU64::new(0),
+            invalid_report_log: InvalidReportLog::default(),
             metrics,
             oob_task: Mutex::new(None),
             counted_ejected: AtomicBool::new(false),
@@ -224,16 +227,22 @@ impl Endpoint {
         self.metrics.breaker_state.set(f64::from(code));
     }
 
-    /// Counts and logs a report that could not be used.
+    /// Sets the breaker-state gauge again, unchanged: every gauge of a
+    /// member is set on every maintenance pass, so an exporter's idle
+    /// timeout drops only the series of endpoints that left (see
+    /// `docs/observability.md`).
+    pub(crate) fn refresh_breaker_gauge(&self) {
+        let code = self.breaker_state.load(Relaxed);
+        self.metrics.breaker_state.set(f64::from(code));
+    }
+
+    /// Counts a report that could not be used, and logs it if it is the
+    /// first (see [`InvalidReportLog`]).
     pub(crate) fn on_invalid_report(&self, shared: &Shared, error: &dyn std::fmt::Display) {
         self.invalid_reports.fetch_add(1, Relaxed);
         self.metrics.invalid_reports.increment(1);
-        tracing::warn!(
-            target_name = %shared.config.target,
-            endpoint = %self.key,
-            %error,
-            "ignored an invalid load report"
-        );
+        self.invalid_report_log
+            .on_invalid(&shared.config.target, &self.key, error);
     }
 
     /// Takes in a report (trailer or out of band).

@@ -40,6 +40,14 @@ pub(crate) struct Shared {
     panic: AtomicBool,
     seed: AtomicU64,
     changed: tokio::sync::Notify,
+    /// Set while discovery applies a batch of changes: insertions and
+    /// removals then publish the list once, at the end of the batch.
+    batching: AtomicBool,
+    /// A change arrived during the batch and the list is yet to be published.
+    unpublished: AtomicBool,
+    /// Dropped with the balancer: its receivers (the discovery task) learn
+    /// that it is gone without waiting for their next change.
+    dropped: tokio::sync::watch::Sender<()>,
     /// The maintenance pass's buffers (only that task takes this lock).
     samples: Mutex<FleetSamples>,
 }
@@ -61,6 +69,9 @@ impl Shared {
             panic: AtomicBool::new(false),
             seed: AtomicU64::new(seed),
             changed: tokio::sync::Notify::new(),
+            batching: AtomicBool::new(false),
+            unpublished: AtomicBool::new(false),
+            dropped: tokio::sync::watch::Sender::new(()),
             samples: Mutex::new(FleetSamples::new()),
         }
     }
@@ -178,6 +189,36 @@ impl Shared {
         }
     }
 
+    /// Resolves (with an error) once the balancer is dropped; never before.
+    pub(crate) fn dropped(&self) -> tokio::sync::watch::Receiver<()> {
+        self.dropped.subscribe()
+    }
+
+    /// Defers publishing the list until [`end_batch`](Self::end_batch):
+    /// changes that arrive together are published once, not one list
+    /// rebuilt and sorted per change. Only the discovery task batches.
+    pub(crate) fn begin_batch(&self) {
+        self.batching.store(true, Relaxed);
+    }
+
+    /// Publishes the list once if the batch changed it.
+    pub(crate) fn end_batch(&self) {
+        let by_key = self.by_key.lock();
+        self.batching.store(false, Relaxed);
+        if self.unpublished.swap(false, Relaxed) {
+            self.republish(&by_key);
+        }
+    }
+
+    /// Publishes the list now, or at the end of the current batch.
+    fn publish_members(&self, by_key: &HashMap<String, Arc<Endpoint>>) {
+        if self.batching.load(Relaxed) {
+            self.unpublished.store(true, Relaxed);
+        } else {
+            self.republish(by_key);
+        }
+    }
+
     /// Adds an endpoint; `false` if its key is already present.
     pub(crate) fn insert(&self, ep: Arc<Endpoint>) -> bool {
         let mut by_key = self.by_key.lock();
@@ -185,7 +226,7 @@ impl Shared {
             return false;
         }
         by_key.insert(ep.key.clone(), ep);
-        self.republish(&by_key);
+        self.publish_members(&by_key);
         true
     }
 
@@ -202,7 +243,7 @@ impl Shared {
         if ep.counted_ejected.swap(false, Relaxed) {
             self.ejected.fetch_sub(1, Relaxed);
         }
-        self.republish(&by_key);
+        self.publish_members(&by_key);
         drop(by_key);
         // Kept even if idle now: a call picked just before the removal may
         // not have counted itself yet. The next maintenance pass lets go of
@@ -257,6 +298,13 @@ impl Shared {
                 .in_flight
                 .set(f64::from(ep.in_flight.load(Relaxed)));
             ep.metrics.score.set(ep.cost(false, self, now).seconds());
+            ep.refresh_breaker_gauge();
+            ep.invalid_report_log.summarise(
+                &self.config.target,
+                &ep.key,
+                self.config.report_log_interval,
+                now,
+            );
         }
         let fleet = samples.view(self.fleet());
         self.fleet_service_time.store(fleet.service_time);

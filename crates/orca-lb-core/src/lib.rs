@@ -87,6 +87,7 @@
 
 pub mod baseline;
 mod circuit_breaker;
+mod display_name;
 mod ejection_budget;
 mod endpoint_policy;
 mod endpoint_state;
@@ -104,6 +105,7 @@ pub use circuit_breaker::{
     BreakerState, CircuitBreaker, CircuitBreakerConfig, InvalidConfig, OpenReason, OverloadSignal,
     Transition,
 };
+pub use display_name::{DisplayName, MAX_NAME_CHARS};
 pub use ejection_budget::EjectionBudget;
 pub use endpoint_policy::{CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{
