@@ -109,7 +109,8 @@ pub use display_name::{DisplayName, MAX_NAME_CHARS};
 pub use ejection_budget::EjectionBudget;
 pub use endpoint_policy::{CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{
-    CostTerms, EXPLORATION, EndpointState, Estimate, LocalLoad, MIN_WARM_UP_SHARE,
+    CostTerms, EXPLORATION, EndpointState, Estimate, LocalLoad, MIN_CLAIM_CHECK_SAMPLES,
+    MIN_WARM_UP_SHARE,
 };
 pub use error_rate::ErrorRate;
 pub use ewma::Ewma;
