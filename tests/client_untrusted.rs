@@ -202,3 +202,71 @@ async fn garbage_on_every_call_is_logged_once_then_summarised() {
     );
     server.abort();
 }
+
+/// A report that claims 0.01 ms per call, 10,000 worker slots and no load.
+fn boastful_report() -> http::HeaderValue {
+    use base64::Engine;
+    use orca_lb_core::named_metrics;
+    let pb = OrcaLoadReport {
+        application_utilization: 0.01,
+        named_metrics: [
+            (named_metrics::SERVICE_TIME_MS.to_string(), 0.01),
+            (named_metrics::CAPACITY.to_string(), 10_000.0),
+            (named_metrics::IN_FLIGHT.to_string(), 0.0),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let text = base64::engine::general_purpose::STANDARD.encode(pb.encode_to_vec());
+    http::HeaderValue::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_lies_about_its_speed_does_not_win_every_pick() {
+    let honest = orca_lb_tests::client::backends(&[("a", 5, 4), ("b", 5, 4)]).await;
+    let (liar_url, liar) = lying_server(boastful_report(), Duration::from_millis(30)).await;
+    let b =
+        Balancer::from_uris(config(), honest.iter().map(|b| b.url()).chain([liar_url])).unwrap();
+    within("discovery", b.wait_for_endpoints(3)).await;
+    let tally = within("the calls", orca_lb_tests::client::drive(&b, 1200, 8)).await;
+    let lied = tally.ok("liar");
+    println!(
+        "liar {lied}, a {}, b {}, failed {}",
+        tally.ok("a"),
+        tally.ok("b"),
+        tally.failed.len()
+    );
+    assert!(tally.failed.is_empty(), "{:?}", tally.failed);
+    // Six times slower than the others, it deserves far less than a third.
+    assert!(
+        lied * 5 < tally.total_ok(),
+        "the liar took {lied} of {} calls",
+        tally.total_ok()
+    );
+    liar.abort();
+}
+
+/// A greeter named "liar" that takes `service_time` per call and attaches
+/// `value` as its load report.
+async fn lying_server(
+    value: http::HeaderValue,
+    service_time: Duration,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let svc = GreeterServer::new(
+        TestGreeter::new("liar").with_service_time(orca_lb_test::ServiceTime::Fixed(service_time)),
+    );
+    let task = tokio::spawn(async move {
+        Server::builder()
+            .layer(tower::layer::layer_fn(move |inner| Corrupt {
+                inner,
+                value: value.clone(),
+            }))
+            .add_service(svc)
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+            .await
+            .unwrap();
+    });
+    (url, task)
+}
