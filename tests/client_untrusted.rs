@@ -270,3 +270,106 @@ async fn lying_server(
     });
     (url, task)
 }
+
+/// An out-of-band service that answers every subscription with `reports`,
+/// back to back, then holds the stream open.
+#[derive(Clone)]
+struct HostileOob {
+    reports: Vec<OrcaLoadReport>,
+}
+
+#[tonic::async_trait]
+impl orca_lb_proto::pb::open_rca_service_server::OpenRcaService for HostileOob {
+    type StreamCoreMetricsStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<OrcaLoadReport, tonic::Status>> + Send>>;
+
+    async fn stream_core_metrics(
+        &self,
+        _request: tonic::Request<orca_lb_proto::pb::OrcaLoadReportRequest>,
+    ) -> Result<tonic::Response<Self::StreamCoreMetricsStream>, tonic::Status> {
+        use tokio_stream::StreamExt;
+        let reports = self.reports.clone().into_iter().map(Ok);
+        Ok(tonic::Response::new(Box::pin(
+            tokio_stream::iter(reports).chain(tokio_stream::pending()),
+        )))
+    }
+}
+
+async fn oob_server(svc: HostileOob) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        Server::builder()
+            .add_service(orca_lb_proto::pb::open_rca_service_server::OpenRcaServiceServer::new(svc))
+            .serve_with_incoming(TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    (url, task)
+}
+
+fn cpu_report(cpu: f64) -> OrcaLoadReport {
+    OrcaLoadReport {
+        cpu_utilization: cpu,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_out_of_band_stream_is_taken_at_the_minimum_spacing() {
+    let flood: u32 = 500;
+    let (url, server) = oob_server(HostileOob {
+        reports: (0..flood)
+            .map(|i| cpu_report(0.1 + f64::from(i) * 1e-4))
+            .collect(),
+    })
+    .await;
+    let b = Balancer::from_uris(
+        BalancerConfig {
+            oob_interval: Some(Duration::from_secs(1)),
+            oob_min_spacing: Duration::from_secs(3600),
+            ..config()
+        },
+        [&url],
+    )
+    .unwrap();
+    within("discovery", b.wait_for_endpoints(1)).await;
+    wait_until("the flood has arrived", || {
+        let e = &b.snapshot().endpoints[0];
+        e.reports + e.oob_reports_dropped == u64::from(flood)
+    })
+    .await;
+    let e = &b.snapshot().endpoints[0];
+    println!(
+        "flood of {flood}: {} taken in, {} dropped",
+        e.reports, e.oob_reports_dropped
+    );
+    assert_eq!(e.reports, 1, "{e:?}");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_out_of_band_report_is_refused_and_counted() {
+    let mut huge = cpu_report(0.5);
+    huge.named_metrics.insert("x".repeat(1 << 20), 1.0);
+    let (url, server) = oob_server(HostileOob {
+        reports: vec![huge],
+    })
+    .await;
+    let b = Balancer::from_uris(
+        BalancerConfig {
+            oob_interval: Some(Duration::from_secs(1)),
+            ..config()
+        },
+        [&url],
+    )
+    .unwrap();
+    within("discovery", b.wait_for_endpoints(1)).await;
+    wait_until("the report is refused", || {
+        b.snapshot().endpoints[0].invalid_reports >= 1
+    })
+    .await;
+    let e = &b.snapshot().endpoints[0];
+    assert_eq!(e.reports, 0, "{e:?}");
+    server.abort();
+}

@@ -87,6 +87,8 @@ pub(crate) struct Endpoint {
     pub(crate) failures_total: AtomicU64,
     pub(crate) invalid_reports: AtomicU64,
     pub(crate) invalid_report_log: InvalidReportLog,
+    /// Out-of-band reports dropped for coming sooner than `oob_min_spacing`.
+    pub(crate) oob_reports_dropped: AtomicU64,
     pub(crate) metrics: EndpointMetrics,
     pub(crate) oob_task: Mutex<Option<JoinHandle<()>>>,
     /// Whether the balancer-wide ejected count includes this endpoint
@@ -134,6 +136,7 @@ impl Endpoint {
             failures_total: AtomicU64::new(0),
             invalid_reports: AtomicU64::new(0),
             invalid_report_log: InvalidReportLog::default(),
+            oob_reports_dropped: AtomicU64::new(0),
             metrics,
             oob_task: Mutex::new(None),
             counted_ejected: AtomicBool::new(false),
@@ -243,6 +246,13 @@ impl Endpoint {
         self.metrics.invalid_reports.increment(1);
         self.invalid_report_log
             .on_invalid(&shared.config.target, &self.key, error);
+    }
+
+    /// Counts an out-of-band report dropped for coming too soon after the
+    /// last one.
+    pub(crate) fn on_oob_report_dropped(&self) {
+        self.oob_reports_dropped.fetch_add(1, Relaxed);
+        self.metrics.oob_reports_dropped.increment(1);
     }
 
     /// Takes in a report (trailer or out of band).
