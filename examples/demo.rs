@@ -110,8 +110,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(addr) = args.metrics_addr {
         // Installed before the balancer exists, so that its per-endpoint
         // metric handles register with this recorder.
+        // Gauges of endpoints that left stop being set; the idle timeout
+        // drops them (see docs/observability.md).
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
+            .idle_timeout(
+                metrics_util::MetricKindMask::GAUGE,
+                Some(std::time::Duration::from_secs(60)),
+            )
             .install()?;
         println!("metrics: http://{addr}/metrics");
     }

@@ -33,6 +33,16 @@ pub struct BalancerConfig {
     /// Subscribe to each endpoint's out-of-band ORCA stream at this period,
     /// in addition to per-call trailers. Default: off.
     pub oob_interval: Option<Duration>,
+    /// The largest out-of-band report accepted, bytes. A larger one ends
+    /// the subscription (it is counted as an invalid report, and the
+    /// subscription is retried with backoff). Default: 64 KiB (a full report
+    /// with a few hundred named metrics is a few KiB).
+    pub oob_max_message_size: usize,
+    /// Out-of-band reports that arrive sooner than this after the last one
+    /// taken in are dropped and counted (`oob_reports_dropped`): a backend
+    /// that streams reports faster than asked must not cost the client more
+    /// than this rate. Default: 100 ms.
+    pub oob_min_spacing: Duration,
     /// Timeout for establishing a connection to an endpoint, where
     /// [`endpoint`](Self::endpoint) sets none. Default: 1 s.
     pub connect_timeout: Duration,
@@ -51,6 +61,10 @@ pub struct BalancerConfig {
     /// How often breaker deadlines, fleet medians, gauges and windows are
     /// updated, on a background task. Default: 50 ms.
     pub maintenance_interval: Duration,
+    /// The first invalid load report of an endpoint is logged; later ones
+    /// are counted and summarised in one line per endpoint at most this
+    /// often. Default: 60 s.
+    pub report_log_interval: Duration,
 }
 
 impl Default for BalancerConfig {
@@ -70,11 +84,14 @@ impl Default for BalancerConfig {
                 Code::DataLoss,
             ],
             oob_interval: None,
+            oob_max_message_size: 64 * 1024,
+            oob_min_spacing: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(1),
             endpoint: EndpointTemplate::plain(),
             transparent_retry: RetryBudget::default(),
             maintenance_interval: Duration::from_millis(50),
             discovery_wait: Duration::from_secs(1),
+            report_log_interval: Duration::from_secs(60),
         }
     }
 }
@@ -137,9 +154,16 @@ impl BalancerConfig {
                 "must be greater than zero",
             ));
         }
+        if self.oob_max_message_size == 0 {
+            return Err(ConfigError::new(
+                "oob_max_message_size",
+                "must be greater than zero",
+            ));
+        }
         for (field, d) in [
             ("connect_timeout", self.connect_timeout),
             ("maintenance_interval", self.maintenance_interval),
+            ("report_log_interval", self.report_log_interval),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::new(field, "must be greater than zero"));

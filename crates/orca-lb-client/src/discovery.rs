@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use http::Uri;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 
 use crate::BuildError;
 use crate::endpoint::Endpoint;
@@ -47,16 +47,34 @@ where
         .collect()
 }
 
-/// Applies changes from `discovery` until it ends or the balancer is dropped.
+/// Applies changes from `discovery` until it ends or the balancer is dropped
+/// (at once, even if discovery never yields again). Changes that are ready
+/// together are applied as one batch and published once.
 pub(crate) async fn run(
     shared: Weak<Shared>,
     mut discovery: Pin<Box<dyn Stream<Item = Change> + Send>>,
 ) {
-    while let Some(change) = discovery.next().await {
+    let Some(mut dropped) = shared.upgrade().map(|s| s.dropped()) else {
+        return;
+    };
+    let mut batch = Vec::new();
+    loop {
+        let ended = tokio::select! {
+            ended = crate::change_batch::next_batch(discovery.as_mut(), &mut batch) => ended,
+            // Never sent on: resolves only when the sender is dropped.
+            _ = dropped.changed() => return,
+        };
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        apply(&shared, change);
+        shared.begin_batch();
+        for change in batch.drain(..) {
+            apply(&shared, change);
+        }
+        shared.end_batch();
+        if ended {
+            return;
+        }
     }
 }
 

@@ -49,6 +49,8 @@ impl Resolve for SystemResolver {
 ///
 /// A failed resolution, or one that returns no address, keeps the endpoints
 /// already known and is logged: a DNS hiccup must not empty the balancer.
+/// New addresses are announced before vanished ones are removed, so a full
+/// rotation never leaves the balancer without endpoints.
 pub struct DnsDiscovery {
     host: String,
     port: u16,
@@ -119,17 +121,19 @@ impl DnsDiscovery {
                     continue;
                 }
             };
-            for gone in known.difference(&addrs) {
-                if tx.send(Change::Remove(key(gone))).await.is_err() {
-                    return;
-                }
-            }
+            // Insertions first: a full rotation (every address replaced)
+            // must never leave the balancer without endpoints in between.
             for new in addrs.difference(&known) {
                 let uri = match key(new).parse() {
                     Ok(uri) => uri,
                     Err(_) => continue,
                 };
                 if tx.send(Change::Insert(key(new), uri)).await.is_err() {
+                    return;
+                }
+            }
+            for gone in known.difference(&addrs) {
+                if tx.send(Change::Remove(key(gone))).await.is_err() {
                     return;
                 }
             }
@@ -141,3 +145,6 @@ impl DnsDiscovery {
 fn key(addr: &SocketAddr) -> String {
     format!("http://{addr}")
 }
+
+#[cfg(test)]
+mod tests;

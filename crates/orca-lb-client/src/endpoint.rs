@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::invalid_report_log::InvalidReportLog;
 use crate::metrics::EndpointMetrics;
 use crate::shared::Shared;
 
@@ -85,8 +86,14 @@ pub(crate) struct Endpoint {
     pub(crate) picks_total: AtomicU64,
     pub(crate) failures_total: AtomicU64,
     pub(crate) invalid_reports: AtomicU64,
+    pub(crate) invalid_report_log: InvalidReportLog,
+    /// Out-of-band reports dropped for coming sooner than `oob_min_spacing`.
+    pub(crate) oob_reports_dropped: AtomicU64,
     pub(crate) metrics: EndpointMetrics,
     pub(crate) oob_task: Mutex<Option<JoinHandle<()>>>,
+    /// Whether the balancer-wide ejected count includes this endpoint
+    /// (changed only under the balancer's membership lock).
+    pub(crate) counted_ejected: AtomicBool,
     connect_probe: AtomicBool,
 }
 
@@ -128,8 +135,11 @@ impl Endpoint {
             picks_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
             invalid_reports: AtomicU64::new(0),
+            invalid_report_log: InvalidReportLog::default(),
+            oob_reports_dropped: AtomicU64::new(0),
             metrics,
             oob_task: Mutex::new(None),
+            counted_ejected: AtomicBool::new(false),
             connect_probe: AtomicBool::new(false),
         }
     }
@@ -220,16 +230,29 @@ impl Endpoint {
         self.metrics.breaker_state.set(f64::from(code));
     }
 
-    /// Counts and logs a report that could not be used.
+    /// Sets the breaker-state gauge again, unchanged: every gauge of a
+    /// member is set on every maintenance pass, so an exporter's idle
+    /// timeout drops only the series of endpoints that left (see
+    /// `docs/observability.md`).
+    pub(crate) fn refresh_breaker_gauge(&self) {
+        let code = self.breaker_state.load(Relaxed);
+        self.metrics.breaker_state.set(f64::from(code));
+    }
+
+    /// Counts a report that could not be used, and logs it if it is the
+    /// first (see [`InvalidReportLog`]).
     pub(crate) fn on_invalid_report(&self, shared: &Shared, error: &dyn std::fmt::Display) {
         self.invalid_reports.fetch_add(1, Relaxed);
         self.metrics.invalid_reports.increment(1);
-        tracing::warn!(
-            target_name = %shared.config.target,
-            endpoint = %self.key,
-            %error,
-            "ignored an invalid load report"
-        );
+        self.invalid_report_log
+            .on_invalid(&shared.config.target, &self.key, error);
+    }
+
+    /// Counts an out-of-band report dropped for coming too soon after the
+    /// last one.
+    pub(crate) fn on_oob_report_dropped(&self) {
+        self.oob_reports_dropped.fetch_add(1, Relaxed);
+        self.metrics.oob_reports_dropped.increment(1);
     }
 
     /// Takes in a report (trailer or out of band).

@@ -22,14 +22,23 @@ const JITTER: f64 = 0.2;
 /// and feeds every report to the balancer. Stops for good on UNIMPLEMENTED
 /// (the endpoint has no OOB service: per-call trailers remain); retries other
 /// errors with backoff (1 s, x1.6, +-20 %, at most 120 s), reset after any
-/// report. Ends when the endpoint or the balancer is dropped.
+/// valid report taken in. Reports larger than `oob_max_message_size` count as
+/// invalid and end the stream; reports closer together than
+/// `oob_min_spacing` are dropped and counted. Ends when the endpoint or the
+/// balancer is dropped.
 pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: Duration) {
     let mut backoff = INITIAL_BACKOFF;
     loop {
         let Some(ep) = endpoint.upgrade() else { return };
-        let mut client = OpenRcaServiceClient::new(ep.channel.clone());
+        let (max_size, min_spacing) = match shared.upgrade() {
+            Some(s) => (s.config.oob_max_message_size, s.config.oob_min_spacing),
+            None => return,
+        };
+        let mut client =
+            OpenRcaServiceClient::new(ep.channel.clone()).max_decoding_message_size(max_size);
         let key = ep.key.clone();
         drop(ep);
+        let mut last_taken: Option<tokio::time::Instant> = None;
         let request = OrcaLoadReportRequest {
             report_interval: period.try_into().ok(),
             request_cost_names: vec![],
@@ -40,18 +49,33 @@ pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: 
                 loop {
                     match stream.message().await {
                         Ok(Some(pb)) => {
-                            backoff = INITIAL_BACKOFF;
                             let (Some(shared), Some(ep)) = (shared.upgrade(), endpoint.upgrade())
                             else {
                                 return;
                             };
-                            let now = tokio::time::Instant::now().into_std();
+                            let at = tokio::time::Instant::now();
+                            if last_taken.is_some_and(|t| at.duration_since(t) < min_spacing) {
+                                ep.on_oob_report_dropped();
+                                continue;
+                            }
+                            last_taken = Some(at);
+                            backoff = INITIAL_BACKOFF;
+                            let now = at.into_std();
                             match LoadReport::try_from(pb) {
                                 Ok(report) => ep.on_report(&report, &shared, now),
                                 Err(e) => ep.on_invalid_report(&shared, &e),
                             }
                         }
                         Ok(None) => break,
+                        Err(status) if status.code() == Code::OutOfRange => {
+                            // Larger than `oob_max_message_size`.
+                            let (Some(shared), Some(ep)) = (shared.upgrade(), endpoint.upgrade())
+                            else {
+                                return;
+                            };
+                            ep.on_invalid_report(&shared, &status.message());
+                            break;
+                        }
                         Err(status) => {
                             tracing::debug!(endpoint = %key, %status, "out-of-band stream ended");
                             break;

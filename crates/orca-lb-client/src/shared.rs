@@ -32,12 +32,23 @@ pub(crate) struct Shared {
     fleet_service_time: AtomicF64,
     fleet_backlog: AtomicF64,
     fleet_streams: AtomicF64,
-    /// Endpoints whose breaker is not Closed.
+    /// Members of `by_key` whose breaker is not Closed: those whose
+    /// `Endpoint::counted_ejected` is set. Both change only under the
+    /// `by_key` lock, and only for members, so a transition of an endpoint
+    /// already removed cannot move it.
     ejected: AtomicUsize,
     total: AtomicUsize,
     panic: AtomicBool,
     seed: AtomicU64,
     changed: tokio::sync::Notify,
+    /// Set while discovery applies a batch of changes: insertions and
+    /// removals then publish the list once, at the end of the batch.
+    batching: AtomicBool,
+    /// A change arrived during the batch and the list is yet to be published.
+    unpublished: AtomicBool,
+    /// Dropped with the balancer: its receivers (the discovery task) learn
+    /// that it is gone without waiting for their next change.
+    dropped: tokio::sync::watch::Sender<()>,
     /// The maintenance pass's buffers (only that task takes this lock).
     samples: Mutex<FleetSamples>,
     /// Transparent re-picks left.
@@ -63,6 +74,9 @@ impl Shared {
             panic: AtomicBool::new(false),
             seed: AtomicU64::new(seed),
             changed: tokio::sync::Notify::new(),
+            batching: AtomicBool::new(false),
+            unpublished: AtomicBool::new(false),
+            dropped: tokio::sync::watch::Sender::new(()),
             samples: Mutex::new(FleetSamples::new()),
         }
     }
@@ -135,17 +149,7 @@ impl Shared {
         ejections: u32,
         _now: Instant,
     ) {
-        let was_out = t.from != BreakerState::Closed;
-        let is_out = t.to != BreakerState::Closed;
-        match (was_out, is_out) {
-            (false, true) => {
-                self.ejected.fetch_add(1, Relaxed);
-            }
-            (true, false) => {
-                self.ejected.fetch_sub(1, Relaxed);
-            }
-            _ => {}
-        }
+        self.count_ejection(ep, t.to != BreakerState::Closed);
         match t.to {
             BreakerState::Open => tracing::info!(
                 target_name = %self.config.target,
@@ -169,6 +173,57 @@ impl Shared {
         self.update_panic();
     }
 
+    /// Records whether member `ep` is out (breaker not Closed) in the
+    /// balancer-wide count. An endpoint no longer (or not yet) a member is
+    /// not counted: discovery removed it, and `remove` took it out of the
+    /// count under the same lock.
+    fn count_ejection(&self, ep: &Endpoint, is_out: bool) {
+        let by_key = self.by_key.lock();
+        let member = by_key
+            .get(&ep.key)
+            .is_some_and(|m| std::ptr::eq(Arc::as_ptr(m), ep));
+        if !member {
+            return;
+        }
+        if ep.counted_ejected.swap(is_out, Relaxed) != is_out {
+            if is_out {
+                self.ejected.fetch_add(1, Relaxed);
+            } else {
+                self.ejected.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+
+    /// Resolves (with an error) once the balancer is dropped; never before.
+    pub(crate) fn dropped(&self) -> tokio::sync::watch::Receiver<()> {
+        self.dropped.subscribe()
+    }
+
+    /// Defers publishing the list until [`end_batch`](Self::end_batch):
+    /// changes that arrive together are published once, not one list
+    /// rebuilt and sorted per change. Only the discovery task batches.
+    pub(crate) fn begin_batch(&self) {
+        self.batching.store(true, Relaxed);
+    }
+
+    /// Publishes the list once if the batch changed it.
+    pub(crate) fn end_batch(&self) {
+        let by_key = self.by_key.lock();
+        self.batching.store(false, Relaxed);
+        if self.unpublished.swap(false, Relaxed) {
+            self.republish(&by_key);
+        }
+    }
+
+    /// Publishes the list now, or at the end of the current batch.
+    fn publish_members(&self, by_key: &HashMap<String, Arc<Endpoint>>) {
+        if self.batching.load(Relaxed) {
+            self.unpublished.store(true, Relaxed);
+        } else {
+            self.republish(by_key);
+        }
+    }
+
     /// Adds an endpoint; `false` if its key is already present.
     pub(crate) fn insert(&self, ep: Arc<Endpoint>) -> bool {
         let mut by_key = self.by_key.lock();
@@ -176,7 +231,7 @@ impl Shared {
             return false;
         }
         by_key.insert(ep.key.clone(), ep);
-        self.republish(&by_key);
+        self.publish_members(&by_key);
         true
     }
 
@@ -190,10 +245,10 @@ impl Shared {
         if let Some(task) = ep.oob_task.lock().take() {
             task.abort();
         }
-        if !ep.is_closed() {
+        if ep.counted_ejected.swap(false, Relaxed) {
             self.ejected.fetch_sub(1, Relaxed);
         }
-        self.republish(&by_key);
+        self.publish_members(&by_key);
         drop(by_key);
         // Kept even if idle now: a call picked just before the removal may
         // not have counted itself yet. The next maintenance pass lets go of
@@ -248,6 +303,13 @@ impl Shared {
                 .in_flight
                 .set(f64::from(ep.in_flight.load(Relaxed)));
             ep.metrics.score.set(ep.cost(false, self, now).seconds());
+            ep.refresh_breaker_gauge();
+            ep.invalid_report_log.summarise(
+                &self.config.target,
+                &ep.key,
+                self.config.report_log_interval,
+                now,
+            );
         }
         let fleet = samples.view(self.fleet());
         self.fleet_service_time.store(fleet.service_time);
@@ -271,29 +333,4 @@ async fn wait_for_change(changed: &tokio::sync::Notify, mut done: impl FnMut() -
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A change published right after a check that found the list short:
-    /// the wait must see it, not sleep until a change that never comes.
-    #[tokio::test(start_paused = true)]
-    async fn a_change_between_the_check_and_the_wait_is_not_lost() {
-        let changed = tokio::sync::Notify::new();
-        let mut checks = 0;
-        let waited = tokio::time::timeout(
-            std::time::Duration::from_secs(3600),
-            wait_for_change(&changed, || {
-                checks += 1;
-                if checks == 1 {
-                    // Discovery publishes after this check has read the list.
-                    changed.notify_waiters();
-                    return false;
-                }
-                true
-            }),
-        )
-        .await;
-        assert!(waited.is_ok(), "the wait missed the change");
-        assert_eq!(checks, 2);
-    }
-}
+mod tests;

@@ -54,8 +54,12 @@ pub struct EndpointSnapshot {
     pub report_age: Option<Duration>,
     /// Valid reports taken in.
     pub reports: u64,
-    /// Reports ignored because they could not be decoded or were out of range.
+    /// Reports ignored because they could not be decoded, were out of range,
+    /// or (out of band) were larger than `oob_max_message_size`.
     pub invalid_reports: u64,
+    /// Out-of-band reports dropped for arriving sooner than
+    /// `oob_min_spacing` after the last one taken in.
+    pub oob_reports_dropped: u64,
     /// This client's unary calls in flight on it.
     pub in_flight: u32,
     /// This client's open streams on it.
@@ -129,6 +133,7 @@ impl BalancerSnapshot {
                     report_age: core.policy.state().report_age(now),
                     reports: core.policy.state().reports(),
                     invalid_reports: ep.invalid_reports.load(Relaxed),
+                    oob_reports_dropped: ep.oob_reports_dropped.load(Relaxed),
                     in_flight: local.in_flight,
                     streams: local.streams,
                     recent_picks: picks - old_picks,

@@ -153,7 +153,7 @@ impl CircuitBreaker {
             panic!("{err}");
         }
         Self {
-            overload: Overload::new(config.overload_decay),
+            overload: Overload::new(config.overload_decay, config.overload_sample_interval),
             config,
             phase: Phase::Closed { since: None },
             consecutive_errors: 0,

@@ -17,6 +17,11 @@ pub const EXPLORATION: f64 = 0.9;
 /// [`Estimate::warm_up_share`]).
 pub const MIN_WARM_UP_SHARE: f64 = 0.1;
 
+/// Successful calls an endpoint must have answered before its reported
+/// service time is checked against their average latency: with fewer, one
+/// call that waited in a queue would be the whole average.
+pub const MIN_CLAIM_CHECK_SAMPLES: u64 = 8;
+
 /// This client's own calls on an endpoint right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LocalLoad {
@@ -49,6 +54,11 @@ pub struct EndpointState {
     last_report: Option<Instant>,
     reports: u64,
     latency: PeakEwma,
+    /// Plain average of successful calls' latencies, to check reports
+    /// against (a peak average jumps on one slow call).
+    mean_latency: Ewma,
+    /// Successful calls averaged into `mean_latency`.
+    successes: u64,
     errors: ErrorRate,
     responses: u64,
 }
@@ -72,6 +82,11 @@ pub struct Estimate {
     pub latency: Option<f64>,
     /// When latency was last observed.
     pub latency_at: Option<Instant>,
+    /// Plain (not peak) average latency of successful calls, seconds, once
+    /// there were [`MIN_CLAIM_CHECK_SAMPLES`] of them: what a reported
+    /// service time is checked against (see
+    /// [`ScoreConfig::claim_tolerance`]).
+    pub mean_latency: Option<f64>,
     /// Recent failure rate.
     pub errors: ErrorRate,
 }
@@ -80,8 +95,10 @@ pub struct Estimate {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CostTerms {
     /// Service time used, seconds (reported, else observed, relaxed toward
-    /// the fleet median as it ages; at least `in_flight_age_floor` times the
-    /// mean age of this client's unary calls in flight there).
+    /// the fleet median as it ages; the observed latency when it contradicts
+    /// the report, see [`ScoreConfig::claim_tolerance`]; at least
+    /// `in_flight_age_floor` times the mean age of this client's unary calls
+    /// in flight there).
     pub service_time: f64,
     /// Calls expected at the endpoint when this one arrives, this client's
     /// included.
@@ -125,6 +142,8 @@ impl EndpointState {
             last_report: None,
             reports: 0,
             latency: PeakEwma::new(config.latency_decay),
+            mean_latency: Ewma::new(config.latency_decay),
+            successes: 0,
             errors: ErrorRate::new(config.error_step, config.error_decay),
             responses: 0,
         }
@@ -175,6 +194,10 @@ impl EndpointState {
             latency
         };
         self.latency.observe(latency.as_secs_f64(), now);
+        if !failed {
+            self.mean_latency.observe(latency.as_secs_f64(), now);
+            self.successes += 1;
+        }
         self.errors.observe(failed, now);
     }
 
@@ -189,6 +212,10 @@ impl EndpointState {
             reported_at: self.last_report,
             latency: self.latency.last_value(),
             latency_at: self.latency.last_update(),
+            mean_latency: self
+                .mean_latency
+                .value()
+                .filter(|_| self.successes >= MIN_CLAIM_CHECK_SAMPLES),
             errors: self.errors,
         }
     }
@@ -251,12 +278,22 @@ impl Estimate {
             let outside = (d.abs() - config.service_time_tolerance * median).max(0.0);
             median + outside.copysign(d)
         };
+        let observed = |l: f64, at: Instant| {
+            let w = (-now.saturating_duration_since(at).as_secs_f64() / stale).exp();
+            relax(l, typical, w)
+        };
         let service_time = match (self.service_time, self.latency, self.latency_at) {
-            (Some(s), _, _) => relax(dead_band(s), typical, freshness),
-            (None, Some(l), Some(at)) => {
-                let w = (-now.saturating_duration_since(at).as_secs_f64() / stale).exp();
-                relax(l, typical, w)
+            // A report the client's own observation contradicts (far faster
+            // than its calls take on average, beyond network time) loses its
+            // weight: the observed average counts instead.
+            (Some(s), _, Some(at))
+                if self.mean_latency.is_some_and(|m| contradicts(s, m, config)) =>
+            {
+                let mean = self.mean_latency.unwrap_or(s);
+                relax(dead_band(s), typical, freshness).max(observed(mean, at))
             }
+            (Some(s), _, _) => relax(dead_band(s), typical, freshness),
+            (None, Some(l), Some(at)) => observed(l, at),
             _ => typical,
         };
         // Calls of ours in flight there for longer than its estimated service
@@ -342,6 +379,14 @@ impl Estimate {
         let age = now.saturating_duration_since(self.created).as_secs_f64();
         (age / window).clamp(MIN_WARM_UP_SHARE, 1.0)
     }
+}
+
+/// Whether observed latency `latency` contradicts reported service time
+/// `reported` (both seconds): it exceeds
+/// [`claim_tolerance`](ScoreConfig::claim_tolerance) times it plus the
+/// [`network_allowance`](ScoreConfig::network_allowance).
+fn contradicts(reported: f64, latency: f64, config: &ScoreConfig) -> bool {
+    latency > config.claim_tolerance * reported + config.network_allowance.as_secs_f64()
 }
 
 #[cfg(test)]

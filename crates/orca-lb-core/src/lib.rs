@@ -87,6 +87,7 @@
 
 pub mod baseline;
 mod circuit_breaker;
+mod display_name;
 mod ejection_budget;
 mod endpoint_policy;
 mod endpoint_state;
@@ -105,10 +106,12 @@ pub use circuit_breaker::{
     BreakerState, CircuitBreaker, CircuitBreakerConfig, InvalidConfig, OpenReason, OverloadSignal,
     Transition,
 };
+pub use display_name::{DisplayName, MAX_NAME_CHARS};
 pub use ejection_budget::EjectionBudget;
 pub use endpoint_policy::{CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{
-    CostTerms, EXPLORATION, EndpointState, Estimate, LocalLoad, MIN_WARM_UP_SHARE,
+    CostTerms, EXPLORATION, EndpointState, Estimate, LocalLoad, MIN_CLAIM_CHECK_SAMPLES,
+    MIN_WARM_UP_SHARE,
 };
 pub use error_rate::ErrorRate;
 pub use ewma::Ewma;

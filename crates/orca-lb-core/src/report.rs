@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::DisplayName;
 use crate::named_metrics;
 
 /// The fields of an ORCA `OrcaLoadReport`, as they arrive from the wire or from
@@ -127,9 +128,9 @@ impl fmt::Display for Field<'_> {
             Field::RpsFractional => f.write_str("rps_fractional"),
             Field::Eps => f.write_str("eps"),
             Field::ApplicationUtilization => f.write_str("application_utilization"),
-            Field::RequestCost(name) => write!(f, "request_cost[{name:?}]"),
-            Field::Utilization(name) => write!(f, "utilization[{name:?}]"),
-            Field::NamedMetric(name) => write!(f, "named_metrics[{name:?}]"),
+            Field::RequestCost(name) => write!(f, "request_cost[{}]", DisplayName(name)),
+            Field::Utilization(name) => write!(f, "utilization[{}]", DisplayName(name)),
+            Field::NamedMetric(name) => write!(f, "named_metrics[{}]", DisplayName(name)),
         }
     }
 }

@@ -82,6 +82,20 @@ pub struct ScoreConfig {
     /// service time (exponential service; older with a queue): the floor
     /// must bind only well past that. Zero disables. Default: 0.4.
     pub in_flight_age_floor: f64,
+    /// A reported service time is believed only while the average latency
+    /// of successful calls this client observes there (a plain EWMA with
+    /// `latency_decay`) is at most this many times it, plus
+    /// [`network_allowance`](Self::network_allowance). Beyond, the report is
+    /// contradicted by what the client sees (a backend that reports ~0 ms
+    /// while its calls take 50 ms) and the observed average is used instead
+    /// (see [`Estimate::terms`](crate::Estimate::terms)). Observed latency
+    /// includes the queue at the endpoint, which the reported service time
+    /// does not, so the factor leaves room for a deep queue. Default: 10.
+    pub claim_tolerance: f64,
+    /// The network and client time an observed latency may include beyond
+    /// the endpoint's own processing, for the check of
+    /// [`claim_tolerance`](Self::claim_tolerance). Default: 5 ms.
+    pub network_allowance: Duration,
 }
 
 impl Default for ScoreConfig {
@@ -101,6 +115,8 @@ impl Default for ScoreConfig {
             contention: 0.5,
             service_time_tolerance: 0.1,
             in_flight_age_floor: 0.4,
+            claim_tolerance: 10.0,
+            network_allowance: Duration::from_millis(5),
         }
     }
 }
@@ -158,6 +174,9 @@ impl ScoreConfig {
         }
         if !(self.in_flight_age_floor.is_finite() && self.in_flight_age_floor >= 0.0) {
             return err("in_flight_age_floor", "must be a number >= 0");
+        }
+        if !(self.claim_tolerance.is_finite() && self.claim_tolerance >= 1.0) {
+            return err("claim_tolerance", "must be a number >= 1");
         }
         if !(self.error_step.is_finite() && self.error_step > 0.0 && self.error_step <= 1.0) {
             return err("error_step", "must be in (0, 1]");

@@ -93,6 +93,17 @@ pub struct CircuitBreakerConfig {
     /// average the first report is the whole average, so a single outlier
     /// would otherwise open the breaker on its own.
     pub overload_min_reports: u32,
+
+    /// How long a server keeps one load sample: reports whose value of a
+    /// signal equals the last counted one, within this long of it, carry
+    /// the same sample and count once toward
+    /// [`overload_min_reports`](Self::overload_min_reports). A server samples
+    /// its CPU about once a second and attaches that sample to every
+    /// response in between; counting each response would let one sample
+    /// open the breaker. A new value always counts (it is a new sample).
+    /// Zero counts every report. Default 1 s, the server's default sampling
+    /// interval.
+    pub overload_sample_interval: Duration,
 }
 
 // === impl CircuitBreakerConfig ===
@@ -201,6 +212,7 @@ impl Default for CircuitBreakerConfig {
             overload_queue_depth: None,
             overload_decay: Duration::from_secs(1),
             overload_min_reports: 3,
+            overload_sample_interval: Duration::from_secs(1),
         }
     }
 }

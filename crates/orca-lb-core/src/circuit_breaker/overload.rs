@@ -14,21 +14,25 @@ pub(super) struct Overload {
     queue_depth: Signal,
 }
 
-/// One averaged signal and how many reports carried it.
+/// One averaged signal and how many distinct server samples carried it.
 #[derive(Debug, Clone)]
 struct Signal {
     ewma: Ewma,
     reports: u32,
+    /// The last counted value and when it came.
+    counted: Option<(f64, Instant)>,
+    /// See [`CircuitBreakerConfig::overload_sample_interval`].
+    sample_interval: Duration,
 }
 
 // === impl Overload ===
 
 impl Overload {
-    pub(super) fn new(decay: Duration) -> Self {
+    pub(super) fn new(decay: Duration, sample_interval: Duration) -> Self {
         Self {
-            utilization: Signal::new(decay),
-            cpu: Signal::new(decay),
-            queue_depth: Signal::new(decay),
+            utilization: Signal::new(decay, sample_interval),
+            cpu: Signal::new(decay, sample_interval),
+            queue_depth: Signal::new(decay, sample_interval),
         }
     }
 
@@ -36,7 +40,7 @@ impl Overload {
     /// was measured in.
     pub(super) fn reset(&mut self) {
         let decay = self.cpu.ewma.decay();
-        *self = Self::new(decay);
+        *self = Self::new(decay, self.cpu.sample_interval);
     }
 
     /// Feeds one report taken at `now`.
@@ -89,15 +93,26 @@ impl Overload {
 // === impl Signal ===
 
 impl Signal {
-    fn new(decay: Duration) -> Self {
+    fn new(decay: Duration, sample_interval: Duration) -> Self {
         Self {
             ewma: Ewma::new(decay),
             reports: 0,
+            counted: None,
+            sample_interval,
         }
     }
 
+    /// Averages `value`, and counts it unless it repeats the last counted
+    /// sample (the same value within the sample interval).
     fn observe(&mut self, value: f64, now: Instant) {
         self.ewma.observe(value, now);
-        self.reports = self.reports.saturating_add(1);
+        let repeated = self.counted.is_some_and(|(last, at)| {
+            last.to_bits() == value.to_bits()
+                && now.saturating_duration_since(at) < self.sample_interval
+        });
+        if !repeated {
+            self.reports = self.reports.saturating_add(1);
+            self.counted = Some((value, now));
+        }
     }
 }

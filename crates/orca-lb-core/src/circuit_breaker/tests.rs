@@ -26,10 +26,14 @@ fn ms(n: u64) -> Duration {
 }
 
 /// The default breaker, with the utilization threshold these tests were
-/// written against (1.5), to keep their report values meaningful.
+/// written against (1.5), to keep their report values meaningful. Each
+/// report these tests send stands for a new server sample, even when its
+/// values repeat (sample interval zero); the tests of repeated samples use
+/// the default interval.
 fn breaker() -> CircuitBreaker {
     CircuitBreaker::new(CircuitBreakerConfig {
         overload_utilization: 1.5,
+        overload_sample_interval: Duration::ZERO,
         ..CircuitBreakerConfig::default()
     })
 }
@@ -548,6 +552,38 @@ fn overload_waits_for_min_reports() {
 }
 
 #[test]
+fn one_server_sample_counts_once() {
+    let t0 = origin();
+    let mut b = CircuitBreaker::new(CircuitBreakerConfig {
+        overload_utilization: 1.5,
+        ..CircuitBreakerConfig::default()
+    });
+    // Many responses within a second carry the same once-a-second sample.
+    for i in 0..50 {
+        assert_eq!(b.on_report(&utilization(5.0), t0 + ms(i * 10), true), None);
+    }
+    // The next second's sample, with the same value, is a second sample.
+    assert_eq!(b.on_report(&utilization(5.0), t0 + ms(1000), true), None);
+    assert_eq!(b.on_report(&utilization(5.0), t0 + ms(1500), true), None);
+    // A third: now three samples agree.
+    let t = b.on_report(&utilization(5.0), t0 + ms(2000), true);
+    assert_overload(t, BreakerState::Closed, OverloadSignal::Utilization(5.0));
+}
+
+#[test]
+fn different_values_are_different_samples() {
+    let t0 = origin();
+    let mut b = CircuitBreaker::new(CircuitBreakerConfig {
+        overload_utilization: 1.5,
+        ..CircuitBreakerConfig::default()
+    });
+    assert_eq!(b.on_report(&utilization(5.0), t0, true), None);
+    assert_eq!(b.on_report(&utilization(5.1), t0 + ms(10), true), None);
+    let t = b.on_report(&utilization(5.2), t0 + ms(20), true);
+    assert!(t.is_some_and(|t| t.to == BreakerState::Open), "{t:?}");
+}
+
+#[test]
 fn cpu_overload_opens_with_the_cpu() {
     let t0 = origin();
     let mut b = breaker();
@@ -577,6 +613,8 @@ fn unreported_cpu_does_not_count() {
     let t0 = origin();
     let config = CircuitBreakerConfig {
         overload_utilization: f64::INFINITY,
+        // Each report a new sample, as in `breaker()`.
+        overload_sample_interval: Duration::ZERO,
         ..CircuitBreakerConfig::default()
     };
     let mut b = CircuitBreaker::new(config);
@@ -606,6 +644,8 @@ fn queue_depth_opens_above_its_threshold() {
     let t0 = origin();
     let mut b = CircuitBreaker::new(CircuitBreakerConfig {
         overload_queue_depth: Some(10.0),
+        // Each report a new sample, as in `breaker()`.
+        overload_sample_interval: Duration::ZERO,
         ..CircuitBreakerConfig::default()
     });
     // At the threshold is not above it.
@@ -823,6 +863,7 @@ fn validate_accepts_edge_values() {
         overload_queue_depth: Some(f64::MIN_POSITIVE),
         overload_decay: Duration::ZERO,
         overload_min_reports: 0,
+        overload_sample_interval: Duration::ZERO,
     };
     assert_eq!(config.validate(), Ok(()));
     let max = CircuitBreakerConfig {

@@ -333,3 +333,43 @@ fn backlogs_age_in_three_service_times() {
         "{later:?}"
     );
 }
+
+#[test]
+fn a_report_contradicted_by_observed_latency_loses_its_weight() {
+    let t = t0();
+    let c = cfg();
+    let ms = Duration::from_millis;
+    // Claims 0.1 ms and 1,000 slots; its calls take 50 ms.
+    let mut liar = EndpointState::new(&c, t);
+    // Reports 20 ms and 4 slots; its calls take 25 ms (a little queueing
+    // and network time).
+    let mut honest = EndpointState::new(&c, t);
+    for i in 0..20 {
+        let now = t + ms(10 * i);
+        liar.on_report(&report(0.1, 2.0, 0.0, 1000.0), LocalLoad::default(), now);
+        liar.on_response(ms(50), false, now);
+        honest.on_report(&report(20.0, 2.0, 0.0, 4.0), LocalLoad::default(), now);
+        honest.on_response(ms(25), false, now);
+    }
+    let now = t + ms(200);
+    let local = LocalLoad::default();
+    let cost = |s: &EndpointState| s.estimate().terms(local, &fleet(), &c, now);
+    let (liar_terms, honest_terms) = (cost(&liar), cost(&honest));
+    assert!(
+        liar_terms.service_time > 0.045,
+        "the observed 50 ms counts: {liar_terms:?}"
+    );
+    assert!(
+        liar_terms.total() > honest_terms.total(),
+        "liar {liar_terms:?} honest {honest_terms:?}"
+    );
+
+    // The honest endpoint's report stands: the same cost as with no
+    // latency observed at all.
+    let mut unobserved = EndpointState::new(&c, t);
+    for i in 0..20 {
+        let now = t + ms(10 * i);
+        unobserved.on_report(&report(20.0, 2.0, 0.0, 4.0), LocalLoad::default(), now);
+    }
+    assert_eq!(cost(&unobserved), honest_terms);
+}
