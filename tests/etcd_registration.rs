@@ -168,6 +168,7 @@ async fn killed_backend_is_dropped_after_its_lease_ttl() {
     wait_until("a's lease expires", || !d.keys().contains(&a_key)).await;
     let gone_after = killed.elapsed();
     let failures_until_gone = load.failures();
+    let state_when_gone = format!("{:#?}", d.balancer.snapshot());
     calls_pass(&load, 500).await;
     let tally = load.stop().await;
 
@@ -179,8 +180,9 @@ async fn killed_backend_is_dropped_after_its_lease_ttl() {
     );
     assert!(
         failures_until_gone <= 20,
-        "the breaker ejects the dead endpoint: {failures_until_gone} failures: {:?}",
-        tally.failed
+        "the breaker ejects the dead endpoint: {failures_until_gone} failures, the first {:?}\n\
+         the balancer when the key expired: {state_when_gone}",
+        tally.failed.first()
     );
     assert_eq!(
         tally.failed.len(),
