@@ -70,8 +70,8 @@ impl RefusalLog {
             None => {
                 tracing::error!(
                     source = source.as_str(),
-                    metric = %Escaped(name),
-                    error = %Escaped(&error.to_string()),
+                    metric = %Escaped::name(name),
+                    error = %Escaped::message(&error.to_string()),
                     "refused a load metric; more of this kind are summarised every {SUMMARY_INTERVAL:?}"
                 );
                 kinds.push(Kind {
@@ -111,7 +111,7 @@ impl Kind {
             reason = self.reason,
             count = self.pending,
             since = ?now.saturating_duration_since(self.last_line),
-            last_metric = %Escaped(&self.last_name),
+            last_metric = %Escaped::name(&self.last_name),
             "refused more load metrics"
         );
         self.pending = 0;
