@@ -91,11 +91,13 @@ async fn a_call_that_waits_past_the_queue_wait_is_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn with_backpressure_a_full_queue_makes_load_shed_refuse() {
-    let (layer, recorder) = layer(ReportingConfig {
-        backpressure: true,
-        ..one_slot(1)
-    })
-    .await;
+    let (layer, recorder) = ReportingLayer::builder()
+        .sampler(FixedSampler::new(0.1, 0.1))
+        .capacity(1)
+        .max_queue_depth(1)
+        .backpressure(true)
+        .build()
+        .unwrap();
     let gated = Gated::default();
     let mut svc = tower::ServiceBuilder::new()
         .load_shed()
