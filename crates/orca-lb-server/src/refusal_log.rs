@@ -47,7 +47,9 @@ struct Kind {
     reason: &'static str,
     /// Refusals since the last line.
     pending: u64,
+    /// The start of the last name refused, and its full length in bytes.
     last_name: Box<str>,
+    last_len: usize,
     last_line: Instant,
 }
 
@@ -78,15 +80,17 @@ impl RefusalLog {
                     source,
                     reason,
                     pending: 0,
-                    last_name: name.into(),
+                    last_name: kept(name).into(),
+                    last_len: name.len(),
                     last_line: now,
                 });
             }
             Some(kind) => {
                 kind.pending += 1;
-                if *kind.last_name != *name {
-                    kind.last_name = name.into();
+                if *kind.last_name != *kept(name) {
+                    kind.last_name = kept(name).into();
                 }
+                kind.last_len = name.len();
                 kind.summarise_if_due(now);
             }
         }
@@ -101,6 +105,15 @@ impl RefusalLog {
     }
 }
 
+/// The part of a name worth keeping for a later summary line, which shows
+/// [`LOGGED_NAME_CHARS`](crate::escaped::LOGGED_NAME_CHARS) characters.
+fn kept(name: &str) -> &str {
+    match name.char_indices().nth(crate::escaped::LOGGED_NAME_CHARS) {
+        Some((end, _)) => &name[..end],
+        None => name,
+    }
+}
+
 impl Kind {
     fn summarise_if_due(&mut self, now: Instant) {
         if self.pending == 0 || now.saturating_duration_since(self.last_line) < SUMMARY_INTERVAL {
@@ -112,6 +125,7 @@ impl Kind {
             count = self.pending,
             since = ?now.saturating_duration_since(self.last_line),
             last_metric = %Escaped::name(&self.last_name),
+            last_metric_bytes = self.last_len,
             "refused more load metrics"
         );
         self.pending = 0;
