@@ -115,11 +115,12 @@ async fn compacted_history_is_read_again_emitting_only_differences() {
     .await;
     assert_eq!(
         d.changes_since(seen),
+        // New keys first, then changed addresses, then keys gone.
         [
+            insert(&key("d"), "http://127.0.0.1:1004"),
             remove(&key("a")),
             insert(&key("a"), "http://127.0.0.1:2001"),
             remove(&key("b")),
-            insert(&key("d"), "http://127.0.0.1:1004"),
         ]
     );
     assert_eq!(replay(&d.changes_since(0)), d.keys());

@@ -228,3 +228,37 @@ async fn lost_lease_is_replaced() {
         "{changes:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_under_a_live_lease_is_written_again() {
+    let etcd = Etcd::start().await;
+    let a = Node::start(
+        &etcd,
+        NodeConfig {
+            ttl: Duration::from_secs(3),
+            ..NodeConfig::named("a")
+        },
+    )
+    .await;
+    let d = Discovered::new(&etcd);
+    within("discovery", d.balancer.wait_for_endpoints(1)).await;
+    let lease = a.registration().lease_id().expect("a lease");
+
+    // `etcdctl del` of the key: the lease lives on, renewals succeed.
+    assert_eq!(etcd.client().delete(a.key()).await.expect("delete"), 1);
+    wait_until("a removed and written again", || {
+        a.registration().key_restores() == 1 && d.change_count() == 3
+    })
+    .await;
+    assert_eq!(d.keys(), [a.key()]);
+    assert_eq!(a.registration().lease_id(), Some(lease), "same lease");
+    assert_eq!(a.registration().registrations(), 1);
+    assert_eq!(a.registration().lease_losses(), 0);
+    let kv = etcd
+        .client()
+        .get(a.key())
+        .await
+        .unwrap()
+        .expect("the key is back");
+    assert_eq!(kv.lease, lease);
+}

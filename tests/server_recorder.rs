@@ -67,10 +67,13 @@ fn garbage_is_refused_with_a_logged_error() {
         text.contains("application_utilization = NaN is not a finite number"),
         "{text}"
     );
+    // A second refusal of the same kind (a value out of range, from the
+    // LoadRecorder) goes into the periodic summary, not a line of its own.
     assert!(
-        text.contains("application_utilization = -1 is negative"),
+        !text.contains("application_utilization = -1 is negative"),
         "{text}"
     );
+    assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.contains("published by orca-lb itself"), "{text}");
 
     // Application utilization above 1 is allowed (overload), so 7.0 stands.

@@ -11,7 +11,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  usage error: unknown flag, bad value
-  2  the target cannot be reached: nothing listening, refused, timed out, connection lost
+  2  the target cannot be reached: nothing listening, refused, timed out, connection lost,
+     or no answer to a call within --timeout
   3  the target is not what the command needs: it does not serve
      orca_lb.debug.v1.BalancerDebug (state) or xds.service.orca.v3.OpenRcaService (report)
   4  any other error";
@@ -60,6 +61,10 @@ pub(crate) struct StateArgs {
     /// Give up connecting after this long.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub(crate) connect_timeout: Duration,
+    /// Give up on a call the target does not answer within this long (exit
+    /// code 2); a streamed message may be this much late.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +81,10 @@ pub(crate) struct ReportArgs {
     /// Give up connecting after this long.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub(crate) connect_timeout: Duration,
+    /// Give up on a call the target does not answer within this long (exit
+    /// code 2); a streamed message may be this much late.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
 }
 
 #[cfg(test)]

@@ -4,13 +4,14 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | usage error (unknown flag, bad value, bad `--target`) |
-//! | 2 | the target cannot be reached (nothing listening, refused, timed out, connection lost) |
+//! | 2 | the target cannot be reached (nothing listening, refused, timed out, connection lost, no answer within `--timeout`) |
 //! | 3 | the target does not serve what the command needs (UNIMPLEMENTED) |
 //! | 4 | any other error |
 
 use std::fmt;
 use std::io;
 
+use orca_lb_debug::render::escape;
 use tonic::{Code, Status};
 
 /// A failed command.
@@ -83,9 +84,10 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Usage(msg) | CliError::Other(msg) => f.write_str(msg),
+            // Messages can carry what the server sent: escaped.
+            CliError::Usage(msg) | CliError::Other(msg) => f.write_str(&escape(msg)),
             CliError::Unreachable { target, cause } => {
-                write!(f, "cannot connect to {target}: {cause}")
+                write!(f, "cannot connect to {target}: {}", escape(cause))
             }
             CliError::NotServed { target, service } => {
                 write!(f, "{target} does not serve {service}")
@@ -132,5 +134,7 @@ mod tests {
         );
         let other = CliError::from_status(t, s, &Status::internal("boom"));
         assert_eq!(other.exit_code(), 4);
+        let hostile = CliError::from_status(t, s, &Status::internal("a\x1b[2Jb"));
+        assert!(hostile.to_string().ends_with("a\\u{1b}[2Jb"), "{hostile}");
     }
 }

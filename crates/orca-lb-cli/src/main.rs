@@ -13,6 +13,7 @@
 
 mod args;
 mod connect;
+mod deadline;
 mod error;
 mod output;
 mod report;

@@ -10,6 +10,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::args::ReportArgs;
 use crate::connect::connect;
+use crate::deadline::{STREAM_SLACK, within};
 use crate::error::CliError;
 use crate::output::emit;
 
@@ -30,10 +31,14 @@ pub(crate) async fn run(args: ReportArgs) -> Result<(), CliError> {
     // A server behind orca-lb's reporting layer attaches a report to every
     // response, errors included: UNIMPLEMENTED from a server without the
     // health service still carries one (in its trailers-only headers).
-    let (outcome, metadata) = match HealthClient::new(channel.clone())
-        .check(HealthCheckRequest::default())
-        .await
-    {
+    let timeout = args.timeout;
+    let probe = within(target, PROBE, timeout, async {
+        Ok(HealthClient::new(channel.clone())
+            .check(HealthCheckRequest::default())
+            .await)
+    })
+    .await?;
+    let (outcome, metadata) = match probe {
         Ok(response) => {
             let status = response.get_ref().status().as_str_name().to_string();
             (status, response.into_parts().0)
@@ -55,28 +60,38 @@ pub(crate) async fn run(args: ReportArgs) -> Result<(), CliError> {
         .interval
         .try_into()
         .map_err(|_| CliError::Usage(format!("--interval {:?} is too long", args.interval)))?;
-    let mut reports = OpenRcaServiceClient::new(channel)
-        .stream_core_metrics(OrcaLoadReportRequest {
-            report_interval: Some(interval),
-            request_cost_names: vec![],
-        })
-        .await
-        .map_err(|s| CliError::from_status(target, OOB, &s))?
-        .into_inner();
-    for i in 1..=args.count {
-        let report = reports
-            .message()
+    let mut reports = within(target, OOB, timeout, async {
+        OpenRcaServiceClient::new(channel)
+            .stream_core_metrics(OrcaLoadReportRequest {
+                report_interval: Some(interval),
+                request_cost_names: vec![],
+            })
             .await
-            .map_err(|s| CliError::from_status(target, OOB, &s))?
-            .ok_or_else(|| {
-                CliError::Other(format!(
-                    "{target} ended the out-of-band stream after {} report(s)",
-                    i - 1
-                ))
-            })?;
+            .map_err(|s| CliError::from_status(target, OOB, &s))
+    })
+    .await?
+    .into_inner();
+    // The first report comes at once; the server may send the next ones
+    // less often than asked.
+    let mut wait = timeout;
+    for i in 1..=args.count {
+        let next = within(target, OOB, wait, async {
+            reports
+                .message()
+                .await
+                .map_err(|s| CliError::from_status(target, OOB, &s))
+        })
+        .await?;
+        wait = args.interval.max(STREAM_SLACK) + timeout;
+        let report = next.ok_or_else(|| {
+            CliError::Other(format!(
+                "{target} ended the out-of-band stream after {} report(s)",
+                i - 1
+            ))
+        })?;
         let line = match LoadReport::try_from(report) {
             Ok(r) => render::report(&r),
-            Err(e) => e.to_string(),
+            Err(e) => render::escape(&e.to_string()).into_owned(),
         };
         emit(&format!("out-of-band report {i}: {line}\n"))?;
     }
@@ -94,6 +109,6 @@ fn per_call(metadata: &MetadataMap) -> String {
     // The same decoding the balancer applies to every response.
     match orca_lb_client::decode_report(value.as_encoded_bytes()) {
         Ok(report) => render::report(&report),
-        Err(e) => format!("unusable: {e}"),
+        Err(e) => format!("unusable: {}", render::escape(&e.to_string())),
     }
 }

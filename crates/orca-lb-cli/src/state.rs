@@ -8,6 +8,7 @@ use orca_lb_debug::render;
 
 use crate::args::StateArgs;
 use crate::connect::connect;
+use crate::deadline::within;
 use crate::error::CliError;
 use crate::output::{emit, redraw};
 
@@ -16,12 +17,17 @@ pub(crate) async fn run(args: StateArgs) -> Result<(), CliError> {
     let mut client = BalancerDebugClient::new(channel);
     let balancer = args.balancer.clone().unwrap_or_default();
     let failed = |s: tonic::Status| CliError::from_status(&args.target, SERVICE_NAME, &s);
+    let target = args.target.as_str();
+    let timeout = args.timeout;
     if !args.watch {
-        let state = client
-            .get_state(GetStateRequest { balancer })
-            .await
-            .map_err(failed)?
-            .into_inner();
+        let state = within(target, "GetState", timeout, async {
+            client
+                .get_state(GetStateRequest { balancer })
+                .await
+                .map_err(failed)
+        })
+        .await?
+        .into_inner();
         return emit(&if args.json {
             format!("{:#}\n", render::json(&state))
         } else {
@@ -30,22 +36,30 @@ pub(crate) async fn run(args: StateArgs) -> Result<(), CliError> {
     }
 
     let interval = prost_duration(args.interval)?;
-    let mut states = client
-        .watch_state(WatchStateRequest {
-            interval: Some(interval),
-            balancer,
-        })
-        .await
-        .map_err(failed)?
-        .into_inner();
+    let mut states = within(target, "WatchState", timeout, async {
+        client
+            .watch_state(WatchStateRequest {
+                interval: Some(interval),
+                balancer,
+            })
+            .await
+            .map_err(failed)
+    })
+    .await?
+    .into_inner();
+    // The first state comes at once; each next one an interval later.
+    let mut wait = timeout;
     let start = tokio::time::Instant::now();
     let mut first = true;
     loop {
         let next = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
-            next = states.message() => next,
+            next = within(target, "WatchState", wait, async {
+                states.message().await.map_err(failed)
+            }) => next,
         };
-        match next.map_err(failed)? {
+        wait = args.interval + timeout;
+        match next? {
             Some(state) => {
                 let frame = frame(&args, &state, start.elapsed());
                 if args.json {

@@ -77,9 +77,11 @@ pub mod convert;
 pub mod render;
 mod serve;
 mod service;
+mod watch_limit;
 
 pub use serve::{DebugServer, SHUTDOWN_GRACE, serve_debug};
 pub use service::{DEFAULT_WATCH_INTERVAL, DebugService, MIN_WATCH_INTERVAL};
+pub use watch_limit::DEFAULT_MAX_WATCHERS;
 
 /// Generated messages and gRPC stubs of `orca_lb.debug.v1`.
 #[allow(

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::convert;
 use crate::pb;
 use crate::pb::balancer_debug_server::{BalancerDebug, BalancerDebugServer};
+use crate::watch_limit::WatchLimit;
 
 /// The `WatchState` interval when the request gives none.
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,9 +32,14 @@ pub const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(50);
 /// is being served. The set holds weak handles: registering a balancer does
 /// not keep it alive, and one the application has dropped disappears from
 /// the state.
+///
+/// At most [`DEFAULT_MAX_WATCHERS`](crate::DEFAULT_MAX_WATCHERS) `WatchState`
+/// streams are open at once (see [`with_max_watchers`](Self::with_max_watchers));
+/// more are refused with `RESOURCE_EXHAUSTED` and counted.
 #[derive(Debug, Clone, Default)]
 pub struct DebugService {
     balancers: Arc<RwLock<BTreeMap<String, WeakBalancer>>>,
+    watchers: Arc<WatchLimit>,
 }
 
 // === impl DebugService ===
@@ -42,6 +48,22 @@ impl DebugService {
     /// A service with no balancer registered.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Allows at most `max` `WatchState` streams at once (at least one).
+    pub fn with_max_watchers(mut self, max: usize) -> Self {
+        self.watchers = Arc::new(WatchLimit::new(max.max(1)));
+        self
+    }
+
+    /// `WatchState` streams open now.
+    pub fn watchers(&self) -> usize {
+        self.watchers.open()
+    }
+
+    /// `WatchState` streams refused so far because all places were taken.
+    pub fn refused_watchers(&self) -> u64 {
+        self.watchers.refused()
     }
 
     /// Shows `balancer` under `name` for as long as it exists, replacing one
@@ -155,6 +177,12 @@ impl BalancerDebug for DebugService {
         let interval = watch_interval(interval)?;
         // An unknown name is refused now rather than on the first tick.
         self.state_of(&balancer)?;
+        let Some(permit) = self.watchers.try_acquire() else {
+            return Err(Status::resource_exhausted(format!(
+                "too many state watches open (at most {})",
+                self.watchers.max()
+            )));
+        };
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let service = self.clone();
@@ -162,7 +190,11 @@ impl BalancerDebug for DebugService {
         // The first tick is immediate. The stream ends when the client goes
         // away (tonic drops it) or after an error (a balancer deregistered
         // while watched by name).
-        let stream = IntervalStream::new(ticks).map(move |_| service.state_of(&balancer));
+        // The permit lives as long as the stream.
+        let stream = IntervalStream::new(ticks).map(move |_| {
+            let _open = &permit;
+            service.state_of(&balancer)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -192,6 +224,31 @@ mod tests {
         );
         let err = watch_interval(pb_duration(-1, 0)).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
+
+    fn watch_request() -> Request<pb::WatchStateRequest> {
+        Request::new(pb::WatchStateRequest {
+            interval: None,
+            balancer: String::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn watches_beyond_the_cap_are_refused_until_one_ends() {
+        let service = DebugService::new().with_max_watchers(2);
+        let first = service.watch_state(watch_request()).await.unwrap();
+        let _second = service.watch_state(watch_request()).await.unwrap();
+        let Err(refused) = service.watch_state(watch_request()).await else {
+            panic!("a third watch is refused");
+        };
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!((service.watchers(), service.refused_watchers()), (2, 1));
+        drop(first);
+        assert_eq!(service.watchers(), 1);
+        service
+            .watch_state(watch_request())
+            .await
+            .expect("room again");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Client side: the endpoints registered under a prefix, as a stream of
 //! changes for [`Balancer::new`](orca_lb_client::Balancer::new).
 
+mod retry;
 mod table;
 
 use std::collections::BTreeMap;
@@ -15,12 +16,12 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::backoff::Backoff;
 use crate::client::EtcdClient;
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::WatchResponse;
 use crate::pb::mvccpb::event::EventType;
 use crate::record::{DEFAULT_PREFIX, EndpointRecord, service_prefix};
+use retry::Retry;
 use table::{Applied, Table};
 
 /// Discovers a service's endpoints in etcd: one read of the prefix, then a
@@ -173,7 +174,7 @@ impl EtcdDiscovery {
 
     async fn run(&self, tx: &mpsc::Sender<Change>) {
         let stats = &self.stats.inner;
-        let mut backoff = Backoff::new(self.retry_min, self.retry_max);
+        let mut retry = Retry::new(self.retry_min, self.retry_max);
         // The revision to watch from; `None`: read the prefix first.
         let mut next: Option<i64> = None;
         let mut first_read = true;
@@ -182,6 +183,7 @@ impl EtcdDiscovery {
                 Some(rev) => rev,
                 None => match self.client.get_prefix(self.prefix.as_str()).await {
                     Ok(read) => {
+                        retry.healthy();
                         let applied = stats.table.lock().replace(&read.kvs);
                         if !first_read {
                             stats.relists.fetch_add(1, Relaxed);
@@ -196,13 +198,15 @@ impl EtcdDiscovery {
                         read.revision + 1
                     }
                     Err(e) => {
-                        self.on_failure(&e, &mut backoff).await;
+                        self.on_failure(&e, &mut retry).await;
                         continue;
                     }
                 },
             };
             next = Some(start);
-            match self.watch(start, tx, &mut next, &mut backoff).await {
+            let end = self.watch(start, tx, &mut next, &mut retry).await;
+            retry.watch_ended(tokio::time::Instant::now());
+            match end {
                 WatchEnd::Closed => return,
                 WatchEnd::Compacted(oldest) => {
                     tracing::info!(prefix = %self.prefix, from = ?next, oldest, "history compacted past the watch; reading the prefix again");
@@ -215,20 +219,24 @@ impl EtcdDiscovery {
                 WatchEnd::Canceled(reason) => {
                     tracing::warn!(prefix = %self.prefix, reason, "watch canceled by etcd; reading the prefix again");
                     next = None;
-                    tokio::time::sleep(backoff.next_delay()).await;
+                    tokio::time::sleep(retry.failed(tokio::time::Instant::now()).delay).await;
                 }
-                WatchEnd::Failed(e) => self.on_failure(&e, &mut backoff).await,
+                WatchEnd::Failed(e) => self.on_failure(&e, &mut retry).await,
             }
         }
     }
 
-    async fn on_failure(&self, e: &EtcdError, backoff: &mut Backoff) {
+    async fn on_failure(&self, e: &EtcdError, retry: &mut Retry) {
         let stats = &self.stats.inner;
         stats.reconnects.fetch_add(1, Relaxed);
         stats.metrics.reconnects.increment(1);
-        let delay = backoff.next_delay();
-        tracing::warn!(prefix = %self.prefix, error = %e, retry_in = ?delay, "etcd discovery lost etcd");
-        tokio::time::sleep(delay).await;
+        let f = retry.failed(tokio::time::Instant::now());
+        if f.warn {
+            tracing::warn!(prefix = %self.prefix, error = %e, retry_in = ?f.delay, failures = f.streak, not_logged = f.suppressed, "etcd discovery lost etcd");
+        } else {
+            tracing::debug!(prefix = %self.prefix, error = %e, retry_in = ?f.delay, failures = f.streak, "etcd discovery lost etcd");
+        }
+        tokio::time::sleep(f.delay).await;
     }
 
     /// Watches from `start`, applying events, until the watch ends. Keeps
@@ -238,7 +246,7 @@ impl EtcdDiscovery {
         start: i64,
         tx: &mpsc::Sender<Change>,
         next: &mut Option<i64>,
-        backoff: &mut Backoff,
+        retry: &mut Retry,
     ) -> WatchEnd {
         let stats = &self.stats.inner;
         let mut stream = match self.client.watch_prefix(self.prefix.as_str(), start).await {
@@ -264,10 +272,13 @@ impl EtcdDiscovery {
                 if revision < start - 1 {
                     return WatchEnd::Behind(revision);
                 }
-                backoff.reset();
+                // Not yet healthy: a watch etcd accepts and then drops at
+                // once must keep backing off.
+                retry.watch_created(tokio::time::Instant::now());
                 tracing::debug!(prefix = %self.prefix, start, revision, "watching");
                 continue;
             }
+            retry.healthy();
             if resp.events.is_empty() {
                 // Progress: every later event is above `revision`.
                 let seen = next.map_or(revision + 1, |n| n.max(revision + 1));

@@ -14,6 +14,9 @@ use crate::client::{EtcdClient, KeepAlive};
 use crate::error::{ConfigError, EtcdError, RegisterError};
 use crate::record::{DEFAULT_PREFIX, EndpointRecord, endpoint_key};
 
+/// "Key restored" is logged at WARN at most this often, else at DEBUG.
+const RESTORE_WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// How to register one endpoint.
 #[derive(Debug, Clone)]
 pub struct RegistrationConfig {
@@ -79,6 +82,13 @@ impl RegistrationConfig {
 /// it checks the key is still there. An etcd restart keeps leases (etcd
 /// extends them when it comes back), so the same key and lease carry on.
 ///
+/// The key is also checked after every renewal (one read per third of the
+/// TTL): a key deleted while its lease lives (`etcdctl del`, an operator's
+/// cleanup) is written again under the same lease within a third of the TTL.
+/// A key holding this endpoint's record under another lease (a second
+/// registrant of the same address) counts as present; if that registrant's
+/// lease goes, the key is written again at the next check.
+///
 /// [`deregister`](Self::deregister) stops the task and revokes the lease,
 /// which deletes the key at once. Dropping the handle instead only stops
 /// the task: the key stays until its lease expires, as when the process is
@@ -98,6 +108,9 @@ struct State {
     lease: AtomicI64,
     registrations: AtomicU64,
     lease_losses: AtomicU64,
+    key_restores: AtomicU64,
+    /// When "key restored" was last logged at WARN.
+    last_restore_warn: parking_lot::Mutex<Option<tokio::time::Instant>>,
     metrics: Metrics,
 }
 
@@ -106,6 +119,7 @@ struct Metrics {
     registrations: Counter,
     lease_losses: Counter,
     keep_alive_failures: Counter,
+    key_restores: Counter,
 }
 
 enum Ended {
@@ -135,10 +149,13 @@ impl Registration {
             lease: AtomicI64::new(0),
             registrations: AtomicU64::new(0),
             lease_losses: AtomicU64::new(0),
+            key_restores: AtomicU64::new(0),
+            last_restore_warn: parking_lot::Mutex::new(None),
             metrics: Metrics {
                 registrations: counter!("orca_lb_etcd_registrations_total", &labels),
                 lease_losses: counter!("orca_lb_etcd_lease_losses_total", &labels),
                 keep_alive_failures: counter!("orca_lb_etcd_keep_alive_failures_total", &labels),
+                key_restores: counter!("orca_lb_etcd_key_restores_total", &labels),
             },
         });
         let task = Task {
@@ -180,6 +197,12 @@ impl Registration {
     /// How many times etcd reported the lease gone while the task kept it.
     pub fn lease_losses(&self) -> u64 {
         self.state.lease_losses.load(Relaxed)
+    }
+
+    /// How many times the key was found missing (or holding another record)
+    /// under a live lease and written again.
+    pub fn key_restores(&self) -> u64 {
+        self.state.key_restores.load(Relaxed)
     }
 
     /// Stops keeping the lease alive and revokes it, deleting the key: every
@@ -241,17 +264,33 @@ impl Task {
         Ok(lease.id)
     }
 
-    /// Writes the key again if it is missing or not ours.
+    /// Writes the key again if it is missing or holds another record.
     async fn restore_key(&self, lease: i64) -> Result<(), EtcdError> {
         let current = self.client.get(self.key.as_str()).await?;
         let intact = current
             .as_ref()
-            .is_some_and(|kv| kv.lease == lease && kv.value == self.value.as_bytes());
+            .is_some_and(|kv| kv.value == self.value.as_bytes());
         if !intact {
             self.client
                 .put(self.key.as_str(), self.value.as_str(), lease)
                 .await?;
-            tracing::info!(key = %self.key, lease, "key restored");
+            let restores = self.state.key_restores.fetch_add(1, Relaxed) + 1;
+            self.state.metrics.key_restores.increment(1);
+            let now = tokio::time::Instant::now();
+            let warn = {
+                let mut last = self.state.last_restore_warn.lock();
+                let due =
+                    last.is_none_or(|at| now.saturating_duration_since(at) >= RESTORE_WARN_EVERY);
+                if due {
+                    *last = Some(now);
+                }
+                due
+            };
+            if warn {
+                tracing::warn!(key = %self.key, lease, restores, "key was missing or overwritten under a live lease; restored");
+            } else {
+                tracing::debug!(key = %self.key, lease, restores, "key restored");
+            }
         }
         Ok(())
     }
@@ -355,6 +394,9 @@ impl Task {
                 Ok(ttl) => ttl,
                 Err(e) => return e,
             };
+            if let Err(e) = self.restore_key(lease).await {
+                return e;
+            }
         }
     }
 }

@@ -139,6 +139,15 @@ impl<'a, B: BufMut> ReportEncoder<'a, B> {
     }
 }
 
+/// The encoded size in bytes of one map entry (`request_cost`,
+/// `utilization` or `named_metrics`) named `key`, tag and length included:
+/// what writing it adds to a report.
+pub fn map_entry_len(key: &str) -> usize {
+    let key_len = key.len() as u64;
+    let entry_len = 1 + varint_len(key_len) + key_len + 1 + 8;
+    (1 + varint_len(entry_len) + entry_len) as usize
+}
+
 fn put_varint(buf: &mut impl BufMut, mut v: u64) {
     while v >= 0x80 {
         buf.put_u8((v as u8) | 0x80);
@@ -187,6 +196,20 @@ mod tests {
         let mut buf = Vec::new();
         ReportEncoder::new(&mut buf).cpu_utilization(0.0).eps(0.0);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn map_entry_len_is_what_an_entry_adds() {
+        for name in ["", "a", &"n".repeat(120), &"n".repeat(200)] {
+            let mut buf = Vec::new();
+            ReportEncoder::new(&mut buf).named_metric(name, 1.5);
+            assert_eq!(
+                map_entry_len(name),
+                buf.len(),
+                "name of {} bytes",
+                name.len()
+            );
+        }
     }
 
     #[test]

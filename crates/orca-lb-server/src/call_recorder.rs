@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use bytes::BufMut;
 use orca_lb_core::{Field, named_metrics};
-use orca_lb_proto::encode::ReportEncoder;
+use orca_lb_proto::encode::map_entry_len;
 use parking_lot::Mutex;
 
 use crate::RecordError;
-use crate::recorder::{checked, reject};
+use crate::refusal_log::Source;
+use crate::report_budget::{BoundedReport, STANDARD_FIELDS_BYTES};
+use crate::tracker::LoadTracker;
 
 /// Records metrics for one call, sent in that call's
 /// `endpoint-load-metrics-bin` trailer only.
@@ -28,10 +29,19 @@ use crate::recorder::{checked, reject};
 /// ```
 ///
 /// Entries recorded here come after the server-wide ones in the report, so a
-/// name recorded both ways decodes as the per-call value.
-#[derive(Debug, Clone, Default)]
+/// name recorded both ways decodes as the per-call value. Names longer than
+/// `max_name_len`, and entries that would take the report past
+/// `max_report_bytes`, are refused (see
+/// [`ReportingConfig`](crate::ReportingConfig)).
+#[derive(Debug, Clone)]
 pub struct CallRecorder {
-    inner: Arc<Mutex<CallMetrics>>,
+    inner: Arc<CallInner>,
+}
+
+#[derive(Debug)]
+struct CallInner {
+    tracker: Arc<LoadTracker>,
+    metrics: Mutex<CallMetrics>,
 }
 
 #[derive(Debug, Default)]
@@ -39,11 +49,36 @@ struct CallMetrics {
     request_cost: Vec<(Box<str>, f64)>,
     utilization: Vec<(Box<str>, f64)>,
     named_metrics: Vec<(Box<str>, f64)>,
+    /// Encoded size of the entries above.
+    bytes: usize,
+}
+
+/// Which map of the report an entry goes to.
+#[derive(Clone, Copy)]
+enum Map {
+    RequestCost,
+    Utilization,
+    NamedMetric,
+}
+
+impl CallMetrics {
+    fn map(&mut self, map: Map) -> &mut Vec<(Box<str>, f64)> {
+        match map {
+            Map::RequestCost => &mut self.request_cost,
+            Map::Utilization => &mut self.utilization,
+            Map::NamedMetric => &mut self.named_metrics,
+        }
+    }
 }
 
 impl CallRecorder {
-    pub(crate) fn new() -> Self {
-        Self::default()
+    pub(crate) fn new(tracker: Arc<LoadTracker>) -> Self {
+        Self {
+            inner: Arc::new(CallInner {
+                tracker,
+                metrics: Mutex::new(CallMetrics::default()),
+            }),
+        }
     }
 
     /// The recorder of a call, if the reporting layer is in front of it.
@@ -53,45 +88,76 @@ impl CallRecorder {
 
     /// Records a request cost (finite, `>= 0`), such as bytes read.
     pub fn record_request_cost(&self, name: &str, value: f64) -> Result<(), RecordError> {
-        let v = checked(Field::RequestCost(name), value)?;
-        upsert(&mut self.inner.lock().request_cost, name, v);
-        Ok(())
+        self.record(Map::RequestCost, Field::RequestCost(name), name, value)
     }
 
     /// Records a named utilization, in `[0, 1]`.
     pub fn record_utilization(&self, name: &str, value: f64) -> Result<(), RecordError> {
-        let v = checked(Field::Utilization(name), value)?;
-        upsert(&mut self.inner.lock().utilization, name, v);
-        Ok(())
+        self.record(Map::Utilization, Field::Utilization(name), name, value)
     }
 
     /// Records a named metric (finite). orca-lb's own names are reserved.
     pub fn record_named_metric(&self, name: &str, value: f64) -> Result<(), RecordError> {
         if named_metrics::is_known(name) {
-            return Err(reject(RecordError::ReservedName(name.to_string())));
+            let e = RecordError::ReservedName(name.to_string());
+            self.inner.tracker.refused(Source::CallRecorder, name, &e);
+            return Err(e);
         }
-        let v = checked(Field::NamedMetric(name), value)?;
-        upsert(&mut self.inner.lock().named_metrics, name, v);
+        self.record(Map::NamedMetric, Field::NamedMetric(name), name, value)
+    }
+
+    fn record(
+        &self,
+        map: Map,
+        field: Field<'_>,
+        name: &str,
+        value: f64,
+    ) -> Result<(), RecordError> {
+        let tracker = &self.inner.tracker;
+        let result = self.try_record(map, field, name, value);
+        if let Err(e) = &result {
+            tracker.refused(Source::CallRecorder, name, e);
+        }
+        result
+    }
+
+    fn try_record(
+        &self,
+        map: Map,
+        field: Field<'_>,
+        name: &str,
+        value: f64,
+    ) -> Result<(), RecordError> {
+        let tracker = &self.inner.tracker;
+        tracker.check_name(name)?;
+        let v = field.check(value)?;
+        let server_wide = tracker.named_bytes();
+        let mut m = self.inner.metrics.lock();
+        let entries = m.map(map);
+        if let Some((_, value)) = entries.iter_mut().find(|(n, _)| &**n == name) {
+            *value = v;
+            return Ok(());
+        }
+        let len = map_entry_len(name);
+        let max = tracker.config.max_report_bytes;
+        if STANDARD_FIELDS_BYTES + server_wide + m.bytes + len > max {
+            return Err(RecordError::ReportFull { max });
+        }
+        m.map(map).push((name.into(), v));
+        m.bytes += len;
         Ok(())
     }
 
-    pub(crate) fn encode<B: BufMut>(&self, enc: &mut ReportEncoder<'_, B>) {
-        let m = self.inner.lock();
+    pub(crate) fn encode(&self, report: &mut BoundedReport<'_>) {
+        let m = self.inner.metrics.lock();
         for (k, v) in &m.request_cost {
-            enc.request_cost(k, *v);
+            report.request_cost(k, *v);
         }
         for (k, v) in &m.utilization {
-            enc.utilization(k, *v);
+            report.utilization(k, *v);
         }
         for (k, v) in &m.named_metrics {
-            enc.named_metric(k, *v);
+            report.named_metric(k, *v);
         }
-    }
-}
-
-fn upsert(entries: &mut Vec<(Box<str>, f64)>, name: &str, v: f64) {
-    match entries.iter_mut().find(|(n, _)| &**n == name) {
-        Some((_, value)) => *value = v,
-        None => entries.push((name.into(), v)),
     }
 }

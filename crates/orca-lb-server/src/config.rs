@@ -30,7 +30,41 @@ pub struct ReportingConfig {
     /// extensions, for handlers that report per-call costs. It costs two small
     /// allocations per call; turn it off if no handler uses it. Default: on.
     pub call_recorder: bool,
+    /// Largest encoded report, in protobuf bytes, per call and out of band.
+    /// The standard fields and orca-lb's own named metrics always go out;
+    /// application entries that would pass the limit are refused when set
+    /// ([`RecordError::ReportFull`](crate::RecordError::ReportFull)) or, if the
+    /// report filled up since, left out of that report and counted. The
+    /// trailer carries the report in base64, a third larger: the default
+    /// keeps it at 4 KiB, well inside the 8 KiB of metadata grpc-java
+    /// accepts and the 16 KiB hyper does. Default: 3072. At least 512.
+    pub max_report_bytes: usize,
+    /// Longest application metric name, in bytes; longer ones are refused
+    /// ([`RecordError::NameTooLong`](crate::RecordError::NameTooLong)).
+    /// Default: 64.
+    pub max_name_len: usize,
+    /// Most unary calls waiting for a worker slot (with `capacity`). A call
+    /// arriving with the queue full is answered `RESOURCE_EXHAUSTED` at once.
+    /// Default: 1024.
+    pub max_queue_depth: usize,
+    /// Longest a unary call waits for a worker slot before it is answered
+    /// `RESOURCE_EXHAUSTED`. Default: 10 s.
+    pub max_queue_wait: Duration,
+    /// Report a full queue through `poll_ready`: while `max_queue_depth`
+    /// calls wait, the service is not ready, so that tower's `LoadShed` (or
+    /// tonic's `Server::load_shed`) refuses new calls before they reach the
+    /// layer. Off by default: tonic polls readiness per call, and a call
+    /// waiting there is neither counted nor bounded by `max_queue_wait`; the
+    /// layer refuses calls beyond a full queue itself. Default: off.
+    pub backpressure: bool,
+    /// Most out-of-band subscribers at once; more are refused with
+    /// `RESOURCE_EXHAUSTED`. Default: 1024.
+    pub max_oob_subscribers: usize,
 }
+
+/// The smallest [`ReportingConfig::max_report_bytes`]: room for the standard
+/// fields and orca-lb's own named metrics.
+pub const MIN_REPORT_BYTES: usize = 512;
 
 impl Default for ReportingConfig {
     fn default() -> Self {
@@ -41,6 +75,12 @@ impl Default for ReportingConfig {
             service_time_decay: Duration::from_secs(1),
             min_oob_interval: Duration::from_secs(1),
             call_recorder: true,
+            max_report_bytes: 3072,
+            max_name_len: 64,
+            max_queue_depth: 1024,
+            max_queue_wait: Duration::from_secs(10),
+            backpressure: false,
+            max_oob_subscribers: 1024,
         }
     }
 }
@@ -56,9 +96,24 @@ impl ReportingConfig {
             ("sample_interval", self.sample_interval),
             ("service_time_decay", self.service_time_decay),
             ("min_oob_interval", self.min_oob_interval),
+            ("max_queue_wait", self.max_queue_wait),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::ZeroDuration { field });
+            }
+        }
+        if self.max_report_bytes < MIN_REPORT_BYTES {
+            return Err(ConfigError::ReportTooSmall {
+                max_report_bytes: self.max_report_bytes,
+            });
+        }
+        for (field, n) in [
+            ("max_name_len", self.max_name_len),
+            ("max_queue_depth", self.max_queue_depth),
+            ("max_oob_subscribers", self.max_oob_subscribers),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::ZeroLimit { field });
             }
         }
         if self.window < self.sample_interval * 2 {
@@ -106,5 +161,24 @@ mod tests {
             short.validate(),
             Err(ConfigError::WindowTooShort { .. })
         ));
+
+        let tiny = ReportingConfig {
+            max_report_bytes: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            tiny.validate(),
+            Err(ConfigError::ReportTooSmall {
+                max_report_bytes: 100
+            })
+        );
+        let no_subscribers = ReportingConfig {
+            max_oob_subscribers: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            no_subscribers.validate().unwrap_err().to_string(),
+            "invalid reporting config: max_oob_subscribers must be at least 1"
+        );
     }
 }

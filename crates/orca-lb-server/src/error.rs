@@ -14,6 +14,33 @@ pub enum RecordError {
     /// The name is one orca-lb publishes itself (see
     /// [`orca_lb_core::named_metrics`]); set it through its own method.
     ReservedName(String),
+    /// The name is longer than
+    /// [`ReportingConfig::max_name_len`](crate::ReportingConfig::max_name_len).
+    NameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The entry would take the report past
+    /// [`ReportingConfig::max_report_bytes`](crate::ReportingConfig::max_report_bytes).
+    ReportFull {
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl RecordError {
+    /// A short, fixed description of why the value was refused, without the
+    /// metric's name: what logs group refusals by.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RecordError::Invalid(_) => "value out of range",
+            RecordError::ReservedName(_) => "reserved name",
+            RecordError::NameTooLong { .. } => "name too long",
+            RecordError::ReportFull { .. } => "report full",
+        }
+    }
 }
 
 impl fmt::Display for RecordError {
@@ -24,6 +51,14 @@ impl fmt::Display for RecordError {
                 f,
                 "metric not recorded: named metric {name:?} is published by orca-lb itself"
             ),
+            RecordError::NameTooLong { len, max } => write!(
+                f,
+                "metric not recorded: its name has {len} bytes, more than the {max} allowed"
+            ),
+            RecordError::ReportFull { max } => write!(
+                f,
+                "metric not recorded: the report would pass its limit of {max} bytes"
+            ),
         }
     }
 }
@@ -32,7 +67,9 @@ impl std::error::Error for RecordError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             RecordError::Invalid(e) => Some(e),
-            RecordError::ReservedName(_) => None,
+            RecordError::ReservedName(_)
+            | RecordError::NameTooLong { .. }
+            | RecordError::ReportFull { .. } => None,
         }
     }
 }
@@ -60,6 +97,16 @@ pub enum ConfigError {
         /// The configured sample interval.
         sample_interval: Duration,
     },
+    /// `max_report_bytes` leaves no room for the standard fields.
+    ReportTooSmall {
+        /// The configured limit.
+        max_report_bytes: usize,
+    },
+    /// A count limit is zero.
+    ZeroLimit {
+        /// The configuration field.
+        field: &'static str,
+    },
     /// The layer was built outside a tokio runtime, so its sampler cannot run.
     NoRuntime,
 }
@@ -83,6 +130,14 @@ impl fmt::Display for ConfigError {
                 f,
                 "invalid reporting config: window ({window:?}) must be at least twice sample_interval ({sample_interval:?})"
             ),
+            ConfigError::ReportTooSmall { max_report_bytes } => write!(
+                f,
+                "invalid reporting config: max_report_bytes ({max_report_bytes}) must be at least {}",
+                crate::config::MIN_REPORT_BYTES
+            ),
+            ConfigError::ZeroLimit { field } => {
+                write!(f, "invalid reporting config: {field} must be at least 1")
+            }
             ConfigError::NoRuntime => f.write_str(
                 "reporting layer built outside a tokio runtime: its system sampler needs one",
             ),

@@ -8,11 +8,13 @@ use std::task::{Context, Poll, ready};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::call_recorder::CallRecorder;
 use crate::guard::CallGuard;
+use crate::shed::{Shed, refused_response};
 use crate::trailer::{grpc_status, insert_report};
 
 /// gRPC `UNKNOWN`: what a call that failed below gRPC counts as.
@@ -23,6 +25,8 @@ type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireE
 pin_project! {
     /// Waits for a worker slot if the call was queued, then for the wrapped
     /// service's response, and hands the call's guard to the response body.
+    /// A call refused by the queue's limits resolves to a `RESOURCE_EXHAUSTED`
+    /// response.
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
@@ -43,6 +47,8 @@ pin_project! {
             // Boxed only on this slow path: a call that found a free slot
             // never allocates here.
             acquire: Acquire,
+            #[pin]
+            timeout: Sleep,
             permit: Option<OwnedSemaphorePermit>,
             service: Option<S>,
             request: Option<Request<ReqBody>>,
@@ -50,6 +56,9 @@ pin_project! {
         Running {
             #[pin]
             future: S::Future,
+        },
+        Refused {
+            shed: Shed,
         },
     }
 }
@@ -78,12 +87,20 @@ where
     ) -> Self {
         Self {
             state: State::Queued {
+                timeout: tokio::time::sleep(guard.tracker().config.max_queue_wait),
                 acquire: Box::pin(slots.acquire_owned()),
                 permit: None,
                 service: Some(service),
                 request: Some(request),
             },
             call: Some((guard, recorder)),
+        }
+    }
+
+    pub(crate) fn refused(shed: Shed, guard: CallGuard) -> Self {
+        Self {
+            state: State::Refused { shed },
+            call: Some((guard, None)),
         }
     }
 }
@@ -100,6 +117,7 @@ where
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -109,13 +127,25 @@ where
             match this.state.as_mut().project() {
                 StateProj::Queued {
                     acquire,
+                    timeout,
                     permit,
                     service,
                     request,
                 } => {
                     if permit.is_none() {
-                        let acquired = ready!(acquire.as_mut().poll(cx));
-                        *permit = Some(acquired.expect("the slot semaphore is never closed"));
+                        match acquire.as_mut().poll(cx) {
+                            Poll::Ready(acquired) => {
+                                *permit =
+                                    Some(acquired.expect("the slot semaphore is never closed"));
+                            }
+                            Poll::Pending => {
+                                ready!(timeout.poll(cx));
+                                this.state.set(State::Refused {
+                                    shed: Shed::QueueWait,
+                                });
+                                continue;
+                            }
+                        }
                     }
                     let svc = service.as_mut().expect("polled after completion");
                     if let Err(e) = ready!(svc.poll_ready(cx)) {
@@ -160,6 +190,11 @@ where
                         None => ResponseBody::new(body, guard, recorder),
                     };
                     return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                }
+                StateProj::Refused { shed } => {
+                    let shed = *shed;
+                    let (mut guard, _) = this.call.take().expect("polled after completion");
+                    return Poll::Ready(Ok(refused_response(shed, &mut guard)));
                 }
             }
         }

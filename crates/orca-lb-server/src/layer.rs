@@ -103,7 +103,44 @@ impl Builder {
         self
     }
 
-    /// Tells the layer which methods stream.
+    /// Sets [`ReportingConfig::max_report_bytes`].
+    pub fn max_report_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_report_bytes = bytes;
+        self
+    }
+
+    /// Sets [`ReportingConfig::max_name_len`].
+    pub fn max_name_len(mut self, bytes: usize) -> Self {
+        self.config.max_name_len = bytes;
+        self
+    }
+
+    /// Sets [`ReportingConfig::max_queue_depth`].
+    pub fn max_queue_depth(mut self, calls: usize) -> Self {
+        self.config.max_queue_depth = calls;
+        self
+    }
+
+    /// Sets [`ReportingConfig::max_queue_wait`].
+    pub fn max_queue_wait(mut self, wait: Duration) -> Self {
+        self.config.max_queue_wait = wait;
+        self
+    }
+
+    /// Sets [`ReportingConfig::backpressure`].
+    pub fn backpressure(mut self, enabled: bool) -> Self {
+        self.config.backpressure = enabled;
+        self
+    }
+
+    /// Sets [`ReportingConfig::max_oob_subscribers`].
+    pub fn max_oob_subscribers(mut self, subscribers: usize) -> Self {
+        self.config.max_oob_subscribers = subscribers;
+        self
+    }
+
+    /// Tells the layer which methods stream. The layer's own
+    /// `OpenRcaService/StreamCoreMetrics` always counts as a stream.
     pub fn streaming_methods(mut self, methods: StreamingMethods) -> Self {
         self.streaming = methods;
         self

@@ -21,8 +21,15 @@
 //!   sent or the client goes away.
 //! - **What the application adds.** Server-wide values through the
 //!   [`LoadRecorder`], and per-call costs through the [`CallRecorder`] in each
-//!   request's extensions. Values out of range are refused, logged, and never
-//!   sent.
+//!   request's extensions. Values out of range, names longer than
+//!   [`ReportingConfig::max_name_len`] and entries that would take a report
+//!   past [`ReportingConfig::max_report_bytes`] are refused, counted, logged
+//!   (once per kind, then in a summary a minute) and never sent.
+//! - **What is refused.** With worker slots, unary calls beyond
+//!   [`ReportingConfig::max_queue_depth`] waiting, or waiting longer than
+//!   [`ReportingConfig::max_queue_wait`], are answered `RESOURCE_EXHAUSTED`;
+//!   out-of-band subscribers beyond [`ReportingConfig::max_oob_subscribers`]
+//!   too. `docs/reliability.md` lists every limit and what it costs.
 //! - **What is sent.** See `docs/orca.md` for every field, and why
 //!   `application_utilization` folds queueing in.
 //!
@@ -54,21 +61,25 @@ mod body;
 mod call_recorder;
 mod config;
 mod error;
+mod escaped;
 mod future;
 mod guard;
 mod layer;
 mod oob;
 mod rate_window;
 mod recorder;
+mod refusal_log;
+mod report_budget;
 mod sampler;
 mod service;
+mod shed;
 mod sysinfo_sampler;
 mod tracker;
 mod trailer;
 
 pub use body::ResponseBody;
 pub use call_recorder::CallRecorder;
-pub use config::ReportingConfig;
+pub use config::{MIN_REPORT_BYTES, ReportingConfig};
 pub use error::{ConfigError, RecordError};
 pub use future::ResponseFuture;
 pub use layer::{Builder, ReportingLayer};

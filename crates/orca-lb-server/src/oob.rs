@@ -20,7 +20,9 @@ use crate::tracker::LoadTracker;
 /// `max(report_interval, min_oob_interval)`; a request without an interval
 /// gets the minimum. Reports carry the server-wide state (no per-call
 /// metrics). Subscribers read the shared load state: a thousand of them still
-/// cost one sampler. A stream ends when its client goes away.
+/// cost one sampler. A stream ends when its client goes away. Beyond
+/// `max_oob_subscribers` at once, subscriptions are refused with
+/// `RESOURCE_EXHAUSTED` and counted.
 #[derive(Debug, Clone)]
 pub struct OrcaService {
     recorder: LoadRecorder,
@@ -60,11 +62,16 @@ impl OpenRcaService for OrcaService {
         request: Request<OrcaLoadReportRequest>,
     ) -> Result<Response<ReportStream>, Status> {
         let period = self.interval_for(request.get_ref().report_interval.as_ref())?;
+        let tracker = self.recorder.tracker();
+        if !tracker.try_oob_subscribe() {
+            metrics::counter!("orca_lb_server_refused_oob_subscribers_total").increment(1);
+            return Err(Status::resource_exhausted(format!(
+                "too many out-of-band subscribers (at most {})",
+                tracker.config.max_oob_subscribers
+            )));
+        }
         tracing::debug!(?period, "out-of-band load reporting stream opened");
-        Ok(Response::new(ReportStream::new(
-            self.recorder.tracker().clone(),
-            period,
-        )))
+        Ok(Response::new(ReportStream::new(tracker.clone(), period)))
     }
 }
 
@@ -76,8 +83,8 @@ pub struct ReportStream {
 }
 
 impl ReportStream {
+    /// A stream for a subscriber already counted by `try_oob_subscribe`.
     fn new(tracker: Arc<LoadTracker>, period: Duration) -> Self {
-        tracker.oob_subscribed();
         // The first tick completes at once: a report goes out immediately.
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);

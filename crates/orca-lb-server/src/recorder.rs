@@ -7,6 +7,7 @@ use orca_lb_proto::pb::open_rca_service_server::OpenRcaServiceServer;
 
 use crate::RecordError;
 use crate::oob::OrcaService;
+use crate::refusal_log::Source;
 use crate::tracker::LoadTracker;
 
 /// A handle on one server's load, returned with its
@@ -14,8 +15,10 @@ use crate::tracker::LoadTracker;
 ///
 /// Cheap to clone. What it sets goes into every report from then on, per call
 /// and out of band, like a `tonic_health` reporter for load. Values out of
-/// range are refused, logged and counted
-/// (`orca_lb_server_rejected_metrics_total`); they are never sent.
+/// range, names longer than `max_name_len` and entries that would take the
+/// report past `max_report_bytes` are refused and counted
+/// (`orca_lb_server_rejected_metrics_total`); they are never sent. The first
+/// refusal of each kind is logged, later ones in a summary line a minute.
 #[derive(Debug, Clone)]
 pub struct LoadRecorder {
     tracker: Arc<LoadTracker>,
@@ -33,9 +36,20 @@ impl LoadRecorder {
     /// Sets `application_utilization` (`>= 0`, may exceed 1), replacing the
     /// layer's own estimate.
     pub fn set_application_utilization(&self, value: f64) -> Result<(), RecordError> {
-        let v = checked(Field::ApplicationUtilization, value)?;
-        self.tracker.set_app_utilization(v);
-        Ok(())
+        let result = Field::ApplicationUtilization
+            .check(value)
+            .map_err(RecordError::from);
+        match result {
+            Ok(v) => {
+                self.tracker.set_app_utilization(v);
+                Ok(())
+            }
+            Err(e) => {
+                self.tracker
+                    .refused(Source::LoadRecorder, "application_utilization", &e);
+                Err(e)
+            }
+        }
     }
 
     /// Goes back to the layer's own utilization estimate.
@@ -52,12 +66,20 @@ impl LoadRecorder {
     /// Sets a named metric (finite) in every report. orca-lb's own names are
     /// reserved.
     pub fn set_named_metric(&self, name: &str, value: f64) -> Result<(), RecordError> {
-        if named_metrics::is_known(name) {
-            return Err(reject(RecordError::ReservedName(name.to_string())));
+        let result = self.try_set_named_metric(name, value);
+        if let Err(e) = &result {
+            self.tracker.refused(Source::LoadRecorder, name, e);
         }
-        let v = checked(Field::NamedMetric(name), value)?;
-        self.tracker.set_named(name, v);
-        Ok(())
+        result
+    }
+
+    fn try_set_named_metric(&self, name: &str, value: f64) -> Result<(), RecordError> {
+        if named_metrics::is_known(name) {
+            return Err(RecordError::ReservedName(name.to_string()));
+        }
+        self.tracker.check_name(name)?;
+        let v = Field::NamedMetric(name).check(value)?;
+        self.tracker.set_named(name, v)
     }
 
     /// Stops sending a named metric.
@@ -98,15 +120,4 @@ impl LoadRecorder {
     pub fn oob_service(&self) -> OpenRcaServiceServer<OrcaService> {
         OpenRcaServiceServer::new(OrcaService::new(self.clone()))
     }
-}
-
-/// Checks a value, logging and counting a refusal.
-pub(crate) fn checked(field: Field<'_>, value: f64) -> Result<f64, RecordError> {
-    field.check(value).map_err(|e| reject(e.into()))
-}
-
-pub(crate) fn reject(e: RecordError) -> RecordError {
-    tracing::error!(error = %e, "refused a load metric");
-    metrics::counter!("orca_lb_server_rejected_metrics_total").increment(1);
-    e
 }

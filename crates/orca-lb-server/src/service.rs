@@ -1,9 +1,12 @@
 //! The service that tracks each call and reports load in its trailers.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
+use tokio::sync::futures::OwnedNotified;
 use tonic::server::NamedService;
 use tower_service::Service;
 
@@ -11,20 +14,64 @@ use crate::body::ResponseBody;
 use crate::call_recorder::CallRecorder;
 use crate::future::ResponseFuture;
 use crate::guard::CallGuard;
+use crate::shed::Shed;
 use crate::tracker::LoadTracker;
 
 /// Tracks the load of the service it wraps and sends an ORCA
 /// `OrcaLoadReport` with every response: in the trailers, or in the headers
 /// of a trailers-only response. Made by [`ReportingLayer`](crate::ReportingLayer).
-#[derive(Debug, Clone)]
+///
+/// With worker slots, a unary call that finds `max_queue_depth` calls waiting,
+/// or waits `max_queue_wait` for a slot, is answered `RESOURCE_EXHAUSTED`. With
+/// [`backpressure`](crate::ReportingConfig::backpressure), `poll_ready` is
+/// pending while the queue is full; otherwise it is the wrapped service's.
+#[derive(Debug)]
 pub struct Reporting<S> {
     inner: S,
     tracker: Arc<LoadTracker>,
+    /// With backpressure, while the queue is full: woken when a call leaves it.
+    queue_space: Option<Pin<Box<OwnedNotified>>>,
+}
+
+impl<S: Clone> Clone for Reporting<S> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), self.tracker.clone())
+    }
 }
 
 impl<S> Reporting<S> {
     pub(crate) fn new(inner: S, tracker: Arc<LoadTracker>) -> Self {
-        Self { inner, tracker }
+        Self {
+            inner,
+            tracker,
+            queue_space: None,
+        }
+    }
+
+    /// Pending while backpressure is on and the layer's queue is full.
+    fn poll_queue_space(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.tracker.config.backpressure || self.tracker.slots.is_none() {
+            return Poll::Ready(());
+        }
+        loop {
+            if !self.tracker.queue_full() {
+                self.queue_space = None;
+                return Poll::Ready(());
+            }
+            let tracker = &self.tracker;
+            let notified = self
+                .queue_space
+                .get_or_insert_with(|| Box::pin(tracker.queue_space.clone().notified_owned()));
+            // Registered before the second look, so a call leaving the queue
+            // in between still wakes this one.
+            notified.as_mut().enable();
+            if !self.tracker.queue_full() {
+                self.queue_space = None;
+                return Poll::Ready(());
+            }
+            ready!(notified.as_mut().poll(cx));
+            self.queue_space = None;
+        }
     }
 
     /// The wrapped service.
@@ -46,12 +93,14 @@ impl<S> Reporting<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Reporting<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: Default,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        ready!(self.poll_queue_space(cx));
         self.inner.poll_ready(cx)
     }
 
@@ -59,7 +108,7 @@ where
         let now = tokio::time::Instant::now().into_std();
         let stream = self.tracker.streaming.contains(request.uri().path());
         let recorder = self.tracker.config.call_recorder.then(|| {
-            let recorder = CallRecorder::new();
+            let recorder = CallRecorder::new(self.tracker.clone());
             request.extensions_mut().insert(recorder.clone());
             recorder
         });
@@ -79,6 +128,9 @@ where
                 Ok(permit) => {
                     guard.begin_service(Some(permit), now);
                     ResponseFuture::running(self.inner.call(request), guard, recorder)
+                }
+                Err(_) if self.tracker.queue_full() => {
+                    ResponseFuture::refused(Shed::QueueFull, guard)
                 }
                 Err(_) => {
                     // Wait for a slot. The ready service goes with the call

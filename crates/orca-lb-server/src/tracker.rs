@@ -5,16 +5,22 @@ use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use bytes::BufMut;
 use orca_lb_core::{Ewma, Field, RawLoadReport, named_metrics};
-use orca_lb_proto::encode::ReportEncoder;
+use orca_lb_proto::encode::{ReportEncoder, map_entry_len};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
+use crate::RecordError;
 use crate::atomic_f64::AtomicF64;
 use crate::rate_window::RateWindow;
+use crate::refusal_log::{RefusalLog, Source};
+use crate::report_budget::{BoundedReport, STANDARD_FIELDS_BYTES};
 use crate::sampler::{SystemLoad, SystemSampler};
 use crate::{ReportingConfig, StreamingMethods};
+
+/// The layer's own out-of-band method: always a stream, whatever the
+/// application declares.
+pub(crate) const OOB_METHOD: &str = "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics";
 
 /// The smallest `application_utilization` a report carries.
 ///
@@ -44,6 +50,9 @@ pub(crate) struct LoadTracker {
     /// The EWMA's value in milliseconds, NaN before the first sample.
     service_time_ms: AtomicF64,
     oob_subscribers: AtomicUsize,
+    /// Woken when a call leaves the queue (for `backpressure`).
+    pub(crate) queue_space: Arc<Notify>,
+    pub(crate) refusals: RefusalLog,
 }
 
 /// The server-wide load at one instant. Cheap to build: no allocation.
@@ -73,7 +82,7 @@ impl LoadTracker {
             window: RateWindow::new(config.window, now),
             service_time: Mutex::new(Ewma::new(config.service_time_decay)),
             config,
-            streaming,
+            streaming: streaming.with(OOB_METHOD),
             in_flight: AtomicUsize::new(0),
             active_streams: AtomicUsize::new(0),
             layer_queue: AtomicUsize::new(0),
@@ -85,6 +94,8 @@ impl LoadTracker {
             mem: AtomicF64::new(0.0),
             service_time_ms: AtomicF64::new(f64::NAN),
             oob_subscribers: AtomicUsize::new(0),
+            queue_space: Arc::new(Notify::new()),
+            refusals: RefusalLog::default(),
         };
         tracker.apply_system_load(initial);
         tracker
@@ -113,6 +124,19 @@ impl LoadTracker {
 
     pub(crate) fn dequeued(&self) {
         self.layer_queue.fetch_sub(1, Relaxed);
+        if self.config.backpressure {
+            self.queue_space.notify_waiters();
+        }
+    }
+
+    /// Calls waiting for a worker slot in the layer.
+    pub(crate) fn layer_queue(&self) -> usize {
+        self.layer_queue.load(Relaxed)
+    }
+
+    /// Whether the layer's queue has no room for another call.
+    pub(crate) fn queue_full(&self) -> bool {
+        self.layer_queue() >= self.config.max_queue_depth
     }
 
     pub(crate) fn service_ended(&self, service_time: Duration, now: Instant) {
@@ -131,8 +155,13 @@ impl LoadTracker {
         self.window.record_busy(ran);
     }
 
-    pub(crate) fn oob_subscribed(&self) {
-        self.oob_subscribers.fetch_add(1, Relaxed);
+    /// Counts a new out-of-band subscriber; `false`, counting nothing, when
+    /// `max_oob_subscribers` are connected already.
+    pub(crate) fn try_oob_subscribe(&self) -> bool {
+        let max = self.config.max_oob_subscribers;
+        self.oob_subscribers
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_ok()
     }
 
     pub(crate) fn oob_unsubscribed(&self) {
@@ -149,13 +178,55 @@ impl LoadTracker {
         self.app_queue.store(n, Relaxed);
     }
 
-    pub(crate) fn set_named(&self, name: &str, v: f64) {
+    /// Sets a server-wide named metric; refuses a new name that would take
+    /// the report past `max_report_bytes`.
+    pub(crate) fn set_named(&self, name: &str, v: f64) -> Result<(), RecordError> {
         let mut named = self.named.write();
         match named.iter_mut().find(|(n, _)| &**n == name) {
             Some((_, value)) => *value = v,
-            None => named.push((name.into(), v)),
+            None => {
+                let used: usize = named.iter().map(|(n, _)| map_entry_len(n)).sum();
+                if STANDARD_FIELDS_BYTES + used + map_entry_len(name) > self.config.max_report_bytes
+                {
+                    return Err(RecordError::ReportFull {
+                        max: self.config.max_report_bytes,
+                    });
+                }
+                named.push((name.into(), v));
+            }
         }
         self.has_named.store(true, Relaxed);
+        Ok(())
+    }
+
+    /// Bytes the server-wide named metrics take in a report.
+    pub(crate) fn named_bytes(&self) -> usize {
+        if !self.has_named.load(Relaxed) {
+            return 0;
+        }
+        self.named
+            .read()
+            .iter()
+            .map(|(n, _)| map_entry_len(n))
+            .sum()
+    }
+
+    /// Checks a name's length against `max_name_len`.
+    pub(crate) fn check_name(&self, name: &str) -> Result<(), RecordError> {
+        let max = self.config.max_name_len;
+        if name.len() > max {
+            return Err(RecordError::NameTooLong {
+                len: name.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts and logs (once per kind, then summarised) a refused metric.
+    pub(crate) fn refused(&self, source: Source, name: &str, error: &RecordError) {
+        self.refusals
+            .refused(source, name, error, tokio::time::Instant::now().into_std());
     }
 
     pub(crate) fn remove_named(&self, name: &str) {
@@ -231,22 +302,43 @@ impl LoadTracker {
         }
     }
 
-    /// Writes the server-wide report: the snapshot plus the application's
-    /// named metrics.
-    pub(crate) fn encode<B: BufMut>(&self, now: Instant, enc: &mut ReportEncoder<'_, B>) {
-        self.snapshot(now).encode(enc);
+    /// Writes the server-wide report: the snapshot, always, plus the
+    /// application's named metrics that fit.
+    pub(crate) fn encode(&self, now: Instant, report: &mut BoundedReport<'_>) {
+        self.snapshot(now).encode(&mut report.standard());
         if self.has_named.load(Relaxed) {
             for (name, v) in self.named.read().iter() {
-                enc.named_metric(name, *v);
+                report.named_metric(name, *v);
             }
         }
     }
 
-    /// The server-wide report as a message, for the out-of-band stream.
+    /// The server-wide report as a message, for the out-of-band stream:
+    /// the snapshot plus the named metrics that fit in `max_report_bytes`.
     pub(crate) fn raw_report(&self, now: Instant) -> RawLoadReport {
-        let mut raw = self.snapshot(now).to_raw();
-        for (name, v) in self.named.read().iter() {
-            raw.named_metrics.insert(name.to_string(), *v);
+        let snapshot = self.snapshot(now);
+        let mut size = {
+            let mut buf = Vec::with_capacity(STANDARD_FIELDS_BYTES);
+            snapshot.encode(&mut ReportEncoder::new(&mut buf));
+            buf.len()
+        };
+        let mut raw = snapshot.to_raw();
+        if self.has_named.load(Relaxed) {
+            for (name, v) in self.named.read().iter() {
+                let len = map_entry_len(name);
+                if size + len > self.config.max_report_bytes {
+                    self.refused(
+                        Source::Report,
+                        name,
+                        &RecordError::ReportFull {
+                            max: self.config.max_report_bytes,
+                        },
+                    );
+                    continue;
+                }
+                size += len;
+                raw.named_metrics.insert(name.to_string(), *v);
+            }
         }
         raw
     }
@@ -269,7 +361,7 @@ impl Snapshot {
         .flatten()
     }
 
-    pub(crate) fn encode<B: BufMut>(&self, enc: &mut ReportEncoder<'_, B>) {
+    pub(crate) fn encode<B: bytes::BufMut>(&self, enc: &mut ReportEncoder<'_, B>) {
         enc.cpu_utilization(self.cpu_utilization)
             .mem_utilization(self.mem_utilization)
             .application_utilization(self.application_utilization)
@@ -309,8 +401,8 @@ pub(crate) async fn run_sampler(
             return;
         };
         tracker.apply_system_load(sampler.sample());
-        tracker
-            .window
-            .advance(tokio::time::Instant::now().into_std());
+        let now = tokio::time::Instant::now().into_std();
+        tracker.window.advance(now);
+        tracker.refusals.flush(now);
     }
 }

@@ -3,14 +3,13 @@
 use std::cell::RefCell;
 use std::time::Instant;
 
+use crate::call_recorder::CallRecorder;
+use crate::report_budget::BoundedReport;
+use crate::tracker::LoadTracker;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use orca_lb_proto::encode::ReportEncoder;
-
-use crate::call_recorder::CallRecorder;
-use crate::tracker::LoadTracker;
 
 /// The per-call report key, as a header name.
 pub(crate) static TRAILER: HeaderName = HeaderName::from_static(orca_lb_proto::TRAILER_KEY);
@@ -30,12 +29,12 @@ pub(crate) fn report_value(
 ) -> Option<HeaderValue> {
     SCRATCH.with_borrow_mut(|buf| {
         buf.clear();
-        let mut enc = ReportEncoder::new(buf);
-        tracker.encode(now, &mut enc);
+        let mut report = BoundedReport::new(buf, tracker);
+        tracker.encode(now, &mut report);
         if let Some(call) = call {
-            call.encode(&mut enc);
+            call.encode(&mut report);
         }
-        if buf.is_empty() {
+        if report.is_empty() {
             return None;
         }
         let mut out = String::with_capacity(base64::encoded_len(buf.len(), false)?);

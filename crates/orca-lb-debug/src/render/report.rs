@@ -4,10 +4,13 @@ use std::fmt::Write as _;
 
 use orca_lb_core::LoadReport;
 
+use super::escape;
+
 /// `report` as `name=value` pairs: the standard ORCA fields, then keyed
 /// utilizations and request costs as `util[name]` and `cost[name]`, then
 /// named metrics, orca-lb's own without their `orca_lb.` prefix. Keys are
-/// sorted, so two reports line up.
+/// sorted, so two reports line up, and printed through
+/// [`escape`](super::escape): they come from the server.
 pub fn report(report: &LoadReport) -> String {
     let raw = report.as_raw();
     let mut out = format!(
@@ -28,9 +31,9 @@ pub fn report(report: &LoadReport) -> String {
         for (k, v) in entries {
             if label.is_empty() {
                 let k = k.strip_prefix("orca_lb.").unwrap_or(k);
-                let _ = write!(out, " {k}={v:.3}");
+                let _ = write!(out, " {}={v:.3}", escape(k));
             } else {
-                let _ = write!(out, " {label}[{k}]={v:.3}");
+                let _ = write!(out, " {label}[{}]={v:.3}", escape(k));
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{age, circuit_word, reason_words, state_word, std_duration};
+use super::{age, circuit_word, escape, reason_words, state_word, std_duration};
 use crate::pb;
 
 /// Column headers; numeric columns are right-aligned.
@@ -30,6 +30,7 @@ enum Align {
 /// service time and backlog that score used, reported utilization, this
 /// client's calls in flight, picks and failures in the last 10 s, and the
 /// circuit with the reason and age of its last change. Ends with a newline.
+/// Names, targets and keys are printed through [`escape`](super::escape).
 pub fn table(state: &pb::State) -> String {
     let mut out = String::new();
     if state.balancers.is_empty() {
@@ -49,8 +50,8 @@ fn balancer(out: &mut String, b: &pb::Balancer) {
     let _ = write!(
         out,
         "balancer {} (target {}): {} endpoint{}, {} ejected",
-        b.name,
-        b.target,
+        escape(&b.name),
+        escape(&b.target),
         b.endpoints.len(),
         if b.endpoints.len() == 1 { "" } else { "s" },
         b.ejected
@@ -96,7 +97,7 @@ fn row(e: &pb::Endpoint) -> [String; 10] {
     let score = e.score.unwrap_or_default();
     let signals = e.signals.unwrap_or_default();
     [
-        e.key.clone(),
+        escape(&e.key).into_owned(),
         state_word(e.state).to_string(),
         format!("{:.1}", score.total_seconds * 1e3),
         format!("{:.1}", score.service_time_seconds * 1e3),

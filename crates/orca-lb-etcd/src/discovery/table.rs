@@ -71,7 +71,12 @@ impl Table {
     }
 
     /// Replaces everything with a fresh read of the prefix, emitting only the
-    /// differences.
+    /// differences: new keys first, then keys whose address changed (each
+    /// removed and inserted again), then keys that are gone. A balancer
+    /// applying them in order never sees fewer endpoints than in both views,
+    /// even when every address changed at once. A read that finds the prefix
+    /// empty removes every endpoint: the fleet is gone (or deregistered), and
+    /// calls to it fail either way.
     pub(crate) fn replace(&mut self, kvs: &[KeyValue]) -> Applied {
         let mut out = Applied::default();
         let mut fresh = BTreeMap::new();
@@ -87,21 +92,24 @@ impl Table {
                 }
             }
         }
-        for (key, old) in &self.endpoints {
-            match fresh.get(key) {
-                None => out.changes.push(Change::Remove(key.clone())),
-                Some(new) if new.addr != old.addr => {
-                    out.changes.push(Change::Remove(key.clone()));
-                    out.changes
-                        .push(Change::Insert(key.clone(), new.addr.clone()));
-                }
-                Some(_) => {}
-            }
-        }
         for (key, new) in &fresh {
             if !self.endpoints.contains_key(key) {
                 out.changes
                     .push(Change::Insert(key.clone(), new.addr.clone()));
+            }
+        }
+        for (key, old) in &self.endpoints {
+            if let Some(new) = fresh.get(key)
+                && new.addr != old.addr
+            {
+                out.changes.push(Change::Remove(key.clone()));
+                out.changes
+                    .push(Change::Insert(key.clone(), new.addr.clone()));
+            }
+        }
+        for key in self.endpoints.keys() {
+            if !fresh.contains_key(key) {
+                out.changes.push(Change::Remove(key.clone()));
             }
         }
         self.endpoints = fresh;
@@ -213,12 +221,47 @@ mod tests {
             kv("/p/d", &rec(4, "x"), 10), // new
             kv("/p/e", "nope", 11),       // malformed
         ]);
-        assert_eq!(next.changes, vec![remove("/p/b"), insert("/p/d", 4)]);
+        assert_eq!(next.changes, vec![insert("/p/d", 4), remove("/p/b")]);
         assert_eq!(next.malformed, 1);
         assert_eq!(t.endpoints()["/p/c"].zone.as_deref(), Some("z"));
         assert_eq!(
             t.endpoints().keys().collect::<Vec<_>>(),
             ["/p/a", "/p/c", "/p/d"]
         );
+    }
+
+    #[test]
+    fn a_fresh_read_inserts_before_it_removes() {
+        let mut t = Table::default();
+        t.replace(&[kv("/p/a", &rec(1, "x"), 2), kv("/p/b", &rec(2, "x"), 3)]);
+        // Every endpoint replaced at once: the new ones come in first.
+        let rotated = t.replace(&[
+            kv("/p/b", &rec(5, "x"), 7),
+            kv("/p/c", &rec(3, "x"), 8),
+            kv("/p/d", &rec(4, "x"), 9),
+        ]);
+        assert_eq!(
+            rotated.changes,
+            vec![
+                insert("/p/c", 3),
+                insert("/p/d", 4),
+                remove("/p/b"),
+                insert("/p/b", 5),
+                remove("/p/a"),
+            ]
+        );
+        // Applied in order, the set never shrinks below the smaller view.
+        let mut live = std::collections::BTreeSet::from(["/p/a", "/p/b"]);
+        for change in &rotated.changes {
+            match change {
+                Change::Insert(k, _) => live.insert(k.as_str()),
+                Change::Remove(k) => live.remove(k.as_str()),
+            };
+            assert!(live.len() >= 2, "{live:?} after {change:?}");
+        }
+        // A fleet that is really gone is removed.
+        let gone = t.replace(&[]);
+        assert_eq!(gone.changes.len(), 3);
+        assert!(t.endpoints().is_empty());
     }
 }
