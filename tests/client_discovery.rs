@@ -1,64 +1,17 @@
 //! Endpoints follow discovery: DNS re-resolution adds and removes them, and a
 //! removed endpoint drains its calls.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use orca_lb_client::{Balancer, Change, DnsDiscovery, Resolve};
+use orca_lb_client::{Balancer, Change, DnsDiscovery};
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
 use orca_lb_test::{Backend, BackendConfig, TestGreeter};
 use orca_lb_tests::client::{self, config};
+use orca_lb_tests::scripted_resolver::Scripted;
 use orca_lb_tests::{wait_until, within};
-use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-
-/// A resolver the test scripts: it returns whatever the test last set.
-#[derive(Clone)]
-struct Scripted(
-    Arc<Mutex<std::io::Result<Vec<SocketAddr>>>>,
-    Arc<AtomicUsize>,
-);
-
-impl Default for Scripted {
-    fn default() -> Self {
-        Scripted(Arc::new(Mutex::new(Ok(Vec::new()))), Arc::default())
-    }
-}
-
-impl Scripted {
-    fn calls(&self) -> usize {
-        self.1.load(Ordering::SeqCst)
-    }
-
-    fn set(&self, addrs: &[SocketAddr]) {
-        *self.0.lock() = Ok(addrs.to_vec());
-    }
-
-    fn fail(&self) {
-        *self.0.lock() = Err(std::io::Error::other("scripted failure"));
-    }
-}
-
-impl Resolve for Scripted {
-    fn resolve(
-        &self,
-        _host: &str,
-        _port: u16,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'static>,
-    > {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        let result = match &*self.0.lock() {
-            Ok(v) => Ok(v.clone()),
-            Err(e) => Err(std::io::Error::other(e.to_string())),
-        };
-        Box::pin(async move { result })
-    }
-}
 
 /// The endpoints picks may choose from (those draining left out).
 fn keys(b: &Balancer) -> Vec<String> {

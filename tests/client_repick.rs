@@ -2,8 +2,6 @@
 //! endpoint, once, within the retry budget; a killed backend costs only the
 //! calls in service on it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,7 +10,9 @@ use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_core::RetryBudget;
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_tests::child_backend::ChildBackend;
 use orca_lb_tests::client::{self, drive};
+use orca_lb_tests::open_loop::{call_through, open_loop};
 use orca_lb_tests::within;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -85,117 +85,20 @@ async fn a_dead_fleet_gets_no_more_repicks_than_the_budget() {
     assert!(repicks <= limit, "{repicks} re-picks over {limit}");
 }
 
-/// A test backend in its own process; killed (SIGKILL) and reaped when
-/// dropped.
-struct ChildBackend {
-    child: Child,
-    url: String,
-}
-
-impl ChildBackend {
-    fn spawn(name: &str, service_ms: u64) -> ChildBackend {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_orca-lb-test-backend"))
-            .args([name, &service_ms.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("test backend starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("test backend prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        ChildBackend {
-            url: format!("http://{addr}"),
-            child,
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ChildBackend {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// What one run under load saw.
-struct KillRun {
-    calls: usize,
-    failed: usize,
-    codes: Vec<Code>,
-}
-
 const RATE_PER_SEC: u64 = 500;
 const RUN: Duration = Duration::from_secs(2);
 const SERVICE_MS: u64 = 20;
-
-type CallFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::Status>> + Send>>;
-
-/// One call through `client`, bounded by a 5 s deadline.
-fn call_through<T>(client: &GreeterClient<T>) -> CallFuture
-where
-    T: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
-    T::Future: Send,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
-{
-    let mut client = client.clone();
-    Box::pin(async move {
-        let mut request = tonic::Request::new(HelloRequest::default());
-        request.set_timeout(Duration::from_secs(5));
-        client.say_hello(request).await.map(drop)
-    })
-}
-
-/// Starts calls made by `call` at a fixed rate for [`RUN`] and calls `kill`
-/// halfway, without waiting for replies (open loop).
-async fn open_loop(call: impl Fn() -> CallFuture, kill: impl FnOnce()) -> KillRun {
-    let failed = Arc::new(AtomicUsize::new(0));
-    let codes = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));
-    let total = (RATE_PER_SEC * RUN.as_secs()) as usize;
-    let mut tasks = Vec::with_capacity(total);
-    let mut kill = Some(kill);
-    for i in 0..total {
-        tick.tick().await;
-        if i == total / 2 {
-            (kill.take().expect("once"))();
-        }
-        let failed = failed.clone();
-        let codes = codes.clone();
-        let call = call();
-        tasks.push(tokio::spawn(async move {
-            if let Err(status) = call.await {
-                failed.fetch_add(1, Ordering::Relaxed);
-                codes.lock().push(status.code());
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("call task");
-    }
-    let codes = codes.lock().clone();
-    KillRun {
-        calls: total,
-        failed: failed.load(Ordering::Relaxed),
-        codes,
-    }
-}
+const DEADLINE: Duration = Duration::from_secs(5);
 
 fn four_backends() -> Vec<ChildBackend> {
     (0..4)
-        .map(|i| ChildBackend::spawn(&format!("b{i}"), SERVICE_MS))
+        .map(|i| {
+            ChildBackend::spawn(
+                env!("CARGO_BIN_EXE_orca-lb-test-backend"),
+                &format!("b{i}"),
+                SERVICE_MS,
+            )
+        })
         .collect()
 }
 
@@ -203,8 +106,8 @@ fn four_backends() -> Vec<ChildBackend> {
 async fn kill_9_of_one_backend_in_four_fails_only_the_calls_in_service_on_it() {
     // The balancer.
     let mut backends = four_backends();
-    let balancer = client::balancer_over_urls(backends.iter().map(|b| b.url.clone())).await;
-    let victim_key = backends[3].url.clone();
+    let balancer = client::balancer_over_urls(backends.iter().map(|b| b.url().to_string())).await;
+    let victim_key = backends[3].url().to_string();
     let in_service = Arc::new(AtomicUsize::new(0));
     let run = {
         let b = balancer.clone();
@@ -213,9 +116,11 @@ async fn kill_9_of_one_backend_in_four_fails_only_the_calls_in_service_on_it() {
         within(
             "balanced load",
             open_loop(
+                RATE_PER_SEC,
+                RUN,
                 {
                     let client = GreeterClient::new(balancer.clone());
-                    move || call_through(&client)
+                    move || call_through(&client, DEADLINE)
                 },
                 move || {
                     let on_victim = |b: &Balancer| {
@@ -243,7 +148,7 @@ async fn kill_9_of_one_backend_in_four_fails_only_the_calls_in_service_on_it() {
     let backends = four_backends();
     let endpoints = backends
         .iter()
-        .map(|b| Endpoint::from_shared(b.url.clone()).unwrap());
+        .map(|b| Endpoint::from_shared(b.url().to_string()).unwrap());
     let channel = Channel::balance_list(endpoints);
     let mut backends = backends;
     let plain = {
@@ -251,9 +156,11 @@ async fn kill_9_of_one_backend_in_four_fails_only_the_calls_in_service_on_it() {
         within(
             "plain load",
             open_loop(
+                RATE_PER_SEC,
+                RUN,
                 {
                     let client = GreeterClient::new(channel);
-                    move || call_through(&client)
+                    move || call_through(&client, DEADLINE)
                 },
                 move || victim.kill(),
             ),
@@ -266,27 +173,17 @@ async fn kill_9_of_one_backend_in_four_fails_only_the_calls_in_service_on_it() {
         "kill -9 of 1 of 4 backends under {RATE_PER_SEC} calls/s ({SERVICE_MS} ms service): \
          balancer {} of {} calls failed ({in_service} in service on it, {repicks} re-picked), codes {:?}; \
          tonic balance_list Channel {} of {} failed, codes {:?}",
-        run.failed,
+        run.failed.len(),
         run.calls,
-        codes_summary(&run.codes),
-        plain.failed,
+        run.codes(),
+        plain.failed.len(),
         plain.calls,
-        codes_summary(&plain.codes),
+        plain.codes(),
     );
     assert!(
-        run.failed <= in_service,
+        run.failed.len() <= in_service,
         "{} failed, {in_service} were in service on the killed backend",
-        run.failed
+        run.failed.len()
     );
-}
-
-fn codes_summary(codes: &[Code]) -> Vec<(Code, usize)> {
-    let mut out: Vec<(Code, usize)> = Vec::new();
-    for &c in codes {
-        match out.iter_mut().find(|(k, _)| *k == c) {
-            Some((_, n)) => *n += 1,
-            None => out.push((c, 1)),
-        }
-    }
-    out
+    assert_eq!(run.hung, 0, "every call ends by its deadline");
 }

@@ -1,107 +1,30 @@
 //! Reports the balancer cannot trust are ignored, counted and logged; servers
 //! that send none, or none out of band, still work.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::Frame;
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
 use orca_lb_test::pb::greeter_server::GreeterServer;
 use orca_lb_test::{Backend, BackendConfig, ServiceTime, TestGreeter};
 use orca_lb_tests::client::{self, config};
+use orca_lb_tests::corrupt::corrupt_greeter;
 use orca_lb_tests::{wait_until, within};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-
-/// Replaces every `endpoint-load-metrics-bin` trailer with `value`.
-#[derive(Clone)]
-struct Corrupt<S> {
-    inner: S,
-    value: &'static str,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for Corrupt<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let value = self.value;
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await?;
-            Ok(res.map(|body| tonic::body::Body::new(CorruptBody { inner: body, value })))
-        })
-    }
-}
-
-struct CorruptBody {
-    inner: tonic::body::Body,
-    value: &'static str,
-}
-
-impl http_body::Body for CorruptBody {
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-        let value = self.value;
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        Poll::Ready(frame.map(|f| {
-            f.map(|frame| match frame.into_trailers() {
-                Ok(mut trailers) => {
-                    trailers.insert(
-                        orca_lb_proto::TRAILER_KEY,
-                        http::HeaderValue::from_static(value),
-                    );
-                    Frame::trailers(trailers)
-                }
-                Err(frame) => frame,
-            })
-        }))
-    }
-}
-
-async fn corrupt_server(value: &'static str) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let svc = GreeterServer::new(TestGreeter::new("corrupt"));
-    let task = tokio::spawn(async move {
-        Server::builder()
-            .layer(tower::layer::layer_fn(move |inner| Corrupt {
-                inner,
-                value,
-            }))
-            .add_service(svc)
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
-            .await
-            .unwrap();
-    });
-    (url, task)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_trailers_are_ignored_and_counted() {
     // Not base64; and base64 of an OrcaLoadReport with mem_utilization = NaN
     // (field 2, fixed64 0x7ff8000000000000).
     for garbage in ["%%% not base64 %%%", "EQAAAAAAAPh/"] {
-        let (url, server) = corrupt_server(garbage).await;
+        let (url, server) = corrupt_greeter(
+            "corrupt",
+            ServiceTime::default(),
+            http::HeaderValue::from_static(garbage),
+        )
+        .await;
         let b = Balancer::from_uris(config(), [&url]).unwrap();
         within("discovery", b.wait_for_endpoints(1)).await;
         let mut c = GreeterClient::new(b.clone());

@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
-use orca_lb_client::{Balancer, BalancerConfig, EndpointTemplate};
+use orca_lb_client::{BalanceError, Balancer, BalancerConfig, EndpointTemplate};
+use orca_lb_test::ServiceTime;
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_tests::corrupt::corrupt_greeter;
 use orca_lb_tests::fault_server::{Fault, FaultServer};
 use orca_lb_tests::{client, within};
 use tonic::Code;
@@ -109,4 +111,31 @@ async fn the_balancer_gives_the_codes_a_channel_gives() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_while_the_response_is_read_names_the_endpoint() {
+    // A 1 MiB trailer: after the response headers came, the client's HTTP/2
+    // layer closes the connection while it reads the trailers (too many
+    // CONTINUATION frames, GOAWAY ENHANCE_YOUR_CALM).
+    let huge = http::HeaderValue::from_str(&"A".repeat(1 << 20)).unwrap();
+    let (url, server) = corrupt_greeter("huge", ServiceTime::default(), huge).await;
+    let (plain, balanced) = side_by_side(&url).await;
+    println!(
+        "1 MiB trailer: channel {:?}, balancer {:?}: {}",
+        plain.code(),
+        balanced.code(),
+        balanced.message()
+    );
+    assert_eq!(balanced.code(), plain.code(), "{balanced:?} vs {plain:?}");
+    assert_eq!(plain.code(), Code::ResourceExhausted, "{plain:?}");
+    assert!(
+        balanced.message().starts_with(&format!("endpoint {url}: ")),
+        "{balanced:?}"
+    );
+    let source = std::error::Error::source(&balanced)
+        .and_then(|s| s.downcast_ref::<BalanceError>())
+        .unwrap_or_else(|| panic!("no BalanceError source: {balanced:?}"));
+    assert!(source.is_transport(), "{source:?}");
+    server.abort();
 }

@@ -1,126 +1,21 @@
 //! Backends the balancer does not control: what they send is checked,
 //! bounded and logged without flooding.
 
-use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body::Frame;
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_proto::pb::OrcaLoadReport;
-use orca_lb_test::TestGreeter;
+use orca_lb_test::ServiceTime;
 use orca_lb_test::pb::HelloRequest;
 use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::pb::greeter_server::GreeterServer;
 use orca_lb_tests::client::config;
+use orca_lb_tests::corrupt::corrupt_greeter;
+use orca_lb_tests::log_capture::SharedBuf;
 use orca_lb_tests::{wait_until, within};
 use prost::Message;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-
-/// A log sink the test can read back.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl io::Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl SharedBuf {
-    fn lines(&self, containing: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock())
-            .lines()
-            .filter(|l| l.contains(containing))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-/// Replaces every `endpoint-load-metrics-bin` trailer with `value`.
-#[derive(Clone)]
-struct Corrupt<S> {
-    inner: S,
-    value: http::HeaderValue,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for Corrupt<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let value = self.value.clone();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await?;
-            Ok(res.map(|body| tonic::body::Body::new(CorruptBody { inner: body, value })))
-        })
-    }
-}
-
-struct CorruptBody {
-    inner: tonic::body::Body,
-    value: http::HeaderValue,
-}
-
-impl http_body::Body for CorruptBody {
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-        let value = self.value.clone();
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        Poll::Ready(frame.map(|f| {
-            f.map(|frame| match frame.into_trailers() {
-                Ok(mut trailers) => {
-                    trailers.insert(orca_lb_proto::TRAILER_KEY, value);
-                    Frame::trailers(trailers)
-                }
-                Err(frame) => frame,
-            })
-        }))
-    }
-}
-
-/// A greeter whose every response carries `value` as its load report.
-async fn corrupt_server(value: http::HeaderValue) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let svc = GreeterServer::new(TestGreeter::new("corrupt"));
-    let task = tokio::spawn(async move {
-        Server::builder()
-            .layer(tower::layer::layer_fn(move |inner| Corrupt {
-                inner,
-                value: value.clone(),
-            }))
-            .add_service(svc)
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
-            .await
-            .unwrap();
-    });
-    (url, task)
-}
 
 /// A report with a NaN metric under an 8 KiB name full of terminal escapes.
 fn hostile_report() -> http::HeaderValue {
@@ -137,16 +32,12 @@ fn hostile_report() -> http::HeaderValue {
 #[tokio::test]
 async fn garbage_on_every_call_is_logged_once_then_summarised() {
     let logs = SharedBuf::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
+    let subscriber = logs.subscriber(tracing::Level::INFO);
     // This test's runtime is single-threaded: every task logs here.
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let interval = Duration::from_millis(100);
-    let (url, server) = corrupt_server(hostile_report()).await;
+    let (url, server) = corrupt_greeter("corrupt", ServiceTime::default(), hostile_report()).await;
     let b = Balancer::from_uris(
         BalancerConfig {
             report_log_interval: interval,
@@ -191,7 +82,7 @@ async fn garbage_on_every_call_is_logged_once_then_summarised() {
         "{} summaries in {elapsed:?}",
         summaries.len()
     );
-    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    let text = logs.text();
     for line in text.lines() {
         assert!(line.len() < 2048, "a line of {} bytes", line.len());
     }
@@ -224,7 +115,12 @@ fn boastful_report() -> http::HeaderValue {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_lies_about_its_speed_does_not_win_every_pick() {
     let honest = orca_lb_tests::client::backends(&[("a", 5, 4), ("b", 5, 4)]).await;
-    let (liar_url, liar) = lying_server(boastful_report(), Duration::from_millis(30)).await;
+    let (liar_url, liar) = corrupt_greeter(
+        "liar",
+        ServiceTime::Fixed(Duration::from_millis(30)),
+        boastful_report(),
+    )
+    .await;
     let b =
         Balancer::from_uris(config(), honest.iter().map(|b| b.url()).chain([liar_url])).unwrap();
     within("discovery", b.wait_for_endpoints(3)).await;
@@ -244,31 +140,6 @@ async fn a_backend_that_lies_about_its_speed_does_not_win_every_pick() {
         tally.total_ok()
     );
     liar.abort();
-}
-
-/// A greeter named "liar" that takes `service_time` per call and attaches
-/// `value` as its load report.
-async fn lying_server(
-    value: http::HeaderValue,
-    service_time: Duration,
-) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let svc = GreeterServer::new(
-        TestGreeter::new("liar").with_service_time(orca_lb_test::ServiceTime::Fixed(service_time)),
-    );
-    let task = tokio::spawn(async move {
-        Server::builder()
-            .layer(tower::layer::layer_fn(move |inner| Corrupt {
-                inner,
-                value: value.clone(),
-            }))
-            .add_service(svc)
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
-            .await
-            .unwrap();
-    });
-    (url, task)
 }
 
 /// An out-of-band service that answers every subscription with `reports`,

@@ -11,7 +11,12 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
+pub mod child_backend;
+pub mod corrupt;
 pub mod fault_server;
+pub mod log_capture;
+pub mod open_loop;
+pub mod scripted_resolver;
 
 /// How long a bounded wait may take before the test fails.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(10);

@@ -10,12 +10,15 @@ use tonic::Status;
 use tonic::body::Body;
 
 use crate::call::CallGuard;
+use crate::status::body_status;
 use orca_lb_core::Outcome;
 
 pin_project! {
     /// Passes the endpoint's response body through; when its trailers go by,
     /// feeds their `grpc-status` and `endpoint-load-metrics-bin` report back
     /// to the balancer. Dropped early, it releases the call without an outcome.
+    /// An error ending the body fails the call, and its status names the
+    /// endpoint.
     pub struct ResponseBody {
         #[pin]
         inner: Body,
@@ -54,27 +57,32 @@ impl HttpBody for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
+        match frame {
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref()
                     && let Some(mut call) = this.call.take()
                 {
                     call.finish_with(trailers);
                 }
+                Poll::Ready(Some(Ok(f)))
             }
-            Some(Err(_)) => {
-                if let Some(mut call) = this.call.take() {
+            Some(Err(status)) => match this.call.take() {
+                Some(mut call) => {
                     call.finish(Outcome::Failure, None);
+                    let endpoint = call.endpoint().key.clone();
+                    Poll::Ready(Some(Err(body_status(endpoint, status))))
                 }
-            }
+                // The call's outcome is already known: passed through.
+                None => Poll::Ready(Some(Err(status))),
+            },
             None => {
                 if let Some(mut call) = this.call.take() {
                     // Ended without trailers: not a complete gRPC response.
                     call.finish(Outcome::Failure, None);
                 }
+                Poll::Ready(None)
             }
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

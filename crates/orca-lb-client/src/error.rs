@@ -23,11 +23,13 @@ pub enum BalanceError {
         /// How many endpoints there are.
         endpoints: usize,
     },
-    /// The call failed on the endpoint's connection before any response:
+    /// The call failed on the endpoint's connection: before any response,
     /// the connection was refused or failed its TLS handshake (UNAVAILABLE),
-    /// or the call was reset, cut off or timed out after it was sent (the
-    /// code tonic's `Channel` gives: CANCELLED, INTERNAL, UNKNOWN, ...). The
-    /// status carrying this error has that code.
+    /// or the call was reset, cut off or timed out after it was sent; or,
+    /// after the response headers, the connection failed while the rest of
+    /// the response was read. Such a status has the code tonic's `Channel`
+    /// gives the same failure (CANCELLED, INTERNAL, UNKNOWN,
+    /// RESOURCE_EXHAUSTED, ...).
     Transport {
         /// The endpoint's address.
         endpoint: String,

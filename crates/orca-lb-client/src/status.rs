@@ -35,11 +35,34 @@ pub(crate) fn transport_status(
     status
 }
 
+/// The status a caller sees when `status` ends the response body of a call
+/// on `endpoint` (the connection failed or was closed after the response
+/// headers came, while the messages or trailers were read): the same code,
+/// the message prefixed with the endpoint and followed by what caused it,
+/// and a [`BalanceError::Transport`] source holding `status`. As for a
+/// failure before the response, the caller learns which endpoint failed.
+pub(crate) fn body_status(endpoint: String, status: Status) -> Status {
+    let mut message = status.message().to_string();
+    append_sources(&mut message, std::error::Error::source(&status));
+    let mut out = Status::new(status.code(), format!("endpoint {endpoint}: {message}"));
+    out.set_source(Arc::new(BalanceError::Transport {
+        endpoint,
+        source: Box::new(status),
+    }));
+    out
+}
+
 /// An error and its sources, as one line, without repeating a source whose
 /// text its parent already shows.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
+    append_sources(&mut text, e.source());
+    text
+}
+
+/// Appends `source` and its own sources to `text`, each after `": "`,
+/// leaving out any whose text `text` already shows.
+fn append_sources(text: &mut String, mut source: Option<&(dyn std::error::Error + 'static)>) {
     while let Some(s) = source {
         let part = s.to_string();
         if !text.contains(&part) {
@@ -48,5 +71,4 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = s.source();
     }
-    text
 }
