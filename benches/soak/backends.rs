@@ -3,7 +3,8 @@
 //!
 //! The soak binary runs itself again with the hidden `--role backends` flag.
 //! The child prints `backend URL` per backend, then `ready`, on stdout; then
-//! answers each `lines` read on stdin with `lines N` (its log lines so far),
+//! answers each `stats` read on stdin with `lines N heap B` (its log lines
+//! and live heap bytes so far),
 //! and exits when stdin closes, without waiting for calls or streams.
 
 use std::process::Stdio;
@@ -21,6 +22,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::heap;
 use crate::hostile::{CorruptTrailers, FloodingOob};
 use crate::log_lines::LogLines;
 
@@ -49,7 +51,10 @@ pub(crate) async fn serve(lines: LogLines) -> Result<(), String> {
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     while let Some(command) = stdin.next_line().await.map_err(|e| e.to_string())? {
         match command.trim() {
-            "lines" => write(&mut out, &format!("lines {}\n", lines.get())).await?,
+            "stats" => {
+                let reply = format!("lines {} heap {}\n", lines.get(), heap::live_bytes());
+                write(&mut out, &reply).await?;
+            }
             other => return Err(format!("unknown command {other:?} on stdin")),
         }
     }
@@ -159,16 +164,23 @@ impl BackendsProcess {
         line.ok_or_else(|| "the backends' process ended".to_string())
     }
 
-    /// The lines the backends' process has logged so far.
-    pub(crate) async fn log_lines(&mut self) -> Result<u64, String> {
+    /// The lines the backends' process has logged so far, and its live
+    /// heap bytes.
+    pub(crate) async fn stats(&mut self) -> Result<(u64, u64), String> {
         self.stdin
-            .write_all(b"lines\n")
+            .write_all(b"stats\n")
             .await
             .map_err(|e| format!("the backends' process: {e}"))?;
         let line = self.read_line().await?;
-        line.strip_prefix("lines ")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("the backends' process said {line:?}"))
+        let mut words = line.split(' ');
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("lines"), Some(n), Some("heap"), Some(b)) => n
+                .parse()
+                .ok()
+                .zip(b.parse().ok())
+                .ok_or_else(|| format!("the backends' process said {line:?}")),
+            _ => Err(format!("the backends' process said {line:?}")),
+        }
     }
 
     /// Closes its stdin and waits for it to end (killing it after 10 s).

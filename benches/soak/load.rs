@@ -29,6 +29,7 @@ pub(crate) struct Tally {
     late: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
     by_code: [AtomicU64; CODES],
 }
 
@@ -53,6 +54,11 @@ impl Tally {
         self.max_in_flight.load(Relaxed)
     }
 
+    /// The most calls in flight at once since the last call of this.
+    pub(crate) fn take_peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.swap(self.in_flight(), Relaxed)
+    }
+
     /// Calls that ended with `code`.
     pub(crate) fn count(&self, code: Code) -> u64 {
         self.by_code[code as usize].load(Relaxed)
@@ -72,6 +78,7 @@ impl Tally {
         self.late.fetch_add(u64::from(late), Relaxed);
         let now = self.in_flight.fetch_add(1, Relaxed) + 1;
         self.max_in_flight.fetch_max(now, Relaxed);
+        self.peak_in_flight.fetch_max(now, Relaxed);
     }
 
     fn on_done(&self, code: Code) {

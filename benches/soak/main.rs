@@ -18,7 +18,9 @@
 //! first minute (the first tenth of a shorter run) by more than 10 %, or if
 //! either logged more than [`SECOND_HALF_LOG_LINES_MAX`] lines in the
 //! second half of the run: what is logged about a hostile backend must not
-//! grow with the calls. `docs/benchmarks.md` ("Soak") has the results.
+//! grow with the calls. Each process's live heap bytes (a counting
+//! allocator) are reported beside its RSS, to tell what the process holds
+//! from what the allocator keeps. `docs/benchmarks.md` ("Soak") has the results.
 //!
 //! ```text
 //! cargo run --release -p orca-lb-benches --bin orca-lb-soak
@@ -27,6 +29,7 @@
 
 mod backends;
 mod duration_arg;
+mod heap;
 mod hostile;
 mod load;
 mod log_lines;
@@ -122,6 +125,8 @@ struct Sample {
     server_rss: Rss,
     client_lines: u64,
     server_lines: u64,
+    client_heap: u64,
+    server_heap: u64,
 }
 
 /// When RSS is sampled: every `every` over the run, at the baseline point,
@@ -192,21 +197,26 @@ async fn soak(args: &Args, client_lines: LogLines) -> Result<bool, String> {
     let mut samples = Vec::new();
     for at in sample_points(duration, every, baseline_at) {
         tokio::time::sleep_until(start + at).await;
+        let (server_lines, server_heap) = server.stats().await?;
         let sample = Sample {
             at,
             client_rss: Rss::of(me)?,
             server_rss: Rss::of(server.pid)?,
             client_lines: client_lines.get(),
-            server_lines: server.log_lines().await?,
+            server_lines,
+            client_heap: heap::live_bytes(),
+            server_heap,
         };
         println!(
-            "t={:>5}  client {:>9}  backends {:>9}  sent {:>8}  ok {:>8}  in flight {:>5}  log lines {}/{}",
+            "t={:>5}  RSS/heap client {:>9} {:>9}  backends {:>9} {:>9}  sent {:>8}  ok {:>8}  peak in flight {:>5}  log lines {}/{}",
             show(at),
             sample.client_rss.to_string(),
+            heap::mib(sample.client_heap),
             sample.server_rss.to_string(),
+            heap::mib(sample.server_heap),
             tally.sent(),
             tally.count(Code::Ok),
-            tally.in_flight(),
+            tally.take_peak_in_flight(),
             sample.client_lines,
             sample.server_lines,
         );
@@ -279,6 +289,18 @@ async fn soak(args: &Args, client_lines: LogLines) -> Result<bool, String> {
         base.server_rss.to_string(),
         end.server_rss.to_string()
     );
+    println!("live heap (not a limit)");
+    for (who, b, e) in [
+        ("client", base.client_heap, end.client_heap),
+        ("backends", base.server_heap, end.server_heap),
+    ] {
+        println!(
+            "{who:<9} {:>11} {:>11}  {:.3}",
+            heap::mib(b),
+            heap::mib(e),
+            e as f64 / b.max(1) as f64
+        );
+    }
     println!("log lines     total   second half (limit {SECOND_HALF_LOG_LINES_MAX})");
     println!(
         "client    {:>9} {:>13}",
