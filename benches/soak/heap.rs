@@ -36,5 +36,13 @@ mod tests {
         let during = live_bytes();
         drop(block);
         assert!(during >= before + (48 << 20), "{before} -> {during}");
+        // Growing and shrinking by reallocation moves the count both ways.
+        let mut v: Vec<u8> = Vec::with_capacity(1 << 20);
+        v.reserve_exact(64 << 20);
+        let grown = live_bytes();
+        v.shrink_to(1 << 20);
+        let shrunk = live_bytes();
+        drop(v);
+        assert!(grown >= shrunk + (48 << 20), "{grown} -> {shrunk}");
     }
 }
