@@ -12,10 +12,10 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// Bytes allocated and not yet freed, now.
 pub(crate) fn live_bytes() -> u64 {
+    // A reallocation is counted in `bytes_allocated` (growth) or
+    // `bytes_deallocated` (shrinking) already.
     let s = GLOBAL.stats();
-    let live =
-        s.bytes_allocated as i128 - s.bytes_deallocated as i128 + s.bytes_reallocated as i128;
-    live.max(0) as u64
+    s.bytes_allocated.saturating_sub(s.bytes_deallocated) as u64
 }
 
 /// `bytes` in MiB, one decimal.
@@ -38,8 +38,13 @@ mod tests {
         assert!(during >= before + (48 << 20), "{before} -> {during}");
         // Growing and shrinking by reallocation moves the count both ways.
         let mut v: Vec<u8> = Vec::with_capacity(1 << 20);
+        let small = live_bytes();
         v.reserve_exact(64 << 20);
         let grown = live_bytes();
+        assert!(
+            grown < small + (80 << 20),
+            "counted twice: {small} -> {grown}"
+        );
         v.shrink_to(1 << 20);
         let shrunk = live_bytes();
         drop(v);
