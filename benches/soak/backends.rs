@@ -120,11 +120,15 @@ pub(crate) struct BackendsProcess {
 
 impl BackendsProcess {
     /// Starts this binary as the backends' process and waits until they
-    /// listen.
-    pub(crate) async fn start() -> Result<BackendsProcess, String> {
+    /// listen. `quiet`: its log lines are only counted.
+    pub(crate) async fn start(quiet: bool) -> Result<BackendsProcess, String> {
         let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-        let mut child = Command::new(exe)
-            .args(["--role", "backends"])
+        let mut command = Command::new(exe);
+        command.args(["--role", "backends"]);
+        if quiet {
+            command.arg("--quiet");
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)

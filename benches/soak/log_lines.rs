@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tracing_subscriber::filter::LevelFilter;
 
-/// The first lines logged are also copied to stderr, so that a run shows
-/// what was logged; the rest are only counted.
-const ECHOED_LINES: u64 = 20;
+/// The first lines logged are also copied to stderr (unless asked not to),
+/// so that a run shows what was logged; the rest are only counted.
+pub(crate) const ECHOED_LINES: u64 = 20;
 
 /// Lines written by the subscriber [`install`] set up.
 #[derive(Debug, Clone, Default)]
@@ -23,8 +23,8 @@ impl LogLines {
 
 /// Sets the process's global subscriber: `tracing`'s default text format at
 /// INFO and above, as an application would log, into a writer that counts
-/// lines. `prefix` marks the echoed lines.
-pub(crate) fn install(prefix: &'static str) -> Result<LogLines, String> {
+/// lines. The first `echo` lines are copied to stderr, `prefix` before each.
+pub(crate) fn install(prefix: &'static str, echo: u64) -> Result<LogLines, String> {
     let lines = LogLines::default();
     let counter = lines.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -33,6 +33,7 @@ pub(crate) fn install(prefix: &'static str) -> Result<LogLines, String> {
         .with_writer(move || CountingWriter {
             lines: counter.clone(),
             prefix,
+            echo,
         })
         .finish();
     tracing::subscriber::set_global_default(subscriber)
@@ -44,13 +45,14 @@ pub(crate) fn install(prefix: &'static str) -> Result<LogLines, String> {
 struct CountingWriter {
     lines: LogLines,
     prefix: &'static str,
+    echo: u64,
 }
 
 impl Write for CountingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.iter().filter(|&&b| b == b'\n').count() as u64;
         let before = self.lines.0.fetch_add(n, Relaxed);
-        if before < ECHOED_LINES {
+        if before < self.echo {
             let mut err = io::stderr().lock();
             for line in buf.split_inclusive(|&b| b == b'\n') {
                 let _ = err.write_all(self.prefix.as_bytes());
@@ -75,12 +77,12 @@ mod tests {
         let mut w = CountingWriter {
             lines: lines.clone(),
             prefix: "",
+            echo: 0,
         };
         w.write_all(b"").unwrap();
         assert_eq!(lines.get(), 0);
-        lines.0.store(ECHOED_LINES, Relaxed);
         w.write_all(b"one\ntwo\n").unwrap();
         w.write_all(b"three\n").unwrap();
-        assert_eq!(lines.get(), ECHOED_LINES + 3);
+        assert_eq!(lines.get(), 3);
     }
 }

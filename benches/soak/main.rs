@@ -24,7 +24,7 @@
 //!
 //! ```text
 //! cargo run --release -p orca-lb-benches --bin orca-lb-soak
-//! cargo run -p orca-lb-benches --bin orca-lb-soak -- --duration 5s --rate 200 --no-memory-limit
+//! cargo run -p orca-lb-benches --bin orca-lb-soak -- --duration 5s --rate 200 --no-memory-limit --quiet
 //! ```
 
 mod backends;
@@ -79,6 +79,9 @@ struct Args {
     /// for the baseline point to come after the warm-up.
     #[arg(long)]
     no_memory_limit: bool,
+    /// Only count log lines: do not copy the first ones to stderr.
+    #[arg(long)]
+    quiet: bool,
     /// Which process this is; set by the client when it starts the
     /// backends' process.
     #[arg(long, value_enum, default_value_t = Role::Client, hide = true)]
@@ -97,7 +100,12 @@ fn main() -> ExitCode {
         Role::Client => "[client] ",
         Role::Backends => "[backends] ",
     };
-    let result = log_lines::install(prefix).and_then(|lines| {
+    let echo = if args.quiet {
+        0
+    } else {
+        log_lines::ECHOED_LINES
+    };
+    let result = log_lines::install(prefix, echo).and_then(|lines| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -160,7 +168,7 @@ async fn soak(args: &Args, client_lines: LogLines) -> Result<bool, String> {
     let every = SAMPLE_EVERY_MAX.min(duration / 20);
     let baseline_at = BASELINE_MAX.min(duration / 10);
 
-    let mut server = BackendsProcess::start().await?;
+    let mut server = BackendsProcess::start(args.quiet).await?;
     let me = std::process::id();
     let config = BalancerConfig {
         target: "greeter".into(),
