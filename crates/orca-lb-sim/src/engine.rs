@@ -16,7 +16,9 @@ use self::limit::Limit;
 use self::queue::EventQueue;
 pub(crate) use self::recorder::Recorder;
 pub(crate) use self::recorder::Targets;
-use crate::backend::{Backend, Job, SAMPLE_INTERVAL, Snapshot};
+use orca_lb_core::load_model::LoadSnapshot;
+
+use crate::backend::{Backend, Job, SAMPLE_INTERVAL, decoded_report};
 use crate::clock::{Clock, MILLISECOND, Nanos, secs, to_secs};
 use crate::policy::{Client, Done, Policy};
 use crate::results::FiredEvent;
@@ -54,7 +56,7 @@ enum Ev {
     Response {
         call: CallRef,
         failed: bool,
-        report: Option<Snapshot>,
+        report: Option<LoadSnapshot>,
     },
     /// A client's periodic upkeep.
     Tick { client: usize, every: Nanos },
@@ -79,7 +81,6 @@ fn seed_for(seed: u64, stream: u64) -> u64 {
 /// One policy's run over a scenario.
 pub(crate) struct Run<'a> {
     scenario: &'a Scenario,
-    clock: Clock,
     queue: EventQueue<Ev>,
     backends: Vec<Backend>,
     clients: Vec<Box<dyn Client>>,
@@ -101,7 +102,7 @@ impl<'a> Run<'a> {
         let backends: Vec<Backend> = scenario
             .backend_groups()
             .map(|g| {
-                let mut b = Backend::new(g.capacity, g.service_time);
+                let mut b = Backend::new(g.capacity, g.service_time, clock);
                 b.queue_in_utilization = scenario.sim.utilization_includes_queue;
                 b
             })
@@ -152,7 +153,6 @@ impl<'a> Run<'a> {
         );
         Self {
             scenario,
-            clock,
             queue,
             backends,
             clients,
@@ -235,7 +235,7 @@ impl<'a> Run<'a> {
             }
             Ev::Oob { client, every } => {
                 for b in 0..self.backends.len() {
-                    let report = self.backends[b].snapshot(now).report();
+                    let report = decoded_report(&self.backends[b].snapshot(now));
                     self.clients[client].oob_report(b, &report, now);
                 }
                 self.queue.push(now + every, Ev::Oob { client, every });
@@ -375,7 +375,7 @@ impl<'a> Run<'a> {
 
     fn on_service_done(&mut self, now: Nanos, backend: usize, job: Job, service: Nanos) {
         let b = &mut self.backends[backend];
-        b.end_service(service, now, &self.clock);
+        b.end_service(service, now);
         b.call_finished(false, false);
         self.respond(now, backend, job, false);
         self.worker_freed(now, backend);
@@ -441,7 +441,7 @@ impl<'a> Run<'a> {
         );
     }
 
-    fn on_response(&mut self, now: Nanos, r: CallRef, failed: bool, report: Option<Snapshot>) {
+    fn on_response(&mut self, now: Nanos, r: CallRef, failed: bool, report: Option<LoadSnapshot>) {
         // Gone: the client gave up at the deadline.
         let Some(call) = self.calls.remove(r) else {
             return;
@@ -453,7 +453,7 @@ impl<'a> Run<'a> {
             self.rec.concluded(call.t0, (!failed).then_some(latency));
         }
         if let Some(client) = self.clients.get_mut(call.client as usize) {
-            let report = report.map(|s| s.report());
+            let report = report.map(|s| decoded_report(&s));
             client.done(Done {
                 backend: call.backend as usize,
                 stream: call.stream,
