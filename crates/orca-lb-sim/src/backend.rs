@@ -9,6 +9,7 @@ use orca_lb_core::load_model::{
     self, LoadSnapshot, RateWindow, ServiceTimeEwma, Totals, UtilizationSource,
 };
 
+use crate::call::CallRef;
 use crate::clock::{Clock, Nanos};
 use crate::service_time::{Draw, ServiceTime};
 
@@ -20,7 +21,7 @@ pub(crate) const SAMPLE_INTERVAL: Nanos = load_model::DEFAULT_SAMPLE_INTERVAL.as
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Job {
     /// The client's handle on the call.
-    pub(crate) call: crate::engine::CallRef,
+    pub(crate) call: CallRef,
     /// When the client meant to send it; the deadline counts from here.
     pub(crate) t0: Nanos,
     /// Its random numbers.
@@ -212,7 +213,7 @@ mod tests {
         }
         assert!(b.try_take_worker() && b.try_take_worker() && !b.try_take_worker());
         let job = Job {
-            call: crate::engine::CallRef::default(),
+            call: CallRef::default(),
             t0: 0,
             draw: Draw { u1: 0.5, u2: 0.5 },
             stream_for: 0,
