@@ -32,12 +32,21 @@ pub(crate) struct LoadTracker {
     pub(crate) streaming: StreamingMethods,
     pub(crate) slots: Option<Arc<Semaphore>>,
     pub(crate) window: SharedRateWindow,
+    // Every atomic below is a statistic, a gauge or a limit read on its own:
+    // none publishes other memory (the named metrics sit behind their own
+    // lock), so `Relaxed` suffices for each load, store and
+    // read-modify-write. A report may combine values a moment apart (a call
+    // counted in flight and not yet queued); the next report sees both.
+    // Read-modify-writes stay atomic under `Relaxed`, so no count is lost
+    // and the subscriber limit holds.
     in_flight: AtomicUsize,
     active_streams: AtomicUsize,
     layer_queue: AtomicUsize,
     app_queue: AtomicUsize,
     /// NaN while the application has not set one.
     app_utilization: AtomicF64,
+    /// Whether `named` holds anything, so that reports without named
+    /// metrics skip its lock.
     has_named: AtomicBool,
     named: RwLock<Vec<(Box<str>, f64)>>,
     cpu: AtomicF64,
@@ -85,6 +94,7 @@ impl LoadTracker {
     // --- counters the call guard drives ---
 
     pub(crate) fn call_started(&self, stream: bool) {
+        // Relaxed: counters read on their own (see the struct).
         self.in_flight.fetch_add(1, Relaxed);
         if stream {
             self.active_streams.fetch_add(1, Relaxed);
@@ -92,6 +102,7 @@ impl LoadTracker {
     }
 
     pub(crate) fn call_finished(&self, stream: bool, failed: bool) {
+        // Relaxed: counters read on their own (see the struct).
         self.in_flight.fetch_sub(1, Relaxed);
         if stream {
             self.active_streams.fetch_sub(1, Relaxed);
@@ -100,10 +111,13 @@ impl LoadTracker {
     }
 
     pub(crate) fn enqueued(&self) {
+        // Relaxed: a counter read on its own (see the struct).
         self.layer_queue.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn dequeued(&self) {
+        // Relaxed: a counter read on its own (see the struct). A waiter woken
+        // below reads it again, and `Notify` does its own synchronization.
         self.layer_queue.fetch_sub(1, Relaxed);
         if self.config.backpressure {
             self.queue_space.notify_waiters();
@@ -112,6 +126,7 @@ impl LoadTracker {
 
     /// Calls waiting for a worker slot in the layer.
     pub(crate) fn layer_queue(&self) -> usize {
+        // Relaxed: a counter read on its own (see the struct).
         self.layer_queue.load(Relaxed)
     }
 
@@ -139,12 +154,15 @@ impl LoadTracker {
     /// `max_oob_subscribers` are connected already.
     pub(crate) fn try_oob_subscribe(&self) -> bool {
         let max = self.config.max_oob_subscribers;
+        // Relaxed: the limit rests on the update being atomic, not on order
+        // with other memory (see the struct).
         self.oob_subscribers
             .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
             .is_ok()
     }
 
     pub(crate) fn oob_unsubscribed(&self) {
+        // Relaxed: see `try_oob_subscribe`.
         self.oob_subscribers.fetch_sub(1, Relaxed);
     }
 
@@ -155,6 +173,7 @@ impl LoadTracker {
     }
 
     pub(crate) fn set_app_queue(&self, n: usize) {
+        // Relaxed: a gauge read on its own (see the struct).
         self.app_queue.store(n, Relaxed);
     }
 
@@ -175,12 +194,15 @@ impl LoadTracker {
                 named.push((name.into(), v));
             }
         }
+        // Relaxed: a hint that `named` is worth locking; written under its
+        // write lock, and a report that reads it stale skips one update.
         self.has_named.store(true, Relaxed);
         Ok(())
     }
 
     /// Bytes the server-wide named metrics take in a report.
     pub(crate) fn named_bytes(&self) -> usize {
+        // Relaxed: a hint (see `set_named`); the lock below orders the data.
         if !self.has_named.load(Relaxed) {
             return 0;
         }
@@ -212,6 +234,7 @@ impl LoadTracker {
     pub(crate) fn remove_named(&self, name: &str) {
         let mut named = self.named.write();
         named.retain(|(n, _)| &**n != name);
+        // Relaxed: a hint (see `set_named`), written under the write lock.
         self.has_named.store(!named.is_empty(), Relaxed);
     }
 
@@ -231,6 +254,9 @@ impl LoadTracker {
     }
 
     // --- reading ---
+    //
+    // Relaxed loads throughout: each value is read on its own (see the
+    // struct).
 
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Relaxed)
@@ -286,6 +312,7 @@ impl LoadTracker {
     /// application's named metrics that fit.
     pub(crate) fn encode(&self, now: Instant, report: &mut BoundedReport<'_>) {
         encode_snapshot(&self.snapshot(now), &mut report.standard());
+        // Relaxed: a hint (see `set_named`); the lock below orders the data.
         if self.has_named.load(Relaxed) {
             for (name, v) in self.named.read().iter() {
                 report.named_metric(name, *v);
@@ -303,6 +330,7 @@ impl LoadTracker {
             buf.len()
         };
         let mut raw = snapshot.to_raw();
+        // Relaxed: a hint (see `set_named`); the lock below orders the data.
         if self.has_named.load(Relaxed) {
             for (name, v) in self.named.read().iter() {
                 let len = map_entry_len(name);
