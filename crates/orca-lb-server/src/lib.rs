@@ -18,7 +18,9 @@
 //!   sliding window, a service-time EWMA, and CPU and memory from a
 //!   [`SystemSampler`] on a background task. Counting is atomic and carried by
 //!   a guard in the response body, so a stream counts until its trailers are
-//!   sent or the client goes away.
+//!   sent or the client goes away. The rates, the service time, the
+//!   utilization and the report are computed by
+//!   [`orca_lb_core::load_model`], which the simulator runs too.
 //! - **What the application adds.** Server-wide values through the
 //!   [`LoadRecorder`], and per-call costs through the [`CallRecorder`] in each
 //!   request's extensions. Values out of range, names longer than

@@ -38,7 +38,9 @@
 //! change, and attach to every response the report `orca-lb-server` would
 //! send: in-flight calls (not the reporting one), active streams, queue
 //! depth, capacity, a 1 s EWMA of service time, utilization and rates over
-//! a 10 s window.
+//! a 10 s window. Those are computed by the server's own load model,
+//! [`orca_lb_core::load_model`], driven in virtual time: nothing of the
+//! server is copied here either.
 //!
 //! **Clients** send an open-loop Poisson stream of calls, split evenly. A
 //! call has a deadline, at which its client counts an error. The server lets
@@ -51,7 +53,7 @@
 //! the same calls, so differences between policies are the policies'.
 //!
 //! **The limit** is a central queue: one FIFO in front of every worker of
-//! every backend, fastest free worker first, with the threshold rule for
+//! every backend (a call's route is the central queue instead of a backend), fastest free worker first, with the threshold rule for
 //! slower ones. No distributed balancer can beat it; results are ratios to
 //! it. For identical exponential backends the pooled M/M/k formula
 //! ([`ErlangC`]) is given too.
