@@ -91,7 +91,7 @@ impl LoadTracker {
         tracker
     }
 
-    // --- counters the call guard drives ---
+    // --- counters each `InFlightCall` drives ---
 
     pub(crate) fn call_started(&self, stream: bool) {
         // Relaxed: counters read on their own (see the struct).
