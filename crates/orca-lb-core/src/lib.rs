@@ -38,6 +38,12 @@
 //!   goes unobserved, so the balancer tries that backend again. The read
 //!   takes `&self`: how often it is read does not change what it returns.
 //!
+//! **One load model for the server and the simulator.** [`load_model`]
+//! holds what a backend reports and how it is computed: rates over a
+//! sliding window, the service-time average, the utilization and the report
+//! built from them. `orca-lb-server` drives it from its atomic counters,
+//! `orca-lb-sim` in virtual time.
+//!
 //! # Examples
 //!
 //! ```
@@ -94,6 +100,7 @@ mod endpoint_state;
 mod error_rate;
 mod ewma;
 mod fleet;
+pub mod load_model;
 pub mod named_metrics;
 mod p2c;
 mod peak_ewma;

@@ -7,7 +7,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::call_recorder::CallRecorder;
-use crate::guard::CallGuard;
+use crate::in_flight_call::InFlightCall;
 use crate::trailer::{grpc_status, insert_report};
 
 pin_project! {
@@ -19,12 +19,12 @@ pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        call: Option<(CallGuard, Option<CallRecorder>)>,
+        call: Option<(InFlightCall, Option<CallRecorder>)>,
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, guard: CallGuard, recorder: Option<CallRecorder>) -> Self {
+    pub(crate) fn new(inner: B, guard: InFlightCall, recorder: Option<CallRecorder>) -> Self {
         Self {
             inner,
             call: Some((guard, recorder)),

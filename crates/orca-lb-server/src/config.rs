@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use orca_lb_core::load_model;
+
 use crate::ConfigError;
 
 /// Tunables of a [`ReportingLayer`](crate::ReportingLayer).
@@ -70,9 +72,9 @@ impl Default for ReportingConfig {
     fn default() -> Self {
         Self {
             capacity: None,
-            window: Duration::from_secs(10),
-            sample_interval: Duration::from_secs(1),
-            service_time_decay: Duration::from_secs(1),
+            window: load_model::DEFAULT_WINDOW,
+            sample_interval: load_model::DEFAULT_SAMPLE_INTERVAL,
+            service_time_decay: load_model::DEFAULT_SERVICE_TIME_DECAY,
             min_oob_interval: Duration::from_secs(1),
             call_recorder: true,
             max_report_bytes: 3072,

@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::call_recorder::CallRecorder;
-use crate::guard::CallGuard;
+use crate::in_flight_call::InFlightCall;
 use crate::shed::{Shed, refused_response};
 use crate::trailer::{grpc_status, insert_report};
 
@@ -33,7 +33,7 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqBody>,
-        call: Option<(CallGuard, Option<CallRecorder>)>,
+        call: Option<(InFlightCall, Option<CallRecorder>)>,
     }
 }
 
@@ -69,7 +69,7 @@ where
 {
     pub(crate) fn running(
         future: S::Future,
-        guard: CallGuard,
+        guard: InFlightCall,
         recorder: Option<CallRecorder>,
     ) -> Self {
         Self {
@@ -82,7 +82,7 @@ where
         slots: Arc<Semaphore>,
         service: S,
         request: Request<ReqBody>,
-        guard: CallGuard,
+        guard: InFlightCall,
         recorder: Option<CallRecorder>,
     ) -> Self {
         Self {
@@ -97,7 +97,7 @@ where
         }
     }
 
-    pub(crate) fn refused(shed: Shed, guard: CallGuard) -> Self {
+    pub(crate) fn refused(shed: Shed, guard: InFlightCall) -> Self {
         Self {
             state: State::Refused { shed },
             call: Some((guard, None)),

@@ -18,7 +18,9 @@
 //!   sliding window, a service-time EWMA, and CPU and memory from a
 //!   [`SystemSampler`] on a background task. Counting is atomic and carried by
 //!   a guard in the response body, so a stream counts until its trailers are
-//!   sent or the client goes away.
+//!   sent or the client goes away. The rates, the service time, the
+//!   utilization and the report are computed by
+//!   [`orca_lb_core::load_model`], which the simulator runs too.
 //! - **What the application adds.** Server-wide values through the
 //!   [`LoadRecorder`], and per-call costs through the [`CallRecorder`] in each
 //!   request's extensions. Values out of range, names longer than
@@ -63,16 +65,17 @@ mod config;
 mod error;
 mod escaped;
 mod future;
-mod guard;
+mod in_flight_call;
 mod layer;
+mod load_recorder;
 mod oob;
-mod rate_window;
-mod recorder;
 mod refusal_log;
 mod report_budget;
 mod sampler;
 mod service;
+mod shared_rate_window;
 mod shed;
+mod snapshot_encoding;
 mod sysinfo_sampler;
 mod tracker;
 mod trailer;
@@ -83,10 +86,10 @@ pub use config::{MIN_REPORT_BYTES, ReportingConfig};
 pub use error::{ConfigError, RecordError};
 pub use future::ResponseFuture;
 pub use layer::{Builder, ReportingLayer};
+pub use load_recorder::LoadRecorder;
 pub use oob::{OrcaService, ReportStream};
+pub use orca_lb_core::load_model::MIN_REPORTED_UTILIZATION;
 pub use orca_lb_proto::StreamingMethods;
-pub use recorder::LoadRecorder;
 pub use sampler::{FixedSampler, SystemLoad, SystemSampler};
 pub use service::Reporting;
 pub use sysinfo_sampler::SysinfoSampler;
-pub use tracker::MIN_REPORTED_UTILIZATION;

@@ -69,15 +69,16 @@ impl<'a> BoundedReport<'a> {
 
 #[cfg(test)]
 mod tests {
+    use orca_lb_core::load_model::LoadSnapshot;
     use orca_lb_core::named_metrics;
 
     use super::*;
-    use crate::tracker::Snapshot;
+    use crate::snapshot_encoding::encode_snapshot;
 
     #[test]
     fn the_standard_fields_fit_in_their_reserve() {
         // Every field at its largest encoding: all present, nothing zero.
-        let snapshot = Snapshot {
+        let snapshot = LoadSnapshot {
             cpu_utilization: 1.0,
             mem_utilization: 1.0,
             application_utilization: 1.0,
@@ -90,7 +91,7 @@ mod tests {
             service_time_ms: Some(1.0),
         };
         let mut buf = Vec::new();
-        snapshot.encode(&mut ReportEncoder::new(&mut buf));
+        encode_snapshot(&snapshot, &mut ReportEncoder::new(&mut buf));
         assert!(
             buf.len() <= STANDARD_FIELDS_BYTES,
             "{} bytes for {:?}",

@@ -13,7 +13,7 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::call_recorder::CallRecorder;
 use crate::future::ResponseFuture;
-use crate::guard::CallGuard;
+use crate::in_flight_call::InFlightCall;
 use crate::shed::Shed;
 use crate::tracker::LoadTracker;
 
@@ -112,7 +112,7 @@ where
             request.extensions_mut().insert(recorder.clone());
             recorder
         });
-        let mut guard = CallGuard::start(self.tracker.clone(), stream);
+        let mut guard = InFlightCall::start(self.tracker.clone(), stream);
 
         let slots = if stream {
             None

@@ -3,7 +3,7 @@
 use http::{HeaderValue, Response};
 
 use crate::body::ResponseBody;
-use crate::guard::CallGuard;
+use crate::in_flight_call::InFlightCall;
 use crate::trailer::insert_report;
 
 /// gRPC `RESOURCE_EXHAUSTED`.
@@ -38,7 +38,7 @@ impl Shed {
 /// counting the call as failed.
 pub(crate) fn refused_response<B: Default>(
     shed: Shed,
-    guard: &mut CallGuard,
+    guard: &mut InFlightCall,
 ) -> Response<ResponseBody<B>> {
     metrics::counter!("orca_lb_server_shed_calls_total", "reason" => shed.label()).increment(1);
     tracing::debug!(reason = shed.label(), "refused a call: {}", shed.message());

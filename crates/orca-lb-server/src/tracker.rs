@@ -1,33 +1,29 @@
 //! The server-wide load state every call updates and every report reads.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use orca_lb_core::{Ewma, Field, RawLoadReport, named_metrics};
+use orca_lb_core::load_model::{LoadSnapshot, ServiceTimeEwma, UtilizationSource};
+use orca_lb_core::{Field, RawLoadReport};
 use orca_lb_proto::encode::{ReportEncoder, map_entry_len};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::RecordError;
 use crate::atomic_f64::AtomicF64;
-use crate::rate_window::RateWindow;
 use crate::refusal_log::{RefusalLog, Source};
 use crate::report_budget::{BoundedReport, STANDARD_FIELDS_BYTES};
 use crate::sampler::{SystemLoad, SystemSampler};
+use crate::shared_rate_window::SharedRateWindow;
+use crate::snapshot_encoding::encode_snapshot;
 use crate::{ReportingConfig, StreamingMethods};
 
 /// The layer's own out-of-band method: always a stream, whatever the
 /// application declares.
 pub(crate) const OOB_METHOD: &str = "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics";
-
-/// The smallest `application_utilization` a report carries.
-///
-/// Consumers read 0 as "not reported": gRPC's weighted round robin then
-/// ignores the whole report and grpc-js sends the backend nothing. An idle
-/// backend therefore reports this instead of 0.
-pub const MIN_REPORTED_UTILIZATION: f64 = 1e-4;
 
 /// Shared load state of one server.
 #[derive(Debug)]
@@ -35,39 +31,33 @@ pub(crate) struct LoadTracker {
     pub(crate) config: ReportingConfig,
     pub(crate) streaming: StreamingMethods,
     pub(crate) slots: Option<Arc<Semaphore>>,
-    pub(crate) window: RateWindow,
+    pub(crate) window: SharedRateWindow,
+    // Every atomic below is a statistic, a gauge or a limit read on its own:
+    // none publishes other memory (the named metrics sit behind their own
+    // lock), so `Relaxed` suffices for each load, store and
+    // read-modify-write. A report may combine values a moment apart (a call
+    // counted in flight and not yet queued); the next report sees both.
+    // Read-modify-writes stay atomic under `Relaxed`, so no count is lost
+    // and the subscriber limit holds.
     in_flight: AtomicUsize,
     active_streams: AtomicUsize,
     layer_queue: AtomicUsize,
     app_queue: AtomicUsize,
     /// NaN while the application has not set one.
     app_utilization: AtomicF64,
+    /// Whether `named` holds anything, so that reports without named
+    /// metrics skip its lock.
     has_named: AtomicBool,
     named: RwLock<Vec<(Box<str>, f64)>>,
     cpu: AtomicF64,
     mem: AtomicF64,
-    service_time: Mutex<Ewma>,
+    service_time: Mutex<ServiceTimeEwma>,
     /// The EWMA's value in milliseconds, NaN before the first sample.
     service_time_ms: AtomicF64,
     oob_subscribers: AtomicUsize,
     /// Woken when a call leaves the queue (for `backpressure`).
     pub(crate) queue_space: Arc<Notify>,
     pub(crate) refusals: RefusalLog,
-}
-
-/// The server-wide load at one instant. Cheap to build: no allocation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Snapshot {
-    pub(crate) cpu_utilization: f64,
-    pub(crate) mem_utilization: f64,
-    pub(crate) application_utilization: f64,
-    pub(crate) rps: f64,
-    pub(crate) eps: f64,
-    pub(crate) queue_depth: usize,
-    pub(crate) in_flight: usize,
-    pub(crate) active_streams: usize,
-    pub(crate) capacity: Option<usize>,
-    pub(crate) service_time_ms: Option<f64>,
 }
 
 impl LoadTracker {
@@ -79,8 +69,8 @@ impl LoadTracker {
     ) -> Self {
         let tracker = Self {
             slots: config.capacity.map(|c| Arc::new(Semaphore::new(c))),
-            window: RateWindow::new(config.window, now),
-            service_time: Mutex::new(Ewma::new(config.service_time_decay)),
+            window: SharedRateWindow::new(config.window, now),
+            service_time: Mutex::new(ServiceTimeEwma::new(config.service_time_decay)),
             config,
             streaming: streaming.with(OOB_METHOD),
             in_flight: AtomicUsize::new(0),
@@ -101,9 +91,10 @@ impl LoadTracker {
         tracker
     }
 
-    // --- counters the call guard drives ---
+    // --- counters each `InFlightCall` drives ---
 
     pub(crate) fn call_started(&self, stream: bool) {
+        // Relaxed: counters read on their own (see the struct).
         self.in_flight.fetch_add(1, Relaxed);
         if stream {
             self.active_streams.fetch_add(1, Relaxed);
@@ -111,6 +102,7 @@ impl LoadTracker {
     }
 
     pub(crate) fn call_finished(&self, stream: bool, failed: bool) {
+        // Relaxed: counters read on their own (see the struct).
         self.in_flight.fetch_sub(1, Relaxed);
         if stream {
             self.active_streams.fetch_sub(1, Relaxed);
@@ -119,10 +111,13 @@ impl LoadTracker {
     }
 
     pub(crate) fn enqueued(&self) {
+        // Relaxed: a counter read on its own (see the struct).
         self.layer_queue.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn dequeued(&self) {
+        // Relaxed: a counter read on its own (see the struct). A waiter woken
+        // below reads it again, and `Notify` does its own synchronization.
         self.layer_queue.fetch_sub(1, Relaxed);
         if self.config.backpressure {
             self.queue_space.notify_waiters();
@@ -131,6 +126,7 @@ impl LoadTracker {
 
     /// Calls waiting for a worker slot in the layer.
     pub(crate) fn layer_queue(&self) -> usize {
+        // Relaxed: a counter read on its own (see the struct).
         self.layer_queue.load(Relaxed)
     }
 
@@ -141,10 +137,9 @@ impl LoadTracker {
 
     pub(crate) fn service_ended(&self, service_time: Duration, now: Instant) {
         self.window.record_busy(service_time);
-        let ms = service_time.as_secs_f64() * 1e3;
         let mut ewma = self.service_time.lock();
-        ewma.observe(ms, now);
-        if let Some(v) = ewma.value() {
+        ewma.observe(service_time, now);
+        if let Some(v) = ewma.value_ms() {
             self.service_time_ms.store(v);
         }
     }
@@ -159,12 +154,15 @@ impl LoadTracker {
     /// `max_oob_subscribers` are connected already.
     pub(crate) fn try_oob_subscribe(&self) -> bool {
         let max = self.config.max_oob_subscribers;
+        // Relaxed: the limit rests on the update being atomic, not on order
+        // with other memory (see the struct).
         self.oob_subscribers
             .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
             .is_ok()
     }
 
     pub(crate) fn oob_unsubscribed(&self) {
+        // Relaxed: see `try_oob_subscribe`.
         self.oob_subscribers.fetch_sub(1, Relaxed);
     }
 
@@ -175,6 +173,7 @@ impl LoadTracker {
     }
 
     pub(crate) fn set_app_queue(&self, n: usize) {
+        // Relaxed: a gauge read on its own (see the struct).
         self.app_queue.store(n, Relaxed);
     }
 
@@ -195,12 +194,15 @@ impl LoadTracker {
                 named.push((name.into(), v));
             }
         }
+        // Relaxed: a hint that `named` is worth locking; written under its
+        // write lock, and a report that reads it stale skips one update.
         self.has_named.store(true, Relaxed);
         Ok(())
     }
 
     /// Bytes the server-wide named metrics take in a report.
     pub(crate) fn named_bytes(&self) -> usize {
+        // Relaxed: a hint (see `set_named`); the lock below orders the data.
         if !self.has_named.load(Relaxed) {
             return 0;
         }
@@ -232,6 +234,7 @@ impl LoadTracker {
     pub(crate) fn remove_named(&self, name: &str) {
         let mut named = self.named.write();
         named.retain(|(n, _)| &**n != name);
+        // Relaxed: a hint (see `set_named`), written under the write lock.
         self.has_named.store(!named.is_empty(), Relaxed);
     }
 
@@ -251,6 +254,9 @@ impl LoadTracker {
     }
 
     // --- reading ---
+    //
+    // Relaxed loads throughout: each value is read on its own (see the
+    // struct).
 
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Relaxed)
@@ -268,30 +274,30 @@ impl LoadTracker {
         self.oob_subscribers.load(Relaxed)
     }
 
-    pub(crate) fn snapshot(&self, now: Instant) -> Snapshot {
+    pub(crate) fn snapshot(&self, now: Instant) -> LoadSnapshot {
         let rates = self.window.rates(now);
         let cpu = self.cpu.load();
         let queue_depth = self.queue_depth();
         let capacity = self.config.capacity;
         let app_set = self.app_utilization.load();
-        let app = if !app_set.is_nan() {
-            app_set
-        } else if let Some(c) = capacity {
-            // The busy fraction of the slots, averaged over the window like
-            // `rps`, so that gRPC's weighted round robin (qps / utilization)
-            // gets the backend's service rate, steadily. Waiting calls are
-            // left out: folded in, they made weighted round robin's weights
-            // swing and overload backends in the simulator (many clients).
-            // A queue the application keeps itself is added as it stands.
-            (rates.busy + self.app_queue.load(Relaxed) as f64) / c as f64
+        let utilization = if !app_set.is_nan() {
+            UtilizationSource::Application(app_set)
+        } else if let Some(capacity) = capacity.and_then(NonZeroUsize::new) {
+            // Calls waiting in the layer's queue are left out; a queue the
+            // application keeps itself is added (see `UtilizationSource`).
+            UtilizationSource::Slots {
+                busy: rates.busy,
+                queued: self.app_queue.load(Relaxed) as f64,
+                capacity,
+            }
         } else {
-            cpu
+            UtilizationSource::Cpu(cpu)
         };
         let st = self.service_time_ms.load();
-        Snapshot {
+        LoadSnapshot {
             cpu_utilization: cpu,
             mem_utilization: self.mem.load(),
-            application_utilization: app.max(MIN_REPORTED_UTILIZATION),
+            application_utilization: utilization.reported(),
             rps: rates.rps,
             eps: rates.eps,
             queue_depth,
@@ -305,7 +311,8 @@ impl LoadTracker {
     /// Writes the server-wide report: the snapshot, always, plus the
     /// application's named metrics that fit.
     pub(crate) fn encode(&self, now: Instant, report: &mut BoundedReport<'_>) {
-        self.snapshot(now).encode(&mut report.standard());
+        encode_snapshot(&self.snapshot(now), &mut report.standard());
+        // Relaxed: a hint (see `set_named`); the lock below orders the data.
         if self.has_named.load(Relaxed) {
             for (name, v) in self.named.read().iter() {
                 report.named_metric(name, *v);
@@ -319,10 +326,11 @@ impl LoadTracker {
         let snapshot = self.snapshot(now);
         let mut size = {
             let mut buf = Vec::with_capacity(STANDARD_FIELDS_BYTES);
-            snapshot.encode(&mut ReportEncoder::new(&mut buf));
+            encode_snapshot(&snapshot, &mut ReportEncoder::new(&mut buf));
             buf.len()
         };
         let mut raw = snapshot.to_raw();
+        // Relaxed: a hint (see `set_named`); the lock below orders the data.
         if self.has_named.load(Relaxed) {
             for (name, v) in self.named.read().iter() {
                 let len = map_entry_len(name);
@@ -341,47 +349,6 @@ impl LoadTracker {
             }
         }
         raw
-    }
-}
-
-impl Snapshot {
-    fn named(&self) -> impl Iterator<Item = (&'static str, f64)> {
-        // Zero queue and stream counts are omitted: `in_flight` being present
-        // says they are zero (see `orca_lb_core::named_metrics`).
-        [
-            (self.queue_depth > 0).then_some((named_metrics::QUEUE_DEPTH, self.queue_depth as f64)),
-            Some((named_metrics::IN_FLIGHT, self.in_flight as f64)),
-            (self.active_streams > 0)
-                .then_some((named_metrics::ACTIVE_STREAMS, self.active_streams as f64)),
-            self.capacity.map(|c| (named_metrics::CAPACITY, c as f64)),
-            self.service_time_ms
-                .map(|v| (named_metrics::SERVICE_TIME_MS, v)),
-        ]
-        .into_iter()
-        .flatten()
-    }
-
-    pub(crate) fn encode<B: bytes::BufMut>(&self, enc: &mut ReportEncoder<'_, B>) {
-        enc.cpu_utilization(self.cpu_utilization)
-            .mem_utilization(self.mem_utilization)
-            .application_utilization(self.application_utilization)
-            .rps_fractional(self.rps)
-            .eps(self.eps);
-        for (name, v) in self.named() {
-            enc.named_metric(name, v);
-        }
-    }
-
-    pub(crate) fn to_raw(self) -> RawLoadReport {
-        RawLoadReport {
-            cpu_utilization: self.cpu_utilization,
-            mem_utilization: self.mem_utilization,
-            application_utilization: self.application_utilization,
-            rps_fractional: self.rps,
-            eps: self.eps,
-            named_metrics: self.named().map(|(k, v)| (k.to_string(), v)).collect(),
-            ..Default::default()
-        }
     }
 }
 

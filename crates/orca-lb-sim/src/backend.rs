@@ -1,36 +1,27 @@
 //! A simulated backend: worker slots, a FIFO queue, and the load it reports.
 
-mod rate_window;
-
 use std::collections::VecDeque;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use orca_lb_core::{Ewma, LoadReport, RawLoadReport, named_metrics};
+use orca_lb_core::LoadReport;
+use orca_lb_core::load_model::{
+    self, LoadSnapshot, RateWindow, ServiceTimeEwma, Totals, UtilizationSource,
+};
 
-use self::rate_window::RateWindow;
-use crate::clock::{Clock, Nanos, SECOND};
+use crate::call::CallRef;
+use crate::clock::{Clock, Nanos};
 use crate::service_time::{Draw, ServiceTime};
 
-/// The smallest `application_utilization` a report carries (the server's
-/// `MIN_REPORTED_UTILIZATION`).
-const MIN_REPORTED_UTILIZATION: f64 = 1e-4;
-
-/// The server's rate window (`ReportingConfig::window`).
-const RATE_WINDOW: Nanos = 10 * SECOND;
-
-/// The server's service-time EWMA time constant
-/// (`ReportingConfig::service_time_decay`).
-const SERVICE_TIME_DECAY: Duration = Duration::from_secs(1);
-
-/// How often the server's sampler advances the rate window
-/// (`ReportingConfig::sample_interval`).
-pub(crate) const SAMPLE_INTERVAL: Nanos = SECOND;
+/// How often the server's sampler advances the rate window, as
+/// `orca-lb-server` does by default.
+pub(crate) const SAMPLE_INTERVAL: Nanos = load_model::DEFAULT_SAMPLE_INTERVAL.as_nanos() as Nanos;
 
 /// A call as the server holds it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Job {
     /// The client's handle on the call.
-    pub(crate) call: crate::engine::CallRef,
+    pub(crate) call: CallRef,
     /// When the client meant to send it; the deadline counts from here.
     pub(crate) t0: Nanos,
     /// Its random numbers.
@@ -39,9 +30,10 @@ pub(crate) struct Job {
     pub(crate) stream_for: Nanos,
 }
 
-/// One backend, mirroring what `orca-lb-server`'s `LoadTracker` counts:
-/// calls in flight (queued ones and streams included), active streams, the
-/// queue, busy worker time and a 1 s EWMA of service time.
+/// One backend, counting what `orca-lb-server` counts: calls in flight
+/// (queued ones and streams included), active streams, the queue, and the
+/// totals and service times behind `orca_lb_core::load_model`, with the
+/// server's defaults (a 10 s rate window, a 1 s service-time EWMA).
 #[derive(Debug, Clone)]
 pub(crate) struct Backend {
     pub(crate) capacity: u32,
@@ -58,26 +50,18 @@ pub(crate) struct Backend {
     queue: VecDeque<(Job, Nanos)>,
     in_flight: u32,
     streams: u32,
+    /// Virtual time as the load model's instants.
+    clock: Clock,
+    totals: Totals,
     window: RateWindow,
-    service_time: Ewma,
-}
-
-/// The server-wide load at one instant: what a report carries.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Snapshot {
-    application_utilization: f64,
-    rps: f64,
-    eps: f64,
-    queue_depth: u32,
-    in_flight: u32,
-    active_streams: u32,
-    capacity: u32,
-    /// NaN before the first service ended.
-    service_time_ms: f64,
+    service_time: ServiceTimeEwma,
 }
 
 impl Backend {
-    pub(crate) fn new(capacity: u32, service: ServiceTime) -> Self {
+    /// A backend with `capacity` workers (at least 1) starting at virtual
+    /// time 0 of `clock`.
+    pub(crate) fn new(capacity: u32, service: ServiceTime, clock: Clock) -> Self {
+        assert!(capacity > 0, "a backend has at least one worker");
         Self {
             capacity,
             service,
@@ -88,8 +72,10 @@ impl Backend {
             queue: VecDeque::new(),
             in_flight: 0,
             streams: 0,
-            window: RateWindow::new(RATE_WINDOW, 0),
-            service_time: Ewma::new(SERVICE_TIME_DECAY),
+            clock,
+            totals: Totals::default(),
+            window: RateWindow::new(load_model::DEFAULT_WINDOW, clock.at(0)),
+            service_time: ServiceTimeEwma::new(load_model::DEFAULT_SERVICE_TIME_DECAY),
         }
     }
 
@@ -148,11 +134,11 @@ impl Backend {
 
     /// A unary call's service of `service` ended at `now`: the worker is
     /// free (the layer's `end_service`).
-    pub(crate) fn end_service(&mut self, service: Nanos, now: Nanos, clock: &Clock) {
+    pub(crate) fn end_service(&mut self, service: Nanos, now: Nanos) {
         self.busy -= 1;
-        self.window.record_busy(service);
-        self.service_time
-            .observe(service as f64 / 1e6, clock.at(now));
+        let service = Duration::from_nanos(service);
+        self.totals.record_busy(service);
+        self.service_time.observe(service, self.clock.at(now));
     }
 
     /// A unary call's service was cut off after `ran`: the worker is free,
@@ -160,7 +146,7 @@ impl Backend {
     /// `service_abandoned`).
     pub(crate) fn abandon_service(&mut self, ran: Nanos) {
         self.busy -= 1;
-        self.window.record_busy(ran);
+        self.totals.record_busy(Duration::from_nanos(ran));
     }
 
     /// A call is over (the layer's `finish`).
@@ -169,101 +155,74 @@ impl Backend {
         if stream {
             self.streams -= 1;
         }
-        self.window.record_call(failed);
+        self.totals.record_call(failed);
     }
 
     /// The sampler's tick.
     pub(crate) fn advance(&mut self, now: Nanos) {
-        self.window.advance(now);
+        self.window.advance(self.totals, self.clock.at(now));
     }
 
-    /// The load now, as the tracker's `snapshot` computes it.
-    pub(crate) fn snapshot(&self, now: Nanos) -> Snapshot {
-        let rates = self.window.rates(now);
-        let capacity = f64::from(self.capacity);
+    /// The load now, as the server's tracker computes it with worker slots
+    /// and no utilization of the application's own.
+    pub(crate) fn snapshot(&self, now: Nanos) -> LoadSnapshot {
+        let rates = self.window.rates(self.totals, self.clock.at(now));
         let queued = if self.queue_in_utilization {
             self.queue.len() as f64
         } else {
             0.0
         };
-        let app = (rates.busy + queued) / capacity;
-        Snapshot {
-            application_utilization: app.max(MIN_REPORTED_UTILIZATION),
+        let capacity = NonZeroUsize::new(self.capacity as usize).expect("checked in `new`");
+        LoadSnapshot {
+            application_utilization: UtilizationSource::Slots {
+                busy: rates.busy,
+                queued,
+                capacity,
+            }
+            .reported(),
             rps: rates.rps,
             eps: rates.eps,
-            queue_depth: self.queue.len() as u32,
-            in_flight: self.in_flight,
-            active_streams: self.streams,
-            capacity: self.capacity,
-            service_time_ms: self.service_time.value().unwrap_or(f64::NAN),
+            queue_depth: self.queue.len(),
+            in_flight: self.in_flight as usize,
+            active_streams: self.streams as usize,
+            capacity: Some(capacity.get()),
+            service_time_ms: self.service_time.value_ms(),
+            ..LoadSnapshot::default()
         }
     }
 }
 
-impl Snapshot {
-    /// The report as a client decodes it.
-    pub(crate) fn report(&self) -> LoadReport {
-        let mut raw = RawLoadReport {
-            application_utilization: self.application_utilization,
-            rps_fractional: self.rps,
-            eps: self.eps,
-            ..RawLoadReport::default()
-        };
-        // Zero queue and stream counts are omitted, as the server does:
-        // `in_flight` being present says they are zero.
-        let m = &mut raw.named_metrics;
-        m.reserve(5);
-        if self.queue_depth > 0 {
-            m.insert(
-                named_metrics::QUEUE_DEPTH.to_owned(),
-                f64::from(self.queue_depth),
-            );
-        }
-        m.insert(
-            named_metrics::IN_FLIGHT.to_owned(),
-            f64::from(self.in_flight),
-        );
-        if self.active_streams > 0 {
-            m.insert(
-                named_metrics::ACTIVE_STREAMS.to_owned(),
-                f64::from(self.active_streams),
-            );
-        }
-        m.insert(named_metrics::CAPACITY.to_owned(), f64::from(self.capacity));
-        if !self.service_time_ms.is_nan() {
-            m.insert(
-                named_metrics::SERVICE_TIME_MS.to_owned(),
-                self.service_time_ms,
-            );
-        }
-        LoadReport::try_from(raw).expect("the simulated server reports valid values")
-    }
+/// The report a client decodes from `snapshot`.
+pub(crate) fn decoded_report(snapshot: &LoadSnapshot) -> LoadReport {
+    LoadReport::try_from(snapshot.to_raw()).expect("the simulated server reports valid values")
 }
 
 #[cfg(test)]
 mod tests {
+    use orca_lb_core::named_metrics;
+
     use super::*;
+    use crate::clock::SECOND;
 
     #[test]
     fn report_counts_as_the_server_does() {
-        let clock = Clock::new();
-        let mut b = Backend::new(2, ServiceTime::Exponential { mean_ms: 20.0 });
+        let mut b = Backend::new(2, ServiceTime::Exponential { mean_ms: 20.0 }, Clock::new());
         // Three calls: two served, one queued.
         for _ in 0..3 {
             b.call_started(false);
         }
         assert!(b.try_take_worker() && b.try_take_worker() && !b.try_take_worker());
         let job = Job {
-            call: crate::engine::CallRef::default(),
+            call: CallRef::default(),
             t0: 0,
             draw: Draw { u1: 0.5, u2: 0.5 },
             stream_for: 0,
         };
         b.enqueue(job, 0);
         // One ends after 1 s of service.
-        b.end_service(SECOND, SECOND, &clock);
+        b.end_service(SECOND, SECOND);
         b.call_finished(false, false);
-        let r = b.snapshot(SECOND).report();
+        let r = decoded_report(&b.snapshot(SECOND));
         assert_eq!(
             r.in_flight(),
             Some(2.0),
@@ -279,6 +238,9 @@ mod tests {
         assert_eq!(r.qps(), 1.0);
         // The queued call is not folded in (see `queue_in_utilization`).
         b.queue_in_utilization = true;
-        assert_eq!(b.snapshot(SECOND).report().application_utilization(), 1.0);
+        assert_eq!(
+            decoded_report(&b.snapshot(SECOND)).application_utilization(),
+            1.0
+        );
     }
 }

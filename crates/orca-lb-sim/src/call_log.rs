@@ -10,7 +10,7 @@
 //! [`report`](crate::report) module renders as for the simulator.
 
 use crate::clock::Nanos;
-use crate::engine::{Recorder, Targets};
+use crate::measurements::{Measurements, Targets};
 use crate::results::{FiredEvent, PolicyResult};
 use crate::scenario::Scenario;
 
@@ -51,7 +51,7 @@ use crate::scenario::Scenario;
 /// ```
 #[derive(Debug)]
 pub struct CallLog {
-    rec: Recorder,
+    measurements: Measurements,
     capacities: Vec<u32>,
     targets: Targets,
 }
@@ -61,7 +61,7 @@ impl CallLog {
     /// if it was).
     pub fn new(scenario: &Scenario) -> Self {
         let end = scenario.end();
-        let rec = Recorder::new(
+        let measurements = Measurements::new(
             (scenario.measure_start(), end),
             scenario.event_window(),
             scenario.deadline(),
@@ -71,7 +71,7 @@ impl CallLog {
             end,
         );
         Self {
-            rec,
+            measurements,
             capacities: scenario.backend_groups().map(|g| g.capacity).collect(),
             targets: crate::targets(scenario).3,
         }
@@ -85,13 +85,13 @@ impl CallLog {
     /// If `backend` is not a backend of the scenario.
     pub fn sent(&mut self, t0: Nanos, backend: usize) {
         assert!(backend < self.capacities.len(), "no backend {backend}");
-        self.rec.sent(t0, backend);
+        self.measurements.sent(t0, backend);
     }
 
     /// A unary call meant for `t0` ended: `Some(latency)` on success (from
     /// `t0`), `None` on any failure, which counts as the deadline.
     pub fn concluded(&mut self, t0: Nanos, latency: Option<Nanos>) {
-        self.rec.concluded(t0, latency);
+        self.measurements.concluded(t0, latency);
     }
 
     /// A worker of `backend` was busy over `[start, end)`; only the part in
@@ -102,22 +102,23 @@ impl CallLog {
     /// If `backend` is not a backend of the scenario.
     pub fn busy(&mut self, backend: usize, start: Nanos, end: Nanos) {
         assert!(backend < self.capacities.len(), "no backend {backend}");
-        self.rec.busy(backend, start, end);
+        self.measurements.busy(backend, start, end);
     }
 
     /// A scripted event fired.
     pub fn fired(&mut self, event: FiredEvent) {
-        self.rec.fired.push(event);
+        self.measurements.fired.push(event);
     }
 
     /// Pools another run of the same scenario (a repetition) into this one,
     /// as the simulator pools seeds.
     pub fn merge(&mut self, other: CallLog) {
-        self.rec.merge(other.rec);
+        self.measurements.merge(other.measurements);
     }
 
     /// The summary under the name `policy`.
     pub fn finish(self, policy: &str) -> PolicyResult {
-        self.rec.finish(policy, &self.capacities, self.targets)
+        self.measurements
+            .finish(policy, &self.capacities, self.targets)
     }
 }

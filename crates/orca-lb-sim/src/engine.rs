@@ -1,25 +1,23 @@
 //! The discrete-event loop of one policy over one scenario.
 
-mod calls;
-mod limit;
 mod queue;
-mod recorder;
 
 use std::collections::VecDeque;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-pub(crate) use self::calls::CallRef;
-use self::calls::{Call, Calls};
-use self::limit::Limit;
 use self::queue::EventQueue;
-pub(crate) use self::recorder::Recorder;
-pub(crate) use self::recorder::Targets;
-use crate::backend::{Backend, Job, SAMPLE_INTERVAL, Snapshot};
+use orca_lb_core::load_model::LoadSnapshot;
+
+use crate::backend::{Backend, Job, SAMPLE_INTERVAL, decoded_report};
+use crate::call::{Call, CallRef, Calls};
+use crate::central_queue::CentralQueue;
 use crate::clock::{Clock, MILLISECOND, Nanos, secs, to_secs};
+use crate::measurements::Measurements;
 use crate::policy::{Client, Done, Policy};
 use crate::results::FiredEvent;
+use crate::route::Route;
 use crate::scenario::{Action, Scenario};
 use crate::service_time::Draw;
 
@@ -36,7 +34,7 @@ enum Ev {
     /// A call reaches its backend.
     ServerArrive { backend: usize, job: Job },
     /// A call reaches the limit's central queue.
-    PoolArrive { job: Job },
+    CentralQueueArrive { job: Job },
     /// A worker finishes a call that took `service`.
     ServiceDone {
         backend: usize,
@@ -54,7 +52,7 @@ enum Ev {
     Response {
         call: CallRef,
         failed: bool,
-        report: Option<Snapshot>,
+        report: Option<LoadSnapshot>,
     },
     /// A client's periodic upkeep.
     Tick { client: usize, every: Nanos },
@@ -79,16 +77,16 @@ fn seed_for(seed: u64, stream: u64) -> u64 {
 /// One policy's run over a scenario.
 pub(crate) struct Run<'a> {
     scenario: &'a Scenario,
-    clock: Clock,
     queue: EventQueue<Ev>,
     backends: Vec<Backend>,
     clients: Vec<Box<dyn Client>>,
-    limit: Option<Limit>,
+    /// The limit's queue; `None` when clients balance.
+    central: Option<CentralQueue>,
     calls: Calls,
     deadlines: VecDeque<(Nanos, CallRef)>,
     arrivals: SmallRng,
     stream_arrivals: SmallRng,
-    rec: Recorder,
+    measurements: Measurements,
     reads_reports: bool,
     delay: Nanos,
     deadline: Nanos,
@@ -101,7 +99,7 @@ impl<'a> Run<'a> {
         let backends: Vec<Backend> = scenario
             .backend_groups()
             .map(|g| {
-                let mut b = Backend::new(g.capacity, g.service_time);
+                let mut b = Backend::new(g.capacity, g.service_time, clock);
                 b.queue_in_utilization = scenario.sim.utilization_includes_queue;
                 b
             })
@@ -109,8 +107,8 @@ impl<'a> Run<'a> {
         let n = backends.len();
         let mut setup = SmallRng::seed_from_u64(seed_for(seed, 3));
         let mut queue = EventQueue::new();
-        let (clients, limit) = if policy.is_limit() {
-            (Vec::new(), Some(Limit::new(&backends)))
+        let (clients, central) = if policy.is_limit() {
+            (Vec::new(), Some(CentralQueue::new(&backends)))
         } else {
             let oob = scenario.sim.oob_period_ms.map(crate::clock::millis);
             let clients: Vec<Box<dyn Client>> = (0..scenario.clients as u64)
@@ -141,7 +139,7 @@ impl<'a> Run<'a> {
         }
         let end = scenario.end();
         let measure = (scenario.measure_start(), end);
-        let rec = Recorder::new(
+        let measurements = Measurements::new(
             measure,
             scenario.event_window(),
             scenario.deadline(),
@@ -152,16 +150,15 @@ impl<'a> Run<'a> {
         );
         Self {
             scenario,
-            clock,
             queue,
             backends,
             clients,
-            limit,
+            central,
             calls: Calls::default(),
             deadlines: VecDeque::new(),
             arrivals,
             stream_arrivals,
-            rec,
+            measurements,
             reads_reports,
             delay: scenario.network_delay(),
             deadline: scenario.deadline(),
@@ -169,8 +166,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Runs to the end; the recorder holds what happened.
-    pub(crate) fn run(mut self) -> Recorder {
+    /// Runs to the end and returns what was measured.
+    pub(crate) fn run(mut self) -> Measurements {
         // Every measured call ends by its deadline.
         let stop = self.end + self.deadline + 2 * self.delay + FAIL_FAST;
         loop {
@@ -190,7 +187,7 @@ impl<'a> Run<'a> {
                 self.handle(now, ev);
             }
         }
-        self.rec
+        self.measurements
     }
 
     fn handle(&mut self, now: Nanos, ev: Ev) {
@@ -198,10 +195,10 @@ impl<'a> Run<'a> {
             Ev::Arrival => self.on_arrival(now),
             Ev::StreamArrival => self.on_stream_arrival(now),
             Ev::ServerArrive { backend, job } => self.on_server_arrive(now, backend, job),
-            Ev::PoolArrive { job } => {
-                let limit = self.limit.as_mut().expect("limit mode");
-                limit.arrive(job);
-                self.dispatch_limit(now);
+            Ev::CentralQueueArrive { job } => {
+                let central = self.central.as_mut().expect("limit mode");
+                central.arrive(job);
+                self.dispatch_central(now);
             }
             Ev::ServiceDone {
                 backend,
@@ -235,7 +232,7 @@ impl<'a> Run<'a> {
             }
             Ev::Oob { client, every } => {
                 for b in 0..self.backends.len() {
-                    let report = self.backends[b].snapshot(now).report();
+                    let report = decoded_report(&self.backends[b].snapshot(now));
                     self.clients[client].oob_report(b, &report, now);
                 }
                 self.queue.push(now + every, Ev::Oob { client, every });
@@ -244,7 +241,7 @@ impl<'a> Run<'a> {
                 for b in &mut self.backends {
                     b.advance(now);
                 }
-                self.rec
+                self.measurements
                     .sample_streams(now, self.backends.iter().map(Backend::streams));
                 self.queue.push(now + SAMPLE_INTERVAL, Ev::Sample);
             }
@@ -283,17 +280,22 @@ impl<'a> Run<'a> {
     /// A client sends a call (or opens a stream if `stream_for > 0`).
     fn send(&mut self, now: Nanos, client: usize, draw: Draw, stream_for: Nanos) {
         let stream = stream_for > 0;
-        let (backend, probe) = match &mut self.limit {
-            Some(limit) if stream => (limit.stream_backend(&self.backends), false),
-            Some(_) => (usize::MAX, false),
+        let (route, probe) = match &mut self.central {
+            // The limit has no central queue for streams: each goes to the
+            // backend with the fewest open.
+            Some(central) if stream => (
+                Route::Backend(backend_index(central.stream_backend(&self.backends))),
+                false,
+            ),
+            Some(_) => (Route::CentralQueue, false),
             None => match self.clients[client].pick(stream, now) {
-                Some(p) => (p.backend, p.probe),
+                Some(p) => (Route::Backend(backend_index(p.backend)), p.probe),
                 None => {
                     // No endpoint available: UNAVAILABLE at once.
                     if stream {
-                        self.rec.stream_ended(now, true);
+                        self.measurements.stream_ended(now, true);
                     } else {
-                        self.rec.concluded(now, None);
+                        self.measurements.concluded(now, None);
                     }
                     return;
                 }
@@ -301,7 +303,7 @@ impl<'a> Run<'a> {
         };
         let call = self.calls.insert(Call {
             client: client as u32,
-            backend: backend as u32,
+            route,
             t0: now,
             stream,
             probe,
@@ -316,13 +318,15 @@ impl<'a> Run<'a> {
             self.deadlines.push_back((now + self.deadline, call));
         }
         let at = now + self.delay;
-        if backend == usize::MAX {
-            self.queue.push(at, Ev::PoolArrive { job });
-        } else {
-            if !stream {
-                self.rec.sent(now, backend);
+        match route {
+            Route::CentralQueue => self.queue.push(at, Ev::CentralQueueArrive { job }),
+            Route::Backend(backend) => {
+                let backend = backend as usize;
+                if !stream {
+                    self.measurements.sent(now, backend);
+                }
+                self.queue.push(at, Ev::ServerArrive { backend, job });
             }
-            self.queue.push(at, Ev::ServerArrive { backend, job });
         }
     }
 
@@ -358,11 +362,11 @@ impl<'a> Run<'a> {
         let cutoff = self.cutoff(&job);
         if now + service > cutoff {
             let ran = cutoff.saturating_sub(now);
-            self.rec.busy(backend, now, now + ran);
+            self.measurements.busy(backend, now, now + ran);
             self.queue.push(now + ran, Ev::ServiceCut { backend, ran });
             return;
         }
-        self.rec.busy(backend, now, now + service);
+        self.measurements.busy(backend, now, now + service);
         self.queue.push(
             now + service,
             Ev::ServiceDone {
@@ -375,7 +379,7 @@ impl<'a> Run<'a> {
 
     fn on_service_done(&mut self, now: Nanos, backend: usize, job: Job, service: Nanos) {
         let b = &mut self.backends[backend];
-        b.end_service(service, now, &self.clock);
+        b.end_service(service, now);
         b.call_finished(false, false);
         self.respond(now, backend, job, false);
         self.worker_freed(now, backend);
@@ -383,12 +387,9 @@ impl<'a> Run<'a> {
 
     /// A worker of `backend` is free again.
     fn worker_freed(&mut self, now: Nanos, backend: usize) {
-        if self.limit.is_some() {
-            self.limit
-                .as_mut()
-                .expect("limit mode")
-                .freed(backend, &self.backends);
-            self.dispatch_limit(now);
+        if let Some(central) = &mut self.central {
+            central.freed(backend, &self.backends);
+            self.dispatch_central(now);
             return;
         }
         // The freed worker takes the next waiting call; one past its
@@ -407,10 +408,11 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn dispatch_limit(&mut self, now: Nanos) {
-        let mut limit = self.limit.take().expect("limit mode");
+    /// Starts the central queue's calls that free workers should take.
+    fn dispatch_central(&mut self, now: Nanos) {
+        let mut central = self.central.take().expect("limit mode");
         let mut started = Vec::new();
-        limit.dispatch(
+        central.dispatch(
             now,
             self.deadline,
             &mut self.backends,
@@ -419,9 +421,9 @@ impl<'a> Run<'a> {
                 started.push((b, job));
             },
         );
-        self.limit = Some(limit);
+        self.central = Some(central);
         for (b, job) in started {
-            self.rec.sent(job.t0, b);
+            self.measurements.sent(job.t0, b);
             self.start_service(now, b, job);
         }
     }
@@ -441,21 +443,26 @@ impl<'a> Run<'a> {
         );
     }
 
-    fn on_response(&mut self, now: Nanos, r: CallRef, failed: bool, report: Option<Snapshot>) {
+    fn on_response(&mut self, now: Nanos, r: CallRef, failed: bool, report: Option<LoadSnapshot>) {
         // Gone: the client gave up at the deadline.
         let Some(call) = self.calls.remove(r) else {
             return;
         };
         let latency = now - call.t0;
         if call.stream {
-            self.rec.stream_ended(call.t0, failed);
+            self.measurements.stream_ended(call.t0, failed);
         } else {
-            self.rec.concluded(call.t0, (!failed).then_some(latency));
+            self.measurements
+                .concluded(call.t0, (!failed).then_some(latency));
         }
-        if let Some(client) = self.clients.get_mut(call.client as usize) {
-            let report = report.map(|s| s.report());
+        // Only a client's balancer picked the backend; the limit's calls
+        // have no client to tell.
+        if let (Some(client), Route::Backend(backend)) =
+            (self.clients.get_mut(call.client as usize), call.route)
+        {
+            let report = report.map(|s| decoded_report(&s));
             client.done(Done {
-                backend: call.backend as usize,
+                backend: backend as usize,
                 stream: call.stream,
                 probe: call.probe,
                 failed,
@@ -470,11 +477,13 @@ impl<'a> Run<'a> {
         let Some(call) = self.calls.remove(r) else {
             return;
         };
-        self.rec.concluded(call.t0, None);
-        if let Some(client) = self.clients.get_mut(call.client as usize) {
+        self.measurements.concluded(call.t0, None);
+        if let (Some(client), Route::Backend(backend)) =
+            (self.clients.get_mut(call.client as usize), call.route)
+        {
             // DEADLINE_EXCEEDED: a failure, no trailers.
             client.done(Done {
-                backend: call.backend as usize,
+                backend: backend as usize,
                 stream: false,
                 probe: call.probe,
                 failed: true,
@@ -498,14 +507,14 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        self.rec.fired.push(FiredEvent {
+        self.measurements.fired.push(FiredEvent {
             at_s: to_secs(now),
             backends: e.backends.clone(),
             action: e.action.name().to_owned(),
         });
-        if let Some(limit) = &mut self.limit {
-            limit.rebuild(&self.backends);
-            self.dispatch_limit(now);
+        if let Some(central) = &mut self.central {
+            central.rebuild(&self.backends);
+            self.dispatch_central(now);
         }
     }
 }
@@ -514,4 +523,9 @@ impl<'a> Run<'a> {
 fn exp_gap(rng: &mut SmallRng, rate: f64) -> Nanos {
     let u: f64 = 1.0 - rng.random::<f64>();
     ((-u.ln() / rate) * 1e9).round().max(1.0) as Nanos
+}
+
+/// A backend's index as a [`Route`] holds it.
+fn backend_index(backend: usize) -> u32 {
+    u32::try_from(backend).expect("fewer than 2^32 backends")
 }

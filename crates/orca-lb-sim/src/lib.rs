@@ -38,7 +38,9 @@
 //! change, and attach to every response the report `orca-lb-server` would
 //! send: in-flight calls (not the reporting one), active streams, queue
 //! depth, capacity, a 1 s EWMA of service time, utilization and rates over
-//! a 10 s window.
+//! a 10 s window. Those are computed by the server's own load model,
+//! [`orca_lb_core::load_model`], driven in virtual time: nothing of the
+//! server is copied here either.
 //!
 //! **Clients** send an open-loop Poisson stream of calls, split evenly. A
 //! call has a deadline, at which its client counts an error. The server lets
@@ -51,7 +53,7 @@
 //! the same calls, so differences between policies are the policies'.
 //!
 //! **The limit** is a central queue: one FIFO in front of every worker of
-//! every backend, fastest free worker first, with the threshold rule for
+//! every backend (a call's route is the central queue instead of a backend), fastest free worker first, with the threshold rule for
 //! slower ones. No distributed balancer can beat it; results are ratios to
 //! it. For identical exponential backends the pooled M/M/k formula
 //! ([`ErlangC`]) is given too.
@@ -85,13 +87,17 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod backend;
+mod call;
 mod call_log;
+mod central_queue;
 mod clock;
 mod engine;
 mod erlang;
+mod measurements;
 mod policy;
 pub mod report;
 mod results;
+mod route;
 mod scenario;
 mod service_time;
 
@@ -112,6 +118,7 @@ pub use scenario::{
 pub use service_time::ServiceTime;
 
 use engine::Run;
+use measurements::{Measurements, Targets};
 
 /// Runs every policy over the scenario with the seed, on as many threads as
 /// the machine has, and gathers the results in the order given.
@@ -131,7 +138,7 @@ pub fn simulate_seeds(scenario: &Scenario, policies: &[Policy], seeds: &[u64]) -
         .map_or(1, |n| n.get())
         .min(jobs.len().max(1));
     let next = AtomicUsize::new(0);
-    let mut done: Vec<(usize, engine::Recorder, f64)> = std::thread::scope(|s| {
+    let mut done: Vec<(usize, Measurements, f64)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
@@ -157,7 +164,7 @@ pub fn simulate_seeds(scenario: &Scenario, policies: &[Policy], seeds: &[u64]) -
     let (_, _, _, targets) = targets(scenario);
     let capacities: Vec<u32> = scenario.backend_groups().map(|g| g.capacity).collect();
     let mut timings: Vec<(String, f64)> = Vec::new();
-    let mut pooled: Vec<Option<engine::Recorder>> = (0..policies.len()).map(|_| None).collect();
+    let mut pooled: Vec<Option<Measurements>> = (0..policies.len()).map(|_| None).collect();
     for (i, rec, secs) in done {
         let p = jobs[i].0;
         match &mut pooled[p] {
@@ -249,7 +256,7 @@ fn erlang(scenario: &Scenario) -> Option<ErlangC> {
 /// The watched backends' share if calls followed service rates, before,
 /// during and after the events, and when the reaction and recovery clocks
 /// start.
-fn targets(scenario: &Scenario) -> (f64, f64, f64, engine::Targets) {
+fn targets(scenario: &Scenario) -> (f64, f64, f64, Targets) {
     let watched = scenario.watched();
     let groups: Vec<&BackendGroup> = scenario.backend_groups().collect();
     // (speed, failing) per backend.
@@ -307,7 +314,7 @@ fn targets(scenario: &Scenario) -> (f64, f64, f64, engine::Targets) {
         before,
         during,
         after,
-        engine::Targets {
+        Targets {
             event,
             recovery,
             before,

@@ -20,7 +20,7 @@ struct Latencies {
 
 /// Collects per-call and per-backend numbers during a run.
 #[derive(Debug)]
-pub(crate) struct Recorder {
+pub(crate) struct Measurements {
     measure: (Nanos, Nanos),
     window: Option<(Nanos, Nanos)>,
     deadline: Nanos,
@@ -58,7 +58,7 @@ pub(crate) struct Targets {
     pub(crate) before: f64,
 }
 
-impl Recorder {
+impl Measurements {
     pub(crate) fn new(
         measure: (Nanos, Nanos),
         window: Option<(Nanos, Nanos)>,
@@ -95,7 +95,7 @@ impl Recorder {
 
     /// Adds another run of the same scenario (another seed): its calls,
     /// counts and samples are pooled with these.
-    pub(crate) fn merge(&mut self, other: Recorder) {
+    pub(crate) fn merge(&mut self, other: Measurements) {
         self.runs += other.runs;
         self.measured.ok.extend(other.measured.ok);
         self.measured.errors += other.measured.errors;

@@ -1,6 +1,7 @@
 //! Calls in flight, as their clients hold them.
 
 use crate::clock::Nanos;
+use crate::route::Route;
 
 /// A client's handle on a call: an index into [`Calls`] and the generation
 /// of the slot, so a late response to a call that already timed out finds
@@ -15,7 +16,8 @@ pub(crate) struct CallRef {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Call {
     pub(crate) client: u32,
-    pub(crate) backend: u32,
+    /// Where it was sent.
+    pub(crate) route: Route,
     /// The intended send time: latency and the deadline count from here.
     pub(crate) t0: Nanos,
     pub(crate) stream: bool,
@@ -80,7 +82,7 @@ mod tests {
         let mut calls = Calls::default();
         let call = Call {
             client: 0,
-            backend: 1,
+            route: Route::Backend(1),
             t0: 5,
             stream: false,
             probe: false,

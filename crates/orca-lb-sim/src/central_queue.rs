@@ -17,26 +17,39 @@ use crate::clock::Nanos;
 /// is optimal for heterogeneous servers (Lin and Kumar), in its
 /// expected-completion form. A backend that fails fast is never used.
 #[derive(Debug)]
-pub(crate) struct Limit {
+pub(crate) struct CentralQueue {
     queue: VecDeque<Job>,
     /// Backends with a free worker, fastest first: `(mean ns, index)`.
     free: BTreeSet<(u64, usize)>,
-    /// Distinct means, ascending, with the service rate of all workers
-    /// strictly faster: `(mean s, faster rate /s, fastest mean s)`.
-    classes: Vec<(f64, f64, f64)>,
-    key: Vec<u64>,
+    /// Distinct means, ascending.
+    classes: Vec<SpeedClass>,
+    /// Each backend's mean service time in nanoseconds; `None` while it
+    /// fails fast (it is never used then).
+    mean_ns: Vec<Option<u64>>,
 }
 
-impl Limit {
+/// The workers sharing one mean service time, and what the faster ones can
+/// do instead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SpeedClass {
+    /// The class's mean service time, seconds.
+    mean_s: f64,
+    /// Calls a second all strictly faster workers complete together.
+    faster_rate: f64,
+    /// The fastest mean of all, seconds (infinite for the fastest class).
+    fastest_mean_s: f64,
+}
+
+impl CentralQueue {
     pub(crate) fn new(backends: &[Backend]) -> Self {
-        let mut limit = Self {
+        let mut central = Self {
             queue: VecDeque::new(),
             free: BTreeSet::new(),
             classes: Vec::new(),
-            key: vec![0; backends.len()],
+            mean_ns: vec![None; backends.len()],
         };
-        limit.rebuild(backends);
-        limit
+        central.rebuild(backends);
+        central
     }
 
     /// Recomputes speeds after a scripted event.
@@ -45,15 +58,11 @@ impl Limit {
         let mut means: Vec<(f64, f64)> = Vec::new();
         for (i, b) in backends.iter().enumerate() {
             let m = b.mean_secs();
-            self.key[i] = if m.is_finite() {
-                (m * 1e9) as u64
-            } else {
-                u64::MAX
-            };
-            if m.is_finite() {
+            self.mean_ns[i] = m.is_finite().then_some((m * 1e9) as u64);
+            if let Some(key) = self.mean_ns[i] {
                 means.push((m, f64::from(b.capacity) / m));
                 if b.has_free_worker() {
-                    self.free.insert((self.key[i], i));
+                    self.free.insert((key, i));
                 }
             }
         }
@@ -63,7 +72,11 @@ impl Limit {
         let mut k = 0;
         while k < means.len() {
             let m = means[k].0;
-            self.classes.push((m, rate, fastest));
+            self.classes.push(SpeedClass {
+                mean_s: m,
+                faster_rate: rate,
+                fastest_mean_s: fastest,
+            });
             while k < means.len() && means[k].0 == m {
                 rate += means[k].1;
                 k += 1;
@@ -72,24 +85,26 @@ impl Limit {
         }
     }
 
-    /// A call reaches the pool.
+    /// A call joins the queue.
     pub(crate) fn arrive(&mut self, job: Job) {
         self.queue.push_back(job);
     }
 
     /// A worker of `backend` became free (or a backend changed).
     pub(crate) fn freed(&mut self, backend: usize, backends: &[Backend]) {
-        if self.key[backend] != u64::MAX && backends[backend].has_free_worker() {
-            self.free.insert((self.key[backend], backend));
+        if let Some(key) = self.mean_ns[backend]
+            && backends[backend].has_free_worker()
+        {
+            self.free.insert((key, backend));
         }
     }
 
     /// Whether a free worker of mean `m` should take the head with `len`
     /// calls queued.
     fn worth_it(&self, m: f64, len: usize) -> bool {
-        let i = self.classes.partition_point(|c| c.0 < m);
+        let i = self.classes.partition_point(|c| c.mean_s < m);
         match self.classes.get(i) {
-            Some(&(_, rate, fastest)) if rate > 0.0 => len as f64 / rate + fastest > m,
+            Some(c) if c.faster_rate > 0.0 => len as f64 / c.faster_rate + c.fastest_mean_s > m,
             _ => true,
         }
     }
@@ -134,7 +149,7 @@ impl Limit {
     /// The backend with the fewest open streams, for a new stream.
     pub(crate) fn stream_backend(&self, backends: &[Backend]) -> usize {
         (0..backends.len())
-            .filter(|&i| self.key[i] != u64::MAX)
+            .filter(|&i| self.mean_ns[i].is_some())
             .min_by_key(|&i| (backends[i].streams(), i))
             .unwrap_or(0)
     }

@@ -8,13 +8,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::tracker::LoadTracker;
 
 /// Counts one call as in flight (and as a stream, for streaming methods) from
-/// the moment the layer sees it until [`finish`](CallGuard::finish) or drop.
+/// the moment the layer sees it until [`finish`](InFlightCall::finish) or drop.
 ///
 /// It moves from the service into the response future and then into the
 /// response body, so a stream counts until its trailers are sent or its body
 /// is dropped, as when the client goes away mid-stream.
 #[derive(Debug)]
-pub(crate) struct CallGuard {
+pub(crate) struct InFlightCall {
     tracker: Arc<LoadTracker>,
     stream: bool,
     /// When the call started waiting for a slot, while it waits.
@@ -24,7 +24,7 @@ pub(crate) struct CallGuard {
     finished: bool,
 }
 
-impl CallGuard {
+impl InFlightCall {
     pub(crate) fn start(tracker: Arc<LoadTracker>, stream: bool) -> Self {
         tracker.call_started(stream);
         Self {
@@ -99,7 +99,7 @@ impl CallGuard {
     }
 }
 
-impl Drop for CallGuard {
+impl Drop for InFlightCall {
     fn drop(&mut self) {
         self.finish(None);
     }
@@ -138,7 +138,7 @@ mod tests {
     async fn a_unary_call_dropped_in_its_handler_counts_as_busy_and_failed() {
         let t0 = now();
         let tracker = tracker(t0);
-        let mut guard = CallGuard::start(tracker.clone(), false);
+        let mut guard = InFlightCall::start(tracker.clone(), false);
         guard.begin_service(None, t0);
         tokio::time::advance(Duration::from_millis(400)).await;
         drop(guard);
@@ -159,7 +159,7 @@ mod tests {
     async fn a_unary_call_dropped_while_queued_counts_as_failed() {
         let t0 = now();
         let tracker = tracker(t0);
-        let mut guard = CallGuard::start(tracker.clone(), false);
+        let mut guard = InFlightCall::start(tracker.clone(), false);
         guard.enqueue(t0);
         assert_eq!(tracker.queue_depth(), 1);
         drop(guard);
@@ -174,19 +174,19 @@ mod tests {
         let t0 = now();
         let tracker = tracker(t0);
 
-        let mut ok = CallGuard::start(tracker.clone(), false);
+        let mut ok = InFlightCall::start(tracker.clone(), false);
         ok.begin_service(None, t0);
         ok.end_service(t0 + Duration::from_millis(100));
         ok.finish(Some(0));
         drop(ok);
 
         // A stream the client walks away from.
-        let mut stream = CallGuard::start(tracker.clone(), true);
+        let mut stream = InFlightCall::start(tracker.clone(), true);
         stream.begin_service(None, t0);
         assert_eq!(tracker.active_streams(), 1);
         drop(stream);
 
-        let mut failed = CallGuard::start(tracker.clone(), false);
+        let mut failed = InFlightCall::start(tracker.clone(), false);
         failed.begin_service(None, t0);
         failed.end_service(t0);
         failed.finish(Some(14));
