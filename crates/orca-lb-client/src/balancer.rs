@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::P2c;
+use orca_lb_core::{Admission, P2c};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -239,7 +239,9 @@ impl Balancer {
             };
             let ep = &self.list[i];
             match ep.admit(panic) {
-                Some(probe) => {
+                Admission::Refused => excluded = Some(i),
+                admission => {
+                    let probe = admission.is_probe();
                     tracing::trace!(
                         target_name = %self.shared.config.target,
                         endpoint = %ep.key,
@@ -256,7 +258,6 @@ impl Balancer {
                         now,
                     ));
                 }
-                None => excluded = Some(i),
             }
         }
         Err(BalanceError::NoneAvailable {

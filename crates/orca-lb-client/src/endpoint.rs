@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 use orca_lb_core::{
-    BreakerState, CandidateView, EndpointPolicy, LoadReport, LocalLoad, OpenReason, Outcome, Score,
-    Transition,
+    Admission, BreakerState, CandidateView, EndpointPolicy, LoadReport, LocalLoad, OpenReason,
+    Outcome, Score, Transition,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -210,9 +210,9 @@ impl Endpoint {
     }
 
     /// Reserves a call here (see [`EndpointPolicy::admit`]).
-    pub(crate) fn admit(&self, panic: bool) -> Option<bool> {
+    pub(crate) fn admit(&self, panic: bool) -> Admission {
         if self.is_closed() {
-            return Some(false);
+            return Admission::Call;
         }
         let mut core = self.core.lock();
         let admitted = core.policy.admit(panic);

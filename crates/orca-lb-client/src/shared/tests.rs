@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orca_lb_core::{BreakerState, Outcome};
+use orca_lb_core::{Admission, BreakerState, Outcome};
 use tonic::transport::Endpoint as TonicEndpoint;
 
 use super::{Shared, wait_for_change};
@@ -66,7 +66,7 @@ async fn an_endpoint_removed_while_half_open_does_not_underflow() {
     eps[0].on_tick(&shared, later);
     assert_eq!(state(&eps[0]), BreakerState::HalfOpen);
     let probes: Vec<_> = (0..3).map(|_| eps[0].admit(false)).collect();
-    assert!(probes.iter().all(|p| *p == Some(true)), "{probes:?}");
+    assert!(probes.iter().all(|p| *p == Admission::Probe), "{probes:?}");
     shared.remove(&eps[0].key).unwrap();
     assert_eq!(shared.ejected(), 0);
     for _ in 0..3 {
