@@ -72,7 +72,7 @@ impl RepickBudget {
     /// Counts the calls picked over `endpoints` and refreshes the tokens to
     /// the allowance of the last window less the re-picks made in it.
     pub(crate) fn on_tick(&self, endpoints: &[Arc<Endpoint>], now: Instant) {
-        let calls: u64 = endpoints.iter().map(|e| e.picks_total.load(Relaxed)).sum();
+        let calls: u64 = endpoints.iter().map(|e| e.picks_total()).sum();
         let repicks = self.repicks_total.load(Relaxed);
         let mut history = self.history.lock();
         history.push_back((now, calls, repicks));
