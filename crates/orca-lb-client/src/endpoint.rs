@@ -170,6 +170,8 @@ impl Endpoint {
 
     /// Whether discovery removed it.
     fn is_draining(&self) -> bool {
+        // Relaxed: a pick that sees the removal a moment late sends one call
+        // that a pick a moment earlier would have; the call still ends.
         self.draining.load(Relaxed)
     }
 
@@ -213,6 +215,9 @@ impl Endpoint {
 
     /// Reserves a call here (see [`EndpointPolicy::admit`]).
     pub(crate) fn admit(&self, panic: bool) -> Admission {
+        // Relaxed: a Closed read a moment late admits an ordinary call as a
+        // pick a moment earlier would have; anything else goes to the lock,
+        // which decides.
         if self.published.breaker_state.load(Relaxed) == state_code(BreakerState::Closed) {
             return Admission::Call;
         }
@@ -318,6 +323,8 @@ impl Endpoint {
             ))
         );
         if refused {
+            // Relaxed: the flag only keeps a second probe from starting; the
+            // breaker it probes for is behind the core's lock.
             return if self.connect_probe.swap(true, Relaxed) {
                 Tick::Nothing
             } else {
@@ -455,6 +462,10 @@ impl Endpoint {
 
     /// Whether its breaker, as last published, is not Closed.
     pub(crate) fn is_out(&self) -> bool {
+        // Relaxed: the set reads this under its lock, after the event that
+        // stored it was returned on the same thread; the lock orders the
+        // reads, so the last one sees the last state stored (see
+        // `EndpointSet::record`).
         self.published.breaker_state.load(Relaxed) != state_code(BreakerState::Closed)
     }
 

@@ -42,6 +42,11 @@ impl RepickBudget {
     }
 
     /// Takes one re-pick from the budget, if any is left.
+    ///
+    /// Every access to `tokens` and `repicks_total` is `Relaxed`: they are
+    /// counters, each read on its own, that publish no other memory. The
+    /// read-modify-writes keep each count exact; a tick that reads one a
+    /// moment late refreshes with the counts of a moment earlier.
     pub(crate) fn try_take(&self) -> bool {
         let taken = self
             .tokens
