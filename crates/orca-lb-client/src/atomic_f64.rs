@@ -1,4 +1,9 @@
 //! An `f64` in an `AtomicU64`.
+//!
+//! Loads and stores are `Relaxed`: each value is read on its own and
+//! publishes no other memory. Several of them (the fleet medians) may be
+//! seen from two maintenance passes for a moment, which only blends two
+//! estimates a pass apart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::P2c;
+use orca_lb_core::{Admission, P2c};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -14,9 +14,12 @@ use tower_service::Service;
 
 use crate::call::CallGuard;
 use crate::discovery::Change;
+use crate::endpoint::Endpoint;
+use crate::endpoint_set::EndpointList;
 use crate::error::BalanceError;
+use crate::pick_context::PickContext;
 use crate::readiness::Readiness;
-use crate::shared::{EndpointList, Shared};
+use crate::shared::Shared;
 use crate::snapshot::BalancerSnapshot;
 use crate::{BalancerConfig, BuildError, ResponseBody, ResponseFuture};
 
@@ -89,7 +92,7 @@ impl Balancer {
     }
 
     fn from_shared(shared: Arc<Shared>) -> Balancer {
-        let (list, generation) = shared.list();
+        let (list, generation) = shared.set.list();
         Balancer {
             rng: SmallRng::seed_from_u64(shared.next_seed()),
             picker: P2c::with_tie_tolerance(shared.config.score.tie_tolerance),
@@ -150,12 +153,12 @@ impl Balancer {
     /// Waits until at least `n` endpoints are known (discovery runs on its
     /// own task).
     pub async fn wait_for_endpoints(&self, n: usize) {
-        self.shared.wait_for_list(|list| list.len() >= n).await;
+        self.shared.set.wait_for_list(|list| list.len() >= n).await;
     }
 
     fn refresh(&mut self) {
-        if self.shared.generation() != self.generation {
-            (self.list, self.generation) = self.shared.list();
+        if self.shared.set.generation() != self.generation {
+            (self.list, self.generation) = self.shared.set.list();
         }
     }
 
@@ -166,37 +169,15 @@ impl Balancer {
     pub fn choose(&mut self, stream: bool) -> Option<usize> {
         let now = tokio::time::Instant::now().into_std();
         self.refresh();
-        let mut warm_up: f64 = self.rng.random();
-        self.draw(stream, &mut warm_up, None, now)
-    }
-
-    /// One P2C draw over the cached list, passing over `excluded`. When the
-    /// warm-up draw leaves nothing (every endpoint is new, as at start-up),
-    /// `warm_up` is reset to 0 and all endpoints count.
-    fn draw(
-        &mut self,
-        stream: bool,
-        warm_up: &mut f64,
-        excluded: Option<usize>,
-        now: std::time::Instant,
-    ) -> Option<usize> {
-        let list = &self.list;
-        let shared = &*self.shared;
-        let panic = shared.is_panic();
-        loop {
-            let u = *warm_up;
-            let chosen = self.picker.pick(&mut self.rng, list.len(), |i| {
-                let ep = &list[i];
-                if Some(i) == excluded || ep.draining.load(std::sync::atomic::Ordering::Relaxed) {
-                    return None;
-                }
-                ep.candidate(stream, u, panic, shared, now)
-            });
-            if chosen.is_some() || *warm_up == 0.0 {
-                return chosen;
-            }
-            *warm_up = 0.0;
-        }
+        let mut pick = PickContext {
+            stream,
+            warm_up: self.rng.random(),
+            panic: self.shared.set.is_panic(),
+            fleet: self.shared.fleet(),
+            score: &self.shared.config.score,
+            now,
+        };
+        draw(&self.picker, &mut self.rng, &self.list, &mut pick, None)
     }
 
     /// Picks an endpoint other than `failed` for a call whose attempt there
@@ -204,7 +185,7 @@ impl Balancer {
     pub(crate) fn repick(
         shared: &Arc<Shared>,
         stream: bool,
-        failed: &Arc<crate::endpoint::Endpoint>,
+        failed: &Arc<Endpoint>,
         now: std::time::Instant,
     ) -> Result<CallGuard, BalanceError> {
         Balancer::from_shared(shared.clone()).pick_avoiding(stream, now, Some(failed))
@@ -218,7 +199,7 @@ impl Balancer {
         &mut self,
         stream: bool,
         now: std::time::Instant,
-        avoid: Option<&Arc<crate::endpoint::Endpoint>>,
+        avoid: Option<&Arc<Endpoint>>,
     ) -> Result<CallGuard, BalanceError> {
         self.refresh();
         if self.list.is_empty() {
@@ -226,23 +207,32 @@ impl Balancer {
                 target: self.shared.config.target.clone(),
             });
         }
-        let panic = self.shared.is_panic();
         // Endpoints still warming up are considered with probability equal
         // to their warm-up share: one draw per pick.
-        let mut warm_up: f64 = self.rng.random();
+        let mut pick = PickContext {
+            stream,
+            warm_up: self.rng.random(),
+            panic: self.shared.set.is_panic(),
+            fleet: self.shared.fleet(),
+            score: &self.shared.config.score,
+            now,
+        };
+        let panic = pick.panic;
         let mut excluded = avoid.and_then(|a| self.list.iter().position(|e| Arc::ptr_eq(e, a)));
         // A HalfOpen endpoint whose probe budget went to another caller
         // between the pick and the admission is excluded and replaced.
         for _ in 0..2 {
-            let Some(i) = self.draw(stream, &mut warm_up, excluded, now) else {
+            let Some(i) = draw(&self.picker, &mut self.rng, &self.list, &mut pick, excluded) else {
                 break;
             };
             let ep = &self.list[i];
             match ep.admit(panic) {
-                Some(probe) => {
+                Admission::Refused => excluded = Some(i),
+                admission => {
+                    let probe = admission.is_probe();
                     tracing::trace!(
                         target_name = %self.shared.config.target,
-                        endpoint = %ep.key,
+                        endpoint = %ep.key(),
                         stream,
                         probe,
                         panic,
@@ -256,13 +246,36 @@ impl Balancer {
                         now,
                     ));
                 }
-                None => excluded = Some(i),
             }
         }
         Err(BalanceError::NoneAvailable {
             target: self.shared.config.target.clone(),
             endpoints: self.list.len(),
         })
+    }
+}
+
+/// One P2C draw over `list`, passing over `excluded`. When the warm-up draw
+/// leaves nothing (every endpoint is new, as at start-up), `pick.warm_up` is
+/// reset to 0 and all endpoints count.
+fn draw(
+    picker: &P2c,
+    rng: &mut SmallRng,
+    list: &[Arc<Endpoint>],
+    pick: &mut PickContext<'_>,
+    excluded: Option<usize>,
+) -> Option<usize> {
+    loop {
+        let chosen = picker.pick(rng, list.len(), |i| {
+            if Some(i) == excluded {
+                return None;
+            }
+            list[i].candidate(pick)
+        });
+        if chosen.is_some() || pick.warm_up == 0.0 {
+            return chosen;
+        }
+        pick.warm_up = 0.0;
     }
 }
 

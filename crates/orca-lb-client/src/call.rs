@@ -1,7 +1,6 @@
 //! One call on one endpoint, from pick to outcome.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use http::HeaderMap;
@@ -10,6 +9,7 @@ use tonic::Code;
 use orca_lb_core::Outcome;
 
 use crate::endpoint::Endpoint;
+use crate::local_calls::CallMark;
 use crate::report::{grpc_status, report_in};
 use crate::shared::Shared;
 
@@ -21,8 +21,8 @@ pub(crate) struct CallGuard {
     endpoint: Arc<Endpoint>,
     shared: Arc<Shared>,
     start: Instant,
-    /// What this unary call added to its endpoint's in-flight start times.
-    mark: u64,
+    /// What this call added to its endpoint's local load.
+    mark: CallMark,
     stream: bool,
     probe: bool,
     done: bool,
@@ -36,16 +36,7 @@ impl CallGuard {
         probe: bool,
         now: Instant,
     ) -> Self {
-        let mut mark = 0;
-        if stream {
-            endpoint.streams.fetch_add(1, Relaxed);
-        } else {
-            endpoint.in_flight.fetch_add(1, Relaxed);
-            mark = endpoint.in_flight_mark(now);
-            endpoint.in_flight_started.fetch_add(mark, Relaxed);
-        }
-        endpoint.picks_total.fetch_add(1, Relaxed);
-        endpoint.metrics.picks.increment(1);
+        let mark = endpoint.start_call(stream, now);
         Self {
             endpoint,
             shared,
@@ -89,23 +80,19 @@ impl CallGuard {
         }
         let now = tokio::time::Instant::now().into_std();
         // Release this call first: a report counts the client's other calls.
-        if self.stream {
-            self.endpoint.streams.fetch_sub(1, Relaxed);
-        } else {
-            self.endpoint.in_flight.fetch_sub(1, Relaxed);
-            self.endpoint
-                .in_flight_started
-                .fetch_sub(self.mark, Relaxed);
-        }
+        self.endpoint.end_call(self.mark);
         match trailers.and_then(report_in) {
-            Some(Ok(report)) => self.endpoint.on_report(&report, &self.shared, now),
-            Some(Err(e)) => self.endpoint.on_invalid_report(&self.shared, &e),
+            Some(Ok(report)) => self.shared.set.on_report(&self.endpoint, &report, now),
+            Some(Err(e)) => self
+                .endpoint
+                .on_invalid_report(&self.shared.config.target, &e),
             None => {}
         }
         // Stream lifetimes say nothing about service time.
         let latency = (!self.stream).then(|| now.saturating_duration_since(self.start));
-        self.endpoint
-            .on_outcome(outcome, latency, self.probe, &self.shared, now);
+        self.shared
+            .set
+            .on_outcome(&self.endpoint, outcome, latency, self.probe, now);
     }
 }
 

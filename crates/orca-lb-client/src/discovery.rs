@@ -67,11 +67,11 @@ pub(crate) async fn run(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        shared.begin_batch();
+        shared.set.begin_batch();
         for change in batch.drain(..) {
             apply(&shared, change);
         }
-        shared.end_batch();
+        shared.set.end_batch();
         if ended {
             return;
         }
@@ -93,8 +93,14 @@ pub(crate) fn apply(shared: &Arc<Shared>, change: Change) {
                     return;
                 }
             };
-            let ep = Arc::new(Endpoint::new(key.clone(), uri, channel, shared, now));
-            if shared.insert(ep.clone()) {
+            let ep = Arc::new(Endpoint::new(
+                key.clone(),
+                uri,
+                channel,
+                &shared.config,
+                now,
+            ));
+            if shared.set.insert(ep.clone()) {
                 tracing::info!(target_name = %shared.config.target, endpoint = %key, "endpoint added");
                 if let Some(period) = shared.config.oob_interval {
                     let task = tokio::spawn(crate::oob::run(
@@ -102,14 +108,14 @@ pub(crate) fn apply(shared: &Arc<Shared>, change: Change) {
                         Arc::downgrade(&ep),
                         period,
                     ));
-                    *ep.oob_task.lock() = Some(task);
+                    ep.set_oob_task(task);
                 }
             } else {
                 tracing::debug!(target_name = %shared.config.target, endpoint = %key, "endpoint already present");
             }
         }
         Change::Remove(key) => {
-            if shared.remove(&key).is_some() {
+            if shared.set.remove(&key).is_some() {
                 tracing::info!(target_name = %shared.config.target, endpoint = %key, "endpoint removed; draining");
             }
         }

@@ -1,100 +1,99 @@
 //! One backend: its connection, what is known of its load, its breaker.
+//!
+//! An endpoint knows nothing of the set it belongs to: its event methods
+//! take what they need from the balancer as arguments (whether one more
+//! ejection is allowed, the score settings) and return the breaker change
+//! they caused, which the [`EndpointSet`](crate::endpoint_set::EndpointSet)
+//! counts and logs.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use http::Uri;
 use orca_lb_core::{
-    BreakerState, CandidateView, EndpointPolicy, LoadReport, LocalLoad, OpenReason, Outcome, Score,
-    Transition,
+    Admission, BreakerState, CandidateView, EndpointPolicy, FleetSamples, FleetView, LoadReport,
+    OpenReason, Outcome, Score, ScoreConfig, Transition,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::BalancerConfig;
 use crate::invalid_report_log::InvalidReportLog;
+use crate::local_calls::{CallMark, LocalCalls};
 use crate::metrics::EndpointMetrics;
-use crate::shared::Shared;
+use crate::pick_context::PickContext;
+use crate::snapshot::{EndpointSnapshot, WINDOW};
 
-/// The low bits of `Endpoint::in_flight_started` count calls (up to about a
-/// million in flight), the high bits sum their start times.
-const COUNT_BITS: u32 = 20;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-const SUM_MASK: u64 = u64::MAX >> COUNT_BITS;
-
-/// What a unary call started at `now` adds to an endpoint's
-/// `in_flight_started`: its start time (microseconds from `epoch`) above
-/// [`COUNT_BITS`], one below. Additions and subtractions wrap, so the word
-/// stays exact modulo 2^64 however long the endpoint lives.
-fn in_flight_mark(epoch: Instant, now: Instant) -> u64 {
-    let us = now.saturating_duration_since(epoch).as_micros() as u64;
-    (us << COUNT_BITS).wrapping_add(1)
+/// A breaker transition an event caused, for the set to count and log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BreakerChange {
+    /// The transition.
+    pub(crate) transition: Transition,
+    /// How many times the endpoint has been ejected, this one included.
+    pub(crate) ejections: u32,
 }
 
-/// The mean start time of the calls summed in `word` (see
-/// [`in_flight_mark`]), as of `now`; `None` when there are none.
-fn in_flight_since(word: u64, epoch: Instant, now: Instant) -> Option<Instant> {
-    let n = word & COUNT_MASK;
-    if n == 0 {
-        return None;
-    }
-    // The sum of the ages is exact modulo 2^(64 - COUNT_BITS) microseconds
-    // (over 200 days of calls in flight). A call started by another thread
-    // after `now` was read can make it negative, which wraps to a huge
-    // value: count that as no age.
-    let now_us = now.saturating_duration_since(epoch).as_micros() as u64;
-    let ages = n.wrapping_mul(now_us).wrapping_sub(word >> COUNT_BITS) & SUM_MASK;
-    let ages = if ages > SUM_MASK / 2 { 0 } else { ages };
-    Some(
-        now.checked_sub(Duration::from_micros(ages / n))
-            .unwrap_or(epoch),
-    )
+/// What a maintenance tick found due on an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tick {
+    /// Nothing: no breaker deadline has passed.
+    Nothing,
+    /// The breaker's deadline passed and it changed state.
+    Changed(BreakerChange),
+    /// The ejection of an endpoint that refused connections is over: the
+    /// caller runs a bare TCP connect and reports it with
+    /// [`Endpoint::on_connect_probe`].
+    ConnectProbe,
 }
 
 /// The mutable heart of an endpoint, behind its own lock (never a global one).
 #[derive(Debug)]
-pub(crate) struct EndpointCore {
-    pub(crate) policy: EndpointPolicy,
-    /// (time, picks_total, failures_total) once per maintenance tick, for the
+struct EndpointCore {
+    policy: EndpointPolicy,
+    /// (time, picks, failures) once per maintenance tick, for the
     /// last-10-seconds counts.
-    pub(crate) history: VecDeque<(Instant, u64, u64)>,
+    history: VecDeque<(Instant, u64, u64)>,
+}
+
+/// What picks read of the core, copied out after every update so that a
+/// pick never takes the core's lock.
+#[derive(Debug)]
+struct Published {
+    view: RwLock<CandidateView>,
+    /// The breaker's state ([`state_code`]), for the admission's lock-free
+    /// fast path and the gauge.
+    breaker_state: AtomicU8,
+}
+
+/// Monotonic totals, read by snapshots and the re-pick budget.
+#[derive(Debug, Default)]
+struct Totals {
+    picks: AtomicU64,
+    failures: AtomicU64,
+    invalid_reports: AtomicU64,
+    /// Out-of-band reports dropped for coming sooner than `oob_min_spacing`.
+    oob_reports_dropped: AtomicU64,
 }
 
 /// A backend the balancer can send calls to.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
-    pub(crate) key: String,
-    pub(crate) uri: Uri,
-    pub(crate) channel: Channel,
-    pub(crate) core: Mutex<EndpointCore>,
-    /// What picks read: published after every update.
-    view: RwLock<CandidateView>,
-    eligible: AtomicBool,
-    breaker_state: AtomicU8,
-    pub(crate) in_flight: AtomicU32,
-    /// The unary calls in flight and the sum of their start times, in one
-    /// word so that a pick reads both at once: each call adds
-    /// [`Endpoint::in_flight_mark`] when it starts and takes it back when it
-    /// ends.
-    pub(crate) in_flight_started: AtomicU64,
-    /// Start times count in microseconds from here.
-    epoch: Instant,
-    pub(crate) streams: AtomicU32,
-    pub(crate) draining: AtomicBool,
-    pub(crate) picks_total: AtomicU64,
-    pub(crate) failures_total: AtomicU64,
-    pub(crate) invalid_reports: AtomicU64,
-    pub(crate) invalid_report_log: InvalidReportLog,
-    /// Out-of-band reports dropped for coming sooner than `oob_min_spacing`.
-    pub(crate) oob_reports_dropped: AtomicU64,
-    pub(crate) metrics: EndpointMetrics,
-    pub(crate) oob_task: Mutex<Option<JoinHandle<()>>>,
-    /// Whether the balancer-wide ejected count includes this endpoint
-    /// (changed only under the balancer's membership lock).
-    pub(crate) counted_ejected: AtomicBool,
+    key: String,
+    uri: Uri,
+    channel: Channel,
+    core: Mutex<EndpointCore>,
+    published: Published,
+    calls: LocalCalls,
+    totals: Totals,
+    /// Set once discovery removed it: no new call is sent here.
+    draining: AtomicBool,
+    /// Set while a connect probe runs, so that ticks start no second one.
     connect_probe: AtomicBool,
+    invalid_report_log: InvalidReportLog,
+    metrics: EndpointMetrics,
+    oob_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn state_code(s: BreakerState) -> u8 {
@@ -105,17 +104,23 @@ fn state_code(s: BreakerState) -> u8 {
     }
 }
 
+// Ordering: every atomic of an endpoint is `Relaxed`. Each is a counter or
+// a flag read on its own: none publishes other memory (the estimate is
+// behind its own `RwLock`, the policy behind the core's `Mutex`), and a pick
+// or snapshot that sees a value a moment late decides as it would have a
+// moment earlier. Where a decision must be exact (admitting a probe), the
+// core's lock decides.
 impl Endpoint {
     pub(crate) fn new(
         key: String,
         uri: Uri,
         channel: Channel,
-        shared: &Shared,
+        config: &BalancerConfig,
         now: Instant,
     ) -> Self {
-        let policy = EndpointPolicy::new(&shared.config.score, shared.config.breaker.clone(), now);
+        let policy = EndpointPolicy::new(&config.score, config.breaker.clone(), now);
         let view = policy.view();
-        let metrics = EndpointMetrics::new(&shared.config.target, &key);
+        let metrics = EndpointMetrics::new(&config.target, &key);
         Self {
             key,
             uri,
@@ -124,95 +129,97 @@ impl Endpoint {
                 policy,
                 history: VecDeque::new(),
             }),
-            view: RwLock::new(view),
-            eligible: AtomicBool::new(true),
-            breaker_state: AtomicU8::new(0),
-            in_flight: AtomicU32::new(0),
-            in_flight_started: AtomicU64::new(0),
-            epoch: now,
-            streams: AtomicU32::new(0),
+            published: Published {
+                view: RwLock::new(view),
+                breaker_state: AtomicU8::new(state_code(BreakerState::Closed)),
+            },
+            calls: LocalCalls::new(now),
+            totals: Totals::default(),
             draining: AtomicBool::new(false),
-            picks_total: AtomicU64::new(0),
-            failures_total: AtomicU64::new(0),
-            invalid_reports: AtomicU64::new(0),
+            connect_probe: AtomicBool::new(false),
             invalid_report_log: InvalidReportLog::default(),
-            oob_reports_dropped: AtomicU64::new(0),
             metrics,
             oob_task: Mutex::new(None),
-            counted_ejected: AtomicBool::new(false),
-            connect_probe: AtomicBool::new(false),
         }
     }
 
-    /// This client's calls here as of `now`, with the mean start time of
-    /// its unary calls in flight.
-    pub(crate) fn local(&self, now: Instant) -> LocalLoad {
-        let word = self.in_flight_started.load(Relaxed);
-        LocalLoad {
-            in_flight: self.in_flight.load(Relaxed),
-            streams: self.streams.load(Relaxed),
-            in_flight_since: in_flight_since(word, self.epoch, now),
-        }
+    /// Its key in the endpoint set.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Its address.
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// Its connection.
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.channel
     }
 
     /// Whether this client has no call or stream here.
     pub(crate) fn is_idle(&self) -> bool {
-        self.in_flight.load(Relaxed) == 0 && self.streams.load(Relaxed) == 0
+        self.calls.is_idle()
     }
 
-    /// What a unary call started at `now` adds to `in_flight_started`.
-    pub(crate) fn in_flight_mark(&self, now: Instant) -> u64 {
-        in_flight_mark(self.epoch, now)
+    /// Calls sent here since it was added.
+    pub(crate) fn picks_total(&self) -> u64 {
+        self.totals.picks.load(Relaxed)
     }
 
-    /// Whether picks may choose it (ignoring panic mode).
-    pub(crate) fn is_eligible(&self) -> bool {
-        self.eligible.load(Relaxed) && !self.draining.load(Relaxed)
+    /// Whether discovery removed it.
+    fn is_draining(&self) -> bool {
+        // Relaxed: a pick that sees the removal a moment late sends one call
+        // that a pick a moment earlier would have; the call still ends.
+        self.draining.load(Relaxed)
     }
 
-    /// Whether its breaker is Closed.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.breaker_state.load(Relaxed) == 0
-    }
-
-    /// The cost of a call (or stream) here now. Lock-free but for the
-    /// endpoint's own read lock on its estimate.
-    pub(crate) fn cost(&self, stream: bool, shared: &Shared, now: Instant) -> Score {
-        let estimate = self.view.read().estimate;
-        let fleet = shared.fleet();
-        if stream {
-            estimate.stream_cost(self.local(now), &fleet, &shared.config.score, now)
-        } else {
-            estimate.cost(self.local(now), &fleet, &shared.config.score, now)
+    /// Stops new calls here, and its out-of-band stream: discovery removed it.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Relaxed);
+        if let Some(task) = self.oob_task.lock().take() {
+            task.abort();
         }
     }
 
-    /// This endpoint's score for a pick that drew `u` (see
-    /// [`CandidateView::score`]), or `None` to pass it over.
-    pub(crate) fn candidate(
-        &self,
-        stream: bool,
-        u: f64,
-        panic: bool,
-        shared: &Shared,
-        now: Instant,
-    ) -> Option<Score> {
-        let view = *self.view.read();
+    /// Keeps the task of its out-of-band stream, to end with it.
+    pub(crate) fn set_oob_task(&self, task: JoinHandle<()>) {
+        *self.oob_task.lock() = Some(task);
+    }
+
+    /// This endpoint's score for one pick (see [`CandidateView::score`]),
+    /// or `None` to pass it over. Lock-free but for the endpoint's own read
+    /// lock on its estimate.
+    pub(crate) fn candidate(&self, pick: &PickContext<'_>) -> Option<Score> {
+        if self.is_draining() {
+            return None;
+        }
+        let view = *self.published.view.read();
         view.score(
-            self.local(now),
-            stream,
-            u,
-            panic,
-            &shared.fleet(),
-            &shared.config.score,
-            now,
+            self.calls.load(pick.now),
+            pick.stream,
+            pick.warm_up,
+            pick.panic,
+            &pick.fleet,
+            pick.score,
+            pick.now,
         )
     }
 
+    /// The cost of a unary call here now.
+    fn unary_cost(&self, fleet: &FleetView, score: &ScoreConfig, now: Instant) -> Score {
+        let estimate = self.published.view.read().estimate;
+        estimate.cost(self.calls.load(now), fleet, score, now)
+    }
+
     /// Reserves a call here (see [`EndpointPolicy::admit`]).
-    pub(crate) fn admit(&self, panic: bool) -> Option<bool> {
-        if self.is_closed() {
-            return Some(false);
+    pub(crate) fn admit(&self, panic: bool) -> Admission {
+        // Relaxed: a Closed read a moment late admits an ordinary call as a
+        // pick a moment earlier would have; anything else goes to the lock,
+        // which decides.
+        if self.published.breaker_state.load(Relaxed) == state_code(BreakerState::Closed) {
+            return Admission::Call;
         }
         let mut core = self.core.lock();
         let admitted = core.policy.admit(panic);
@@ -220,50 +227,54 @@ impl Endpoint {
         admitted
     }
 
-    /// Publishes what picks read, from the core (lock held by the caller).
-    pub(crate) fn publish(&self, core: &EndpointCore) {
-        let view = core.policy.view();
-        *self.view.write() = view;
-        self.eligible.store(view.eligible, Relaxed);
-        let code = state_code(core.policy.breaker().state());
-        self.breaker_state.store(code, Relaxed);
-        self.metrics.breaker_state.set(f64::from(code));
+    /// Counts a call (a stream if `stream`) picked at `now` in this
+    /// client's load here, until [`end_call`](Self::end_call).
+    pub(crate) fn start_call(&self, stream: bool, now: Instant) -> CallMark {
+        self.totals.picks.fetch_add(1, Relaxed);
+        self.metrics.picks.increment(1);
+        self.calls.start(stream, now)
     }
 
-    /// Sets the breaker-state gauge again, unchanged: every gauge of a
-    /// member is set on every maintenance pass, so an exporter's idle
-    /// timeout drops only the series of endpoints that left (see
-    /// `docs/observability.md`).
-    pub(crate) fn refresh_breaker_gauge(&self) {
-        let code = self.breaker_state.load(Relaxed);
+    /// Takes a call back out of this client's load here.
+    pub(crate) fn end_call(&self, mark: CallMark) {
+        self.calls.end(mark);
+    }
+
+    /// Publishes what picks read, from the core (lock held by the caller).
+    fn publish(&self, core: &EndpointCore) {
+        *self.published.view.write() = core.policy.view();
+        let code = state_code(core.policy.breaker().state());
+        self.published.breaker_state.store(code, Relaxed);
         self.metrics.breaker_state.set(f64::from(code));
     }
 
     /// Counts a report that could not be used, and logs it if it is the
     /// first (see [`InvalidReportLog`]).
-    pub(crate) fn on_invalid_report(&self, shared: &Shared, error: &dyn std::fmt::Display) {
-        self.invalid_reports.fetch_add(1, Relaxed);
+    pub(crate) fn on_invalid_report(&self, target: &str, error: &dyn std::fmt::Display) {
+        self.totals.invalid_reports.fetch_add(1, Relaxed);
         self.metrics.invalid_reports.increment(1);
-        self.invalid_report_log
-            .on_invalid(&shared.config.target, &self.key, error);
+        self.invalid_report_log.on_invalid(target, &self.key, error);
     }
 
     /// Counts an out-of-band report dropped for coming too soon after the
     /// last one.
     pub(crate) fn on_oob_report_dropped(&self) {
-        self.oob_reports_dropped.fetch_add(1, Relaxed);
+        self.totals.oob_reports_dropped.fetch_add(1, Relaxed);
         self.metrics.oob_reports_dropped.increment(1);
     }
 
     /// Takes in a report (trailer or out of band).
-    pub(crate) fn on_report(&self, report: &LoadReport, shared: &Shared, now: Instant) {
+    pub(crate) fn on_report(
+        &self,
+        report: &LoadReport,
+        may_eject: bool,
+        now: Instant,
+    ) -> Option<BreakerChange> {
         self.metrics.reports.increment(1);
-        let local = self.local(now);
+        let local = self.calls.load(now);
         let mut core = self.core.lock();
-        let t = core
-            .policy
-            .on_report(report, local, shared.may_eject(), now);
-        self.after(&mut core, t, shared, now);
+        let t = core.policy.on_report(report, local, may_eject, now);
+        self.after(&core, t)
     }
 
     /// Takes in a call's outcome. `probe` says whether the call held a
@@ -273,24 +284,25 @@ impl Endpoint {
         outcome: Outcome,
         latency: Option<Duration>,
         probe: bool,
-        shared: &Shared,
+        may_eject: bool,
         now: Instant,
-    ) {
+    ) -> Option<BreakerChange> {
         if matches!(outcome, Outcome::Failure | Outcome::ConnectFailure) {
-            self.failures_total.fetch_add(1, Relaxed);
+            self.totals.failures.fetch_add(1, Relaxed);
             self.metrics.failures.increment(1);
         }
         let mut core = self.core.lock();
         let t = core
             .policy
-            .on_outcome(outcome, latency, probe, shared.may_eject(), now);
-        self.after(&mut core, t, shared, now);
+            .on_outcome(outcome, latency, probe, may_eject, now);
+        self.after(&core, t)
     }
 
     /// Drives the breaker's deadline. An endpoint ejected because it refused
-    /// connections is first probed with a bare TCP connect (on its own task),
-    /// so that no caller's request is spent finding out it is still down.
-    pub(crate) fn on_tick(self: &Arc<Self>, shared: &Arc<Shared>, now: Instant) {
+    /// connections is first probed with a bare TCP connect (by the caller,
+    /// on its own task: see [`Tick::ConnectProbe`]), so that no caller's
+    /// request is spent finding out it is still down.
+    pub(crate) fn on_tick(&self, now: Instant) -> Tick {
         let mut core = self.core.lock();
         if core
             .policy
@@ -298,7 +310,7 @@ impl Endpoint {
             .next_transition()
             .is_none_or(|at| at > now)
         {
-            return;
+            return Tick::Nothing;
         }
         let refused = matches!(
             core.policy.breaker().last_transition(),
@@ -311,58 +323,177 @@ impl Endpoint {
             ))
         );
         if refused {
-            if !self.connect_probe.swap(true, Relaxed) {
-                tokio::spawn(connect_probe(self.clone(), shared.clone()));
-            }
-            return;
+            // Relaxed: the flag only keeps a second probe from starting; the
+            // breaker it probes for is behind the core's lock.
+            return if self.connect_probe.swap(true, Relaxed) {
+                Tick::Nothing
+            } else {
+                Tick::ConnectProbe
+            };
         }
         let t = core.policy.on_deadline(now);
-        self.after(&mut core, t, shared, now);
+        match self.after(&core, t) {
+            Some(change) => Tick::Changed(change),
+            None => Tick::Nothing,
+        }
     }
 
     /// The outcome of a connect probe: HalfOpen if it connected (calls then
     /// probe further), else ejected again for longer.
-    fn on_connect_probe(&self, connected: bool, shared: &Shared) {
-        let now = tokio::time::Instant::now().into_std();
+    pub(crate) fn on_connect_probe(&self, connected: bool, now: Instant) -> Option<BreakerChange> {
         let mut core = self.core.lock();
         let t = core.policy.on_connect_probe(connected, now);
-        self.after(&mut core, t, shared, now);
+        let change = self.after(&core, t);
         self.connect_probe.store(false, Relaxed);
+        change
     }
 
-    fn after(&self, core: &mut EndpointCore, t: Option<Transition>, shared: &Shared, now: Instant) {
-        if let Some(t) = t {
-            shared.on_transition(self, &t, core.policy.breaker().ejections(), now);
-            if t.to == BreakerState::Open {
-                self.metrics.ejections.increment(1);
-            }
-        }
+    /// Publishes the core after an event, and returns the transition it
+    /// caused, if any.
+    fn after(&self, core: &EndpointCore, t: Option<Transition>) -> Option<BreakerChange> {
         self.publish(core);
+        let transition = t?;
+        if transition.to == BreakerState::Open {
+            self.metrics.ejections.increment(1);
+        }
+        Some(BreakerChange {
+            transition,
+            ejections: core.policy.breaker().ejections(),
+        })
+    }
+
+    /// The maintenance pass's part for this endpoint: adds its state to the
+    /// fleet `samples`, records its totals for the 10 s windows, and sets
+    /// its gauges (every gauge of a member is set on every pass, so an
+    /// exporter's idle timeout drops only the series of endpoints that left:
+    /// see `docs/observability.md`).
+    pub(crate) fn maintain(
+        &self,
+        samples: &mut FleetSamples,
+        fleet: &FleetView,
+        config: &BalancerConfig,
+        now: Instant,
+    ) {
+        let mut core = self.core.lock();
+        samples.add(core.policy.state());
+        let picks = self.totals.picks.load(Relaxed);
+        let failures = self.totals.failures.load(Relaxed);
+        core.history.push_back((now, picks, failures));
+        while core
+            .history
+            .front()
+            .is_some_and(|(t, _, _)| now.saturating_duration_since(*t) > WINDOW)
+        {
+            core.history.pop_front();
+        }
+        drop(core);
+        self.metrics
+            .in_flight
+            .set(f64::from(self.calls.in_flight()));
+        self.metrics
+            .score
+            .set(self.unary_cost(fleet, &config.score, now).seconds());
+        let code = self.published.breaker_state.load(Relaxed);
+        self.metrics.breaker_state.set(f64::from(code));
+        self.invalid_report_log.summarise(
+            &config.target,
+            &self.key,
+            config.report_log_interval,
+            now,
+        );
+    }
+
+    /// What it knows and decided, as of `now`.
+    pub(crate) fn snapshot(
+        &self,
+        fleet: &FleetView,
+        score: &ScoreConfig,
+        now: Instant,
+    ) -> EndpointSnapshot {
+        let core = self.core.lock();
+        let local = self.calls.load(now);
+        let picks = self.totals.picks.load(Relaxed);
+        let failures = self.totals.failures.load(Relaxed);
+        let state = core.policy.state();
+        let breaker = core.policy.breaker();
+        let estimate = state.estimate();
+        // An endpoint younger than the window has all its calls in it, those
+        // before the first maintenance tick included.
+        let young = now.saturating_duration_since(estimate.created) <= WINDOW;
+        let (old_picks, old_failures) = match core.history.front() {
+            Some(&(_, p, f)) if !young => (p, f),
+            _ => (0, 0),
+        };
+        let draining = self.is_draining();
+        EndpointSnapshot {
+            key: self.key.clone(),
+            uri: self.uri.to_string(),
+            breaker: breaker.state(),
+            last_transition: breaker
+                .last_transition()
+                .map(|(at, t)| (now.saturating_duration_since(at), t.to, t.reason)),
+            ejections: breaker.ejections(),
+            eligible: self.published.view.read().eligible && !draining,
+            cost: estimate.terms(local, fleet, score, now),
+            utilization: state.utilization(),
+            cpu: state.cpu(),
+            queue_depth: state.queue_depth(),
+            report_age: state.report_age(now),
+            reports: state.reports(),
+            invalid_reports: self.totals.invalid_reports.load(Relaxed),
+            oob_reports_dropped: self.totals.oob_reports_dropped.load(Relaxed),
+            in_flight: local.in_flight,
+            streams: local.streams,
+            recent_picks: picks - old_picks,
+            recent_failures: failures - old_failures,
+            draining,
+            responses: state.responses(),
+            service_time: estimate.service_time,
+            backlog: estimate.backlog,
+            others_streams: estimate.streams,
+            capacity: estimate.capacity,
+            latency: estimate.latency,
+            response_age: estimate
+                .latency_at
+                .map(|t| now.saturating_duration_since(t)),
+            error_rate: estimate.errors.value_at(now),
+        }
+    }
+
+    /// Whether its breaker, as last published, is not Closed.
+    pub(crate) fn is_out(&self) -> bool {
+        // Relaxed: the set reads this under its lock, after the event that
+        // stored it was returned on the same thread; the lock orders the
+        // reads, so the last one sees the last state stored (see
+        // `EndpointSet::record`).
+        self.published.breaker_state.load(Relaxed) != state_code(BreakerState::Closed)
+    }
+
+    /// Its breaker's state now.
+    #[cfg(test)]
+    pub(crate) fn breaker_state(&self) -> BreakerState {
+        self.core.lock().policy.breaker().state()
     }
 }
 
-async fn connect_probe(ep: Arc<Endpoint>, shared: Arc<Shared>) {
-    let connected = match (ep.uri.host(), ep.uri.port_u16()) {
-        (Some(host), port) => {
-            let port = port.unwrap_or(if ep.uri.scheme_str() == Some("https") {
-                443
-            } else {
-                80
-            });
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            matches!(
-                tokio::time::timeout(
-                    shared.config.connect_timeout,
-                    tokio::net::TcpStream::connect((host, port)),
-                )
-                .await,
-                Ok(Ok(_))
-            )
-        }
-        (None, _) => false,
+/// Whether a bare TCP connection to `uri` succeeds within `timeout`: the
+/// connect probe of an endpoint ejected for refusing connections.
+pub(crate) async fn can_connect(uri: &Uri, timeout: Duration) -> bool {
+    let Some(host) = uri.host() else {
+        return false;
     };
-    tracing::debug!(endpoint = %ep.key, connected, "connect probe");
-    ep.on_connect_probe(connected, &shared);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    matches!(
+        tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await,
+        Ok(Ok(_))
+    )
 }
 
 impl Drop for Endpoint {
@@ -370,40 +501,5 @@ impl Drop for Endpoint {
         if let Some(task) = self.oob_task.get_mut().take() {
             task.abort();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn in_flight_start_times_give_the_mean_age() {
-        let epoch = Instant::now();
-        let ms = Duration::from_millis;
-        let mut word = 0u64;
-        assert_eq!(in_flight_since(word, epoch, epoch + ms(5)), None);
-        let a = in_flight_mark(epoch, epoch + ms(10));
-        let b = in_flight_mark(epoch, epoch + ms(30));
-        word = word.wrapping_add(a).wrapping_add(b);
-        let now = epoch + ms(100);
-        // Ages 90 and 70 ms: 80 ms on average.
-        assert_eq!(in_flight_since(word, epoch, now), Some(now - ms(80)));
-        word = word.wrapping_sub(a);
-        assert_eq!(in_flight_since(word, epoch, now), Some(now - ms(70)));
-        // A call started after `now` (another thread's): no age, not a huge one.
-        let c = in_flight_mark(epoch, now + ms(1));
-        assert_eq!(
-            in_flight_since(word.wrapping_sub(b).wrapping_add(c), epoch, now),
-            Some(now)
-        );
-        word = word.wrapping_sub(b);
-        assert_eq!(word, 0);
-
-        // Start times past 2^44 microseconds (203 days) wrap; the ages do not.
-        let late = epoch + Duration::from_secs(300 * 86_400);
-        let word = in_flight_mark(epoch, late).wrapping_add(in_flight_mark(epoch, late + ms(20)));
-        let now = late + ms(50);
-        assert_eq!(in_flight_since(word, epoch, now), Some(now - ms(40)));
     }
 }

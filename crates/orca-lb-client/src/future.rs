@@ -50,7 +50,7 @@ impl ResponseFuture {
     }
 
     pub(crate) fn send(call: CallGuard, request: Request<Body>) -> Self {
-        let channel = call.endpoint().channel.clone();
+        let channel = call.endpoint().channel().clone();
         let (resend, request) = if call.shared().repick.enabled() {
             let (resend, request) = Resendable::wrap(request);
             (Some(resend), request)
@@ -86,7 +86,7 @@ fn transport_error(
 ) -> crate::BoxError {
     let endpoint = call
         .as_ref()
-        .map(|c| c.endpoint().key.clone())
+        .map(|c| c.endpoint().key().to_string())
         .unwrap_or_default();
     if let Some(mut c) = call.take() {
         c.finish(outcome, None);
@@ -174,12 +174,12 @@ fn try_repick(
             shared.repick.record();
             tracing::debug!(
                 target_name = %shared.config.target,
-                from = %failed.endpoint().key,
-                to = %next.endpoint().key,
+                from = %failed.endpoint().key(),
+                to = %next.endpoint().key(),
                 error = %error,
                 "call re-picked: it never reached the endpoint"
             );
-            let channel = next.endpoint().channel.clone();
+            let channel = next.endpoint().channel().clone();
             *call = Some(next);
             Some((channel, request))
         }

@@ -37,6 +37,11 @@ struct Period {
 impl InvalidReportLog {
     /// Takes in one invalid report: logs it if it is the endpoint's first,
     /// else counts it for the next summary.
+    ///
+    /// `logged` and `pending` are `Relaxed`: the swap makes exactly one
+    /// caller log the first report, and `pending` is a counter whose
+    /// read-modify-writes stay exact; the example that goes with it is
+    /// behind the `period` lock, which orders it.
     pub(crate) fn on_invalid(&self, target: &str, endpoint: &str, error: &dyn fmt::Display) {
         if !self.logged.swap(true, Relaxed) {
             tracing::warn!(

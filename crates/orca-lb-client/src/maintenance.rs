@@ -18,6 +18,6 @@ pub(crate) async fn run(shared: Weak<Shared>, interval: Duration) {
         };
         let now = tokio::time::Instant::now().into_std();
         shared.maintain(now);
-        shared.repick.on_tick(&shared.list().0, now);
+        shared.repick.on_tick(&shared.set.list().0, now);
     }
 }

@@ -35,8 +35,8 @@ pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: 
             None => return,
         };
         let mut client =
-            OpenRcaServiceClient::new(ep.channel.clone()).max_decoding_message_size(max_size);
-        let key = ep.key.clone();
+            OpenRcaServiceClient::new(ep.channel().clone()).max_decoding_message_size(max_size);
+        let key = ep.key().to_string();
         drop(ep);
         let mut last_taken: Option<tokio::time::Instant> = None;
         let request = OrcaLoadReportRequest {
@@ -62,8 +62,8 @@ pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: 
                             backoff = INITIAL_BACKOFF;
                             let now = at.into_std();
                             match LoadReport::try_from(pb) {
-                                Ok(report) => ep.on_report(&report, &shared, now),
-                                Err(e) => ep.on_invalid_report(&shared, &e),
+                                Ok(report) => shared.set.on_report(&ep, &report, now),
+                                Err(e) => ep.on_invalid_report(&shared.config.target, &e),
                             }
                         }
                         Ok(None) => break,
@@ -73,7 +73,7 @@ pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: 
                             else {
                                 return;
                             };
-                            ep.on_invalid_report(&shared, &status.message());
+                            ep.on_invalid_report(&shared.config.target, &status.message());
                             break;
                         }
                         Err(status) => {

@@ -44,8 +44,9 @@ impl Readiness {
             let shared = shared.clone();
             Box::pin(async move {
                 let bound = shared.config.discovery_wait;
-                let _ = tokio::time::timeout(bound, shared.wait_for_list(|list| !list.is_empty()))
-                    .await;
+                let _ =
+                    tokio::time::timeout(bound, shared.set.wait_for_list(|list| !list.is_empty()))
+                        .await;
             })
         });
         let done = wait.as_mut().poll(cx);

@@ -42,6 +42,11 @@ impl RepickBudget {
     }
 
     /// Takes one re-pick from the budget, if any is left.
+    ///
+    /// Every access to `tokens` and `repicks_total` is `Relaxed`: they are
+    /// counters, each read on its own, that publish no other memory. The
+    /// read-modify-writes keep each count exact; a tick that reads one a
+    /// moment late refreshes with the counts of a moment earlier.
     pub(crate) fn try_take(&self) -> bool {
         let taken = self
             .tokens
@@ -72,7 +77,7 @@ impl RepickBudget {
     /// Counts the calls picked over `endpoints` and refreshes the tokens to
     /// the allowance of the last window less the re-picks made in it.
     pub(crate) fn on_tick(&self, endpoints: &[Arc<Endpoint>], now: Instant) {
-        let calls: u64 = endpoints.iter().map(|e| e.picks_total.load(Relaxed)).sum();
+        let calls: u64 = endpoints.iter().map(|e| e.picks_total()).sum();
         let repicks = self.repicks_total.load(Relaxed);
         let mut history = self.history.lock();
         history.push_back((now, calls, repicks));

@@ -1,6 +1,5 @@
 //! What a balancer knows and decided, for debugging and display.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use orca_lb_core::{BreakerState, CostTerms, OpenReason};
@@ -90,72 +89,18 @@ pub struct EndpointSnapshot {
 
 impl BalancerSnapshot {
     pub(crate) fn take(shared: &Shared, now: Instant) -> Self {
-        let (list, _) = shared.list();
+        let (list, _) = shared.set.list();
         let fleet = shared.fleet();
-        let draining = shared.draining();
+        let draining = shared.set.draining();
         let endpoints = list
             .iter()
             .chain(draining.iter())
-            .map(|ep| {
-                let core = ep.core.lock();
-                let local = ep.local(now);
-                let picks = ep.picks_total.load(Relaxed);
-                let failures = ep.failures_total.load(Relaxed);
-                let state = core.policy.state();
-                let estimate = state.estimate();
-                // An endpoint younger than the window has all its calls in
-                // it, those before the first maintenance tick included.
-                let young = now.saturating_duration_since(estimate.created) <= WINDOW;
-                let (old_picks, old_failures) = match core.history.front() {
-                    Some(&(_, p, f)) if !young => (p, f),
-                    _ => (0, 0),
-                };
-                EndpointSnapshot {
-                    key: ep.key.clone(),
-                    uri: ep.uri.to_string(),
-                    breaker: core.policy.breaker().state(),
-                    last_transition: core
-                        .policy
-                        .breaker()
-                        .last_transition()
-                        .map(|(at, t)| (now.saturating_duration_since(at), t.to, t.reason)),
-                    ejections: core.policy.breaker().ejections(),
-                    eligible: ep.is_eligible(),
-                    cost: core.policy.state().estimate().terms(
-                        local,
-                        &fleet,
-                        &shared.config.score,
-                        now,
-                    ),
-                    utilization: core.policy.state().utilization(),
-                    cpu: core.policy.state().cpu(),
-                    queue_depth: core.policy.state().queue_depth(),
-                    report_age: core.policy.state().report_age(now),
-                    reports: core.policy.state().reports(),
-                    invalid_reports: ep.invalid_reports.load(Relaxed),
-                    oob_reports_dropped: ep.oob_reports_dropped.load(Relaxed),
-                    in_flight: local.in_flight,
-                    streams: local.streams,
-                    recent_picks: picks - old_picks,
-                    recent_failures: failures - old_failures,
-                    draining: ep.draining.load(Relaxed),
-                    responses: state.responses(),
-                    service_time: estimate.service_time,
-                    backlog: estimate.backlog,
-                    others_streams: estimate.streams,
-                    capacity: estimate.capacity,
-                    latency: estimate.latency,
-                    response_age: estimate
-                        .latency_at
-                        .map(|t| now.saturating_duration_since(t)),
-                    error_rate: estimate.errors.value_at(now),
-                }
-            })
+            .map(|ep| ep.snapshot(&fleet, &shared.config.score, now))
             .collect();
         BalancerSnapshot {
             target: shared.config.target.clone(),
-            panic: shared.is_panic(),
-            ejected: shared.ejected(),
+            panic: shared.set.is_panic(),
+            ejected: shared.set.ejected(),
             repicks: shared.repick.total(),
             endpoints,
         }

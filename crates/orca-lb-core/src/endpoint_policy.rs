@@ -21,6 +21,25 @@ pub enum Outcome {
     Cancelled,
 }
 
+/// What [`EndpointPolicy::admit`] decided for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Admission {
+    /// An ordinary call: the breaker is Closed, or panic mode ignores it.
+    Call,
+    /// A HalfOpen probe: its outcome decides whether the endpoint closes.
+    /// The caller reports the outcome with `probe` set.
+    Probe,
+    /// Refused: the breaker is not Closed and has no probe to spare.
+    Refused,
+}
+
+impl Admission {
+    /// Whether the call holds a HalfOpen probe.
+    pub fn is_probe(self) -> bool {
+        self == Admission::Probe
+    }
+}
+
 /// The signals ([`EndpointState`]) and the [`CircuitBreaker`] of one
 /// endpoint, updated together: the unit the balancer (and the simulator)
 /// keeps per endpoint.
@@ -133,16 +152,19 @@ impl EndpointPolicy {
         t
     }
 
-    /// Reserves a call. `Some(true)`: a HalfOpen probe; `Some(false)`: an
-    /// ordinary call (Closed, or panic mode); `None`: refused.
-    pub fn admit(&mut self, panic: bool) -> Option<bool> {
+    /// Reserves a call: an ordinary one when Closed, else one of the
+    /// HalfOpen probes, else (with none to spare, or Open) an ordinary one
+    /// only in `panic` mode.
+    pub fn admit(&mut self, panic: bool) -> Admission {
         if self.breaker.state() == BreakerState::Closed {
-            return Some(false);
+            return Admission::Call;
         }
         if self.breaker.try_acquire_probe() {
-            Some(true)
+            Admission::Probe
+        } else if panic {
+            Admission::Call
         } else {
-            panic.then_some(false)
+            Admission::Refused
         }
     }
 }
@@ -231,7 +253,7 @@ mod tests {
         let t = t0();
         let mut p = policy(t);
         assert!(score(&p, false, t).is_some());
-        assert_eq!(p.admit(false), Some(false));
+        assert_eq!(p.admit(false), Admission::Call);
 
         assert_eq!(p.on_outcome(Outcome::Failure, None, false, true, t), None);
         let opened = p
@@ -243,8 +265,8 @@ mod tests {
             score(&p, true, t).is_some(),
             "panic mode ignores the breaker"
         );
-        assert_eq!(p.admit(false), None);
-        assert_eq!(p.admit(true), Some(false));
+        assert_eq!(p.admit(false), Admission::Refused);
+        assert_eq!(p.admit(true), Admission::Call);
 
         let later = t + Duration::from_secs(1);
         let half = p.on_deadline(later).unwrap();
@@ -254,7 +276,7 @@ mod tests {
             Some(Score::ZERO),
             "a probe goes first"
         );
-        assert_eq!(p.admit(false), Some(true));
+        assert_eq!(p.admit(false), Admission::Probe);
         assert_eq!(score(&p, false, later), None, "the one probe is out");
         let closed = p
             .on_outcome(
@@ -279,10 +301,10 @@ mod tests {
             p.on_connect_probe(true, later).map(|t| t.to),
             Some(BreakerState::HalfOpen)
         );
-        assert_eq!(p.admit(false), Some(true));
-        assert_eq!(p.admit(false), None);
+        assert_eq!(p.admit(false), Admission::Probe);
+        assert_eq!(p.admit(false), Admission::Refused);
         p.on_outcome(Outcome::Cancelled, None, true, true, later);
-        assert_eq!(p.admit(false), Some(true));
+        assert_eq!(p.admit(false), Admission::Probe);
     }
 
     #[test]

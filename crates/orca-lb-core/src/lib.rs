@@ -115,7 +115,7 @@ pub use circuit_breaker::{
 };
 pub use display_name::{DisplayName, MAX_NAME_CHARS};
 pub use ejection_budget::EjectionBudget;
-pub use endpoint_policy::{CandidateView, EndpointPolicy, Outcome};
+pub use endpoint_policy::{Admission, CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{
     CostTerms, EXPLORATION, EndpointState, Estimate, LocalLoad, MIN_CLAIM_CHECK_SAMPLES,
     MIN_WARM_UP_SHARE,

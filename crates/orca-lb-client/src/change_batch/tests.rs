@@ -29,11 +29,11 @@ async fn insertions_that_arrive_together_are_published_together() {
     ));
     tokio::time::timeout(
         Duration::from_secs(60),
-        shared.wait_for_list(|list| list.len() >= 10_000),
+        shared.set.wait_for_list(|list| list.len() >= 10_000),
     )
     .await
     .expect("every insertion applied");
-    let publications = shared.generation();
+    let publications = shared.set.generation();
     assert!(
         publications <= 10_000u64.div_ceil(super::MAX_BATCH as u64),
         "{publications} publications for 10,000 insertions"

@@ -1,8 +1,8 @@
 //! orca-lb, composed from the core exactly as `orca-lb-client` composes it.
 
 use orca_lb_core::{
-    BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalLoad, Outcome, P2c,
-    Transition,
+    Admission, BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalLoad,
+    Outcome, P2c, Transition,
 };
 use std::time::Instant;
 
@@ -150,7 +150,9 @@ impl Client for OrcaLb {
         for _ in 0..2 {
             let i = self.draw(stream, &mut warm_up, excluded, now)?;
             match self.endpoints[i].admit(panic) {
-                Some(probe) => {
+                Admission::Refused => excluded = Some(i),
+                admission => {
+                    let probe = admission.is_probe();
                     if stream {
                         self.local[i].streams += 1;
                     } else {
@@ -159,7 +161,6 @@ impl Client for OrcaLb {
                     }
                     return Some(Pick { backend: i, probe });
                 }
-                None => excluded = Some(i),
             }
         }
         None
