@@ -69,7 +69,7 @@ impl HttpBody for ResponseBody {
             Some(Err(status)) => match this.call.take() {
                 Some(mut call) => {
                     call.finish(Outcome::Failure, None);
-                    let endpoint = call.endpoint().key.clone();
+                    let endpoint = call.endpoint().key().to_owned();
                     Poll::Ready(Some(Err(body_status(endpoint, status))))
                 }
                 // The call's outcome is already known: passed through.
