@@ -35,10 +35,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use orca_lb_server::{FixedSampler, LoadRecorder, ReportingLayer, StreamingMethods};
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::pb::{HelloReply, HelloRequest};
-use orca_lb_test::{GREETER_DESCRIPTOR_SET, TestGreeter};
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::greeter_server::GreeterServer;
+use orca_lb_testkit::pb::{HelloReply, HelloRequest};
+use orca_lb_testkit::{GREETER_DESCRIPTOR_SET, TestGreeter};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
@@ -117,7 +117,7 @@ fn spin(d: Duration) {
 }
 
 /// The reporting layer of a layered `variant` as the benchmark servers use
-/// it: the fixed CPU and memory of `orca_lb_test`'s backends, the greeter's
+/// it: the fixed CPU and memory of `orca_lb_testkit`'s backends, the greeter's
 /// streaming methods, and the variant's options. `None` for
 /// [`Variant::Bare`]. Must run inside a tokio runtime (the layer starts its
 /// sampler task).
@@ -153,7 +153,7 @@ impl BenchServer {
     /// Binds `127.0.0.1:0` and serves [`TestGreeter`] as `variant` says, on
     /// the current tokio runtime, with [`Listener::NoDelay`] and no work per
     /// call. The layered variants report the fixed CPU and memory of
-    /// `orca_lb_test`'s backends and know the greeter's streaming methods, as
+    /// `orca_lb_testkit`'s backends and know the greeter's streaming methods, as
     /// those backends do.
     pub async fn spawn(variant: Variant) -> io::Result<BenchServer> {
         Self::spawn_with(variant, Listener::NoDelay, Work::None).await

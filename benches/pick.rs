@@ -8,7 +8,7 @@
 //!   send: a clock read, the warm-up draw, and P2C with tie tolerance over
 //!   two endpoints' published estimates (each behind its own read lock).
 //!   The balancer runs on real backends like the common rig's
-//!   (`orca_lb_test::Backend`: the reporting layer, 4 worker slots, service
+//!   (`orca_lb_testkit::Backend`: the reporting layer, 4 worker slots, service
 //!   time Exp(20 ms)), and is fed first: 20 calls per endpoint through the
 //!   balancer, so every endpoint has reports and observed latencies and a
 //!   pick computes the full score. Its endpoints keep the default 3 s slow
@@ -61,8 +61,8 @@ use orca_lb_core::{
     P2c, RawLoadReport, Score, ScoreConfig, named_metrics,
 };
 use orca_lb_server::FixedSampler;
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::{Backend, BackendConfig, ServiceTime};
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::{Backend, BackendConfig, ServiceTime};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};

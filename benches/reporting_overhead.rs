@@ -43,7 +43,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_grou
 use orca_lb_benches::{
     BenchServer, Listener, Percentiles, Variant, Work, call_batch, median, say_hello,
 };
-use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
 

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use orca_lb_test::TestPki;
+use orca_lb_testkit::TestPki;
 
 #[derive(Parser, Debug)]
 #[command(about = "Write a test CA and server and client certificates")]

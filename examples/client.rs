@@ -24,8 +24,8 @@ use std::time::Duration;
 use clap::Parser;
 use orca_lb_client::{Balancer, BalancerConfig, EndpointTemplate, TlsFiles};
 use orca_lb_examples::parse_duration;
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use parking_lot::Mutex;
 
 #[derive(Parser, Debug)]

@@ -13,9 +13,9 @@ use orca_lb_core::LoadReport;
 use orca_lb_examples::{format_report, parse_duration};
 use orca_lb_proto::pb::OrcaLoadReportRequest;
 use orca_lb_proto::pb::open_rca_service_client::OpenRcaServiceClient;
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::{Backend, BackendConfig, ServiceTime};
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::{Backend, BackendConfig, ServiceTime};
 use prost::Message;
 use tonic::transport::Endpoint;
 

@@ -25,10 +25,10 @@ use orca_lb_etcd::{
 };
 use orca_lb_examples::parse_duration;
 use orca_lb_server::ReportingLayer;
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::{ServiceTime, TestGreeter};
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::greeter_server::GreeterServer;
+use orca_lb_testkit::{ServiceTime, TestGreeter};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;

@@ -24,8 +24,8 @@ use std::time::Duration;
 use clap::Parser;
 use orca_lb_examples::parse_duration;
 use orca_lb_server::{ReportingLayer, StreamingMethods};
-use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::{GREETER_DESCRIPTOR_SET, ServiceTime, TestGreeter};
+use orca_lb_testkit::pb::greeter_server::GreeterServer;
+use orca_lb_testkit::{GREETER_DESCRIPTOR_SET, ServiceTime, TestGreeter};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 #[derive(Parser, Debug)]

@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use orca_lb_client::{Balancer, BalancerConfig};
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::{Backend, BackendConfig, ServiceTime};
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::{Backend, BackendConfig, ServiceTime};
 use tower::ServiceBuilder;
 
 #[tokio::main]

@@ -1,7 +1,7 @@
 //! Calls and streams go where the load is lowest.
 
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_tests::{client, within};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use orca_lb_client::{Balancer, Change, DnsDiscovery};
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::{Backend, BackendConfig, TestGreeter};
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::{Backend, BackendConfig, TestGreeter};
 use orca_lb_tests::client::{self, config};
 use orca_lb_tests::scripted_resolver::Scripted;
 use orca_lb_tests::{wait_until, within};

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use orca_lb_client::{BalanceError, Balancer, BalancerConfig};
 use orca_lb_core::{BreakerState, CircuitBreakerConfig, EjectionBudget, OpenReason};
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_tests::client::{self, Tally};
 use orca_lb_tests::{wait_until, within};
 use tonic::Code;

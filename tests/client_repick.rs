@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_core::RetryBudget;
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_tests::child_backend::ChildBackend;
 use orca_lb_tests::client::{self, drive};
 use orca_lb_tests::open_loop::{call_through, open_loop};

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use orca_lb_client::{Balancer, BalancerConfig};
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::{Backend, BackendConfig, ServiceTime, TestGreeter};
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::greeter_server::GreeterServer;
+use orca_lb_testkit::{Backend, BackendConfig, ServiceTime, TestGreeter};
 use orca_lb_tests::client::{self, config};
 use orca_lb_tests::corrupt::corrupt_greeter;
 use orca_lb_tests::{wait_until, within};

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use orca_lb_client::{Balancer, BalancerConfig, EndpointTemplate, TlsFiles};
 use orca_lb_core::{BreakerState, CircuitBreakerConfig, OpenReason, RetryBudget};
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::{Backend, BackendConfig, TestPki};
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::{Backend, BackendConfig, TestPki};
 use orca_lb_tests::client::{self, drive};
 use orca_lb_tests::within;
 use tonic::Code;

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_proto::pb::OrcaLoadReport;
-use orca_lb_test::ServiceTime;
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::ServiceTime;
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_tests::client::config;
 use orca_lb_tests::corrupt::corrupt_greeter;
 use orca_lb_tests::log_capture::SharedBuf;

@@ -6,8 +6,8 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::Frame;
-use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::{ServiceTime, TestGreeter};
+use orca_lb_testkit::pb::greeter_server::GreeterServer;
+use orca_lb_testkit::{ServiceTime, TestGreeter};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 

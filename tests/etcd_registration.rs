@@ -11,8 +11,8 @@ use etcd_support::{
 };
 use orca_lb_client::Change;
 use orca_lb_etcd::DrainConfig;
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_tests::{wait_until, within};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;

@@ -17,10 +17,10 @@ use orca_lb_etcd::{
     Drain, DrainConfig, DrainReport, EtcdClient, EtcdDiscovery, Registration, RegistrationConfig,
 };
 use orca_lb_server::{LoadRecorder, ReportingLayer};
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::{ServiceTime, TestGreeter};
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::greeter_server::GreeterServer;
+use orca_lb_testkit::{ServiceTime, TestGreeter};
 use orca_lb_tests::client::{Tally, config};
 use orca_lb_tests::{WAIT_LIMIT, within};
 use parking_lot::Mutex;
@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 
 /// The key prefix the tests register under.
-pub(crate) const PREFIX: &str = "/orca-lb-test";
+pub(crate) const PREFIX: &str = "/orca-lb-testkit";
 /// The service name.
 pub(crate) const SERVICE: &str = "greeter";
 /// The greeter's gRPC service name, for health.
@@ -170,14 +170,14 @@ impl Etcd {
             .open(self.log_path())
             .map_err(|e| e.to_string())?;
         let child = Command::new(&self.bin)
-            .args(["--name", "orca-lb-test"])
+            .args(["--name", "orca-lb-testkit"])
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("orca-lb-test={peer}")])
+            .args(["--initial-cluster", &format!("orca-lb-testkit={peer}")])
             .args(["--initial-cluster-state", "new"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .args(["--log-level", "info"])

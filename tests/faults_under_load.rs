@@ -22,9 +22,9 @@ use etcd_support::{Discovered, Etcd, Node, NodeConfig, keys_of};
 use orca_lb_client::{Balancer, BalancerConfig, DnsDiscovery, EndpointSnapshot};
 use orca_lb_core::BreakerState;
 use orca_lb_proto::pb::OrcaLoadReport;
-use orca_lb_test::pb::greeter_client::GreeterClient;
-use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::{Backend, TestGreeter};
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::greeter_server::GreeterServer;
+use orca_lb_testkit::{Backend, TestGreeter};
 use orca_lb_tests::child_backend::ChildBackend;
 use orca_lb_tests::client::{self, config};
 use orca_lb_tests::corrupt::Corrupt;
@@ -526,7 +526,7 @@ async fn hostile_backend(kind: Hostile) -> (String, Box<dyn std::any::Any + Send
     let url = format!("http://{}", listener.local_addr().unwrap());
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let greeter = GreeterServer::new(TestGreeter::new("hostile").with_service_time(
-        orca_lb_test::ServiceTime::Fixed(Duration::from_millis(SERVICE_MS)),
+        orca_lb_testkit::ServiceTime::Fixed(Duration::from_millis(SERVICE_MS)),
     ));
     let report = match kind {
         Hostile::Undecodable => Some(http::HeaderValue::from_static("%%% not base64 %%%")),

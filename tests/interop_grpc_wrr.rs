@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use orca_lb_test::{Backend, BackendConfig, ServiceTime};
+use orca_lb_testkit::{Backend, BackendConfig, ServiceTime};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 

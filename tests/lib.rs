@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use orca_lb_core::LoadReport;
 use orca_lb_proto::pb::OrcaLoadReport;
-use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
@@ -71,9 +71,9 @@ pub mod client {
     use orca_lb_client::{Balancer, BalancerConfig};
     use orca_lb_core::{BreakerState, ScoreConfig};
     use orca_lb_proto::StreamingMethods;
-    use orca_lb_test::pb::HelloRequest;
-    use orca_lb_test::pb::greeter_client::GreeterClient;
-    use orca_lb_test::{Backend, BackendConfig, GREETER_DESCRIPTOR_SET, ServiceTime};
+    use orca_lb_testkit::pb::HelloRequest;
+    use orca_lb_testkit::pb::greeter_client::GreeterClient;
+    use orca_lb_testkit::{Backend, BackendConfig, GREETER_DESCRIPTOR_SET, ServiceTime};
     use tokio::sync::mpsc;
 
     use super::within;

@@ -42,11 +42,13 @@ impl SharedBuf {
     }
 
     /// A subscriber writing every event at `level` and above here, without
-    /// colours.
+    /// colours. Installs the global subscriber that keeps scoped capture
+    /// reliable (see `orca_lb_testkit::scoped_logs`).
     pub fn subscriber(
         &self,
         level: tracing::Level,
     ) -> impl tracing::Subscriber + Send + Sync + 'static {
+        orca_lb_testkit::scoped_logs::allow_scoped_subscribers();
         let sink = self.clone();
         tracing_subscriber::fmt()
             .with_writer(move || sink.clone())

@@ -1,7 +1,7 @@
 //! In-flight calls, active streams and queue depth are exact, and return to zero.
 
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::{Backend, BackendConfig, TestGreeter};
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::{Backend, BackendConfig, TestGreeter};
 use orca_lb_tests::{greeter, report_in, wait_until, within};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

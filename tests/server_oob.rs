@@ -7,7 +7,7 @@ use orca_lb_proto::pb::OrcaLoadReportRequest;
 use orca_lb_proto::pb::open_rca_service_client::OpenRcaServiceClient;
 use orca_lb_proto::pb::open_rca_service_server::OpenRcaService;
 use orca_lb_server::{FixedSampler, OrcaService, ReportingLayer};
-use orca_lb_test::{Backend, BackendConfig};
+use orca_lb_testkit::{Backend, BackendConfig};
 use orca_lb_tests::{wait_until, within};
 use tokio::time::Instant;
 use tokio_stream::StreamExt;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use orca_lb_core::{Violation, named_metrics};
 use orca_lb_server::{CallRecorder, RecordError, ReportingConfig, ReportingLayer};
-use orca_lb_test::pb::HelloRequest;
-use orca_lb_test::{Backend, BackendConfig, TestGreeter};
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::{Backend, BackendConfig, TestGreeter};
 use orca_lb_tests::{greeter, report_in};
 
 /// A log sink the test can read back.
@@ -32,6 +32,7 @@ fn violation(e: &RecordError) -> Violation {
 
 #[test]
 fn garbage_is_refused_with_a_logged_error() {
+    orca_lb_testkit::scoped_logs::allow_scoped_subscribers();
     let logs = SharedBuf::default();
     let sink = logs.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -1,7 +1,7 @@
 //! `orca-lb-harness`: orca-lb and its peers on real tonic servers over
 //! loopback, scenario by scenario, measured as the simulator measures.
 //!
-//! Each run starts a fresh fleet of backends (`orca_lb_test::Backend`: the
+//! Each run starts a fresh fleet of backends (`orca_lb_testkit::Backend`: the
 //! reporting layer, worker slots, a sleep-based service time) and offers it
 //! an open-loop Poisson load on an absolute schedule through one policy,
 //! with the scenario's deadline propagated and no retries. Policies take

@@ -13,7 +13,7 @@ use std::time::Duration;
 use orca_lb_client::{Balancer, BalancerConfig, BoxError, static_list};
 use orca_lb_core::baseline::WrrConfig;
 use orca_lb_sim::Scenario;
-use orca_lb_test::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use tokio_stream::StreamExt;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use orca_lb_server::LoadRecorder;
 use orca_lb_sim::{Action, Event, FiredEvent, Nanos, Scenario};
-use orca_lb_test::{Backend, BackendConfig, ServiceTime, TestGreeter};
+use orca_lb_testkit::{Backend, BackendConfig, ServiceTime, TestGreeter};
 use parking_lot::Mutex;
 use tokio::runtime::Runtime;
 use tonic::Code;

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use orca_lb_core::splitmix::splitmix64;
 use orca_lb_sim::{CallLog, Nanos, Scenario};
-use orca_lb_test::pb::HelloRequest;
+use orca_lb_testkit::pb::HelloRequest;
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -93,7 +94,7 @@ pub(crate) fn run(
     let clients: Vec<Client> = rig.client.block_on(async {
         let mut clients = Vec::new();
         for c in 0..u64::from(scenario.clients) {
-            let seed = splitmix(seed ^ splitmix(1000 + c));
+            let seed = splitmix64(seed ^ splitmix64(1000 + c));
             clients.push(policy.client(&uris, &attribution, seed, settings).await?);
         }
         Ok::<_, String>(clients)
@@ -247,12 +248,4 @@ async fn call(calls: Arc<Calls>, i: usize, t0: Nanos, client: usize) {
     };
     calls.outcomes[i].store(outcome, Ordering::Release);
     calls.concluded.fetch_add(1, Ordering::AcqRel);
-}
-
-/// splitmix64: decorrelated seeds from counters.
-pub(crate) fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use orca_lb_proto::pb::open_rca_service_server::OpenRcaServiceServer;
 use orca_lb_server::{FixedSampler, ReportingLayer, StreamingMethods};
-use orca_lb_test::pb::greeter_server::GreeterServer;
-use orca_lb_test::{Backend, BackendConfig, GREETER_DESCRIPTOR_SET, TestGreeter};
+use orca_lb_testkit::pb::greeter_server::GreeterServer;
+use orca_lb_testkit::{Backend, BackendConfig, GREETER_DESCRIPTOR_SET, TestGreeter};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};

@@ -42,7 +42,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_server::StreamingMethods;
-use orca_lb_test::GREETER_DESCRIPTOR_SET;
+use orca_lb_testkit::GREETER_DESCRIPTOR_SET;
 use tokio::time::Instant;
 use tonic::Code;
 

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use orca_lb_test::{Backend, BackendConfig, ServiceTime};
+use orca_lb_testkit::{Backend, BackendConfig, ServiceTime};
 use tokio::io::AsyncReadExt;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::io;
 
-use orca_lb_debug::render::escape;
+use orca_lb_core::escaped::escape;
 use tonic::{Code, Status};
 
 /// A failed command.

@@ -1,6 +1,7 @@
 //! `orca-lb report`: the ORCA load reports a server sends.
 
 use orca_lb_core::LoadReport;
+use orca_lb_core::escaped::escape;
 use orca_lb_debug::render;
 use orca_lb_proto::pb::OrcaLoadReportRequest;
 use orca_lb_proto::pb::open_rca_service_client::OpenRcaServiceClient;
@@ -91,7 +92,7 @@ pub(crate) async fn run(args: ReportArgs) -> Result<(), CliError> {
         })?;
         let line = match LoadReport::try_from(report) {
             Ok(r) => render::report(&r),
-            Err(e) => render::escape(&e.to_string()).into_owned(),
+            Err(e) => escape(&e.to_string()).into_owned(),
         };
         emit(&format!("out-of-band report {i}: {line}\n"))?;
     }
@@ -109,6 +110,6 @@ fn per_call(metadata: &MetadataMap) -> String {
     // The same decoding the balancer applies to every response.
     match orca_lb_client::decode_report(value.as_encoded_bytes()) {
         Ok(report) => render::report(&report),
-        Err(e) => format!("unusable: {}", render::escape(&e.to_string())),
+        Err(e) => format!("unusable: {}", escape(&e.to_string())),
     }
 }

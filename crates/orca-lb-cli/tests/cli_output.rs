@@ -7,7 +7,7 @@ use std::time::Duration;
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_core::CircuitBreakerConfig;
 use orca_lb_debug::{DebugServer, DebugService, serve_debug};
-use orca_lb_test::{Backend, BackendConfig};
+use orca_lb_testkit::{Backend, BackendConfig};
 use orca_lb_tests::{client, wait_until, within};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;

@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use orca_lb_debug::{DebugService, serve_debug};
-use orca_lb_test::{Backend, BackendConfig};
+use orca_lb_testkit::{Backend, BackendConfig};
 use orca_lb_tests::{client, within};
 use tokio::net::TcpListener;
 use tokio::process::Command;

@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderMap;
-use tonic::Code;
 
 use orca_lb_core::Outcome;
+use orca_lb_proto::grpc_status;
 
 use crate::endpoint::Endpoint;
 use crate::local_calls::CallMark;
-use crate::report::{grpc_status, report_in};
+use crate::report::report_in;
 use crate::shared::Shared;
 
 /// Counts a call in its endpoint's local load from the pick until its outcome
@@ -63,9 +63,7 @@ impl CallGuard {
     /// The call ended with these trailers (or trailers-only headers).
     pub(crate) fn finish_with(&mut self, trailers: &HeaderMap) {
         let outcome = match grpc_status(trailers) {
-            Some(code) if self.shared.config.failure_codes.contains(&Code::from(code)) => {
-                Outcome::Failure
-            }
+            Some(code) if self.shared.config.failure_codes.contains(&code) => Outcome::Failure,
             Some(_) => Outcome::Success,
             // A gRPC response always ends with a status.
             None => Outcome::Failure,

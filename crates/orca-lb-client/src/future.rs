@@ -13,9 +13,9 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::call::CallGuard;
 use crate::error::{BalanceError, boxed};
-use crate::report::grpc_status;
 use crate::unsent_body::Resendable;
 use orca_lb_core::Outcome;
+use orca_lb_proto::grpc_status;
 
 pin_project! {
     /// Sends the call on the picked endpoint's connection and wraps the

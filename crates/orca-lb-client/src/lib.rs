@@ -54,7 +54,6 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
-mod atomic_f64;
 mod balancer;
 mod body;
 mod call;

@@ -3,20 +3,17 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use orca_lb_core::LoadReport;
+use orca_lb_core::{Backoff, LoadReport};
 use orca_lb_proto::pb::OrcaLoadReportRequest;
 use orca_lb_proto::pb::open_rca_service_client::OpenRcaServiceClient;
-use rand::Rng;
 use tonic::Code;
 
 use crate::endpoint::Endpoint;
 use crate::shared::Shared;
 
-/// Reconnect backoff, as gRPC's ORCA clients use it.
+/// Reconnect backoff bounds, as gRPC's ORCA clients use them.
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(120);
-const BACKOFF_MULTIPLIER: f64 = 1.6;
-const JITTER: f64 = 0.2;
 
 /// Subscribes to the endpoint's `StreamCoreMetrics` over its own connection
 /// and feeds every report to the balancer. Stops for good on UNIMPLEMENTED
@@ -27,7 +24,7 @@ const JITTER: f64 = 0.2;
 /// `oob_min_spacing` are dropped and counted. Ends when the endpoint or the
 /// balancer is dropped.
 pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: Duration) {
-    let mut backoff = INITIAL_BACKOFF;
+    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
     loop {
         let Some(ep) = endpoint.upgrade() else { return };
         let (max_size, min_spacing) = match shared.upgrade() {
@@ -59,7 +56,7 @@ pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: 
                                 continue;
                             }
                             last_taken = Some(at);
-                            backoff = INITIAL_BACKOFF;
+                            backoff.reset();
                             let now = at.into_std();
                             match LoadReport::try_from(pb) {
                                 Ok(report) => shared.set.on_report(&ep, &report, now),
@@ -91,8 +88,7 @@ pub(crate) async fn run(shared: Weak<Shared>, endpoint: Weak<Endpoint>, period: 
                 tracing::debug!(endpoint = %key, %status, ?backoff, "out-of-band subscription failed");
             }
         }
-        let jitter = 1.0 + rand::rng().random_range(-JITTER..=JITTER);
-        tokio::time::sleep(backoff.mul_f64(jitter)).await;
-        backoff = backoff.mul_f64(BACKOFF_MULTIPLIER).min(MAX_BACKOFF);
+        let delay = backoff.next_delay(&mut rand::rng());
+        tokio::time::sleep(delay).await;
     }
 }

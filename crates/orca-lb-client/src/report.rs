@@ -68,14 +68,6 @@ pub(crate) fn report_in(headers: &HeaderMap) -> Option<Result<LoadReport, Report
         .map(|v| decode_report(v.as_bytes()))
 }
 
-/// The `grpc-status` of a trailer map, if present and numeric.
-pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,11 @@ use orca_lb_core::{FleetSamples, FleetView};
 use parking_lot::Mutex;
 
 use crate::BalancerConfig;
-use crate::atomic_f64::AtomicF64;
 use crate::endpoint::{Endpoint, Tick, can_connect};
 use crate::endpoint_set::EndpointSet;
 use crate::repick_budget::RepickBudget;
+use orca_lb_core::AtomicF64;
+use orca_lb_core::splitmix::{GOLDEN_GAMMA, splitmix64};
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -55,13 +56,7 @@ impl Shared {
     pub(crate) fn next_seed(&self) -> u64 {
         // Relaxed: only the counter's own sequence matters (each clone gets
         // a distinct value); it guards no other memory.
-        let mut z = self
-            .seed
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        splitmix64(self.seed.fetch_add(GOLDEN_GAMMA, Relaxed))
     }
 
     pub(crate) fn fleet(&self) -> FleetView {

@@ -91,13 +91,15 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod atomic_f64;
+mod backoff;
 pub mod baseline;
 mod circuit_breaker;
-mod display_name;
 mod ejection_budget;
 mod endpoint_policy;
 mod endpoint_state;
 mod error_rate;
+pub mod escaped;
 mod ewma;
 mod fleet;
 pub mod load_model;
@@ -108,12 +110,14 @@ mod report;
 mod retry_budget;
 mod score;
 mod score_config;
+pub mod splitmix;
 
+pub use atomic_f64::AtomicF64;
+pub use backoff::Backoff;
 pub use circuit_breaker::{
     BreakerState, CircuitBreaker, CircuitBreakerConfig, InvalidConfig, OpenReason, OverloadSignal,
     Transition,
 };
-pub use display_name::{DisplayName, MAX_NAME_CHARS};
 pub use ejection_budget::EjectionBudget;
 pub use endpoint_policy::{Admission, CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{
@@ -121,6 +125,7 @@ pub use endpoint_state::{
     MIN_WARM_UP_SHARE,
 };
 pub use error_rate::ErrorRate;
+pub use escaped::{DisplayName, MAX_NAME_CHARS};
 pub use ewma::Ewma;
 pub use fleet::{FleetSamples, FleetView, median};
 pub use p2c::{P2c, distinct_pair};

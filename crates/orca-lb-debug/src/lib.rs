@@ -32,9 +32,10 @@
 //! report taken in and no call answered), else *ready*. See
 //! [`convert::endpoint_state`].
 //!
-//! **The registry holds a clone** of each balancer, so a registered
-//! balancer's background tasks run until it is
-//! [deregistered](DebugService::deregister) or the service is dropped.
+//! **The registry holds weak handles**: registering a balancer does not
+//! keep it (or its background tasks) alive. A balancer the application has
+//! dropped disappears from the state; [`DebugService::deregister`] removes one
+//! by name before that.
 //!
 //! # Examples
 //!

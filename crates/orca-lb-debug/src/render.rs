@@ -4,12 +4,10 @@
 //! Both views read the message, not a snapshot, so they show exactly what
 //! came over the wire.
 
-mod escape;
 mod json;
 mod report;
 mod table;
 
-pub use escape::escape;
 pub use json::json;
 pub use report::report;
 pub use table::table;

@@ -140,8 +140,8 @@ impl EtcdDiscovery {
         }
     }
 
-    /// Retries after a failure from `min` (default 50 ms), doubling up to
-    /// `max` (default 2 s), with jitter.
+    /// Retries after a failure from `min` (default 50 ms), growing 1.6 times
+    /// each attempt up to `max` (default 2 s), each delay within ±20 %.
     pub fn retry(mut self, min: Duration, max: Duration) -> Self {
         self.retry_min = min;
         self.retry_max = max;

@@ -68,7 +68,6 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
-mod backoff;
 mod client;
 mod discovery;
 mod drain;

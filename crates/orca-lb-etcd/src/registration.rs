@@ -9,10 +9,10 @@ use metrics::{Counter, counter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backoff::Backoff;
 use crate::client::{EtcdClient, KeepAlive};
 use crate::error::{ConfigError, EtcdError, RegisterError};
 use crate::record::{DEFAULT_PREFIX, EndpointRecord, endpoint_key};
+use orca_lb_core::Backoff;
 
 /// "Key restored" is logged at WARN at most this often, else at DEBUG.
 const RESTORE_WARN_EVERY: Duration = Duration::from_secs(60);
@@ -318,7 +318,8 @@ impl Task {
                         // is checked once etcd answers again.
                         lease = self.state.lease.load(Relaxed);
                         check_key = lease != 0;
-                        if sleep_or_stop(backoff.next_delay(), &mut stop).await {
+                        let delay = backoff.next_delay(&mut rand::rng());
+                        if sleep_or_stop(delay, &mut stop).await {
                             return;
                         }
                         continue;
@@ -341,7 +342,8 @@ impl Task {
                     tracing::warn!(key = %self.key, lease, error = %e, "lease keep-alive failed; reconnecting");
                     self.state.metrics.keep_alive_failures.increment(1);
                     check_key = true;
-                    if sleep_or_stop(backoff.next_delay(), &mut stop).await {
+                    let delay = backoff.next_delay(&mut rand::rng());
+                    if sleep_or_stop(delay, &mut stop).await {
                         return;
                     }
                 }

@@ -34,8 +34,10 @@
 
 mod convert;
 pub mod encode;
+mod grpc_status;
 mod streaming_methods;
 
+pub use grpc_status::grpc_status;
 pub use streaming_methods::StreamingMethods;
 
 /// The well-known types the generated code uses (`Duration`).

@@ -4,11 +4,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http_body::{Body, Frame, SizeHint};
+use orca_lb_proto::grpc_status;
 use pin_project_lite::pin_project;
+use tonic::Code;
 
 use crate::call_recorder::CallRecorder;
 use crate::in_flight_call::InFlightCall;
-use crate::trailer::{grpc_status, insert_report};
+use crate::trailer::insert_report;
 
 pin_project! {
     /// Passes the wrapped body through and, when its trailers go by, ends the
@@ -68,7 +70,8 @@ impl<B: Body> Body for ResponseBody<B> {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
                 if let Some((mut guard, _)) = this.call.take() {
-                    guard.finish(Some(2));
+                    // Failed below gRPC: counted as UNKNOWN.
+                    guard.finish(Some(Code::Unknown));
                 }
                 return Poll::Ready(Some(Err(e)));
             }

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use orca_lb_core::{Field, named_metrics};
-use orca_lb_proto::encode::map_entry_len;
 use parking_lot::Mutex;
 
 use crate::RecordError;
 use crate::refusal_log::Source;
-use crate::report_budget::{BoundedReport, STANDARD_FIELDS_BYTES};
+use crate::report_budget::{BoundedReport, Entries, STANDARD_FIELDS_BYTES, set_within};
 use crate::tracker::LoadTracker;
 
 /// Records metrics for one call, sent in that call's
@@ -46,9 +45,9 @@ struct CallInner {
 
 #[derive(Debug, Default)]
 struct CallMetrics {
-    request_cost: Vec<(Box<str>, f64)>,
-    utilization: Vec<(Box<str>, f64)>,
-    named_metrics: Vec<(Box<str>, f64)>,
+    request_cost: Entries,
+    utilization: Entries,
+    named_metrics: Entries,
     /// Encoded size of the entries above.
     bytes: usize,
 }
@@ -62,7 +61,7 @@ enum Map {
 }
 
 impl CallMetrics {
-    fn map(&mut self, map: Map) -> &mut Vec<(Box<str>, f64)> {
+    fn map(&mut self, map: Map) -> &mut Entries {
         match map {
             Map::RequestCost => &mut self.request_cost,
             Map::Utilization => &mut self.utilization,
@@ -133,18 +132,9 @@ impl CallRecorder {
         let v = field.check(value)?;
         let server_wide = tracker.named_bytes();
         let mut m = self.inner.metrics.lock();
-        let entries = m.map(map);
-        if let Some((_, value)) = entries.iter_mut().find(|(n, _)| &**n == name) {
-            *value = v;
-            return Ok(());
-        }
-        let len = map_entry_len(name);
+        let used = STANDARD_FIELDS_BYTES + server_wide + m.bytes;
         let max = tracker.config.max_report_bytes;
-        if STANDARD_FIELDS_BYTES + server_wide + m.bytes + len > max {
-            return Err(RecordError::ReportFull { max });
-        }
-        m.map(map).push((name.into(), v));
-        m.bytes += len;
+        m.bytes += set_within(m.map(map), name, v, used, max)?;
         Ok(())
     }
 

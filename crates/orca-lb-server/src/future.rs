@@ -6,19 +6,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
+use orca_lb_proto::grpc_status;
 use pin_project_lite::pin_project;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
+use tonic::Code;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::call_recorder::CallRecorder;
 use crate::in_flight_call::InFlightCall;
 use crate::shed::{Shed, refused_response};
-use crate::trailer::{grpc_status, insert_report};
-
-/// gRPC `UNKNOWN`: what a call that failed below gRPC counts as.
-const UNKNOWN: u16 = 2;
+use crate::trailer::insert_report;
 
 type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
 
@@ -150,7 +149,8 @@ where
                     let svc = service.as_mut().expect("polled after completion");
                     if let Err(e) = ready!(svc.poll_ready(cx)) {
                         if let Some((mut guard, _)) = this.call.take() {
-                            guard.finish(Some(UNKNOWN));
+                            // Failed below gRPC: counted as UNKNOWN.
+                            guard.finish(Some(Code::Unknown));
                         }
                         return Poll::Ready(Err(e));
                     }
@@ -169,7 +169,8 @@ where
                     let response = match result {
                         Ok(response) => response,
                         Err(e) => {
-                            guard.finish(Some(UNKNOWN));
+                            // Failed below gRPC: counted as UNKNOWN.
+                            guard.finish(Some(Code::Unknown));
                             return Poll::Ready(Err(e));
                         }
                     };

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
+use tonic::Code;
 
 use crate::tracker::LoadTracker;
 
@@ -79,7 +80,7 @@ impl InFlightCall {
     /// none of what it asked for, and the time its handler ran counts as busy:
     /// an overloaded backend whose calls run out of time must look busy and
     /// failing to the balancers that read its reports, not idle and healthy.
-    pub(crate) fn finish(&mut self, status: Option<u16>) {
+    pub(crate) fn finish(&mut self, status: Option<Code>) {
         if self.finished {
             return;
         }
@@ -94,7 +95,7 @@ impl InFlightCall {
                 .service_abandoned(now.saturating_duration_since(start));
         }
         self.permit = None;
-        let failed = abandoned || matches!(status, Some(code) if code != 0);
+        let failed = abandoned || matches!(status, Some(code) if code != Code::Ok);
         self.tracker.call_finished(self.stream, failed);
     }
 }
@@ -177,7 +178,7 @@ mod tests {
         let mut ok = InFlightCall::start(tracker.clone(), false);
         ok.begin_service(None, t0);
         ok.end_service(t0 + Duration::from_millis(100));
-        ok.finish(Some(0));
+        ok.finish(Some(Code::Ok));
         drop(ok);
 
         // A stream the client walks away from.
@@ -189,7 +190,7 @@ mod tests {
         let mut failed = InFlightCall::start(tracker.clone(), false);
         failed.begin_service(None, t0);
         failed.end_service(t0);
-        failed.finish(Some(14));
+        failed.finish(Some(Code::Unavailable));
 
         let rates = tracker.window.rates(t0 + Duration::from_secs(1));
         assert_eq!((rates.rps, rates.eps), (3.0, 1.0));

@@ -58,12 +58,10 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
-mod atomic_f64;
 mod body;
 mod call_recorder;
 mod config;
 mod error;
-mod escaped;
 mod future;
 mod in_flight_call;
 mod layer;

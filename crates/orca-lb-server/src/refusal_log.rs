@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::RecordError;
-use crate::escaped::Escaped;
+use orca_lb_core::escaped::{Escaped, MAX_NAME_CHARS};
 
 /// How often repeated refusals of one kind are summarised.
 pub(crate) const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
@@ -106,9 +106,9 @@ impl RefusalLog {
 }
 
 /// The part of a name worth keeping for a later summary line, which shows
-/// [`LOGGED_NAME_CHARS`](crate::escaped::LOGGED_NAME_CHARS) characters.
+/// [`MAX_NAME_CHARS`] characters.
 fn kept(name: &str) -> &str {
-    match name.char_indices().nth(crate::escaped::LOGGED_NAME_CHARS) {
+    match name.char_indices().nth(MAX_NAME_CHARS) {
         Some((end, _)) => &name[..end],
         None => name,
     }

@@ -10,6 +10,34 @@ use crate::tracker::LoadTracker;
 /// orca-lb's own five named metrics, about 230 bytes at most.
 pub(crate) const STANDARD_FIELDS_BYTES: usize = 256;
 
+/// Application entries of one report map, as the server and a call's
+/// recorder hold them until a report is encoded.
+pub(crate) type Entries = Vec<(Box<str>, f64)>;
+
+/// Sets `name` to `v` in `entries`, or adds it if a report with `used` bytes
+/// already taken still has room for it within `max_report_bytes`. Returns
+/// the bytes added (0 when `name` was there already).
+pub(crate) fn set_within(
+    entries: &mut Entries,
+    name: &str,
+    v: f64,
+    used: usize,
+    max_report_bytes: usize,
+) -> Result<usize, RecordError> {
+    if let Some((_, value)) = entries.iter_mut().find(|(n, _)| &**n == name) {
+        *value = v;
+        return Ok(0);
+    }
+    let len = map_entry_len(name);
+    if used + len > max_report_bytes {
+        return Err(RecordError::ReportFull {
+            max: max_report_bytes,
+        });
+    }
+    entries.push((name.into(), v));
+    Ok(len)
+}
+
 /// A report being encoded into a buffer, with a size limit that application
 /// entries must fit in. The standard fields are written without a check
 /// (they are bounded, and always sent); each application entry goes in only

@@ -1,13 +1,11 @@
 //! Calls the layer refuses because its queue is full or too slow.
 
 use http::{HeaderValue, Response};
+use tonic::Code;
 
 use crate::body::ResponseBody;
 use crate::in_flight_call::InFlightCall;
 use crate::trailer::insert_report;
-
-/// gRPC `RESOURCE_EXHAUSTED`.
-const RESOURCE_EXHAUSTED: u16 = 8;
 
 /// Why a unary call was refused before its handler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +40,7 @@ pub(crate) fn refused_response<B: Default>(
 ) -> Response<ResponseBody<B>> {
     metrics::counter!("orca_lb_server_shed_calls_total", "reason" => shed.label()).increment(1);
     tracing::debug!(reason = shed.label(), "refused a call: {}", shed.message());
-    guard.finish(Some(RESOURCE_EXHAUSTED));
+    guard.finish(Some(Code::ResourceExhausted));
     let mut response = Response::new(ResponseBody::passthrough(B::default()));
     let headers = response.headers_mut();
     headers.insert(

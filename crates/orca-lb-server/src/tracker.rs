@@ -13,13 +13,13 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::RecordError;
-use crate::atomic_f64::AtomicF64;
 use crate::refusal_log::{RefusalLog, Source};
-use crate::report_budget::{BoundedReport, STANDARD_FIELDS_BYTES};
+use crate::report_budget::{BoundedReport, Entries, STANDARD_FIELDS_BYTES, set_within};
 use crate::sampler::{SystemLoad, SystemSampler};
 use crate::shared_rate_window::SharedRateWindow;
 use crate::snapshot_encoding::encode_snapshot;
 use crate::{ReportingConfig, StreamingMethods};
+use orca_lb_core::AtomicF64;
 
 /// The layer's own out-of-band method: always a stream, whatever the
 /// application declares.
@@ -48,7 +48,7 @@ pub(crate) struct LoadTracker {
     /// Whether `named` holds anything, so that reports without named
     /// metrics skip its lock.
     has_named: AtomicBool,
-    named: RwLock<Vec<(Box<str>, f64)>>,
+    named: RwLock<Entries>,
     cpu: AtomicF64,
     mem: AtomicF64,
     service_time: Mutex<ServiceTimeEwma>,
@@ -181,19 +181,14 @@ impl LoadTracker {
     /// the report past `max_report_bytes`.
     pub(crate) fn set_named(&self, name: &str, v: f64) -> Result<(), RecordError> {
         let mut named = self.named.write();
-        match named.iter_mut().find(|(n, _)| &**n == name) {
-            Some((_, value)) => *value = v,
-            None => {
-                let used: usize = named.iter().map(|(n, _)| map_entry_len(n)).sum();
-                if STANDARD_FIELDS_BYTES + used + map_entry_len(name) > self.config.max_report_bytes
-                {
-                    return Err(RecordError::ReportFull {
-                        max: self.config.max_report_bytes,
-                    });
-                }
-                named.push((name.into(), v));
-            }
-        }
+        let used: usize = named.iter().map(|(n, _)| map_entry_len(n)).sum();
+        set_within(
+            &mut named,
+            name,
+            v,
+            STANDARD_FIELDS_BYTES + used,
+            self.config.max_report_bytes,
+        )?;
         // Relaxed: a hint that `named` is worth locking; written under its
         // write lock, and a report that reads it stale skips one update.
         self.has_named.store(true, Relaxed);

@@ -54,11 +54,3 @@ pub(crate) fn insert_report(
         headers.insert(TRAILER.clone(), v);
     }
 }
-
-/// The `grpc-status` of a trailer map, if present and numeric.
-pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u16> {
-    headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse().ok())
-}

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use self::queue::EventQueue;
 use orca_lb_core::load_model::LoadSnapshot;
+use orca_lb_core::splitmix::{GOLDEN_GAMMA, mix64};
 
 use crate::backend::{Backend, Job, SAMPLE_INTERVAL, decoded_report};
 use crate::call::{Call, CallRef, Calls};
@@ -67,11 +68,7 @@ enum Ev {
 /// Seeds for the random streams of a run. The arrival and setup streams do
 /// not depend on the policy, so every policy sees the same calls.
 fn seed_for(seed: u64, stream: u64) -> u64 {
-    // splitmix64
-    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    mix64(seed ^ stream.wrapping_mul(GOLDEN_GAMMA))
 }
 
 /// One policy's run over a scenario.

@@ -4,13 +4,13 @@ use std::fmt::Write as _;
 
 use orca_lb_core::LoadReport;
 
-use super::escape;
+use orca_lb_core::escaped::escape;
 
 /// `report` as `name=value` pairs: the standard ORCA fields, then keyed
 /// utilizations and request costs as `util[name]` and `cost[name]`, then
 /// named metrics, orca-lb's own without their `orca_lb.` prefix. Keys are
 /// sorted, so two reports line up, and printed through
-/// [`escape`](super::escape): they come from the server.
+/// [`escape`](orca_lb_core::escaped::escape): they come from the server.
 pub fn report(report: &LoadReport) -> String {
     let raw = report.as_raw();
     let mut out = format!(

@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::{age, circuit_word, escape, reason_words, state_word, std_duration};
+use orca_lb_core::escaped::escape;
+
+use super::{age, circuit_word, reason_words, state_word, std_duration};
 use crate::pb;
 
 /// Column headers; numeric columns are right-aligned.
@@ -30,7 +32,7 @@ enum Align {
 /// service time and backlog that score used, reported utilization, this
 /// client's calls in flight, picks and failures in the last 10 s, and the
 /// circuit with the reason and age of its last change. Ends with a newline.
-/// Names, targets and keys are printed through [`escape`](super::escape).
+/// Names, targets and keys are printed through [`escape`](orca_lb_core::escaped::escape).
 pub fn table(state: &pb::State) -> String {
     let mut out = String::new();
     if state.balancers.is_empty() {

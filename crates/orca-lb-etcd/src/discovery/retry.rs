@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
+use orca_lb_core::Backoff;
 
 /// How long a watch must stay up, delivering nothing, before its failure
 /// counts as a new streak (the backoff starts over).
@@ -93,7 +93,7 @@ impl Retry {
             self.unreported += 1;
         }
         Failure {
-            delay: self.backoff.next_delay(),
+            delay: self.backoff.next_delay(&mut rand::rng()),
             warn,
             streak: self.streak,
             suppressed,
@@ -112,19 +112,22 @@ mod tests {
     async fn a_watch_that_fails_right_after_creation_keeps_backing_off() {
         let mut retry = Retry::new(MIN, MAX);
         let mut delays = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..10 {
             retry.watch_created(Instant::now());
             let f = retry.failed(Instant::now());
             delays.push(f.delay);
             tokio::time::sleep(f.delay).await;
         }
-        // ±20 % jitter around 50, 100, 200 ... 2000 ms.
-        assert!(delays[0] <= MIN.mul_f64(1.2), "{delays:?}");
-        assert!(
-            delays[5] >= Duration::from_millis(1600).mul_f64(0.8),
-            "{delays:?}"
-        );
-        assert!(delays[7] >= MAX.mul_f64(0.8), "{delays:?}");
+        // ±20 % jitter around 50, 80, 128 ... growing 1.6 times up to 2 s.
+        let mut base = MIN;
+        for d in &delays {
+            assert!(
+                *d >= base.mul_f64(0.8) && *d <= base.mul_f64(1.2),
+                "{d:?} is not within 20 % of {base:?}: {delays:?}"
+            );
+            base = base.mul_f64(1.6).min(MAX);
+        }
+        assert_eq!(base, MAX, "the schedule reached its ceiling: {delays:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -108,6 +108,7 @@ pub(crate) struct Logs(Arc<Mutex<Vec<u8>>>);
 impl Logs {
     /// Captures the current thread's events at INFO and above.
     pub(crate) fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        orca_lb_testkit::scoped_logs::allow_scoped_subscribers();
         let logs = Logs::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()

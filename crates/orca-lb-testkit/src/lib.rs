@@ -10,7 +10,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! use orca_lb_test::{Backend, BackendConfig, pb};
+//! use orca_lb_testkit::{Backend, BackendConfig, pb};
 //!
 //! let backend = Backend::spawn(BackendConfig::named("a")).await.unwrap();
 //! let mut client = pb::greeter_client::GreeterClient::connect(backend.url()).await.unwrap();
@@ -26,6 +26,7 @@
 
 mod backend;
 mod greeter;
+pub mod scoped_logs;
 mod service_time;
 mod test_pki;
 
