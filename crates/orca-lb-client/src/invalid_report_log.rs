@@ -8,28 +8,29 @@
 //! [`report_log_interval`](crate::BalancerConfig::report_log_interval),
 //! with the first error of the period as an example.
 
-use std::fmt::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use orca_lb_core::escaped::{MAX_MESSAGE_CHARS, bounded_string};
 use parking_lot::Mutex;
-
-/// The most characters of an error message that are logged.
-const MAX_MESSAGE_CHARS: usize = 256;
 
 /// One endpoint's invalid-report log state.
 #[derive(Debug, Default)]
 pub(crate) struct InvalidReportLog {
     /// Whether the first invalid report was logged.
     logged: AtomicBool,
-    /// Invalid reports since the last line.
-    pending: AtomicU64,
-    /// The first error since the last line, and when that line was written.
+    /// What the next summary says.
     period: Mutex<Period>,
 }
 
+/// The invalid reports since the last line. The count and its example are
+/// kept under one lock, so a summary never goes out with a count and no
+/// example, nor leaves an example behind for a later period. The lock is
+/// per endpoint and taken only for invalid reports, never for a valid one.
 #[derive(Debug, Default)]
 struct Period {
+    pending: u64,
     example: Option<String>,
     last_line: Option<Instant>,
 }
@@ -38,43 +39,41 @@ impl InvalidReportLog {
     /// Takes in one invalid report: logs it if it is the endpoint's first,
     /// else counts it for the next summary.
     ///
-    /// `logged` and `pending` are `Relaxed`: the swap makes exactly one
-    /// caller log the first report, and `pending` is a counter whose
-    /// read-modify-writes stay exact; the example that goes with it is
-    /// behind the `period` lock, which orders it.
+    /// `logged` is `Relaxed`: the swap makes exactly one caller log the
+    /// first report, and it guards no other memory.
     pub(crate) fn on_invalid(&self, target: &str, endpoint: &str, error: &dyn fmt::Display) {
         if !self.logged.swap(true, Relaxed) {
             tracing::warn!(
                 target_name = %target,
                 endpoint = %endpoint,
-                error = %bounded(error),
+                error = %bounded_string(error, MAX_MESSAGE_CHARS),
                 "ignored an invalid load report; further ones are counted and summarised"
             );
             return;
         }
-        if self.pending.fetch_add(1, Relaxed) == 0 {
-            let mut period = self.period.lock();
-            if period.example.is_none() {
-                period.example = Some(bounded(error));
-            }
+        let mut period = self.period.lock();
+        period.pending += 1;
+        if period.example.is_none() {
+            period.example = Some(bounded_string(error, MAX_MESSAGE_CHARS));
         }
     }
 
     /// Logs how many invalid reports arrived since the last line, if any did
     /// and `interval` has passed since that line.
     pub(crate) fn summarise(&self, target: &str, endpoint: &str, interval: Duration, now: Instant) {
-        if self.pending.load(Relaxed) == 0 {
+        let mut period = self.period.lock();
+        if period.pending == 0 {
             return;
         }
-        let mut period = self.period.lock();
         let since = *period.last_line.get_or_insert(now);
         let elapsed = now.saturating_duration_since(since);
         if elapsed < interval {
             return;
         }
-        let count = self.pending.swap(0, Relaxed);
+        let count = std::mem::take(&mut period.pending);
         let example = period.example.take().unwrap_or_default();
         period.last_line = Some(now);
+        drop(period);
         tracing::warn!(
             target_name = %target,
             endpoint = %endpoint,
@@ -86,60 +85,50 @@ impl InvalidReportLog {
     }
 }
 
-/// `error` as text of at most [`MAX_MESSAGE_CHARS`] characters, control
-/// characters escaped.
-fn bounded(error: &dyn fmt::Display) -> String {
-    let mut out = String::new();
-    let mut w = Bounded {
-        out: &mut out,
-        left: MAX_MESSAGE_CHARS,
-        cut: false,
-    };
-    let _ = write!(w, "{error}");
-    let cut = w.cut;
-    if cut {
-        out.push_str("...");
-    }
-    out
-}
-
-/// A writer that escapes control characters and stops after `left` chars.
-struct Bounded<'a> {
-    out: &'a mut String,
-    left: usize,
-    cut: bool,
-}
-
-impl Write for Bounded<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for c in s.chars() {
-            if self.left == 0 {
-                self.cut = true;
-                // Stops formatting the rest.
-                return Err(fmt::Error);
-            }
-            self.left -= 1;
-            if c.is_control() {
-                let _ = write!(self.out, "{}", c.escape_default());
-            } else {
-                self.out.push(c);
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn messages_are_cut_and_escaped() {
+    fn every_summary_has_its_count_and_an_example() {
+        let log = InvalidReportLog::default();
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(60);
+        log.on_invalid("svc", "a", &"first, logged in full");
+        for i in 0..5 {
+            log.on_invalid("svc", "a", &format!("error {i}"));
+        }
+        {
+            let p = log.period.lock();
+            assert_eq!(p.pending, 5);
+            assert_eq!(p.example.as_deref(), Some("error 0"));
+        }
+        // The first summary starts the period; a minute later it is written.
+        log.summarise("svc", "a", interval, t0);
+        log.summarise("svc", "a", interval, t0 + interval);
+        {
+            let p = log.period.lock();
+            assert_eq!(p.pending, 0);
+            assert_eq!(p.example, None, "no example left behind");
+        }
+        log.on_invalid("svc", "a", &"error in the next period");
+        let p = log.period.lock();
+        assert_eq!(
+            (p.pending, p.example.as_deref()),
+            (1, Some("error in the next period"))
+        );
+    }
+
+    #[test]
+    fn examples_are_cut_and_escaped() {
+        let log = InvalidReportLog::default();
+        log.on_invalid("svc", "a", &"first");
         let long = format!("a\u{1b}[2J\n{}", "x".repeat(10_000));
-        let text = bounded(&long);
-        assert!(text.chars().count() <= MAX_MESSAGE_CHARS * 6 + 3, "{text}");
+        log.on_invalid("svc", "a", &long);
+        let p = log.period.lock();
+        let text = p.example.as_deref().unwrap();
+        assert!(text.chars().count() <= MAX_MESSAGE_CHARS * 10 + 3, "{text}");
         assert!(!text.contains('\u{1b}') && !text.contains('\n'), "{text}");
         assert!(text.ends_with("..."));
-        assert_eq!(bounded(&"short"), "short");
     }
 }

@@ -128,6 +128,51 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// `value` formatted, escaped as [`escape`] does and cut after `max_chars`
+/// characters, with `...` marking a cut. Formatting stops at the cut, so a
+/// value that would print megabytes costs no more than its first characters.
+/// For values that are not yet text (an error from another party).
+///
+/// ```
+/// use orca_lb_core::escaped::bounded_string;
+///
+/// let error = format!("bad\n{}", "x".repeat(1_000));
+/// assert_eq!(bounded_string(&error, 5), r"bad\u{a}x...");
+/// assert_eq!(bounded_string(&"ok", 5), "ok");
+/// ```
+pub fn bounded_string(value: &dyn fmt::Display, max_chars: usize) -> String {
+    struct Cut<'a> {
+        out: &'a mut String,
+        left: usize,
+        cut: bool,
+    }
+    impl fmt::Write for Cut<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for c in s.chars() {
+                if self.left == 0 {
+                    self.cut = true;
+                    // Stops formatting the rest.
+                    return Err(fmt::Error);
+                }
+                self.left -= 1;
+                write_char(self.out, c, false)?;
+            }
+            Ok(())
+        }
+    }
+    let mut out = String::new();
+    let mut w = Cut {
+        out: &mut out,
+        left: max_chars,
+        cut: false,
+    };
+    let _ = write!(w, "{value}");
+    if w.cut {
+        out.push_str("...");
+    }
+    out
+}
+
 /// A name from a backend or a client (a metric name in a report), displayed
 /// as [`Escaped::name`] does, in quotes.
 ///
