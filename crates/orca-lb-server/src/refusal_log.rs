@@ -19,6 +19,9 @@ pub(crate) enum Source {
     CallRecorder,
     /// Recorded earlier, and left out of a report that was full when sent.
     Report,
+    /// A reading of the [`SystemSampler`](crate::SystemSampler) (CPU or
+    /// memory) out of range; the last good reading is kept.
+    SystemSampler,
 }
 
 impl Source {
@@ -27,6 +30,7 @@ impl Source {
             Source::LoadRecorder => "load_recorder",
             Source::CallRecorder => "call_recorder",
             Source::Report => "report",
+            Source::SystemSampler => "system_sampler",
         }
     }
 }

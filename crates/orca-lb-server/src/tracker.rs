@@ -234,17 +234,23 @@ impl LoadTracker {
     }
 
     pub(crate) fn apply_system_load(&self, load: SystemLoad) {
+        // A bad reading keeps the last good one. A sampler that keeps
+        // failing does so every tick: logged once per kind, then summarised.
         match Field::CpuUtilization.check(load.cpu_utilization) {
             Ok(v) => self.cpu.store(v),
-            Err(e) => {
-                tracing::error!(error = %e, "system sampler returned a bad CPU reading; keeping the last one")
-            }
+            Err(e) => self.refused(
+                Source::SystemSampler,
+                "cpu_utilization",
+                &RecordError::Invalid(e),
+            ),
         }
         match Field::MemUtilization.check(load.mem_utilization) {
             Ok(v) => self.mem.store(v),
-            Err(e) => {
-                tracing::error!(error = %e, "system sampler returned a bad memory reading; keeping the last one")
-            }
+            Err(e) => self.refused(
+                Source::SystemSampler,
+                "mem_utilization",
+                &RecordError::Invalid(e),
+            ),
         }
     }
 

@@ -141,6 +141,43 @@ async fn per_call_entries_that_no_longer_fit_are_dropped_from_the_report() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_sampler_that_keeps_failing_is_logged_once_per_kind_then_summarised() {
+    let (logs, _guard) = Logs::capture();
+    let (_layer, _recorder) = ReportingLayer::builder()
+        .config(ReportingConfig {
+            sample_interval: Duration::from_secs(1),
+            ..ReportingConfig::default()
+        })
+        .sampler(FixedSampler::new(f64::NAN, 2.0))
+        .build()
+        .unwrap();
+    // 150 ticks of a sampler whose CPU and memory readings are both bad.
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let lines = logs.lines();
+    let sampler: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("system_sampler"))
+        .collect();
+    assert_eq!(sampler.len(), lines.len(), "{lines:#?}");
+    let first = sampler
+        .iter()
+        .filter(|l| l.contains("refused a load metric"))
+        .count();
+    // Both readings are out of range: one kind (source and reason).
+    assert_eq!(first, 1, "one line for the kind: {lines:#?}");
+    // Then one summary a minute, at 60 s and 120 s, each counting the two
+    // bad readings of 60 ticks.
+    let summaries: Vec<_> = sampler
+        .iter()
+        .filter(|l| l.contains("refused more load metrics"))
+        .collect();
+    assert_eq!(summaries.len(), 2, "{lines:#?}");
+    for line in summaries {
+        assert!(line.contains("count=120"), "{line}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn refusals_are_logged_once_then_summarised_with_a_count() {
     let (logs, _guard) = Logs::capture();
     let (_layer, recorder) = layer(ReportingConfig::default()).await;
