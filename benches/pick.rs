@@ -58,7 +58,7 @@ use orca_lb_benches::{hello_request, median};
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_core::{
     CandidateView, CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome,
-    P2c, RawLoadReport, Score, ScoreConfig, named_metrics,
+    P2c, PickContext, RawLoadReport, Score, ScoreConfig, named_metrics,
 };
 use orca_lb_server::FixedSampler;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -262,24 +262,29 @@ impl CoreFleet {
             config,
             now,
         } = self;
-        let u: f64 = rng.random();
-        picker.pick(rng, views.len(), |i| {
-            views[i].score(local[i], false, u, false, fleet, config, *now)
-        })
+        let pick = PickContext {
+            stream: false,
+            warm_up: rng.random(),
+            panic: false,
+            fleet: *fleet,
+            score: config,
+            now: *now,
+        };
+        picker.pick(rng, views.len(), |i| views[i].score(local[i], &pick))
     }
 
     /// `view`'s score as a pick at `now` that drew `u` sees it, for endpoint
     /// `i`'s local load.
     fn score(&self, view: &CandidateView, i: usize, u: f64, now: Instant) -> Option<Score> {
-        view.score(
-            self.local[i],
-            false,
-            u,
-            false,
-            &self.fleet,
-            &self.config,
+        let pick = PickContext {
+            stream: false,
+            warm_up: u,
+            panic: false,
+            fleet: self.fleet,
+            score: &self.config,
             now,
-        )
+        };
+        view.score(self.local[i], &pick)
     }
 }
 

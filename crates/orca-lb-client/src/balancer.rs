@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::{Admission, P2c};
+use orca_lb_core::{Admission, P2c, PickContext};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -17,7 +17,6 @@ use crate::discovery::Change;
 use crate::endpoint::Endpoint;
 use crate::endpoint_set::EndpointList;
 use crate::error::BalanceError;
-use crate::pick_context::PickContext;
 use crate::readiness::Readiness;
 use crate::shared::Shared;
 use crate::snapshot::BalancerSnapshot;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use http::Uri;
 use orca_lb_core::{
     Admission, BreakerState, CandidateView, EndpointPolicy, FleetSamples, FleetView, LoadReport,
-    OpenReason, Outcome, Score, ScoreConfig, Transition,
+    OpenReason, Outcome, PickContext, Score, ScoreConfig, Transition,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -23,7 +23,6 @@ use crate::BalancerConfig;
 use crate::invalid_report_log::InvalidReportLog;
 use crate::local_calls::{CallMark, LocalCalls};
 use crate::metrics::EndpointMetrics;
-use crate::pick_context::PickContext;
 use crate::snapshot::{EndpointSnapshot, WINDOW};
 
 /// A breaker transition an event caused, for the set to count and log.
@@ -196,15 +195,7 @@ impl Endpoint {
             return None;
         }
         let view = *self.published.view.read();
-        view.score(
-            self.calls.load(pick.now),
-            pick.stream,
-            pick.warm_up,
-            pick.panic,
-            &pick.fleet,
-            pick.score,
-            pick.now,
-        )
+        view.score(self.calls.load(pick.now), pick)
     }
 
     /// The cost of a unary call here now.

@@ -71,7 +71,6 @@ mod local_calls;
 mod maintenance;
 mod metrics;
 mod oob;
-mod pick_context;
 mod readiness;
 mod repick_budget;
 mod report;

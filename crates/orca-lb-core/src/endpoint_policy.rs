@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::{
-    BreakerState, CircuitBreaker, CircuitBreakerConfig, EndpointState, Estimate, FleetView,
-    LoadReport, LocalLoad, Score, ScoreConfig, Transition,
+    BreakerState, CircuitBreaker, CircuitBreakerConfig, EndpointState, Estimate, LoadReport,
+    LocalLoad, PickContext, Score, ScoreConfig, Transition,
 };
 
 /// How a call ended, as far as the endpoint's health goes.
@@ -179,30 +179,24 @@ impl CandidateView {
     /// - A half-open endpoint with a probe to spare scores zero: it comes back
     ///   only if probes reach it, and there are only a few of them.
     /// - Otherwise the stream or unary cost.
-    #[allow(clippy::too_many_arguments)]
-    pub fn score(
-        &self,
-        local: LocalLoad,
-        stream: bool,
-        u: f64,
-        panic: bool,
-        fleet: &FleetView,
-        config: &ScoreConfig,
-        now: Instant,
-    ) -> Option<Score> {
-        if !panic && !self.eligible {
+    ///
+    /// `local` is this client's own load on the endpoint; `pick` what the
+    /// pick knows beyond the endpoints (its warm-up draw is `u` above).
+    pub fn score(&self, local: LocalLoad, pick: &PickContext<'_>) -> Option<Score> {
+        if !pick.panic && !self.eligible {
             return None;
         }
-        if u >= self.estimate.warm_up_share(config, now) {
+        if pick.warm_up >= self.estimate.warm_up_share(pick.score, pick.now) {
             return None;
         }
         if !self.closed && self.eligible {
             return Some(Score::ZERO);
         }
-        Some(if stream {
-            self.estimate.stream_cost(local, fleet, config, now)
+        Some(if pick.stream {
+            self.estimate
+                .stream_cost(local, &pick.fleet, pick.score, pick.now)
         } else {
-            self.estimate.cost(local, fleet, config, now)
+            self.estimate.cost(local, &pick.fleet, pick.score, pick.now)
         })
     }
 }
@@ -237,15 +231,15 @@ mod tests {
             slow_start: Duration::ZERO,
             ..ScoreConfig::default()
         };
-        p.view().score(
-            LocalLoad::default(),
-            false,
-            0.5,
+        let pick = PickContext {
+            stream: false,
+            warm_up: 0.5,
             panic,
-            &FleetView::unknown(cfg.default_service_time),
-            &cfg,
-            t,
-        )
+            fleet: crate::FleetView::unknown(cfg.default_service_time),
+            score: &cfg,
+            now: t,
+        };
+        p.view().score(LocalLoad::default(), &pick)
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use orca_lb_core::{
     Admission, BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalLoad,
-    Outcome, P2c, Transition,
+    Outcome, P2c, PickContext, Transition,
 };
 use std::time::Instant;
 
@@ -107,7 +107,14 @@ impl OrcaLb {
         let (fleet, score, panic, clock) =
             (&self.fleet, &self.config.score, self.panic, &self.clock);
         loop {
-            let u = *warm_up;
+            let pick = PickContext {
+                stream,
+                warm_up: *warm_up,
+                panic,
+                fleet: *fleet,
+                score,
+                now,
+            };
             let chosen = self.picker.pick(&mut self.rng, endpoints.len(), |i| {
                 if Some(i) == excluded {
                     return None;
@@ -117,9 +124,7 @@ impl OrcaLb {
                     in_flight_since: (n > 0).then(|| clock.at((started[i] / n) as Nanos)),
                     ..local[i]
                 };
-                endpoints[i]
-                    .view()
-                    .score(local, stream, u, panic, fleet, score, now)
+                endpoints[i].view().score(local, &pick)
             });
             if chosen.is_some() || *warm_up == 0.0 {
                 return chosen;

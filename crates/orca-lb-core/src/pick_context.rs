@@ -2,23 +2,25 @@
 
 use std::time::Instant;
 
-use orca_lb_core::{FleetView, ScoreConfig};
+use crate::{FleetView, ScoreConfig};
 
-/// The inputs one pick scores every candidate with: read once per pick, so
-/// that each candidate costs only its own endpoint's reads.
+/// The inputs one pick scores every candidate with (see
+/// [`CandidateView::score`](crate::CandidateView::score)): read once per
+/// pick, so that each candidate costs only its own endpoint's reads. The
+/// balancer and the simulator build one per pick.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PickContext<'a> {
+pub struct PickContext<'a> {
     /// Whether the call is a stream (scored by its stream cost).
-    pub(crate) stream: bool,
+    pub stream: bool,
     /// The pick's warm-up draw, uniform in `[0, 1)`; 0 once a draw found
     /// only warming endpoints, so that all of them count.
-    pub(crate) warm_up: f64,
+    pub warm_up: f64,
     /// Whether panic mode ignores the breakers.
-    pub(crate) panic: bool,
+    pub panic: bool,
     /// The fleet medians that stale estimates relax toward.
-    pub(crate) fleet: FleetView,
+    pub fleet: FleetView,
     /// The balancer's score settings.
-    pub(crate) score: &'a ScoreConfig,
+    pub score: &'a ScoreConfig,
     /// When the pick happens.
-    pub(crate) now: Instant,
+    pub now: Instant,
 }
