@@ -15,24 +15,31 @@ use orca_lb_tests::{client, within};
 use tonic::Code;
 use tonic::transport::Endpoint;
 
-fn request() -> tonic::Request<HelloRequest> {
+/// The client's deadline where the deadline is the fault under test: short,
+/// so the test is quick.
+const DEADLINE_UNDER_TEST: Duration = Duration::from_millis(200);
+/// The client's deadline where it is not: long enough that a slow machine
+/// never turns the fault under test into CANCELLED.
+const DEADLINE_ASIDE: Duration = Duration::from_secs(10);
+
+fn request(deadline: Duration) -> tonic::Request<HelloRequest> {
     let mut request = tonic::Request::new(HelloRequest {
         name: "fault".into(),
         ..Default::default()
     });
-    // The client's deadline; the fault server never enforces it.
-    request.set_timeout(Duration::from_millis(200));
+    // The fault server never enforces it.
+    request.set_timeout(deadline);
     request
 }
 
 /// What a plain `Channel` and the balancer, each over `url`, give one call.
-async fn side_by_side(url: &str) -> (tonic::Status, tonic::Status) {
+async fn side_by_side(url: &str, deadline: Duration) -> (tonic::Status, tonic::Status) {
     let channel = Endpoint::from_shared(url.to_string())
         .unwrap()
         .connect_lazy();
     let plain = within(
         "plain call",
-        GreeterClient::new(channel).say_hello(request()),
+        GreeterClient::new(channel).say_hello(request(deadline)),
     )
     .await
     .expect_err("the fault fails the call");
@@ -45,7 +52,7 @@ async fn side_by_side(url: &str) -> (tonic::Status, tonic::Status) {
     within("discovery", balancer.wait_for_endpoints(1)).await;
     let balanced = within(
         "balanced call",
-        GreeterClient::new(balancer).say_hello(request()),
+        GreeterClient::new(balancer).say_hello(request(deadline)),
     )
     .await
     .expect_err("the fault fails the call");
@@ -70,7 +77,11 @@ async fn the_balancer_gives_the_codes_a_channel_gives() {
         ),
     ] {
         let mut server = FaultServer::spawn(fault).await;
-        let (plain, balanced) = side_by_side(&server.url()).await;
+        let deadline = match fault {
+            Fault::Hang => DEADLINE_UNDER_TEST,
+            _ => DEADLINE_ASIDE,
+        };
+        let (plain, balanced) = side_by_side(&server.url(), deadline).await;
         assert_eq!(server.calls(), 2, "{name}: both calls reached the server");
         cases.push((name, plain, balanced, expected));
     }
@@ -78,7 +89,7 @@ async fn the_balancer_gives_the_codes_a_channel_gives() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", port.local_addr().unwrap());
     drop(port);
-    let (plain, balanced) = side_by_side(&url).await;
+    let (plain, balanced) = side_by_side(&url, DEADLINE_ASIDE).await;
     cases.push((
         "connection refused",
         plain,
@@ -120,7 +131,7 @@ async fn a_failure_while_the_response_is_read_names_the_endpoint() {
     // CONTINUATION frames, GOAWAY ENHANCE_YOUR_CALM).
     let huge = http::HeaderValue::from_str(&"A".repeat(1 << 20)).unwrap();
     let (url, server) = corrupt_greeter("huge", ServiceTime::default(), huge).await;
-    let (plain, balanced) = side_by_side(&url).await;
+    let (plain, balanced) = side_by_side(&url, DEADLINE_ASIDE).await;
     println!(
         "1 MiB trailer: channel {:?}, balancer {:?}: {}",
         plain.code(),
