@@ -19,7 +19,7 @@
 //! scripts/etcd start &
 //! cargo run -p orca-lb-examples --example server -- --port 50051 --name a &
 //! cargo run -p orca-lb-examples --example server -- --port 50052 --name b --service-time 40ms &
-//! put() { curl -sf http://127.0.0.1:2379/v3/kv/put -d "{\"key\":\"$(printf %s "$1" | base64 -w0)\",\"value\":\"$(printf %s "$2" | base64 -w0)\"}" >/dev/null; }
+//! put() { curl -sf --retry 10 --retry-connrefused http://127.0.0.1:2379/v3/kv/put -d "{\"key\":\"$(printf %s "$1" | base64 -w0)\",\"value\":\"$(printf %s "$2" | base64 -w0)\"}" >/dev/null; }
 //! put /goscheme/greeter/127.0.0.1:50051 127.0.0.1:50051
 //! put /goscheme/greeter/127.0.0.1:50052 '{"Op":0,"Addr":"127.0.0.1:50052","Metadata":{"zone":"b"}}'
 //! cargo run -p orca-lb-examples --example client -- --etcd http://127.0.0.1:2379 --prefix /goscheme --service greeter --etcd-format auto
@@ -61,14 +61,14 @@ struct Args {
     #[arg(long)]
     etcd: Option<String>,
     /// The service to discover in etcd: keys `<prefix>/<service>/...`.
-    #[arg(long, default_value = "greeter", requires = "etcd")]
+    #[arg(long, default_value = "greeter", conflicts_with = "targets")]
     service: String,
     /// The etcd key prefix; empty for keys `<service>/...`.
-    #[arg(long, default_value = "/orca-lb", requires = "etcd")]
+    #[arg(long, default_value = "/orca-lb", conflicts_with = "targets")]
     prefix: String,
     /// How to read etcd values: auto, orca-lb, bare (`host:port`) or
     /// go-naming (`{"Op":0,"Addr":...}`).
-    #[arg(long, default_value = "auto", requires = "etcd")]
+    #[arg(long, default_value = "auto", conflicts_with = "targets")]
     etcd_format: ValueFormat,
     /// Concurrent callers.
     #[arg(long, default_value_t = 8)]
