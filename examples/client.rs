@@ -1,11 +1,32 @@
-//! Calls a list of greeter servers through orca-lb's balancer and prints,
-//! every second, how the calls split across them.
+//! Calls greeter servers through orca-lb's balancer and prints, every
+//! second, how the calls split across them. The servers are a list
+//! (`--target`, repeated) or whatever is registered in etcd (`--etcd`).
 //!
 //! ```text
 //! cargo run -p orca-lb-examples --example server -- --port 50051 &
 //! cargo run -p orca-lb-examples --example server -- --port 50052 --service-time 40ms &
 //! cargo run -p orca-lb-examples --example client -- --target http://127.0.0.1:50051 --target http://127.0.0.1:50052
 //! ```
+//!
+//! From etcd, in a Go fleet's formats: here the two servers are registered
+//! as a Go service would, one as a bare `host:port` (Go's classic lease
+//! registration, without the lease), one as the JSON of etcd's naming
+//! package, through etcd's HTTP gateway (`etcdctl put KEY VALUE` does the
+//! same). `--etcd-format auto`, the default, reads each value in the format
+//! it shows:
+//!
+//! ```text
+//! scripts/etcd start &
+//! cargo run -p orca-lb-examples --example server -- --port 50051 --name a &
+//! cargo run -p orca-lb-examples --example server -- --port 50052 --name b --service-time 40ms &
+//! put() { curl -sf --retry 10 --retry-connrefused http://127.0.0.1:2379/v3/kv/put -d "{\"key\":\"$(printf %s "$1" | base64 -w0)\",\"value\":\"$(printf %s "$2" | base64 -w0)\"}" >/dev/null; }
+//! put /goscheme/greeter/127.0.0.1:50051 127.0.0.1:50051
+//! put /goscheme/greeter/127.0.0.1:50052 '{"Op":0,"Addr":"127.0.0.1:50052","Metadata":{"zone":"b"}}'
+//! cargo run -p orca-lb-examples --example client -- --etcd http://127.0.0.1:2379 --prefix /goscheme --service greeter --etcd-format auto
+//! ```
+//!
+//! `--prefix ""` reads keys `<service>/...` (etcd's naming package with the
+//! service as its target).
 //!
 //! Over TLS (certificates from the `certs` example), the targets are still
 //! the addresses to dial; the certificates are checked against
@@ -23,6 +44,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use orca_lb_client::{Balancer, BalancerConfig, EndpointTemplate, TlsFiles};
+use orca_lb_etcd::{EtcdClient, EtcdDiscovery, ValueFormat};
 use orca_lb_examples::parse_duration;
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -30,10 +52,24 @@ use parking_lot::Mutex;
 
 #[derive(Parser, Debug)]
 #[command(about = "Call greeter servers through orca-lb and watch the split")]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["targets", "etcd"])))]
 struct Args {
     /// A server to balance over (`http://host:port`); repeat for more.
-    #[arg(long = "target", required = true)]
+    #[arg(long = "target")]
     targets: Vec<String>,
+    /// Discover the servers in this etcd (`http://host:port`) instead.
+    #[arg(long)]
+    etcd: Option<String>,
+    /// The service to discover in etcd: keys `<prefix>/<service>/...`.
+    #[arg(long, default_value = "greeter", conflicts_with = "targets")]
+    service: String,
+    /// The etcd key prefix; empty for keys `<service>/...`.
+    #[arg(long, default_value = "/orca-lb", conflicts_with = "targets")]
+    prefix: String,
+    /// How to read etcd values: auto, orca-lb, bare (`host:port`) or
+    /// go-naming (`{"Op":0,"Addr":...}`).
+    #[arg(long, default_value = "auto", conflicts_with = "targets")]
+    etcd_format: ValueFormat,
     /// Concurrent callers.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -64,12 +100,13 @@ impl Args {
         if self.tls_ca.is_none() && self.tls_domain.is_none() && self.tls_cert.is_none() {
             return Ok(EndpointTemplate::plain());
         }
-        let name = match &self.tls_domain {
-            Some(domain) => domain.clone(),
-            None => {
-                let first: http::Uri = self.targets[0].parse()?;
+        let name = match (&self.tls_domain, self.targets.first()) {
+            (Some(domain), _) => domain.clone(),
+            (None, Some(first)) => {
+                let first: http::Uri = first.parse()?;
                 first.host().ok_or("a target has no host")?.to_string()
             }
+            (None, None) => return Err("TLS with --etcd needs --tls-domain".into()),
         };
         let files = TlsFiles {
             ca: self.tls_ca.clone(),
@@ -96,8 +133,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         endpoint: args.endpoint()?,
         ..BalancerConfig::default()
     };
-    let balancer = Balancer::from_uris(config, &args.targets)?;
-    balancer.wait_for_endpoints(args.targets.len()).await;
+    let balancer = match &args.etcd {
+        None => {
+            let balancer = Balancer::from_uris(config, &args.targets)?;
+            balancer.wait_for_endpoints(args.targets.len()).await;
+            balancer
+        }
+        Some(url) => {
+            let etcd = EtcdClient::connect_lazy([url])?.request_timeout(Duration::from_secs(2));
+            let discovery = EtcdDiscovery::with_prefix(etcd, &args.prefix, &args.service)
+                .value_format(args.etcd_format);
+            let prefix = discovery.key_prefix().to_string();
+            let stats = discovery.stats();
+            let balancer = Balancer::new(config, discovery.into_stream())?;
+            if tokio::time::timeout(Duration::from_secs(5), balancer.wait_for_endpoints(1))
+                .await
+                .is_err()
+            {
+                return Err(format!(
+                    "no endpoint under {prefix:?} in etcd at {url} within 5 s \
+                     ({} malformed values skipped, {} failed reads)",
+                    stats.malformed(),
+                    stats.reconnects()
+                )
+                .into());
+            }
+            for (key, record) in stats.endpoints() {
+                let metadata = record.metadata.as_deref().or(record.zone.as_deref());
+                println!(
+                    "discovered {key}: {} {}",
+                    record.addr,
+                    metadata.unwrap_or("")
+                );
+            }
+            if stats.malformed() > 0 {
+                println!("skipped {} malformed values", stats.malformed());
+            }
+            balancer
+        }
+    };
 
     let counts = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let end = tokio::time::Instant::now() + args.duration;

@@ -373,8 +373,12 @@ pub(crate) struct Discovered {
 impl Discovered {
     /// Discovers the test service in `etcd`.
     pub(crate) fn new(etcd: &Etcd) -> Discovered {
-        let discovery = EtcdDiscovery::with_prefix(etcd.client(), PREFIX, SERVICE)
-            .retry(Duration::from_millis(20), Duration::from_millis(500));
+        Self::from_discovery(EtcdDiscovery::with_prefix(etcd.client(), PREFIX, SERVICE))
+    }
+
+    /// A balancer over what `discovery` finds, retrying quickly.
+    pub(crate) fn from_discovery(discovery: EtcdDiscovery) -> Discovered {
+        let discovery = discovery.retry(Duration::from_millis(20), Duration::from_millis(500));
         let stats = discovery.stats();
         let changes = Arc::new(Mutex::new(Vec::new()));
         let log = changes.clone();
@@ -399,6 +403,16 @@ impl Discovered {
             .filter(|e| !e.draining)
             .map(|e| e.key)
             .collect()
+    }
+
+    /// Whether the balancer holds `key` at all, draining or not: once it
+    /// does not, no call to it is in flight.
+    pub(crate) fn holds(&self, key: &str) -> bool {
+        self.balancer
+            .snapshot()
+            .endpoints
+            .iter()
+            .any(|e| e.key == key)
     }
 
     /// How many changes were given so far.

@@ -1,6 +1,7 @@
 //! Client side: the endpoints registered under a prefix, as a stream of
 //! changes for [`Balancer::new`](orca_lb_client::Balancer::new).
 
+mod malformed_log;
 mod retry;
 mod table;
 
@@ -21,18 +22,24 @@ use crate::error::EtcdError;
 use crate::pb::etcdserverpb::WatchResponse;
 use crate::pb::mvccpb::event::EventType;
 use crate::record::{DEFAULT_PREFIX, EndpointRecord, service_prefix};
+use crate::value_format::ValueFormat;
+use malformed_log::MalformedLog;
 use retry::Retry;
 use table::{Applied, Table};
 
 /// Discovers a service's endpoints in etcd: one read of the prefix, then a
 /// watch from the read's revision + 1, so no change between the two is lost.
 ///
-/// Each key under `<prefix>/<service>/` whose value is a valid
-/// [`EndpointRecord`] becomes an endpoint keyed by the etcd key; a change of
-/// address is a removal and an insertion, a change of metadata alone changes
-/// nothing for the balancer. A malformed value is skipped, logged and counted
-/// ([`DiscoveryStats::malformed`], `orca_lb_etcd_malformed_values_total`);
-/// if its key held a valid record before, that endpoint is removed.
+/// Each key under `<prefix>/<service>/` whose value reads as an endpoint in
+/// the [`ValueFormat`] set with [`value_format`](Self::value_format)
+/// (default [`ValueFormat::Auto`]: orca-lb's record, a bare `host:port` or
+/// Go's naming JSON, whichever the value shows) becomes an endpoint keyed by
+/// the etcd key; a change of address is a removal and an insertion, a change
+/// of metadata alone changes nothing for the balancer. A malformed value is
+/// skipped and counted ([`DiscoveryStats::malformed`],
+/// `orca_lb_etcd_malformed_values_total`); the first is logged as a warning,
+/// later ones in a summary a minute. If its key held a valid record before,
+/// that endpoint is removed.
 ///
 /// When etcd fails or restarts, the watch resumes from the next revision
 /// after the last one seen, with backoff. If that revision was compacted
@@ -42,6 +49,8 @@ use table::{Applied, Table};
 pub struct EtcdDiscovery {
     client: EtcdClient,
     prefix: String,
+    format: ValueFormat,
+    malformed_log: Mutex<MalformedLog>,
     retry_min: Duration,
     retry_max: Duration,
     stats: DiscoveryStats,
@@ -51,6 +60,7 @@ impl std::fmt::Debug for EtcdDiscovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdDiscovery")
             .field("prefix", &self.prefix)
+            .field("format", &self.format)
             .field("retry_min", &self.retry_min)
             .field("retry_max", &self.retry_max)
             .finish_non_exhaustive()
@@ -125,6 +135,8 @@ impl EtcdDiscovery {
         Self {
             client,
             prefix,
+            format: ValueFormat::default(),
+            malformed_log: Mutex::new(MalformedLog::default()),
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(2),
             stats: DiscoveryStats {
@@ -148,9 +160,21 @@ impl EtcdDiscovery {
         self
     }
 
+    /// Reads values as `format` (default [`ValueFormat::Auto`]); a value
+    /// not in it is skipped as malformed.
+    pub fn value_format(mut self, format: ValueFormat) -> Self {
+        self.format = format;
+        self
+    }
+
     /// The watched key prefix.
     pub fn key_prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The format values are read as.
+    pub fn format(&self) -> ValueFormat {
+        self.format
     }
 
     /// A handle on what discovery sees, to read while it runs.
@@ -184,7 +208,7 @@ impl EtcdDiscovery {
                 None => match self.client.get_prefix(self.prefix.as_str()).await {
                     Ok(read) => {
                         retry.healthy();
-                        let applied = stats.table.lock().replace(&read.kvs);
+                        let applied = stats.table.lock().replace(&read.kvs, self.format);
                         if !first_read {
                             stats.relists.fetch_add(1, Relaxed);
                             stats.metrics.relists.increment(1);
@@ -254,7 +278,18 @@ impl EtcdDiscovery {
             Err(e) => return WatchEnd::Failed(e),
         };
         loop {
-            let resp: WatchResponse = match stream.message().await {
+            let summary_due = self.malformed_log.lock().summary_due();
+            let message = tokio::select! {
+                message = stream.message() => message,
+                // `message` is cancel safe: it polls the stream in place.
+                () = sleep_until(summary_due) => {
+                    self.malformed_log
+                        .lock()
+                        .flush(&self.prefix, tokio::time::Instant::now());
+                    continue;
+                }
+            };
+            let resp: WatchResponse = match message {
                 Ok(Some(r)) => r,
                 Ok(None) => return WatchEnd::Failed(EtcdError::StreamEnded { op: "watch" }),
                 Err(e) => return WatchEnd::Failed(e),
@@ -298,7 +333,7 @@ impl EtcdDiscovery {
                     if event.r#type() == EventType::Delete {
                         table.delete(&kv.key, &mut applied);
                     } else {
-                        table.put(kv, &mut applied);
+                        table.put(kv, self.format, &mut applied);
                     }
                 }
             }
@@ -315,9 +350,16 @@ impl EtcdDiscovery {
     /// Counts and sends; `false` if the receiver is gone.
     async fn emit(&self, tx: &mpsc::Sender<Change>, applied: Applied) -> bool {
         let stats = &self.stats.inner;
-        if applied.malformed > 0 {
-            stats.malformed.fetch_add(applied.malformed, Relaxed);
-            stats.metrics.malformed.increment(applied.malformed);
+        if !applied.malformed.is_empty() {
+            let n = applied.malformed.len() as u64;
+            stats.malformed.fetch_add(n, Relaxed);
+            stats.metrics.malformed.increment(n);
+            let now = tokio::time::Instant::now();
+            let mut log = self.malformed_log.lock();
+            for value in &applied.malformed {
+                log.skipped(&self.prefix, value, now);
+            }
+            log.flush(&self.prefix, now);
         }
         let n = stats.table.lock().endpoints().len();
         stats.metrics.endpoints.set(n as f64);
@@ -335,6 +377,14 @@ impl EtcdDiscovery {
             }
         }
         true
+    }
+}
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -91,7 +91,8 @@ impl std::error::Error for EtcdError {
     }
 }
 
-/// An etcd value under the discovery prefix does not describe an endpoint.
+/// An etcd value under the discovery prefix does not describe an endpoint in
+/// the format it was read as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueError {
     /// Not a JSON object.
@@ -100,13 +101,22 @@ pub enum ValueError {
     MissingVersion,
     /// A `v` this version of orca-lb does not read.
     UnsupportedVersion(u64),
-    /// `addr` missing or not `scheme://host:port`.
+    /// The address is not `scheme://host:port` (orca-lb's record), or not
+    /// `host:port` / `http(s)://host:port` (a bare address, Go's `Addr`).
     InvalidAddr {
         /// The address as found.
         addr: String,
         /// Why it was refused.
         why: String,
     },
+    /// A required field is missing (Go's naming form without `Addr`).
+    MissingField(&'static str),
+    /// A Go naming value whose `Op` is not 0 (`Add`): it registers nothing.
+    /// Holds the `Op` as found, in JSON.
+    UnsupportedOp(String),
+    /// In [`ValueFormat::Auto`](crate::ValueFormat::Auto), a JSON object
+    /// that shows no one format: which fields it has or lacks.
+    UnknownFormat(String),
 }
 
 impl fmt::Display for ValueError {
@@ -118,6 +128,12 @@ impl fmt::Display for ValueError {
                 write!(f, "unsupported record version {v} (this reader knows 1)")
             }
             ValueError::InvalidAddr { addr, why } => write!(f, "invalid addr {addr:?}: {why}"),
+            ValueError::MissingField(field) => write!(f, "no {field:?} field"),
+            ValueError::UnsupportedOp(op) => write!(
+                f,
+                "Go naming value with \"Op\" {op} (only 0, Add, registers an endpoint)"
+            ),
+            ValueError::UnknownFormat(why) => write!(f, "no known value format: {why}"),
         }
     }
 }

@@ -18,6 +18,11 @@
 //!   differences, when its revision was compacted.
 //! - **Values** are JSON with a version field ([`EndpointRecord`]):
 //!   `{"v":1,"addr":"http://10.0.0.7:50051","zone":"a","weight":100}`.
+//!   To join a Go fleet, discovery also reads, and registration also writes,
+//!   the two forms Go services register in ([`ValueFormat`],
+//!   [`RegistrationFormat`]): a bare `host:port` under a lease, and the JSON
+//!   of etcd's gRPC naming package, `{"Op":0,"Addr":"host:port","Metadata":...}`.
+//!   By default discovery reads each value in the format it shows.
 //!   Malformed values are skipped, logged and counted, never fatal.
 //! - **The etcd client** ([`EtcdClient`]) is the small part of etcd's v3 gRPC
 //!   API these need (`KV`, `Watch`, `Lease`), compiled from `proto/etcd` with
@@ -74,6 +79,7 @@ mod drain;
 mod error;
 mod record;
 mod registration;
+mod value_format;
 
 pub use client::{DEFAULT_REQUEST_TIMEOUT, EtcdClient, KeepAlive, Lease, RangeRead, WatchStream};
 pub use discovery::{DiscoveryStats, EtcdDiscovery};
@@ -81,6 +87,7 @@ pub use drain::{Drain, DrainConfig, DrainIncoming, DrainIo, DrainReport};
 pub use error::{ConfigError, EtcdError, RegisterError, ValueError};
 pub use record::{DEFAULT_PREFIX, EndpointRecord, RECORD_VERSION, endpoint_key, service_prefix};
 pub use registration::{Registration, RegistrationConfig};
+pub use value_format::{RegistrationFormat, ValueFormat};
 
 /// The generated etcd v3 messages and client stubs, laid out by protobuf
 /// package (`proto/etcd`).

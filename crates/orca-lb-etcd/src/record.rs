@@ -1,22 +1,28 @@
-//! The key layout and the value format: what a registration writes and
-//! discovery reads.
+//! The key layout and orca-lb's own value format: what a registration writes
+//! and discovery reads by default.
 //!
 //! Key: `<prefix>/<service>/<host:port>`, e.g. `/orca-lb/greeter/10.0.0.7:50051`.
 //! Value: a JSON object with a version field,
 //! `{"v":1,"addr":"http://10.0.0.7:50051","zone":"a","weight":100}`.
+//! The formats of Go fleets are in `value_format.rs`.
 
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValueError;
 
-/// The value format this crate writes, and the only one it reads.
+/// The version of orca-lb's own value format that this crate writes and
+/// reads.
 pub const RECORD_VERSION: u64 = 1;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "/orca-lb";
 
 /// An endpoint as registered: its address and optional metadata.
+///
+/// Which fields a value fills depends on its format
+/// ([`ValueFormat`](crate::ValueFormat)): orca-lb's record has `zone` and
+/// `weight`, Go's naming form has `metadata`, a bare address none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointRecord {
     /// Where to connect: `http://host:port`.
@@ -25,6 +31,9 @@ pub struct EndpointRecord {
     pub zone: Option<String>,
     /// A relative capacity hint (e.g. 100 for a standard machine), if given.
     pub weight: Option<u32>,
+    /// Free-form metadata as compact JSON text: the `Metadata` of Go's
+    /// naming form, unless absent or `null`.
+    pub metadata: Option<String>,
 }
 
 /// The wire form of version 1. Fields this version does not know are
@@ -54,10 +63,13 @@ impl EndpointRecord {
             addr,
             zone: None,
             weight: None,
+            metadata: None,
         }
     }
 
-    /// The JSON value to store, version [`RECORD_VERSION`].
+    /// orca-lb's JSON value for this record, version [`RECORD_VERSION`]:
+    /// the address, `zone` and `weight` (not `metadata`, which this format
+    /// does not carry).
     pub fn to_json(&self) -> String {
         serde_json::to_string(&V1 {
             v: RECORD_VERSION,
@@ -68,7 +80,8 @@ impl EndpointRecord {
         .expect("a record always serializes")
     }
 
-    /// Reads a stored value.
+    /// Reads a stored value in orca-lb's format
+    /// ([`ValueFormat::OrcaLb`](crate::ValueFormat::OrcaLb)).
     pub fn parse(value: &[u8]) -> Result<EndpointRecord, ValueError> {
         let versioned: Versioned =
             serde_json::from_slice(value).map_err(|e| ValueError::NotJson(e.to_string()))?;
@@ -84,6 +97,7 @@ impl EndpointRecord {
             addr,
             zone: v1.zone,
             weight: v1.weight,
+            metadata: None,
         })
     }
 }
@@ -107,8 +121,13 @@ pub(crate) fn parse_addr(addr: &str) -> Result<Uri, ValueError> {
 }
 
 /// The prefix every endpoint of `service` is registered under:
-/// `<prefix>/<service>/`. A trailing `/` on `prefix` is ignored.
+/// `<prefix>/<service>/`. A trailing `/` on `prefix` is ignored; an empty
+/// `prefix` gives `<service>/`, the layout of Go's naming package (keys
+/// `<target>/<address>`, with no leading `/`).
 pub fn service_prefix(prefix: &str, service: &str) -> String {
+    if prefix.is_empty() {
+        return format!("{service}/");
+    }
     format!("{}/{service}/", prefix.trim_end_matches('/'))
 }
 
@@ -142,6 +161,7 @@ mod tests {
             addr: "http://127.0.0.1:1234".parse().unwrap(),
             zone: Some("a".into()),
             weight: Some(100),
+            metadata: None,
         };
         let json = r.to_json();
         assert_eq!(
@@ -188,6 +208,9 @@ mod tests {
     fn key_layout() {
         let addr: Uri = "http://10.0.0.7:50051".parse().unwrap();
         assert_eq!(service_prefix("/orca-lb/", "greeter"), "/orca-lb/greeter/");
+        assert_eq!(service_prefix("/", "greeter"), "/greeter/");
+        assert_eq!(service_prefix("", "greeter"), "greeter/");
+        assert_eq!(endpoint_key("", "greeter", &addr), "greeter/10.0.0.7:50051");
         assert_eq!(
             endpoint_key("/orca-lb", "greeter", &addr),
             "/orca-lb/greeter/10.0.0.7:50051"

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::client::{EtcdClient, KeepAlive};
 use crate::error::{ConfigError, EtcdError, RegisterError};
 use crate::record::{DEFAULT_PREFIX, EndpointRecord, endpoint_key};
+use crate::value_format::RegistrationFormat;
 use orca_lb_core::Backoff;
 
 /// "Key restored" is logged at WARN at most this often, else at DEBUG.
@@ -20,12 +21,20 @@ const RESTORE_WARN_EVERY: Duration = Duration::from_secs(60);
 /// How to register one endpoint.
 #[derive(Debug, Clone)]
 pub struct RegistrationConfig {
-    /// The key prefix shared by every service (default `/orca-lb`).
+    /// The key prefix shared by every service (default `/orca-lb`). Empty,
+    /// keys are `<service>/<host:port>` (Go's naming layout).
     pub prefix: String,
     /// The service name: keys go under `<prefix>/<service>/`.
     pub service: String,
     /// The address clients connect to, and its metadata.
     pub record: EndpointRecord,
+    /// The value format written (default orca-lb's own): Go fleets read
+    /// [`RegistrationFormat::BareAddress`] (`host:port` under a lease, with
+    /// `prefix` `/<scheme>`) or [`RegistrationFormat::GoNaming`]
+    /// (`{"Op":0,"Addr":"host:port","Metadata":...}`, with `prefix` the
+    /// naming target's parent, often empty). The record must carry only
+    /// what the format writes ([`RegistrationFormat::check`]).
+    pub format: RegistrationFormat,
     /// The lease's time to live (default 10 s, whole seconds, at least 1 s;
     /// etcd raises it to its own minimum, 2 s with default settings). A
     /// process that dies without deregistering is dropped this long after
@@ -43,6 +52,7 @@ impl RegistrationConfig {
             prefix: DEFAULT_PREFIX.to_string(),
             service: service.into(),
             record: EndpointRecord::new(addr),
+            format: RegistrationFormat::default(),
             ttl: Duration::from_secs(10),
         }
     }
@@ -64,12 +74,19 @@ impl RegistrationConfig {
         if self.ttl < Duration::from_secs(1) {
             return err("ttl", "must be at least 1 s");
         }
-        Ok(())
+        self.format.check(&self.record)
     }
 
     /// The key this registration writes.
     pub fn key(&self) -> String {
         endpoint_key(&self.prefix, &self.service, &self.record.addr)
+    }
+
+    /// The value this registration writes, in [`format`](Self::format);
+    /// fails as [`validate`](Self::validate) does.
+    pub fn value(&self) -> Result<String, ConfigError> {
+        self.validate()?;
+        self.format.encode(&self.record)
     }
 }
 
@@ -141,9 +158,8 @@ impl Registration {
         client: EtcdClient,
         config: RegistrationConfig,
     ) -> Result<Registration, RegisterError> {
-        config.validate()?;
+        let value = config.value()?;
         let key = config.key();
-        let value = config.record.to_json();
         let labels = [("service", config.service.clone())];
         let state = Arc::new(State {
             lease: AtomicI64::new(0),

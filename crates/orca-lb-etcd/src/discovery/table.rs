@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 
 use orca_lb_client::Change;
 
+use super::malformed_log::MalformedValue;
 use crate::pb::mvccpb::KeyValue;
 use crate::record::EndpointRecord;
+use crate::value_format::ValueFormat;
 
 #[derive(Debug, Default)]
 pub(crate) struct Table {
@@ -24,7 +26,7 @@ pub(crate) struct Table {
 pub(crate) struct Applied {
     pub(crate) changes: Vec<Change>,
     /// Malformed values seen for the first time.
-    pub(crate) malformed: u64,
+    pub(crate) malformed: Vec<MalformedValue>,
 }
 
 impl Table {
@@ -32,9 +34,9 @@ impl Table {
         &self.endpoints
     }
 
-    /// A key was written.
-    pub(crate) fn put(&mut self, kv: &KeyValue, out: &mut Applied) {
-        match parse(kv) {
+    /// A key was written; its value is read as `format`.
+    pub(crate) fn put(&mut self, kv: &KeyValue, format: ValueFormat, out: &mut Applied) {
+        match parse(kv, format) {
             Ok((key, record)) => {
                 self.malformed.remove(&kv.key);
                 let addr = record.addr.clone();
@@ -77,12 +79,12 @@ impl Table {
     /// even when every address changed at once. A read that finds the prefix
     /// empty removes every endpoint: the fleet is gone (or deregistered), and
     /// calls to it fail either way.
-    pub(crate) fn replace(&mut self, kvs: &[KeyValue]) -> Applied {
+    pub(crate) fn replace(&mut self, kvs: &[KeyValue], format: ValueFormat) -> Applied {
         let mut out = Applied::default();
         let mut fresh = BTreeMap::new();
         let mut malformed = BTreeMap::new();
         for kv in kvs {
-            match parse(kv) {
+            match parse(kv, format) {
                 Ok((key, record)) => {
                     fresh.insert(key, record);
                 }
@@ -117,22 +119,21 @@ impl Table {
         out
     }
 
+    /// Notes a malformed value, unless this revision of it was seen already.
     fn count_malformed(&mut self, kv: &KeyValue, why: &str, out: &mut Applied) {
         if self.malformed.insert(kv.key.clone(), kv.mod_revision) != Some(kv.mod_revision) {
-            out.malformed += 1;
-            tracing::warn!(
-                key = %String::from_utf8_lossy(&kv.key),
-                revision = kv.mod_revision,
-                why,
-                "skipping a malformed endpoint record"
-            );
+            out.malformed.push(MalformedValue {
+                key: String::from_utf8_lossy(&kv.key).into_owned(),
+                revision: kv.mod_revision,
+                why: why.to_string(),
+            });
         }
     }
 }
 
-fn parse(kv: &KeyValue) -> Result<(String, EndpointRecord), String> {
+fn parse(kv: &KeyValue, format: ValueFormat) -> Result<(String, EndpointRecord), String> {
     let key = std::str::from_utf8(&kv.key).map_err(|_| "key is not UTF-8".to_string())?;
-    let record = EndpointRecord::parse(&kv.value).map_err(|e| e.to_string())?;
+    let record = format.decode(&kv.value).map_err(|e| e.to_string())?;
     Ok((key.to_string(), record))
 }
 
@@ -168,9 +169,9 @@ mod tests {
     fn events_insert_update_and_remove() {
         let mut t = Table::default();
         let mut out = Applied::default();
-        t.put(&kv("/p/a", &rec(1, "x"), 2), &mut out);
-        t.put(&kv("/p/a", &rec(1, "y"), 3), &mut out); // metadata only
-        t.put(&kv("/p/a", &rec(2, "y"), 4), &mut out); // new address
+        t.put(&kv("/p/a", &rec(1, "x"), 2), ValueFormat::Auto, &mut out);
+        t.put(&kv("/p/a", &rec(1, "y"), 3), ValueFormat::Auto, &mut out); // metadata only
+        t.put(&kv("/p/a", &rec(2, "y"), 4), ValueFormat::Auto, &mut out); // new address
         t.delete(b"/p/a", &mut out);
         t.delete(b"/p/unknown", &mut out);
         assert_eq!(
@@ -182,7 +183,7 @@ mod tests {
                 remove("/p/a")
             ]
         );
-        assert_eq!(out.malformed, 0);
+        assert!(out.malformed.is_empty());
         assert!(t.endpoints().is_empty());
     }
 
@@ -190,39 +191,45 @@ mod tests {
     fn a_value_turning_malformed_removes_its_endpoint_and_counts_once() {
         let mut t = Table::default();
         let mut out = Applied::default();
-        t.put(&kv("/p/a", &rec(1, "x"), 2), &mut out);
-        t.put(&kv("/p/a", "garbage", 3), &mut out);
+        t.put(&kv("/p/a", &rec(1, "x"), 2), ValueFormat::Auto, &mut out);
+        t.put(&kv("/p/a", "garbage", 3), ValueFormat::Auto, &mut out);
         assert_eq!(out.changes, vec![insert("/p/a", 1), remove("/p/a")]);
-        assert_eq!(out.malformed, 1);
+        assert_eq!(out.malformed.len(), 1);
         // The same bad value read again (a relist) is not counted again.
-        let again = t.replace(&[kv("/p/a", "garbage", 3)]);
+        let again = t.replace(&[kv("/p/a", "garbage", 3)], ValueFormat::Auto);
         assert_eq!(again, Applied::default());
         // A new bad value is.
         let mut out = Applied::default();
-        t.put(&kv("/p/a", "{}", 5), &mut out);
-        assert_eq!(out.malformed, 1);
+        t.put(&kv("/p/a", "{}", 5), ValueFormat::Auto, &mut out);
+        assert_eq!(out.malformed.len(), 1);
         // Fixed: back in.
-        t.put(&kv("/p/a", &rec(1, "x"), 6), &mut out);
+        t.put(&kv("/p/a", &rec(1, "x"), 6), ValueFormat::Auto, &mut out);
         assert_eq!(out.changes, vec![insert("/p/a", 1)]);
     }
 
     #[test]
     fn a_fresh_read_emits_only_the_differences() {
         let mut t = Table::default();
-        let first = t.replace(&[
-            kv("/p/a", &rec(1, "x"), 2),
-            kv("/p/b", &rec(2, "x"), 3),
-            kv("/p/c", &rec(3, "x"), 4),
-        ]);
+        let first = t.replace(
+            &[
+                kv("/p/a", &rec(1, "x"), 2),
+                kv("/p/b", &rec(2, "x"), 3),
+                kv("/p/c", &rec(3, "x"), 4),
+            ],
+            ValueFormat::Auto,
+        );
         assert_eq!(first.changes.len(), 3);
-        let next = t.replace(&[
-            kv("/p/a", &rec(1, "x"), 2),  // unchanged
-            kv("/p/c", &rec(3, "z"), 9),  // metadata only
-            kv("/p/d", &rec(4, "x"), 10), // new
-            kv("/p/e", "nope", 11),       // malformed
-        ]);
+        let next = t.replace(
+            &[
+                kv("/p/a", &rec(1, "x"), 2),  // unchanged
+                kv("/p/c", &rec(3, "z"), 9),  // metadata only
+                kv("/p/d", &rec(4, "x"), 10), // new
+                kv("/p/e", "nope", 11),       // malformed
+            ],
+            ValueFormat::Auto,
+        );
         assert_eq!(next.changes, vec![insert("/p/d", 4), remove("/p/b")]);
-        assert_eq!(next.malformed, 1);
+        assert_eq!(next.malformed.len(), 1);
         assert_eq!(t.endpoints()["/p/c"].zone.as_deref(), Some("z"));
         assert_eq!(
             t.endpoints().keys().collect::<Vec<_>>(),
@@ -233,13 +240,19 @@ mod tests {
     #[test]
     fn a_fresh_read_inserts_before_it_removes() {
         let mut t = Table::default();
-        t.replace(&[kv("/p/a", &rec(1, "x"), 2), kv("/p/b", &rec(2, "x"), 3)]);
+        t.replace(
+            &[kv("/p/a", &rec(1, "x"), 2), kv("/p/b", &rec(2, "x"), 3)],
+            ValueFormat::Auto,
+        );
         // Every endpoint replaced at once: the new ones come in first.
-        let rotated = t.replace(&[
-            kv("/p/b", &rec(5, "x"), 7),
-            kv("/p/c", &rec(3, "x"), 8),
-            kv("/p/d", &rec(4, "x"), 9),
-        ]);
+        let rotated = t.replace(
+            &[
+                kv("/p/b", &rec(5, "x"), 7),
+                kv("/p/c", &rec(3, "x"), 8),
+                kv("/p/d", &rec(4, "x"), 9),
+            ],
+            ValueFormat::Auto,
+        );
         assert_eq!(
             rotated.changes,
             vec![
@@ -260,8 +273,40 @@ mod tests {
             assert!(live.len() >= 2, "{live:?} after {change:?}");
         }
         // A fleet that is really gone is removed.
-        let gone = t.replace(&[]);
+        let gone = t.replace(&[], ValueFormat::Auto);
         assert_eq!(gone.changes.len(), 3);
         assert!(t.endpoints().is_empty());
+    }
+
+    #[test]
+    fn values_are_read_in_the_format_asked_for() {
+        let bare = kv("/p/a", "127.0.0.1:1", 2);
+        let own = kv("/p/b", &rec(2, "x"), 3);
+        let go = kv(
+            "/p/c",
+            r#"{"Op":0,"Addr":"127.0.0.1:3","Metadata":{"k":1}}"#,
+            4,
+        );
+        let all = [bare, own, go];
+        let read = |format| {
+            let mut t = Table::default();
+            let out = t.replace(&all, format);
+            let keys: Vec<String> = t.endpoints().keys().cloned().collect();
+            (keys, out.malformed.len())
+        };
+        assert_eq!(
+            read(ValueFormat::Auto),
+            (vec!["/p/a".into(), "/p/b".into(), "/p/c".into()], 0)
+        );
+        assert_eq!(read(ValueFormat::OrcaLb), (vec!["/p/b".into()], 2));
+        assert_eq!(read(ValueFormat::BareAddress), (vec!["/p/a".into()], 2));
+        assert_eq!(read(ValueFormat::GoNaming), (vec!["/p/c".into()], 2));
+        let mut t = Table::default();
+        t.replace(&all, ValueFormat::Auto);
+        assert_eq!(
+            t.endpoints()["/p/c"].metadata.as_deref(),
+            Some(r#"{"k":1}"#)
+        );
+        assert_eq!(t.endpoints()["/p/a"].addr, "http://127.0.0.1:1");
     }
 }
