@@ -1,7 +1,9 @@
 //! Shared pieces of orca-lb's examples.
 #![warn(missing_docs)]
 
-pub use orca_lb_debug::render::parse_duration;
+pub mod duration_arg;
+
+pub use duration_arg::parse_duration;
 pub use orca_lb_debug::render::report as format_report;
 
 /// Round robin over plain tonic channels: what a gRPC user gets from the

@@ -1,40 +1,22 @@
-//! Durations on the command line: a whole number with a unit.
+//! Durations on the soak run's command line: `250ms`, `5s`, `10m`, `1h30m`,
+//! ..., always with a unit.
 
 use std::time::Duration;
 
-/// Parses `500ms`, `5s`, `10m` or `1h`: a whole number and one of those
-/// units, nothing else.
+/// Parses a duration as `humantime` reads it (`250ms`, `1.5s`, `1m30s`,
+/// `1h 5m`); a number without a unit is refused, with the two readings it
+/// could have had.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    if number.is_empty() {
-        return Err(format!(
-            "{text:?} is not a duration: expected a whole number and a unit (ms, s, m, h), e.g. 10m"
-        ));
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{text}` has no unit: write {text}ms or {text}s"));
     }
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{number:?} is too large a number"))?;
-    let per_unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "" => {
-            return Err(format!(
-                "{text:?} has no unit: use ms, s, m or h, e.g. {n}s"
-            ));
+    humantime::parse_duration(text).map_err(|e| match e {
+        humantime::DurationError::UnknownUnit { unit, value, .. } if unit.is_empty() => {
+            format!("`{text}`: {value} has no unit: write {value}ms or {value}s")
         }
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
-            ));
-        }
-    };
-    n.checked_mul(per_unit_ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too long"))
+        e => format!("`{text}` is not a duration ({e}): write e.g. 250ms, 2s or 1m30s"),
+    })
 }
 
 #[cfg(test)]
@@ -42,27 +24,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn units() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    fn a_bare_number_is_refused_with_both_readings() {
+        assert_eq!(
+            parse_duration("7"),
+            Err("`7` has no unit: write 7ms or 7s".to_string())
+        );
+        assert_eq!(
+            parse_duration("0"),
+            Err("`0` has no unit: write 0ms or 0s".to_string())
+        );
+        assert_eq!(
+            parse_duration("1m 30"),
+            Err("`1m 30`: 30 has no unit: write 30ms or 30s".to_string())
+        );
     }
 
     #[test]
-    fn bad_input_is_an_error() {
-        for bad in [
-            "",
-            "s",
-            "10",
-            "10 s",
-            "1.5s",
-            "-3s",
-            "10x",
-            "99999999999999999999s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+    fn units_and_compounds() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h 5m"), Ok(Duration::from_secs(3900)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn garbage_is_refused_with_an_example() {
+        for bad in ["", "fast", "-1s", "1,5s", "10x", "ms"] {
+            let error = parse_duration(bad).expect_err(bad);
+            assert!(error.starts_with(&format!("`{bad}`")), "{error}");
+            assert!(error.ends_with("write e.g. 250ms, 2s or 1m30s"), "{error}");
         }
-        assert!(parse_duration("10").unwrap_err().contains("no unit"));
     }
 }

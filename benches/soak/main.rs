@@ -69,7 +69,7 @@ const BASELINE_MAX: Duration = Duration::from_secs(60);
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// How long to send calls: a whole number and a unit (ms, s, m, h).
+    /// How long to send calls, with a unit: 5s, 10m, 1h30m, ...
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     duration: Duration,
     /// Calls a second, on a fixed schedule (open loop).

@@ -14,6 +14,7 @@
 mod args;
 mod connect;
 mod deadline;
+mod duration_arg;
 mod error;
 mod output;
 mod report;
