@@ -75,6 +75,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod convert;
+mod metric_descriptions;
 pub mod render;
 mod serve;
 mod service;
