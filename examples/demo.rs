@@ -112,8 +112,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // metric handles register with this recorder.
         // Gauges of endpoints that left stop being set; the idle timeout
         // drops them (see docs/observability.md).
+        // The call duration as a Prometheus histogram (the exporter's default
+        // for a histogram is a summary).
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    "orca_lb_client_call_duration_seconds".into(),
+                ),
+                &[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            )?
             .idle_timeout(
                 metrics_util::MetricKindMask::GAUGE,
                 Some(std::time::Duration::from_secs(60)),

@@ -1,7 +1,7 @@
 //! Shared pieces of orca-lb's examples.
 #![warn(missing_docs)]
 
-pub use orca_lb_debug::render::parse_duration;
+pub use orca_lb_debug::duration_arg::parse_duration;
 pub use orca_lb_debug::render::report as format_report;
 
 /// Round robin over plain tonic channels: what a gRPC user gets from the

@@ -28,7 +28,6 @@
 //! ```
 
 mod backends;
-mod duration_arg;
 mod heap;
 mod hostile;
 mod load;
@@ -47,10 +46,10 @@ use tokio::time::Instant;
 use tonic::Code;
 
 use crate::backends::BackendsProcess;
-use crate::duration_arg::parse_duration;
 use crate::load::Tally;
 use crate::log_lines::LogLines;
 use crate::rss::Rss;
+use orca_lb_debug::duration_arg::parse_duration;
 
 /// The most log lines either process may write in the second half of a
 /// run, however long and however many calls: a summary a minute about the
@@ -69,7 +68,7 @@ const BASELINE_MAX: Duration = Duration::from_secs(60);
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// How long to send calls: a whole number and a unit (ms, s, m, h).
+    /// How long to send calls, with a unit: 5s, 10m, 1h30m, ...
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     duration: Duration,
     /// Calls a second, on a fixed schedule (open loop).

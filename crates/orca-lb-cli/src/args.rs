@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use orca_lb_debug::render::parse_duration;
-
 use clap::{Args, Parser, Subcommand};
+
+use orca_lb_debug::duration_arg::parse_duration;
 
 /// The exit codes, as `--help` shows them (also in `docs/observability.md`).
 const EXIT_CODES: &str = "\
@@ -52,7 +52,8 @@ pub(crate) struct StateArgs {
     /// Redraw live (WatchState) until interrupted.
     #[arg(long)]
     pub(crate) watch: bool,
-    /// Time between redraws with --watch: 500ms, 2s, ... (at least 50ms).
+    /// Time between redraws with --watch: 500ms, 2s, 1m30s, ... (at least
+    /// 50ms).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub(crate) interval: Duration,
     /// Print JSON instead of a table; with --watch, one document per line.

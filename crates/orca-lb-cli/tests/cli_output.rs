@@ -309,6 +309,29 @@ async fn usage_errors_exit_1_and_help_lists_the_exit_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duration_without_a_unit_is_a_usage_error() {
+    for (command, flag) in [
+        ("state", "--interval"),
+        ("state", "--timeout"),
+        ("report", "--connect-timeout"),
+    ] {
+        let out = orca_lb(&[command, "--target", "127.0.0.1:1", flag, "7"]).await;
+        assert_eq!(out.status.code(), Some(1), "{command} {flag}: {out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("`7` has no unit: write 7ms or 7s"),
+            "{command} {flag}: {err}"
+        );
+        assert!(stdout(&out).is_empty(), "{out:?}");
+    }
+    // The same flag with a unit gets past parsing: nothing listens there,
+    // so the command fails to connect (2), not to parse (1).
+    let target = closed_port().await;
+    let out = orca_lb(&["state", "--target", &target, "--timeout", "1m30s"]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_balancer_that_is_not_registered_exits_4() {
     let live = Live::start().await;
     let out = orca_lb(&["state", "--target", &live.target(), "--balancer", "nope"]).await;

@@ -16,16 +16,28 @@ use crate::shared::Shared;
 /// Counts a call in its endpoint's local load from the pick until its outcome
 /// is known, and feeds the outcome, latency and load report back. If dropped
 /// first (the caller went away), it releases the call without an outcome.
+///
+/// A unary call's duration, from its first pick to its status, goes into the
+/// balancer's `orca_lb_client_call_duration_seconds` once: when the call
+/// ends, not when an attempt re-picked elsewhere does, and not when the
+/// caller drops it.
 #[derive(Debug)]
 pub(crate) struct CallGuard {
     endpoint: Arc<Endpoint>,
     shared: Arc<Shared>,
+    /// When this attempt was picked: its latency, for the endpoint.
     start: Instant,
+    /// When the call's first attempt was picked: its duration, for the
+    /// histogram.
+    call_start: Instant,
     /// What this call added to its endpoint's local load.
     mark: CallMark,
     stream: bool,
     probe: bool,
+    /// The attempt's outcome was fed back.
     done: bool,
+    /// The call's duration was recorded, or will not be.
+    timed: bool,
 }
 
 impl CallGuard {
@@ -41,11 +53,21 @@ impl CallGuard {
             endpoint,
             shared,
             start: now,
+            call_start: now,
             mark,
             stream,
             probe,
             done: false,
+            timed: false,
         }
+    }
+
+    /// This attempt carries on the call `failed` started, whose attempt
+    /// never reached a server: the call's duration counts from its first
+    /// pick.
+    pub(crate) fn continuing(mut self, failed: &CallGuard) -> Self {
+        self.call_start = failed.call_start;
+        self
     }
 
     pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
@@ -73,10 +95,46 @@ impl CallGuard {
 
     /// The call ended with `outcome`, carrying `trailers` if any.
     pub(crate) fn finish(&mut self, outcome: Outcome, trailers: Option<&HeaderMap>) {
-        if std::mem::replace(&mut self.done, true) {
+        if self.done && self.timed {
             return;
         }
         let now = tokio::time::Instant::now().into_std();
+        self.end_attempt(outcome, trailers, now);
+        self.end_call(outcome, now);
+    }
+
+    /// This attempt failed with `outcome` without reaching a server, and the
+    /// call may go on elsewhere: feeds the outcome back, and leaves the
+    /// call's duration to whichever attempt ends it ([`finish`](Self::finish)
+    /// on this one if no other is made).
+    pub(crate) fn finish_attempt(&mut self, outcome: Outcome) {
+        let now = tokio::time::Instant::now().into_std();
+        self.end_attempt(outcome, None, now);
+    }
+
+    /// Records the call's duration, once, for a unary call that ended with a
+    /// status or an error (not one the caller dropped). One histogram
+    /// sample into a handle registered with the balancer: no allocation, no
+    /// lock of orca-lb's.
+    fn end_call(&mut self, outcome: Outcome, now: Instant) {
+        if std::mem::replace(&mut self.timed, true) {
+            return;
+        }
+        if self.stream || outcome == Outcome::Cancelled {
+            return;
+        }
+        let duration = now.saturating_duration_since(self.call_start);
+        self.shared
+            .metrics
+            .call_duration
+            .record(duration.as_secs_f64());
+    }
+
+    /// Feeds this attempt's outcome, latency and report back, once.
+    fn end_attempt(&mut self, outcome: Outcome, trailers: Option<&HeaderMap>, now: Instant) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
         // Release this call first: a report counts the client's other calls.
         self.endpoint.end_call(self.mark);
         match trailers.and_then(report_in) {

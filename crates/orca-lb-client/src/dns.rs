@@ -100,6 +100,8 @@ impl DnsDiscovery {
     }
 
     async fn run(self, tx: mpsc::Sender<Change>) {
+        crate::metrics::describe();
+        let failures = metrics::counter!("orca_lb_client_dns_failures_total");
         let mut known = BTreeSet::<SocketAddr>::new();
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,13 +113,13 @@ impl DnsDiscovery {
             let addrs = match self.resolver.resolve(&self.host, self.port).await {
                 Ok(addrs) if addrs.is_empty() => {
                     tracing::warn!(host = %self.host, "DNS returned no address; keeping the known endpoints");
-                    metrics::counter!("orca_lb_client_dns_failures_total").increment(1);
+                    failures.increment(1);
                     continue;
                 }
                 Ok(addrs) => addrs.into_iter().collect::<BTreeSet<_>>(),
                 Err(e) => {
                     tracing::warn!(host = %self.host, error = %e, "DNS resolution failed; keeping the known endpoints");
-                    metrics::counter!("orca_lb_client_dns_failures_total").increment(1);
+                    failures.increment(1);
                     continue;
                 }
             };

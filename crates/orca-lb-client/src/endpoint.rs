@@ -62,7 +62,7 @@ struct EndpointCore {
 struct Published {
     view: RwLock<CandidateView>,
     /// The breaker's state ([`state_code`]), for the admission's lock-free
-    /// fast path and the gauge.
+    /// fast path and the gauges.
     breaker_state: AtomicU8,
 }
 
@@ -234,9 +234,15 @@ impl Endpoint {
     /// Publishes what picks read, from the core (lock held by the caller).
     fn publish(&self, core: &EndpointCore) {
         *self.published.view.write() = core.policy.view();
-        let code = state_code(core.policy.breaker().state());
-        self.published.breaker_state.store(code, Relaxed);
-        self.metrics.breaker_state.set(f64::from(code));
+        let state = core.policy.breaker().state();
+        let code = state_code(state);
+        // Relaxed: see `is_out`. Only written here, under the core's lock:
+        // a load and a store on a change, and the gauges set in the order
+        // of the changes.
+        if self.published.breaker_state.load(Relaxed) != code {
+            self.published.breaker_state.store(code, Relaxed);
+            self.metrics.breaker_state.set(state);
+        }
     }
 
     /// Counts a report that could not be used, and logs it if it is the
@@ -377,6 +383,11 @@ impl Endpoint {
         {
             core.history.pop_front();
         }
+        // Under the core's lock, as in `publish`: a pass cannot overwrite
+        // a newer state with the one it read before a transition.
+        self.metrics
+            .breaker_state
+            .set(core.policy.breaker().state());
         drop(core);
         self.metrics
             .in_flight
@@ -384,8 +395,6 @@ impl Endpoint {
         self.metrics
             .score
             .set(self.unary_cost(fleet, &config.score, now).seconds());
-        let code = self.published.breaker_state.load(Relaxed);
-        self.metrics.breaker_state.set(f64::from(code));
         self.invalid_report_log.summarise(
             &config.target,
             &self.key,

@@ -167,10 +167,11 @@ fn try_repick(
     if !shared.repick.try_take() {
         return None;
     }
-    failed.finish(outcome, None);
+    failed.finish_attempt(outcome);
     let now = tokio::time::Instant::now().into_std();
     match crate::Balancer::repick(&shared, failed.is_stream(), failed.endpoint(), now) {
         Ok(next) => {
+            let next = next.continuing(failed);
             shared.repick.record();
             tracing::debug!(
                 target_name = %shared.config.target,

@@ -1,38 +1,28 @@
-//! Metric handles of one endpoint, created once when it is added.
+//! The client's metrics, recorded through the `metrics` facade: their
+//! descriptions, and the handles a balancer and each endpoint register once
+//! and record into. Names, labels and HELP texts are listed in
+//! `docs/observability.md`.
+//!
+//! Label names are the names of the `tracing` fields that carry the same
+//! values, so that a series and the log lines about it are found by the same
+//! name: [`TARGET_NAME`], [`ENDPOINT`].
 
-use metrics::{Counter, Gauge, counter, gauge};
+mod balancer_metrics;
+mod breaker_state_gauges;
+mod descriptions;
+mod endpoint_metrics;
 
-/// Handles for one endpoint's metrics. Labels: `target` (the balancer) and
-/// `endpoint` (its address). Names are listed in `docs/observability.md`.
-#[derive(Debug, Clone)]
-pub(crate) struct EndpointMetrics {
-    pub(crate) picks: Counter,
-    pub(crate) failures: Counter,
-    pub(crate) ejections: Counter,
-    pub(crate) invalid_reports: Counter,
-    pub(crate) reports: Counter,
-    pub(crate) oob_reports_dropped: Counter,
-    pub(crate) in_flight: Gauge,
-    pub(crate) score: Gauge,
-    pub(crate) breaker_state: Gauge,
-}
+pub(crate) use balancer_metrics::BalancerMetrics;
+pub(crate) use descriptions::describe;
+pub(crate) use endpoint_metrics::EndpointMetrics;
 
-impl EndpointMetrics {
-    pub(crate) fn new(target: &str, endpoint: &str) -> Self {
-        let labels = [
-            ("target", target.to_string()),
-            ("endpoint", endpoint.to_string()),
-        ];
-        Self {
-            picks: counter!("orca_lb_client_picks_total", &labels),
-            failures: counter!("orca_lb_client_failures_total", &labels),
-            ejections: counter!("orca_lb_client_ejections_total", &labels),
-            invalid_reports: counter!("orca_lb_client_invalid_reports_total", &labels),
-            reports: counter!("orca_lb_client_reports_total", &labels),
-            oob_reports_dropped: counter!("orca_lb_client_oob_reports_dropped_total", &labels),
-            in_flight: gauge!("orca_lb_client_in_flight", &labels),
-            score: gauge!("orca_lb_client_score_seconds", &labels),
-            breaker_state: gauge!("orca_lb_client_breaker_state", &labels),
-        }
-    }
-}
+/// The label naming the balancer (its `BalancerConfig::target`), as its log
+/// lines name it (`target` itself is taken by `tracing`).
+pub(crate) const TARGET_NAME: &str = "target_name";
+
+/// The label naming an endpoint by its key, as log lines name it.
+pub(crate) const ENDPOINT: &str = "endpoint";
+
+/// The label of `orca_lb_client_breaker_state` naming the state a series
+/// stands for: `closed`, `open` or `half_open`.
+pub(crate) const STATE: &str = "state";

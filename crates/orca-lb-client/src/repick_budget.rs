@@ -32,7 +32,10 @@ impl RepickBudget {
             tokens: AtomicI64::new(budget.allowance(0) as i64),
             repicks_total: AtomicU64::new(0),
             history: Mutex::new(VecDeque::new()),
-            repicks: metrics::counter!("orca_lb_client_repicks_total", "target" => target.to_string()),
+            repicks: metrics::counter!(
+                "orca_lb_client_repicks_total",
+                crate::metrics::TARGET_NAME => target.to_string()
+            ),
         }
     }
 

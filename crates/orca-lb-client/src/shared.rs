@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use crate::BalancerConfig;
 use crate::endpoint::{Endpoint, Tick, can_connect};
 use crate::endpoint_set::EndpointSet;
+use crate::metrics::BalancerMetrics;
 use crate::repick_budget::RepickBudget;
 use orca_lb_core::AtomicF64;
 use orca_lb_core::splitmix::{GOLDEN_GAMMA, splitmix64};
@@ -32,15 +33,20 @@ pub(crate) struct Shared {
     samples: Mutex<FleetSamples>,
     /// Transparent re-picks left.
     pub(crate) repick: RepickBudget,
+    /// The balancer's own metric handles.
+    pub(crate) metrics: BalancerMetrics,
 }
 
 impl Shared {
     pub(crate) fn new(config: BalancerConfig, seed: u64) -> Self {
+        crate::metrics::describe();
         let unknown = FleetView::unknown(config.score.default_service_time);
+        let metrics = BalancerMetrics::new(&config.target);
         let repick = RepickBudget::new(config.transparent_retry, &config.target);
         let set = EndpointSet::new(config.target.clone(), config.ejection);
         Self {
             repick,
+            metrics,
             set,
             config,
             fleet_service_time: AtomicF64::new(unknown.service_time),

@@ -75,6 +75,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod convert;
+pub mod duration_arg;
+mod metric_descriptions;
 pub mod render;
 mod serve;
 mod service;

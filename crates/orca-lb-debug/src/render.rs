@@ -75,39 +75,9 @@ fn std_duration(d: &prost_types::Duration) -> Duration {
     Duration::try_from(*d).unwrap_or(Duration::ZERO)
 }
 
-/// Parses a duration written as `250ms`, `2s`, `1.5s` or a bare number of
-/// milliseconds: the syntax the `orca-lb` CLI and the examples accept.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
-        (v, 1e-3)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1.0)
-    } else {
-        (s, 1e-3)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 500ms or 2s)"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("{s:?} must be a non-negative duration"));
-    }
-    Duration::try_from_secs_f64(v * scale).map_err(|e| format!("{s:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("20ms"), Ok(Duration::from_millis(20)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_millis(7)));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("fast").is_err());
-    }
 
     #[test]
     fn ages() {

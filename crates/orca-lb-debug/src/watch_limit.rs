@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+use metrics::Counter;
+
 /// Most `WatchState` streams open at once on one [`DebugService`](crate::DebugService)
 /// (and its clones) unless set with
 /// [`with_max_watchers`](crate::DebugService::with_max_watchers). Each costs a
@@ -15,6 +17,8 @@ pub(crate) struct WatchLimit {
     max: usize,
     open: AtomicUsize,
     refused: AtomicU64,
+    /// `orca_lb_debug_refused_watchers_total`, registered with the limit.
+    refused_total: Counter,
 }
 
 /// One open watch; it frees its place when dropped with its stream.
@@ -23,10 +27,12 @@ pub(crate) struct WatchPermit(Arc<WatchLimit>);
 
 impl WatchLimit {
     pub(crate) fn new(max: usize) -> Self {
+        crate::metric_descriptions::describe();
         Self {
             max,
             open: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
+            refused_total: metrics::counter!("orca_lb_debug_refused_watchers_total"),
         }
     }
 
@@ -52,7 +58,7 @@ impl WatchLimit {
             Ok(_) => Some(WatchPermit(self.clone())),
             Err(_) => {
                 self.refused.fetch_add(1, Relaxed);
-                metrics::counter!("orca_lb_debug_refused_watchers_total").increment(1);
+                self.refused_total.increment(1);
                 None
             }
         }

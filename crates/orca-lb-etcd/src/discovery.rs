@@ -124,6 +124,7 @@ impl EtcdDiscovery {
 
     /// Discovers every key that starts with `key_prefix`, whatever wrote it.
     pub fn with_key_prefix(client: EtcdClient, key_prefix: impl Into<String>) -> Self {
+        crate::metric_descriptions::describe();
         let prefix = key_prefix.into();
         let labels = [("prefix", prefix.clone())];
         let metrics = Metrics {

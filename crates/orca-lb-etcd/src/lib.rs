@@ -77,6 +77,7 @@ mod client;
 mod discovery;
 mod drain;
 mod error;
+mod metric_descriptions;
 mod record;
 mod registration;
 mod value_format;

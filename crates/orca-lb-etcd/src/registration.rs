@@ -121,6 +121,8 @@ pub struct Registration {
 
 #[derive(Debug)]
 struct State {
+    /// The service registered, for logs and metric labels.
+    service: String,
     /// The current lease, 0 while there is none.
     lease: AtomicI64,
     registrations: AtomicU64,
@@ -159,9 +161,11 @@ impl Registration {
         config: RegistrationConfig,
     ) -> Result<Registration, RegisterError> {
         let value = config.value()?;
+        crate::metric_descriptions::describe();
         let key = config.key();
         let labels = [("service", config.service.clone())];
         let state = Arc::new(State {
+            service: config.service.clone(),
             lease: AtomicI64::new(0),
             registrations: AtomicU64::new(0),
             lease_losses: AtomicU64::new(0),
@@ -235,12 +239,12 @@ impl Registration {
         };
         match self.client.lease_revoke(id).await {
             Ok(()) | Err(EtcdError::LeaseNotFound { .. }) => {
-                tracing::info!(key = %self.key, lease = id, "deregistered: lease revoked");
+                tracing::info!(service = %self.state.service, key = %self.key, lease = id, "deregistered: lease revoked");
                 self.state.lease.store(0, Relaxed);
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(key = %self.key, lease = id, error = %e, "revoking the lease failed; the key stays until it expires");
+                tracing::warn!(service = %self.state.service, key = %self.key, lease = id, error = %e, "revoking the lease failed; the key stays until it expires");
                 Err(e)
             }
         }
@@ -276,7 +280,7 @@ impl Task {
             .await?;
         self.state.registrations.fetch_add(1, Relaxed);
         self.state.metrics.registrations.increment(1);
-        tracing::info!(key = %self.key, lease = lease.id, ttl = ?lease.ttl, "registered");
+        tracing::info!(service = %self.state.service, key = %self.key, lease = lease.id, ttl = ?lease.ttl, "registered");
         Ok(lease.id)
     }
 
@@ -303,9 +307,9 @@ impl Task {
                 due
             };
             if warn {
-                tracing::warn!(key = %self.key, lease, restores, "key was missing or overwritten under a live lease; restored");
+                tracing::warn!(service = %self.state.service, key = %self.key, lease, restores, "key was missing or overwritten under a live lease; restored");
             } else {
-                tracing::debug!(key = %self.key, lease, restores, "key restored");
+                tracing::debug!(service = %self.state.service, key = %self.key, lease, restores, "key restored");
             }
         }
         Ok(())
@@ -329,7 +333,7 @@ impl Task {
                         backoff.reset();
                     }
                     Err(e) => {
-                        tracing::warn!(key = %self.key, error = %e, "registration failed; retrying");
+                        tracing::warn!(service = %self.state.service, key = %self.key, error = %e, "registration failed; retrying");
                         // A lease granted before the failure is kept: its key
                         // is checked once etcd answers again.
                         lease = self.state.lease.load(Relaxed);
@@ -348,14 +352,14 @@ impl Task {
             {
                 Ended::Stopped => return,
                 Ended::LeaseLost => {
-                    tracing::warn!(key = %self.key, lease, "lease lost; registering again");
+                    tracing::warn!(service = %self.state.service, key = %self.key, lease, "lease lost; registering again");
                     self.state.lease_losses.fetch_add(1, Relaxed);
                     self.state.metrics.lease_losses.increment(1);
                     self.state.lease.store(0, Relaxed);
                     lease = 0;
                 }
                 Ended::Failed(e) => {
-                    tracing::warn!(key = %self.key, lease, error = %e, "lease keep-alive failed; reconnecting");
+                    tracing::warn!(service = %self.state.service, key = %self.key, lease, error = %e, "lease keep-alive failed; reconnecting");
                     self.state.metrics.keep_alive_failures.increment(1);
                     check_key = true;
                     let delay = backoff.next_delay(&mut rand::rng());

@@ -70,6 +70,7 @@ mod oob;
 mod refusal_log;
 mod report_budget;
 mod sampler;
+mod server_metrics;
 mod service;
 mod shared_rate_window;
 mod shed;

@@ -64,7 +64,7 @@ impl OpenRcaService for OrcaService {
         let period = self.interval_for(request.get_ref().report_interval.as_ref())?;
         let tracker = self.recorder.tracker();
         if !tracker.try_oob_subscribe() {
-            metrics::counter!("orca_lb_server_refused_oob_subscribers_total").increment(1);
+            tracker.metrics.refused_oob_subscribers.increment(1);
             return Err(Status::resource_exhausted(format!(
                 "too many out-of-band subscribers (at most {})",
                 tracker.config.max_oob_subscribers

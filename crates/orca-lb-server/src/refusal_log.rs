@@ -58,15 +58,9 @@ struct Kind {
 }
 
 impl RefusalLog {
-    /// Counts a refusal and logs it if it is the first of its kind, or a
-    /// summary if one is due.
+    /// Logs a refusal if it is the first of its kind, or a summary if one
+    /// is due.
     pub(crate) fn refused(&self, source: Source, name: &str, error: &RecordError, now: Instant) {
-        match source {
-            Source::Report => {
-                metrics::counter!("orca_lb_server_dropped_metrics_total").increment(1)
-            }
-            _ => metrics::counter!("orca_lb_server_rejected_metrics_total").increment(1),
-        }
         let reason = error.reason();
         let mut kinds = self.kinds.lock();
         match kinds

@@ -17,7 +17,8 @@ pub(crate) enum Shed {
 }
 
 impl Shed {
-    fn label(self) -> &'static str {
+    /// The word for it in the `reason` log field and metric label.
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Shed::QueueFull => "queue_full",
             Shed::QueueWait => "queue_wait",
@@ -38,7 +39,7 @@ pub(crate) fn refused_response<B: Default>(
     shed: Shed,
     guard: &mut InFlightCall,
 ) -> Response<ResponseBody<B>> {
-    metrics::counter!("orca_lb_server_shed_calls_total", "reason" => shed.label()).increment(1);
+    guard.tracker().metrics.shed(shed).increment(1);
     tracing::debug!(reason = shed.label(), "refused a call: {}", shed.message());
     guard.finish(Some(Code::ResourceExhausted));
     let mut response = Response::new(ResponseBody::passthrough(B::default()));

@@ -16,6 +16,7 @@ use crate::RecordError;
 use crate::refusal_log::{RefusalLog, Source};
 use crate::report_budget::{BoundedReport, Entries, STANDARD_FIELDS_BYTES, set_within};
 use crate::sampler::{SystemLoad, SystemSampler};
+use crate::server_metrics::ServerMetrics;
 use crate::shared_rate_window::SharedRateWindow;
 use crate::snapshot_encoding::encode_snapshot;
 use crate::{ReportingConfig, StreamingMethods};
@@ -58,6 +59,7 @@ pub(crate) struct LoadTracker {
     /// Woken when a call leaves the queue (for `backpressure`).
     pub(crate) queue_space: Arc<Notify>,
     pub(crate) refusals: RefusalLog,
+    pub(crate) metrics: ServerMetrics,
 }
 
 impl LoadTracker {
@@ -86,6 +88,7 @@ impl LoadTracker {
             oob_subscribers: AtomicUsize::new(0),
             queue_space: Arc::new(Notify::new()),
             refusals: RefusalLog::default(),
+            metrics: ServerMetrics::new(),
         };
         tracker.apply_system_load(initial);
         tracker
@@ -222,6 +225,12 @@ impl LoadTracker {
 
     /// Counts and logs (once per kind, then summarised) a refused metric.
     pub(crate) fn refused(&self, source: Source, name: &str, error: &RecordError) {
+        match source {
+            Source::Report => self.metrics.dropped_metrics.increment(1),
+            Source::LoadRecorder | Source::CallRecorder | Source::SystemSampler => {
+                self.metrics.rejected_metrics.increment(1)
+            }
+        }
         self.refusals
             .refused(source, name, error, tokio::time::Instant::now().into_std());
     }

@@ -17,6 +17,9 @@
 //!   generated tonic client uses in place of a `Channel`, balancing each call
 //!   by expected completion time over reported and observed load, with
 //!   circuit breaking and discovery (static, DNS).
+//! - `debug` (feature `debug`): a gRPC service that shows what balancers
+//!   think of each endpoint (state, score, load, circuit), for the
+//!   `orca-lb state` command (`orca-lb-debug`, see `docs/observability.md`).
 //! - `etcd` (feature `etcd`): servers register themselves in etcd under a
 //!   lease and drain gracefully; clients discover them through a resumable
 //!   watch (`orca-lb-etcd`, see `docs/discovery.md`).
@@ -49,6 +52,8 @@
 #[cfg(feature = "client")]
 pub use orca_lb_client as client;
 pub use orca_lb_core as core;
+#[cfg(feature = "debug")]
+pub use orca_lb_debug as debug;
 #[cfg(feature = "etcd")]
 pub use orca_lb_etcd as etcd;
 pub use orca_lb_proto as proto;

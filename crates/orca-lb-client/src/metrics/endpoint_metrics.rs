@@ -1,0 +1,41 @@
+//! Metric handles of one endpoint, registered once when it is added.
+
+use metrics::{Counter, Gauge, counter, gauge};
+
+use super::breaker_state_gauges::BreakerStateGauges;
+use super::{ENDPOINT, TARGET_NAME};
+
+/// Handles for one endpoint's metrics. Labels: [`TARGET_NAME`] (the
+/// balancer) and [`ENDPOINT`] (its key).
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointMetrics {
+    pub(crate) picks: Counter,
+    pub(crate) failures: Counter,
+    pub(crate) ejections: Counter,
+    pub(crate) invalid_reports: Counter,
+    pub(crate) reports: Counter,
+    pub(crate) oob_reports_dropped: Counter,
+    pub(crate) in_flight: Gauge,
+    pub(crate) score: Gauge,
+    pub(crate) breaker_state: BreakerStateGauges,
+}
+
+impl EndpointMetrics {
+    pub(crate) fn new(target: &str, endpoint: &str) -> Self {
+        let labels = [
+            (TARGET_NAME, target.to_string()),
+            (ENDPOINT, endpoint.to_string()),
+        ];
+        Self {
+            picks: counter!("orca_lb_client_picks_total", &labels),
+            failures: counter!("orca_lb_client_failures_total", &labels),
+            ejections: counter!("orca_lb_client_ejections_total", &labels),
+            invalid_reports: counter!("orca_lb_client_invalid_reports_total", &labels),
+            reports: counter!("orca_lb_client_reports_total", &labels),
+            oob_reports_dropped: counter!("orca_lb_client_oob_reports_dropped_total", &labels),
+            in_flight: gauge!("orca_lb_client_in_flight", &labels),
+            score: gauge!("orca_lb_client_score_seconds", &labels),
+            breaker_state: BreakerStateGauges::new(target, endpoint),
+        }
+    }
+}
