@@ -168,7 +168,7 @@ impl Endpoint {
     }
 
     /// Whether discovery removed it.
-    fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         // Relaxed: a pick that sees the removal a moment late sends one call
         // that a pick a moment earlier would have; the call still ends.
         self.draining.load(Relaxed)

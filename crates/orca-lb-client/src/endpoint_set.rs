@@ -35,6 +35,12 @@ struct Members {
     batching: bool,
     /// A change arrived during the batch and the list is yet to be published.
     unpublished: bool,
+    /// Removed, and still in the published list: they start draining when a
+    /// list without them is published. Marked at once, they would be passed
+    /// over by picks that still read the old list while the batch's
+    /// insertions are unpublished, and a full rotation applied as one batch
+    /// would leave picks nothing for a moment.
+    removed: Vec<Arc<Endpoint>>,
 }
 
 impl Members {
@@ -219,13 +225,20 @@ impl EndpointSet {
         }
     }
 
-    fn publish_list(&self, members: &Members) {
+    fn publish_list(&self, members: &mut Members) {
         let list = members.list();
         {
             let mut slot = self.list.write();
             *slot = list;
             // Release pairs with the Acquire in `generation`.
             self.generation.fetch_add(1, Ordering::Release);
+        }
+        if !members.removed.is_empty() {
+            let mut draining = self.draining.lock();
+            for ep in members.removed.drain(..) {
+                ep.start_draining();
+                draining.push(ep);
+            }
         }
         self.publish_counts(members);
         self.changed.notify_waiters();
@@ -243,7 +256,7 @@ impl EndpointSet {
         let mut members = self.members.lock();
         members.batching = false;
         if std::mem::take(&mut members.unpublished) {
-            self.publish_list(&members);
+            self.publish_list(&mut members);
         }
     }
 
@@ -257,19 +270,17 @@ impl EndpointSet {
         true
     }
 
-    /// Removes an endpoint: it stops being picked at once; calls in flight
-    /// on it finish (they hold their own reference), and until they have it
-    /// shows in snapshots as draining.
+    /// Removes an endpoint: it stops being picked once the list without it
+    /// is published (at once, or at the end of a batch); calls in flight on
+    /// it finish (they hold their own reference), and until they have it
+    /// shows in snapshots as draining. It is kept even if idle: a call
+    /// picked just before the removal may not have counted itself yet. The
+    /// next maintenance pass lets go of it once idle.
     pub(crate) fn remove(&self, key: &str) -> Option<Arc<Endpoint>> {
         let mut members = self.members.lock();
         let ep = members.remove(key)?;
-        ep.start_draining();
+        members.removed.push(ep.clone());
         self.publish_members(&mut members);
-        drop(members);
-        // Kept even if idle now: a call picked just before the removal may
-        // not have counted itself yet. The next maintenance pass lets go of
-        // it once idle.
-        self.draining.lock().push(ep.clone());
         Some(ep)
     }
 

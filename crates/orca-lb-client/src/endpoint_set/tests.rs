@@ -149,3 +149,50 @@ async fn a_change_between_the_check_and_the_wait_is_not_lost() {
     assert!(waited.is_ok(), "the wait missed the change");
     assert_eq!(checks, 2);
 }
+
+#[tokio::test]
+async fn a_rotation_in_one_batch_never_leaves_picks_without_an_endpoint() {
+    let now = Instant::now();
+    let config = BalancerConfig::default();
+    let (set, old) = fleet(4, now);
+    let new: Vec<_> = (4..8).map(|i| endpoint(&config, i, now)).collect();
+    // What a pick reads: the published list, less the draining endpoints.
+    let pickable = |set: &EndpointSet| {
+        let (list, _) = set.list();
+        list.iter().filter(|ep| !ep.is_draining()).count()
+    };
+
+    set.begin_batch();
+    for ep in &new {
+        assert!(set.insert(ep.clone()));
+    }
+    for ep in &old {
+        set.remove(ep.key()).unwrap();
+        // The list still published is the old one: all of it is pickable
+        // until the new one replaces it.
+        assert_eq!(pickable(&set), 4);
+    }
+    assert!(
+        set.draining().is_empty(),
+        "nothing drains before the list moves"
+    );
+    set.end_batch();
+
+    let (list, _) = set.list();
+    let keys: Vec<_> = list.iter().map(|ep| ep.key().to_string()).collect();
+    let new_keys: Vec<_> = new.iter().map(|ep| ep.key().to_string()).collect();
+    assert_eq!(keys, new_keys);
+    assert_eq!(pickable(&set), 4);
+    assert!(old.iter().all(|ep| ep.is_draining()));
+    assert_eq!(set.draining().len(), 4);
+}
+
+#[tokio::test]
+async fn a_removal_outside_a_batch_drains_at_once() {
+    let now = Instant::now();
+    let (set, eps) = fleet(2, now);
+    set.remove(eps[0].key()).unwrap();
+    assert!(eps[0].is_draining());
+    assert_eq!(set.list().0.len(), 1);
+    assert_eq!(set.draining().len(), 1);
+}
