@@ -15,6 +15,14 @@ pub struct ChildBackend {
 }
 
 impl ChildBackend {
+    /// `n` backends of `bin`, named `b0`, `b1`, ..., each taking
+    /// `service_ms` per call.
+    pub fn spawn_fleet(bin: &str, n: usize, service_ms: u64) -> Vec<ChildBackend> {
+        (0..n)
+            .map(|i| ChildBackend::spawn(bin, &format!("b{i}"), service_ms))
+            .collect()
+    }
+
     /// Starts `bin` (the `orca-lb-test-backend` binary: a test target gets
     /// its path as `env!("CARGO_BIN_EXE_orca-lb-test-backend")`) as the
     /// greeter `name` taking `service_ms` per call, and waits until it

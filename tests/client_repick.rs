@@ -91,15 +91,7 @@ const SERVICE_MS: u64 = 20;
 const DEADLINE: Duration = Duration::from_secs(5);
 
 fn four_backends() -> Vec<ChildBackend> {
-    (0..4)
-        .map(|i| {
-            ChildBackend::spawn(
-                env!("CARGO_BIN_EXE_orca-lb-test-backend"),
-                &format!("b{i}"),
-                SERVICE_MS,
-            )
-        })
-        .collect()
+    ChildBackend::spawn_fleet(env!("CARGO_BIN_EXE_orca-lb-test-backend"), 4, SERVICE_MS)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

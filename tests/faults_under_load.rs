@@ -139,15 +139,7 @@ impl FewestEndpoints {
 
 /// Four test backends in their own processes, `b0` to `b3`.
 fn four_child_backends() -> Vec<ChildBackend> {
-    (0..4)
-        .map(|i| {
-            ChildBackend::spawn(
-                env!("CARGO_BIN_EXE_orca-lb-test-backend"),
-                &format!("b{i}"),
-                SERVICE_MS,
-            )
-        })
-        .collect()
+    ChildBackend::spawn_fleet(env!("CARGO_BIN_EXE_orca-lb-test-backend"), 4, SERVICE_MS)
 }
 
 /// A balancer with `config` over `backends`, once it has discovered them.
