@@ -59,6 +59,11 @@ pin_project! {
         Refused {
             shed: Shed,
         },
+        // Not a gRPC call: nothing is counted and nothing is added.
+        Passthrough {
+            #[pin]
+            future: S::Future,
+        },
     }
 }
 
@@ -93,6 +98,14 @@ where
                 request: Some(request),
             },
             call: Some((guard, recorder)),
+        }
+    }
+
+    /// A request that is not a gRPC call, passed through untouched.
+    pub(crate) fn passthrough(future: S::Future) -> Self {
+        Self {
+            state: State::Passthrough { future },
+            call: None,
         }
     }
 
@@ -191,6 +204,10 @@ where
                         None => ResponseBody::new(body, guard, recorder),
                     };
                     return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                }
+                StateProj::Passthrough { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::passthrough)));
                 }
                 StateProj::Refused { shed } => {
                     let shed = *shed;

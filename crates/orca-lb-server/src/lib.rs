@@ -32,6 +32,12 @@
 //!   [`ReportingConfig::max_queue_wait`], are answered `RESOURCE_EXHAUSTED`;
 //!   out-of-band subscribers beyond [`ReportingConfig::max_oob_subscribers`]
 //!   too. `docs/reliability.md` lists every limit and what it costs.
+//! - **What is a call.** A request whose `content-type` is
+//!   `application/grpc` (or a variant such as `application/grpc+proto`). The
+//!   layer may wrap a router that also serves plain HTTP routes (an axum
+//!   `Router` with a health page, metrics or static files): those requests
+//!   pass through untouched, are not counted, never wait for a worker slot
+//!   and carry no report.
 //! - **What is sent.** See `docs/orca.md` for every field, and why
 //!   `application_utilization` folds queueing in.
 //!
@@ -63,6 +69,7 @@ mod call_recorder;
 mod config;
 mod error;
 mod future;
+mod grpc_request;
 mod in_flight_call;
 mod layer;
 mod load_recorder;

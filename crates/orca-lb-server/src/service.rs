@@ -13,6 +13,7 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::call_recorder::CallRecorder;
 use crate::future::ResponseFuture;
+use crate::grpc_request::is_grpc;
 use crate::in_flight_call::InFlightCall;
 use crate::shed::Shed;
 use crate::tracker::LoadTracker;
@@ -20,6 +21,10 @@ use crate::tracker::LoadTracker;
 /// Tracks the load of the service it wraps and sends an ORCA
 /// `OrcaLoadReport` with every response: in the trailers, or in the headers
 /// of a trailers-only response. Made by [`ReportingLayer`](crate::ReportingLayer).
+///
+/// Requests that are not gRPC calls (their `content-type` is not
+/// `application/grpc...`) pass through untouched: plain HTTP routes served
+/// beside gRPC are not counted and get no report.
 ///
 /// With worker slots, a unary call that finds `max_queue_depth` calls waiting,
 /// or waits `max_queue_wait` for a slot, is answered `RESOURCE_EXHAUSTED`. With
@@ -105,6 +110,9 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if !is_grpc(&request) {
+            return ResponseFuture::passthrough(self.inner.call(request));
+        }
         let now = tokio::time::Instant::now().into_std();
         let stream = self.tracker.streaming.contains(request.uri().path());
         let recorder = self.tracker.config.call_recorder.then(|| {
@@ -185,9 +193,22 @@ mod tests {
         }
     }
 
+    fn request(content_type: &str) -> Request<()> {
+        Request::builder()
+            .method("POST")
+            .uri("/orca_lb.testing.v1.Greeter/SayHello")
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(())
+            .unwrap()
+    }
+
     async fn call(layer: &ReportingLayer) -> (String, bool) {
+        call_with(layer, "application/grpc").await
+    }
+
+    async fn call_with(layer: &ReportingLayer, content_type: &str) -> (String, bool) {
         let mut svc = layer.layer(Probe);
-        let response = svc.call(Request::new(())).await.unwrap();
+        let response = svc.call(request(content_type)).await.unwrap();
         let collected = response.into_body().collect().await.unwrap();
         let has_report = collected
             .trailers()
@@ -209,5 +230,28 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(call(&off).await, ("none".to_string(), true));
+    }
+
+    #[tokio::test]
+    async fn requests_that_are_not_grpc_pass_through_uncounted() {
+        let (layer, recorder) = ReportingLayer::builder()
+            .sampler(FixedSampler::new(0.1, 0.1))
+            .build()
+            .unwrap();
+        // The handler's trailers go out as they are: no report, no recorder.
+        assert_eq!(
+            call_with(&layer, "application/json").await,
+            ("none".to_string(), false)
+        );
+        let mut svc = layer.layer(Probe);
+        let pending = svc.call(request("text/html"));
+        assert_eq!(recorder.in_flight(), 0, "a plain HTTP request is no call");
+        drop(pending);
+        // A gRPC call through the same layer is counted and reported.
+        let pending = svc.call(request("application/grpc+proto"));
+        assert_eq!(recorder.in_flight(), 1);
+        drop(pending);
+        assert_eq!(recorder.in_flight(), 0);
+        assert_eq!(call(&layer).await, ("found".to_string(), true));
     }
 }

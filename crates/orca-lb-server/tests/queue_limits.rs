@@ -4,9 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use http::Request;
 use orca_lb_server::{FixedSampler, ReportingConfig, ReportingLayer};
-use support::{Gated, report, status, wait_until};
+use support::{Gated, grpc_call, report, status, wait_until};
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -33,20 +32,17 @@ async fn a_call_beyond_a_full_queue_is_refused_at_once_with_the_report() {
     let gated = Gated::default();
     let svc = layer.layer(gated.clone());
 
-    let running = tokio::spawn(svc.clone().oneshot(Request::new(())));
-    let queued = tokio::spawn(svc.clone().oneshot(Request::new(())));
+    let running = tokio::spawn(svc.clone().oneshot(grpc_call()));
+    let queued = tokio::spawn(svc.clone().oneshot(grpc_call()));
     wait_until("one call runs and one waits", || {
         gated.entered() == 1 && recorder.queue_depth() == 1
     })
     .await;
 
-    let refused = tokio::time::timeout(
-        Duration::from_secs(1),
-        svc.clone().oneshot(Request::new(())),
-    )
-    .await
-    .expect("a call beyond the queue is answered at once")
-    .unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(1), svc.clone().oneshot(grpc_call()))
+        .await
+        .expect("a call beyond the queue is answered at once")
+        .unwrap();
     assert_eq!(status(refused.headers()), Some("8"), "RESOURCE_EXHAUSTED");
     let (pb, _) = report(refused.headers());
     assert_eq!(
@@ -73,16 +69,13 @@ async fn a_call_that_waits_past_the_queue_wait_is_refused() {
     let gated = Gated::default();
     let svc = layer.layer(gated.clone());
 
-    let _running = tokio::spawn(svc.clone().oneshot(Request::new(())));
+    let _running = tokio::spawn(svc.clone().oneshot(grpc_call()));
     wait_until("one call runs", || gated.entered() == 1).await;
     let started = tokio::time::Instant::now();
-    let waited = tokio::time::timeout(
-        Duration::from_secs(60),
-        svc.clone().oneshot(Request::new(())),
-    )
-    .await
-    .expect("a queued call does not wait forever")
-    .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(60), svc.clone().oneshot(grpc_call()))
+        .await
+        .expect("a queued call does not wait forever")
+        .unwrap();
     assert_eq!(status(waited.headers()), Some("8"));
     assert_eq!(started.elapsed(), Duration::from_secs(2));
     assert_eq!(recorder.queue_depth(), 0);
@@ -104,14 +97,14 @@ async fn with_backpressure_a_full_queue_makes_load_shed_refuse() {
         .layer(layer)
         .service(gated.clone());
 
-    let running = tokio::spawn(svc.ready().await.unwrap().call(Request::new(())));
-    let queued = tokio::spawn(svc.ready().await.unwrap().call(Request::new(())));
+    let running = tokio::spawn(svc.ready().await.unwrap().call(grpc_call()));
+    let queued = tokio::spawn(svc.ready().await.unwrap().call(grpc_call()));
     wait_until("one call runs and one waits", || {
         gated.entered() == 1 && recorder.queue_depth() == 1
     })
     .await;
 
-    let shed = svc.ready().await.unwrap().call(Request::new(())).await;
+    let shed = svc.ready().await.unwrap().call(grpc_call()).await;
     let error = shed.expect_err("load_shed refuses while the queue is full");
     assert!(error.is::<tower::load_shed::error::Overloaded>(), "{error}");
 
@@ -120,7 +113,7 @@ async fn with_backpressure_a_full_queue_makes_load_shed_refuse() {
     running.await.unwrap().unwrap();
     wait_until("the queue drains", || recorder.queue_depth() == 0).await;
     gated.open(2);
-    let accepted = svc.ready().await.unwrap().call(Request::new(())).await;
+    let accepted = svc.ready().await.unwrap().call(grpc_call()).await;
     assert_eq!(status(accepted.unwrap().headers()), Some("0"));
     queued.await.unwrap().unwrap();
 }

@@ -9,7 +9,7 @@ use orca_lb_core::named_metrics;
 use orca_lb_server::{
     CallRecorder, FixedSampler, LoadRecorder, RecordError, ReportingConfig, ReportingLayer,
 };
-use support::{Logs, report};
+use support::{Logs, grpc_call, report};
 use tower::ServiceExt;
 use tower_layer::Layer;
 
@@ -70,11 +70,7 @@ async fn server_wide_metrics_stop_at_the_report_limit_and_the_standard_fields_st
 
     let svc_gate = support::Gated::default();
     svc_gate.open(1);
-    let response = layer
-        .layer(svc_gate)
-        .oneshot(Request::new(()))
-        .await
-        .unwrap();
+    let response = layer.layer(svc_gate).oneshot(grpc_call()).await.unwrap();
     let (pb, size) = report(response.headers());
     assert!(size <= max, "{size} bytes");
     assert_eq!(pb.cpu_utilization, 0.5);
@@ -117,7 +113,7 @@ async fn per_call_entries_that_no_longer_fit_are_dropped_from_the_report() {
             Ok::<_, std::convert::Infallible>(r)
         }
     }));
-    let call = tokio::spawn(svc.oneshot(Request::new(())));
+    let call = tokio::spawn(svc.oneshot(grpc_call()));
     entered.await.unwrap();
     // Meanwhile the server-wide metrics fill the report.
     let mut i = 100;

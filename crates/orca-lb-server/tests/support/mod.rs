@@ -138,3 +138,14 @@ impl std::io::Write for Logs {
         Ok(())
     }
 }
+
+/// A gRPC call's request: the layer counts only requests that say
+/// `content-type: application/grpc`.
+pub(crate) fn grpc_call() -> Request<()> {
+    Request::builder()
+        .method("POST")
+        .uri("/orca_lb.testing.v1.Greeter/SayHello")
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(())
+        .expect("a valid request")
+}
