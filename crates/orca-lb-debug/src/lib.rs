@@ -48,7 +48,7 @@
 //! use orca_lb_debug::{DebugService, render, serve_debug};
 //!
 //! let balancer = Balancer::from_uris(
-//!     BalancerConfig { target: "greeter".into(), ..BalancerConfig::default() },
+//!     BalancerConfig::default().with_target("greeter"),
 //!     ["http://127.0.0.1:50051", "http://127.0.0.1:50052"],
 //! )?;
 //! balancer.wait_for_endpoints(2).await;
