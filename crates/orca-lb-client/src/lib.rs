@@ -155,3 +155,8 @@ impl From<ConfigError> for BuildError {
         BuildError::Config(e)
     }
 }
+
+// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_examples {}

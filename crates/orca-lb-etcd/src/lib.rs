@@ -110,3 +110,8 @@ pub mod pb {
         include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
     }
 }
+
+// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_examples {}
