@@ -127,6 +127,7 @@ pub struct Drain {
 
 /// What a [`Drain`] did.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct DrainReport {
     /// Why the lease could not be revoked, if so: its key then stays until
     /// it expires.
