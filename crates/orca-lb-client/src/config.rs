@@ -11,7 +11,25 @@ use crate::EndpointTemplate;
 
 /// Everything a [`Balancer`](crate::Balancer) can be tuned with.
 ///
-/// Defaults are explained in `docs/balancing.md`.
+/// Defaults are explained in `docs/balancing.md`. Start from
+/// [`default`](Self::default) and change what differs with the `with_*`
+/// setters (or by assigning the public fields); settings may be added in
+/// later releases without breaking code written this way.
+///
+/// ```
+/// use std::time::Duration;
+/// use orca_lb_client::BalancerConfig;
+///
+/// let config = BalancerConfig::default()
+///     .with_target("greeter")
+///     .with_oob_interval(Duration::from_secs(1));
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.oob_interval, Some(Duration::from_secs(1)));
+///
+/// let mut config = config.with_oob_interval(None);
+/// config.connect_timeout = Duration::ZERO;
+/// assert_eq!(config.validate().unwrap_err().field(), "connect_timeout");
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BalancerConfig {

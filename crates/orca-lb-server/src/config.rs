@@ -9,6 +9,16 @@ use crate::ConfigError;
 /// Tunables of a [`ReportingLayer`](crate::ReportingLayer).
 ///
 /// The defaults suit a server whose calls take milliseconds to a second.
+/// Start from [`default`](Self::default) and change what differs with the
+/// `with_*` setters (or by assigning the public fields).
+///
+/// ```
+/// use orca_lb_server::ReportingConfig;
+///
+/// let config = ReportingConfig::default().with_capacity(8).with_backpressure(true);
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.capacity, Some(8));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ReportingConfig {
