@@ -108,12 +108,11 @@ impl Args {
             }
             (None, None) => return Err("TLS with --etcd needs --tls-domain".into()),
         };
-        let files = TlsFiles {
-            ca: self.tls_ca.clone(),
-            domain: self.tls_domain.clone(),
-            cert: self.tls_cert.clone(),
-            key: self.tls_key.clone(),
-        };
+        let files = TlsFiles::default()
+            .with_ca(self.tls_ca.clone())
+            .with_domain(self.tls_domain.clone())
+            .with_cert(self.tls_cert.clone())
+            .with_key(self.tls_key.clone());
         Ok(files.template(&format!("https://{name}"))?)
     }
 }
@@ -127,12 +126,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    let config = BalancerConfig {
-        target: "greeter".into(),
-        oob_interval: args.oob,
-        endpoint: args.endpoint()?,
-        ..BalancerConfig::default()
-    };
+    let config = BalancerConfig::default()
+        .with_target("greeter")
+        .with_oob_interval(args.oob)
+        .with_endpoint(args.endpoint()?);
     let balancer = match &args.etcd {
         None => {
             let balancer = Balancer::from_uris(config, &args.targets)?;

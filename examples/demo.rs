@@ -134,11 +134,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let orca_fleet = Fleet::start("orca").await?;
     let rr_fleet = Fleet::start("rr").await?;
 
-    let config = BalancerConfig {
-        target: "demo".into(),
-        streaming: StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)?,
-        ..BalancerConfig::default()
-    };
+    let config = BalancerConfig::default()
+        .with_target("demo")
+        .with_streaming(StreamingMethods::from_file_descriptor_set(
+            GREETER_DESCRIPTOR_SET,
+        )?);
     let urls: Vec<String> = orca_fleet.backends.iter().map(|b| b.url()).collect();
     let balancer = Balancer::from_uris(config, &urls)?;
     balancer.wait_for_endpoints(4).await;

@@ -73,10 +73,11 @@ impl Server {
         let addr = listener.local_addr()?;
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<GreeterServer<TestGreeter>>().await;
-        let drain = Drain::new(DrainConfig {
-            propagation: Duration::from_millis(500),
-            deadline: Duration::from_secs(5),
-        })
+        let drain = Drain::new(
+            DrainConfig::default()
+                .with_propagation(Duration::from_millis(500))
+                .with_deadline(Duration::from_secs(5)),
+        )
         .health(health, ["orca_lb.testing.v1.Greeter"]);
         let (layer, _recorder) = ReportingLayer::builder().capacity(4).build()?;
         let greeter = TestGreeter::new(name).with_service_time(ServiceTime::Fixed(service_time));
@@ -142,10 +143,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let discovery = EtcdDiscovery::new(etcd.clone(), SERVICE);
     let stats = discovery.stats();
-    let config = BalancerConfig {
-        target: SERVICE.into(),
-        ..BalancerConfig::default()
-    };
+    let config = BalancerConfig::default().with_target(SERVICE);
     let balancer = Balancer::new(config, discovery.into_stream())?;
     tokio::time::timeout(Duration::from_secs(5), balancer.wait_for_endpoints(2)).await?;
     for (key, record) in stats.endpoints() {

@@ -26,10 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let balancer = Balancer::from_uris(
-        BalancerConfig {
-            target: "greeter".into(),
-            ..BalancerConfig::default()
-        },
+        BalancerConfig::default().with_target("greeter"),
         backends.iter().map(|b| b.url()),
     )?;
     balancer.wait_for_endpoints(backends.len()).await;

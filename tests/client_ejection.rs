@@ -14,16 +14,15 @@ use tonic::Code;
 /// A config where the score does not steer (see [`client::unsteered`]), so
 /// the breaker alone decides: what these tests are about.
 fn breaker_config(consecutive: u32, base_ejection: Duration) -> BalancerConfig {
-    client::unsteered(BalancerConfig {
-        breaker: CircuitBreakerConfig {
-            consecutive_errors: consecutive,
-            base_ejection_time: base_ejection,
-            max_ejection_time: base_ejection * 4,
-            half_open_probes: 1,
-            ..CircuitBreakerConfig::default()
-        },
-        ..client::config()
-    })
+    client::unsteered(
+        client::config().with_breaker(
+            CircuitBreakerConfig::default()
+                .with_consecutive_errors(consecutive)
+                .with_base_ejection_time(base_ejection)
+                .with_max_ejection_time(base_ejection * 4)
+                .with_half_open_probes(1),
+        ),
+    )
 }
 
 fn state_of(b: &Balancer, url: &str) -> orca_lb_client::EndpointSnapshot {
@@ -102,13 +101,11 @@ async fn never_more_than_the_max_ejected_fraction() {
     for backend in &bs {
         backend.greeter().set_failing(Some(Code::Unavailable));
     }
-    let config = BalancerConfig {
-        ejection: EjectionBudget {
-            max_ejected_fraction: 0.5,
-            min_healthy_fraction: 0.0,
-        },
-        ..breaker_config(2, Duration::from_secs(60))
-    };
+    let config = (breaker_config(2, Duration::from_secs(60))).with_ejection(
+        EjectionBudget::default()
+            .with_max_ejected_fraction(0.5)
+            .with_min_healthy_fraction(0.0),
+    );
     let b = client::balancer(config, &bs).await;
     let mut client = GreeterClient::new(b.clone());
     let mut most = 0;
@@ -126,14 +123,12 @@ async fn never_more_than_the_max_ejected_fraction() {
 async fn panic_mode_sends_to_ejected_backends_when_too_few_remain() {
     let bs = client::backends(&[("a", 0, 4), ("bad", 0, 4), ("c", 0, 4)]).await;
     bs[1].greeter().set_failing(Some(Code::Unavailable));
-    let config = BalancerConfig {
-        ejection: EjectionBudget {
-            max_ejected_fraction: 0.5,
+    let config = (breaker_config(2, Duration::from_secs(60))).with_ejection(
+        EjectionBudget::default()
+            .with_max_ejected_fraction(0.5)
             // With one of three out, fewer than 90 % remain: panic.
-            min_healthy_fraction: 0.9,
-        },
-        ..breaker_config(2, Duration::from_secs(60))
-    };
+            .with_min_healthy_fraction(0.9),
+    );
     let b = client::balancer(config, &bs).await;
     client::eject(&b, &bs[1].url()).await;
     assert_eq!(b.snapshot().ejected, 1, "{:#?}", b.snapshot());
@@ -152,10 +147,7 @@ async fn a_killed_backend_loses_only_the_calls_in_flight_to_it() {
     let bs = client::backends(&[("a", 2, 4), ("b", 2, 4), ("doomed", 2, 4)]).await;
     // Out-of-band reports keep every estimate fresh, so no endpoint goes
     // without calls because its first report was slow.
-    let config = BalancerConfig {
-        oob_interval: Some(Duration::from_millis(20)),
-        ..client::config()
-    };
+    let config = client::config().with_oob_interval(Some(Duration::from_millis(20)));
     let b = client::balancer(config, &bs).await;
     let warm = within("warm-up", client::drive(&b, 120, 4)).await;
     assert!(warm.failed.is_empty());
@@ -260,13 +252,8 @@ async fn unreachable_endpoints_fail_clearly_and_are_ejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_and_bad_uris_are_refused_with_their_reason() {
-    let bad = BalancerConfig {
-        breaker: CircuitBreakerConfig {
-            consecutive_errors: 0,
-            ..CircuitBreakerConfig::default()
-        },
-        ..client::config()
-    };
+    let bad =
+        client::config().with_breaker(CircuitBreakerConfig::default().with_consecutive_errors(0));
     let err = Balancer::from_uris(bad, ["http://127.0.0.1:1"]).unwrap_err();
     assert!(
         err.to_string()
@@ -285,10 +272,7 @@ async fn a_backend_reporting_sustained_overload_is_ejected() {
     // The application behind "hot" says it has five times the work it can do,
     // above the breaker's default threshold (3.0).
     bs[2].recorder().set_application_utilization(5.0).unwrap();
-    let config = BalancerConfig {
-        oob_interval: Some(Duration::from_millis(20)),
-        ..client::config()
-    };
+    let config = client::config().with_oob_interval(Some(Duration::from_millis(20)));
     let b = client::balancer(config, &bs).await;
     // Out-of-band reports alone carry the news: no call is needed.
     wait_until("the hot backend is ejected for overload", || {

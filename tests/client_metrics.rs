@@ -11,7 +11,7 @@ use std::time::Duration;
 use metrics::{SharedString, Unit};
 use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_client::Balancer;
 use orca_lb_core::CircuitBreakerConfig;
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -67,10 +67,7 @@ async fn call_duration_gets_one_sample_per_completed_unary_call() {
 
     // Every call takes at least the backends' 2 ms of service time.
     let backends = client::backends(&[("a", 2, 4), ("b", 2, 4)]).await;
-    let config = BalancerConfig {
-        target: "timed".into(),
-        ..client::config()
-    };
+    let config = client::config().with_target("timed");
     let balancer = client::balancer(config, &backends).await;
     let mut greeter = GreeterClient::new(balancer.clone());
 
@@ -132,17 +129,15 @@ async fn breaker_state_series_flip_on_ejection() {
 
     let backends = client::backends(&[("a", 1, 4), ("b", 1, 4), ("bad", 1, 4)]).await;
     backends[2].greeter().set_failing(Some(Code::Unavailable));
-    let config = client::unsteered(BalancerConfig {
-        target: "flipping".into(),
-        breaker: CircuitBreakerConfig {
-            consecutive_errors: 2,
-            // Ejected for the rest of the test: nothing flips it back.
-            base_ejection_time: Duration::from_secs(600),
-            max_ejection_time: Duration::from_secs(600),
-            ..CircuitBreakerConfig::default()
-        },
-        ..client::config()
-    });
+    let config = client::unsteered(
+        client::config().with_target("flipping").with_breaker(
+            CircuitBreakerConfig::default()
+                .with_consecutive_errors(2)
+                // Ejected for the rest of the test: nothing flips it back.
+                .with_base_ejection_time(Duration::from_secs(600))
+                .with_max_ejection_time(Duration::from_secs(600)),
+        ),
+    );
     let balancer = client::balancer(config, &backends).await;
     let bad = backends[2].url();
 
@@ -179,10 +174,7 @@ async fn a_re_picked_call_is_one_sample() {
         format!("http://{}", listener.local_addr().expect("addr"))
     };
     let urls = [refusing, backends[0].url(), backends[1].url()];
-    let config = client::unsteered(BalancerConfig {
-        target: "repicking".into(),
-        ..client::config()
-    });
+    let config = client::unsteered(client::config().with_target("repicking"));
     let balancer = Balancer::from_uris(config, &urls).expect("valid config");
     within("discovery", balancer.wait_for_endpoints(3)).await;
     let mut greeter = GreeterClient::new(balancer.clone());

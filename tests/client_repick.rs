@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_client::Balancer;
 use orca_lb_core::RetryBudget;
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -30,10 +30,7 @@ async fn a_call_to_a_refusing_endpoint_goes_to_another_once() {
 
     // Re-picks off: the calls that go to the refusing endpoint fail.
     let off = Balancer::from_uris(
-        BalancerConfig {
-            transparent_retry: RetryBudget::off(),
-            ..client::config()
-        },
+        client::config().with_transparent_retry(RetryBudget::off()),
         &urls,
     )
     .unwrap();
@@ -56,19 +53,11 @@ async fn a_call_to_a_refusing_endpoint_goes_to_another_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_fleet_gets_no_more_repicks_than_the_budget() {
     let urls = [refusing_url(), refusing_url(), refusing_url()];
-    let budget = RetryBudget {
-        ratio: 0.1,
-        min_per_window: 5,
-        window: Duration::from_secs(60),
-    };
-    let b = Balancer::from_uris(
-        BalancerConfig {
-            transparent_retry: budget,
-            ..client::config()
-        },
-        &urls,
-    )
-    .unwrap();
+    let budget = RetryBudget::default()
+        .with_ratio(0.1)
+        .with_min_per_window(5)
+        .with_window(Duration::from_secs(60));
+    let b = Balancer::from_uris(client::config().with_transparent_retry(budget), &urls).unwrap();
     within("discovery", b.wait_for_endpoints(3)).await;
     let mut client = GreeterClient::new(b.clone());
     let calls = 200;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_client::Balancer;
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_testkit::pb::greeter_server::GreeterServer;
@@ -62,10 +62,7 @@ async fn servers_without_reports_are_balanced_on_observed_latency() {
     // what the balancer knows of their speed it learns from its own calls.
     let (fast_url, fast) = plain_server("fast", Duration::from_millis(1)).await;
     let (slow_url, slow) = plain_server("slow", Duration::from_millis(20)).await;
-    let cfg = BalancerConfig {
-        oob_interval: Some(Duration::from_millis(20)),
-        ..config()
-    };
+    let cfg = config().with_oob_interval(Some(Duration::from_millis(20)));
     let b = Balancer::from_uris(cfg, [&fast_url, &slow_url]).unwrap();
     within("discovery", b.wait_for_endpoints(2)).await;
     let tally = within("calls", client::drive(&b, 400, 4)).await;
@@ -109,10 +106,7 @@ async fn out_of_band_reports_arrive_without_calls() {
         Backend::spawn(BackendConfig::named("y")).await.unwrap(),
     ];
     bs[0].recorder().set_queue_depth(9);
-    let cfg = BalancerConfig {
-        oob_interval: Some(Duration::from_millis(20)),
-        ..config()
-    };
+    let cfg = config().with_oob_interval(Some(Duration::from_millis(20)));
     let b = client::balancer(cfg, &bs).await;
     wait_until("reports from both", || {
         b.snapshot().endpoints.iter().all(|e| e.reports >= 3)

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use orca_lb_client::{BalanceError, Balancer, BalancerConfig, EndpointTemplate};
+use orca_lb_client::{BalanceError, Balancer, EndpointTemplate};
 use orca_lb_testkit::ServiceTime;
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -44,10 +44,9 @@ async fn side_by_side(url: &str, deadline: Duration) -> (tonic::Status, tonic::S
     .await
     .expect_err("the fault fails the call");
 
-    let config = BalancerConfig {
-        endpoint: EndpointTemplate::new(Endpoint::from_shared(url.to_string()).unwrap()),
-        ..client::config()
-    };
+    let config = client::config().with_endpoint(EndpointTemplate::new(
+        Endpoint::from_shared(url.to_string()).unwrap(),
+    ));
     let balancer = Balancer::from_uris(config, [url]).unwrap();
     within("discovery", balancer.wait_for_endpoints(1)).await;
     let balanced = within(

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use orca_lb_client::{Balancer, BalancerConfig, EndpointTemplate, TlsFiles};
+use orca_lb_client::{Balancer, EndpointTemplate, TlsFiles};
 use orca_lb_core::{BreakerState, CircuitBreakerConfig, OpenReason, RetryBudget};
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -64,10 +64,7 @@ async fn three_tls_backends_by_ip_are_reached_with_the_service_name() {
     // A template Endpoint: the discovered addresses are IPs, the certificate
     // names NAME only.
     let b = client::balancer(
-        BalancerConfig {
-            endpoint: template(&pki, false),
-            ..client::config()
-        },
+        client::config().with_endpoint(template(&pki, false)),
         &backends,
     )
     .await;
@@ -88,14 +85,7 @@ async fn three_tls_backends_by_ip_are_reached_with_the_service_name() {
                 .domain_name(NAME),
         )
     });
-    let b = client::balancer(
-        BalancerConfig {
-            endpoint: from_fn,
-            ..client::config()
-        },
-        &backends,
-    )
-    .await;
+    let b = client::balancer(client::config().with_endpoint(from_fn), &backends).await;
     let tally = within("calls", drive(&b, 300, 6)).await;
     assert!(tally.failed.is_empty(), "{:?}", tally.failed.first());
     assert_eq!(served_by(&tally).len(), 3);
@@ -106,14 +96,7 @@ async fn three_tls_backends_by_ip_are_reached_with_the_service_name() {
         let https = format!("https://{}", addr.authority().expect("host:port"));
         Endpoint::from_shared(https)?.tls_config(tls.clone())
     });
-    let b = client::balancer(
-        BalancerConfig {
-            endpoint: by_ip,
-            ..client::config()
-        },
-        &backends,
-    )
-    .await;
+    let b = client::balancer(client::config().with_endpoint(by_ip), &backends).await;
     let mut client = GreeterClient::new(b);
     let status = client.say_hello(HelloRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -131,43 +114,26 @@ async fn tls_files_are_read_and_checked_when_the_template_is_built() {
     pki.write_to(&dir).unwrap();
     let backends = tls_backends(&[&pki, &pki], true).await;
 
-    let files = TlsFiles {
-        ca: Some(dir.join("ca.pem")),
-        domain: Some(NAME.into()),
-        cert: Some(dir.join("client.pem")),
-        key: Some(dir.join("client.key")),
-    };
+    let files = TlsFiles::default()
+        .with_ca(Some(dir.join("ca.pem")))
+        .with_domain(Some(NAME.into()))
+        .with_cert(Some(dir.join("client.pem")))
+        .with_key(Some(dir.join("client.key")));
     let endpoint = files.template("https://greeter.example:443").unwrap();
-    let b = client::balancer(
-        BalancerConfig {
-            endpoint,
-            ..client::config()
-        },
-        &backends,
-    )
-    .await;
+    let b = client::balancer(client::config().with_endpoint(endpoint), &backends).await;
     let tally = within("calls", drive(&b, 100, 4)).await;
     assert!(tally.failed.is_empty(), "{:?}", tally.failed.first());
 
     // A missing file, a file that is not PEM, a certificate without its key:
     // errors naming the file or setting, before any call.
-    let missing = TlsFiles {
-        ca: Some(dir.join("nowhere.pem")),
-        ..files.clone()
-    };
+    let missing = files.clone().with_ca(Some(dir.join("nowhere.pem")));
     let err = missing.template("https://greeter.example").unwrap_err();
     assert!(err.to_string().contains("nowhere.pem"), "{err}");
     std::fs::write(dir.join("garbage.pem"), "not a certificate").unwrap();
-    let garbage = TlsFiles {
-        cert: Some(dir.join("garbage.pem")),
-        ..files.clone()
-    };
+    let garbage = files.clone().with_cert(Some(dir.join("garbage.pem")));
     let err = garbage.template("https://greeter.example").unwrap_err();
     assert!(err.to_string().contains("garbage.pem"), "{err}");
-    let no_key = TlsFiles {
-        key: None,
-        ..files.clone()
-    };
+    let no_key = files.clone().with_key(None);
     let err = no_key.template("https://greeter.example").unwrap_err();
     assert!(err.to_string().contains("key"), "{err}");
     let err = files.template("http://greeter.example").unwrap_err();
@@ -178,10 +144,7 @@ async fn tls_files_are_read_and_checked_when_the_template_is_built() {
         Err::<Endpoint, _>(format!("no route to {addr}"))
     });
     let err = Balancer::from_uris(
-        BalancerConfig {
-            endpoint: refusing,
-            ..client::config()
-        },
+        client::config().with_endpoint(refusing),
         ["http://127.0.0.1:1"],
     )
     .unwrap_err();
@@ -198,10 +161,7 @@ async fn mtls_backends_refuse_a_client_without_a_certificate() {
     let backends = tls_backends(&[&pki, &pki, &pki], true).await;
 
     let with_cert = client::balancer(
-        BalancerConfig {
-            endpoint: template(&pki, true),
-            ..client::config()
-        },
+        client::config().with_endpoint(template(&pki, true)),
         &backends,
     )
     .await;
@@ -212,10 +172,7 @@ async fn mtls_backends_refuse_a_client_without_a_certificate() {
     assert_eq!(entered, 150);
 
     let without = client::balancer(
-        BalancerConfig {
-            endpoint: template(&pki, false),
-            ..client::config()
-        },
+        client::config().with_endpoint(template(&pki, false)),
         &backends,
     )
     .await;
@@ -236,15 +193,13 @@ async fn an_endpoint_with_a_certificate_from_another_ca_fails_clearly_is_ejected
     let mut backends = tls_backends(&[&good, &good, &other], false).await;
     let bad_addr = backends[2].addr();
     let bad_key = backends[2].url();
-    let config = BalancerConfig {
-        endpoint: template(&good, false),
-        breaker: CircuitBreakerConfig {
-            base_ejection_time: Duration::from_millis(100),
-            max_ejection_time: Duration::from_millis(200),
-            ..CircuitBreakerConfig::default()
-        },
-        ..client::config()
-    };
+    let config = client::config()
+        .with_endpoint(template(&good, false))
+        .with_breaker(
+            CircuitBreakerConfig::default()
+                .with_base_ejection_time(Duration::from_millis(100))
+                .with_max_ejection_time(Duration::from_millis(200)),
+        );
 
     // With transparent re-picks (the default), a call whose handshake failed
     // never reached a server: it goes to another endpoint and succeeds.
@@ -258,10 +213,7 @@ async fn an_endpoint_with_a_certificate_from_another_ca_fails_clearly_is_ejected
     );
 
     // Without, every call that goes to it fails, clearly.
-    let config = BalancerConfig {
-        transparent_retry: RetryBudget::off(),
-        ..config
-    };
+    let config = config.with_transparent_retry(RetryBudget::off());
     let b = client::balancer(config, &backends).await;
 
     let tally = within("calls", drive(&b, 300, 3)).await;
@@ -339,10 +291,7 @@ async fn a_template_that_fails_for_a_discovered_address_leaves_it_out() {
     ]
     .map(|(key, uri)| orca_lb_client::Change::Insert(key, uri));
     let b = Balancer::new(
-        BalancerConfig {
-            endpoint,
-            ..client::config()
-        },
+        client::config().with_endpoint(endpoint),
         tokio_stream::StreamExt::chain(tokio_stream::iter(changes), tokio_stream::pending()),
     )
     .unwrap();
@@ -379,14 +328,7 @@ async fn a_custom_connector_makes_every_connection() {
             )
         })
     };
-    let b = client::balancer(
-        BalancerConfig {
-            endpoint,
-            ..client::config()
-        },
-        &backends,
-    )
-    .await;
+    let b = client::balancer(client::config().with_endpoint(endpoint), &backends).await;
     let tally = within("calls", drive(&b, 100, 4)).await;
     assert!(tally.failed.is_empty(), "{:?}", tally.failed.first());
     assert_eq!(served_by(&tally).len(), 2);

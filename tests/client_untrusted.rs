@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_client::Balancer;
 use orca_lb_proto::pb::OrcaLoadReport;
 use orca_lb_testkit::ServiceTime;
 use orca_lb_testkit::pb::HelloRequest;
@@ -38,14 +38,7 @@ async fn garbage_on_every_call_is_logged_once_then_summarised() {
 
     let interval = Duration::from_millis(100);
     let (url, server) = corrupt_greeter("corrupt", ServiceTime::default(), hostile_report()).await;
-    let b = Balancer::from_uris(
-        BalancerConfig {
-            report_log_interval: interval,
-            ..config()
-        },
-        [&url],
-    )
-    .unwrap();
+    let b = Balancer::from_uris(config().with_report_log_interval(interval), [&url]).unwrap();
     within("discovery", b.wait_for_endpoints(1)).await;
     let mut c = GreeterClient::new(b.clone());
     let calls = 300u64;
@@ -196,11 +189,9 @@ async fn a_flooding_out_of_band_stream_is_taken_at_the_minimum_spacing() {
     })
     .await;
     let b = Balancer::from_uris(
-        BalancerConfig {
-            oob_interval: Some(Duration::from_secs(1)),
-            oob_min_spacing: Duration::from_secs(3600),
-            ..config()
-        },
+        config()
+            .with_oob_interval(Some(Duration::from_secs(1)))
+            .with_oob_min_spacing(Duration::from_secs(3600)),
         [&url],
     )
     .unwrap();
@@ -228,10 +219,7 @@ async fn an_oversized_out_of_band_report_is_refused_and_counted() {
     })
     .await;
     let b = Balancer::from_uris(
-        BalancerConfig {
-            oob_interval: Some(Duration::from_secs(1)),
-            ..config()
-        },
+        config().with_oob_interval(Some(Duration::from_secs(1))),
         [&url],
     )
     .unwrap();

@@ -34,17 +34,17 @@ const BAD: usize = 2;
 /// [`client::unsteered`]), the ejection outlasts the test, and out-of-band
 /// reports keep every endpoint's load fresh.
 fn config() -> BalancerConfig {
-    client::unsteered(BalancerConfig {
-        breaker: CircuitBreakerConfig {
-            consecutive_errors: 3,
-            base_ejection_time: Duration::from_secs(60),
-            max_ejection_time: Duration::from_secs(240),
-            half_open_probes: 1,
-            ..CircuitBreakerConfig::default()
-        },
-        oob_interval: Some(Duration::from_millis(20)),
-        ..client::config()
-    })
+    client::unsteered(
+        client::config()
+            .with_breaker(
+                CircuitBreakerConfig::default()
+                    .with_consecutive_errors(3)
+                    .with_base_ejection_time(Duration::from_secs(60))
+                    .with_max_ejection_time(Duration::from_secs(240))
+                    .with_half_open_probes(1),
+            )
+            .with_oob_interval(Some(Duration::from_millis(20))),
+    )
 }
 
 async fn backend(name: &str, service_time: Duration) -> Backend {

@@ -115,10 +115,9 @@ async fn drain_deadline_cuts_calls_that_run_too_long() {
         &etcd,
         NodeConfig {
             service_time: Duration::from_secs(30),
-            drain: DrainConfig {
-                propagation: Duration::from_millis(50),
-                deadline: Duration::from_millis(300),
-            },
+            drain: DrainConfig::default()
+                .with_propagation(Duration::from_millis(50))
+                .with_deadline(Duration::from_millis(300)),
             ..NodeConfig::named("slow")
         },
     )

@@ -268,10 +268,9 @@ impl NodeConfig {
             service_time: Duration::ZERO,
             ttl: Duration::from_secs(5),
             zone: None,
-            drain: DrainConfig {
-                propagation: Duration::from_millis(500),
-                deadline: Duration::from_secs(5),
-            },
+            drain: DrainConfig::default()
+                .with_propagation(Duration::from_millis(500))
+                .with_deadline(Duration::from_secs(5)),
         }
     }
 }

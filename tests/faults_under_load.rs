@@ -584,10 +584,9 @@ async fn hostile_case(kind: Hostile) -> HostileRun {
     // Picks the score does not steer: the hostile backend gets a quarter of
     // the calls, whatever its reports or failures, and the breaker alone
     // reacts.
-    let config = client::unsteered(BalancerConfig {
-        oob_interval: (kind == Hostile::OobFlood).then_some(Duration::from_secs(1)),
-        ..config()
-    });
+    let config = client::unsteered(
+        config().with_oob_interval((kind == Hostile::OobFlood).then_some(Duration::from_secs(1))),
+    );
     let balancer = Balancer::from_uris(
         config.clone(),
         honest.iter().map(Backend::url).chain([key.clone()]),

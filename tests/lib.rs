@@ -69,7 +69,7 @@ pub mod client {
     use std::time::Duration;
 
     use orca_lb_client::{Balancer, BalancerConfig};
-    use orca_lb_core::{BreakerState, ScoreConfig};
+    use orca_lb_core::BreakerState;
     use orca_lb_proto::StreamingMethods;
     use orca_lb_testkit::pb::HelloRequest;
     use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -97,12 +97,12 @@ pub mod client {
 
     /// The default balancer config for the greeter, streams declared.
     pub fn config() -> BalancerConfig {
-        BalancerConfig {
-            target: "greeter".into(),
-            streaming: StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
-                .expect("valid descriptor"),
-            ..BalancerConfig::default()
-        }
+        BalancerConfig::default()
+            .with_target("greeter")
+            .with_streaming(
+                StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
+                    .expect("valid descriptor"),
+            )
     }
 
     /// `config` with picks the score does not steer, so that a test can count
@@ -112,15 +112,13 @@ pub mod client {
     /// goes to an endpoint drawn uniformly, whatever its reports or latency
     /// say, and the breaker alone reacts to failures.
     pub fn unsteered(config: BalancerConfig) -> BalancerConfig {
-        BalancerConfig {
-            score: ScoreConfig {
-                tie_tolerance: 0.999,
-                error_penalty: Duration::from_micros(1),
-                slow_start: Duration::ZERO,
-                ..config.score
-            },
-            ..config
-        }
+        let score = config
+            .score
+            .clone()
+            .with_tie_tolerance(0.999)
+            .with_error_penalty(Duration::from_micros(1))
+            .with_slow_start(Duration::ZERO);
+        config.with_score(score)
     }
 
     /// Sends calls through `balancer`, one at a time, until the endpoint at

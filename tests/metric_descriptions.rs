@@ -74,10 +74,7 @@ async fn every_registered_metric_has_a_description_and_unit() {
         .expect("a reply");
     // DNS discovery registers its counter when its task starts.
     let _dns = Balancer::new(
-        BalancerConfig {
-            target: "dns".into(),
-            ..BalancerConfig::default()
-        },
+        BalancerConfig::default().with_target("dns"),
         DnsDiscovery::new("localhost", 1).into_stream(),
     )
     .expect("valid config");

@@ -32,10 +32,7 @@ impl ReadmeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (layer, recorder) = ReportingLayer::builder()
-            .config(ReportingConfig {
-                min_oob_interval: Duration::from_millis(50),
-                ..config
-            })
+            .config(config.with_min_oob_interval(Duration::from_millis(50)))
             .sampler(FixedSampler::new(0.1, 0.1))
             .build()
             .unwrap();
@@ -84,11 +81,7 @@ fn request() -> OrcaLoadReportRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_band_subscribers_hold_no_worker_slot_and_are_not_queued_calls() {
-    let server = ReadmeServer::start(ReportingConfig {
-        capacity: Some(1),
-        ..ReportingConfig::default()
-    })
-    .await;
+    let server = ReadmeServer::start(ReportingConfig::default().with_capacity(Some(1))).await;
     // The only worker slot is busy.
     let mut client = greeter(server.url.clone()).await;
     let busy = tokio::spawn(async move {
@@ -144,11 +137,7 @@ async fn out_of_band_subscribers_hold_no_worker_slot_and_are_not_queued_calls() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_beyond_the_cap_are_refused_resource_exhausted() {
-    let server = ReadmeServer::start(ReportingConfig {
-        max_oob_subscribers: 2,
-        ..ReportingConfig::default()
-    })
-    .await;
+    let server = ReadmeServer::start(ReportingConfig::default().with_max_oob_subscribers(2)).await;
     let mut oob = server.oob_client().await;
     let first = oob.stream_core_metrics(request()).await.unwrap();
     let _second = oob.stream_core_metrics(request()).await.unwrap();

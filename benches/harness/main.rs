@@ -154,10 +154,8 @@ fn run_all(args: &Args) -> Result<(), String> {
             scenario.name
         ));
     }
-    let wrr = WrrConfig {
-        blackout_period: WrrConfig::default().blackout_period.mul_f64(time_scale),
-        ..WrrConfig::default()
-    };
+    let wrr = WrrConfig::default()
+        .with_blackout_period(WrrConfig::default().blackout_period.mul_f64(time_scale));
     let settings = Settings { wrr };
     let rig = Rig::new(args.server_threads, args.client_threads).map_err(|e| e.to_string())?;
     let machine_before = Machine::read();

@@ -197,10 +197,7 @@ impl Policy {
                 wrr::service(channels, attribution.clone(), settings.wrr.clone(), seed)
             }
             Policy::OrcaLb => {
-                let config = BalancerConfig {
-                    target: "harness".into(),
-                    ..BalancerConfig::default()
-                };
+                let config = BalancerConfig::default().with_target("harness");
                 // `Balancer::from_uris`, with a seed.
                 let changes = static_list(uris).map_err(|e| e.to_string())?;
                 let discovery = tokio_stream::iter(changes).chain(tokio_stream::pending());

@@ -169,13 +169,13 @@ async fn soak(args: &Args, client_lines: LogLines) -> Result<bool, String> {
 
     let mut server = BackendsProcess::start(args.quiet).await?;
     let me = std::process::id();
-    let config = BalancerConfig {
-        target: "greeter".into(),
-        streaming: StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
-            .map_err(|e| e.to_string())?,
-        oob_interval: Some(Duration::from_secs(1)),
-        ..BalancerConfig::default()
-    };
+    let config = BalancerConfig::default()
+        .with_target("greeter")
+        .with_streaming(
+            StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
+                .map_err(|e| e.to_string())?,
+        )
+        .with_oob_interval(Some(Duration::from_secs(1)));
     let balancer = Balancer::from_uris(config, &server.urls).map_err(|e| e.to_string())?;
     tokio::time::timeout(
         Duration::from_secs(30),

@@ -4,7 +4,7 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("proto");
     let files = [
         root.join("xds/data/orca/v3/orca_load_report.proto"),
         root.join("xds/service/orca/v3/orca.proto"),

@@ -4,7 +4,7 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_client::Balancer;
 use orca_lb_core::CircuitBreakerConfig;
 use orca_lb_debug::{DebugServer, DebugService, serve_debug};
 use orca_lb_testkit::{Backend, BackendConfig};
@@ -47,17 +47,17 @@ impl Live {
     async fn start() -> Live {
         let backends = client::backends(&[("a", 1, 4), ("b", 1, 4), ("bad", 1, 4)]).await;
         backends[2].greeter().set_failing(Some(Code::Unavailable));
-        let config = client::unsteered(BalancerConfig {
-            breaker: CircuitBreakerConfig {
-                consecutive_errors: 2,
-                base_ejection_time: Duration::from_secs(60),
-                max_ejection_time: Duration::from_secs(240),
-                ..CircuitBreakerConfig::default()
-            },
-            // Out-of-band reports: every endpoint is heard from, picked or not.
-            oob_interval: Some(Duration::from_millis(20)),
-            ..client::config()
-        });
+        let config = client::unsteered(
+            client::config()
+                .with_breaker(
+                    CircuitBreakerConfig::default()
+                        .with_consecutive_errors(2)
+                        .with_base_ejection_time(Duration::from_secs(60))
+                        .with_max_ejection_time(Duration::from_secs(240)),
+                )
+                // Out-of-band reports: every endpoint is heard from, picked or not.
+                .with_oob_interval(Some(Duration::from_millis(20))),
+        );
         let balancer = client::balancer(config, &backends).await;
         client::eject(&balancer, &backends[2].url()).await;
         wait_until("every endpoint reported", || {

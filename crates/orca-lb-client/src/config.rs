@@ -11,8 +11,27 @@ use crate::EndpointTemplate;
 
 /// Everything a [`Balancer`](crate::Balancer) can be tuned with.
 ///
-/// Defaults are explained in `docs/balancing.md`.
+/// Defaults are explained in `docs/balancing.md`. Start from
+/// [`default`](Self::default) and change what differs with the `with_*`
+/// setters (or by assigning the public fields); settings may be added in
+/// later releases without breaking code written this way.
+///
+/// ```
+/// use std::time::Duration;
+/// use orca_lb_client::BalancerConfig;
+///
+/// let config = BalancerConfig::default()
+///     .with_target("greeter")
+///     .with_oob_interval(Duration::from_secs(1));
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.oob_interval, Some(Duration::from_secs(1)));
+///
+/// let mut config = config.with_oob_interval(None);
+/// config.connect_timeout = Duration::ZERO;
+/// assert_eq!(config.validate().unwrap_err().field(), "connect_timeout");
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BalancerConfig {
     /// A name for the balanced service, used in errors, logs and metrics
     /// labels. Default: `"default"`.
@@ -65,6 +84,115 @@ pub struct BalancerConfig {
     /// are counted and summarised in one line per endpoint at most this
     /// often. Default: 60 s.
     pub report_log_interval: Duration,
+}
+
+// === setters of BalancerConfig ===
+
+impl BalancerConfig {
+    /// Sets [`target`](Self::target).
+    #[must_use]
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        self.target = target.into();
+        self
+    }
+
+    /// Sets [`score`](Self::score).
+    #[must_use]
+    pub fn with_score(mut self, score: ScoreConfig) -> Self {
+        self.score = score;
+        self
+    }
+
+    /// Sets [`breaker`](Self::breaker).
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: CircuitBreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// Sets [`ejection`](Self::ejection).
+    #[must_use]
+    pub fn with_ejection(mut self, ejection: EjectionBudget) -> Self {
+        self.ejection = ejection;
+        self
+    }
+
+    /// Sets [`streaming`](Self::streaming).
+    #[must_use]
+    pub fn with_streaming(mut self, streaming: StreamingMethods) -> Self {
+        self.streaming = streaming;
+        self
+    }
+
+    /// Sets [`failure_codes`](Self::failure_codes).
+    #[must_use]
+    pub fn with_failure_codes(mut self, failure_codes: Vec<Code>) -> Self {
+        self.failure_codes = failure_codes;
+        self
+    }
+
+    /// Sets [`oob_interval`](Self::oob_interval).
+    #[must_use]
+    pub fn with_oob_interval(mut self, oob_interval: impl Into<Option<Duration>>) -> Self {
+        self.oob_interval = oob_interval.into();
+        self
+    }
+
+    /// Sets [`oob_max_message_size`](Self::oob_max_message_size).
+    #[must_use]
+    pub fn with_oob_max_message_size(mut self, oob_max_message_size: usize) -> Self {
+        self.oob_max_message_size = oob_max_message_size;
+        self
+    }
+
+    /// Sets [`oob_min_spacing`](Self::oob_min_spacing).
+    #[must_use]
+    pub fn with_oob_min_spacing(mut self, oob_min_spacing: Duration) -> Self {
+        self.oob_min_spacing = oob_min_spacing;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Sets [`endpoint`](Self::endpoint).
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: EndpointTemplate) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// Sets [`transparent_retry`](Self::transparent_retry).
+    #[must_use]
+    pub fn with_transparent_retry(mut self, transparent_retry: RetryBudget) -> Self {
+        self.transparent_retry = transparent_retry;
+        self
+    }
+
+    /// Sets [`discovery_wait`](Self::discovery_wait).
+    #[must_use]
+    pub fn with_discovery_wait(mut self, discovery_wait: Duration) -> Self {
+        self.discovery_wait = discovery_wait;
+        self
+    }
+
+    /// Sets [`maintenance_interval`](Self::maintenance_interval).
+    #[must_use]
+    pub fn with_maintenance_interval(mut self, maintenance_interval: Duration) -> Self {
+        self.maintenance_interval = maintenance_interval;
+        self
+    }
+
+    /// Sets [`report_log_interval`](Self::report_log_interval).
+    #[must_use]
+    pub fn with_report_log_interval(mut self, report_log_interval: Duration) -> Self {
+        self.report_log_interval = report_log_interval;
+        self
+    }
 }
 
 impl Default for BalancerConfig {

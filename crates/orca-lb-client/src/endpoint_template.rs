@@ -63,7 +63,7 @@ type ChannelFn = dyn Fn(&Uri) -> Result<Channel, BoxError> + Send + Sync;
 ///
 /// // The two lines of the README's "TLS" section:
 /// let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read("ca.pem")?)).domain_name("greeter.example");
-/// let config = BalancerConfig { endpoint: EndpointTemplate::new(Endpoint::from_static("https://greeter.example").tls_config(tls)?), ..Default::default() };
+/// let config = BalancerConfig::default().with_endpoint(EndpointTemplate::new(Endpoint::from_static("https://greeter.example").tls_config(tls)?));
 /// # let _ = config;
 /// # Ok(())
 /// # }

@@ -40,7 +40,7 @@
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let balancer = Balancer::from_uris(
-//!         BalancerConfig { target: "greeter".into(), ..Default::default() },
+//!         BalancerConfig::default().with_target("greeter"),
 //!         ["http://127.0.0.1:50051", "http://127.0.0.1:50052"],
 //!     )?;
 //!     // let mut client = GreeterClient::new(balancer.clone());
@@ -155,3 +155,8 @@ impl From<ConfigError> for BuildError {
         BuildError::Config(e)
     }
 }
+
+// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_examples {}

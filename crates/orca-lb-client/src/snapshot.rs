@@ -11,6 +11,7 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 
 /// One balancer at one instant.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BalancerSnapshot {
     /// The balancer's target name.
     pub target: String,
@@ -28,6 +29,7 @@ pub struct BalancerSnapshot {
 
 /// One endpoint at one instant.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EndpointSnapshot {
     /// Its key in the endpoint set.
     pub key: String,

@@ -14,6 +14,7 @@ use crate::{BuildError, EndpointTemplate};
 /// unreadable or malformed file is an error naming it when the balancer is
 /// configured, not a failure of the first call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TlsFiles {
     /// PEM file of the CA certificates to trust. `None`: the roots enabled
     /// by tonic's `tls-native-roots` or `tls-webpki-roots` features.
@@ -25,6 +26,38 @@ pub struct TlsFiles {
     pub cert: Option<PathBuf>,
     /// PEM file of this client's private key (mTLS); needs `cert`.
     pub key: Option<PathBuf>,
+}
+
+// === setters of TlsFiles ===
+
+impl TlsFiles {
+    /// Sets [`ca`](Self::ca).
+    #[must_use]
+    pub fn with_ca(mut self, ca: impl Into<Option<PathBuf>>) -> Self {
+        self.ca = ca.into();
+        self
+    }
+
+    /// Sets [`domain`](Self::domain).
+    #[must_use]
+    pub fn with_domain(mut self, domain: impl Into<Option<String>>) -> Self {
+        self.domain = domain.into();
+        self
+    }
+
+    /// Sets [`cert`](Self::cert).
+    #[must_use]
+    pub fn with_cert(mut self, cert: impl Into<Option<PathBuf>>) -> Self {
+        self.cert = cert.into();
+        self
+    }
+
+    /// Sets [`key`](Self::key).
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<Option<PathBuf>>) -> Self {
+        self.key = key.into();
+        self
+    }
 }
 
 fn read_pem(setting: &str, path: &Path) -> Result<Vec<u8>, BuildError> {

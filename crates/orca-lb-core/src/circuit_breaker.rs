@@ -70,11 +70,9 @@ use crate::LoadReport;
 /// use std::time::{Duration, Instant};
 /// use orca_lb_core::{BreakerState, CircuitBreaker, CircuitBreakerConfig, OpenReason};
 ///
-/// let config = CircuitBreakerConfig {
-///     consecutive_errors: 3,
-///     half_open_probes: 1,
-///     ..CircuitBreakerConfig::default()
-/// };
+/// let config = CircuitBreakerConfig::default()
+///     .with_consecutive_errors(3)
+///     .with_half_open_probes(1);
 /// config.validate()?;
 /// let mut breaker = CircuitBreaker::new(config);
 /// let t0 = Instant::now();

@@ -30,6 +30,7 @@ use crate::InvalidConfig;
 /// assert!(budget.is_panic(2, 8));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct EjectionBudget {
     /// The largest fraction of endpoints ejected at once, in `[0, 1]`.
     /// Default 0.5: a breaker may shed half the set, the rest must absorb
@@ -42,6 +43,24 @@ pub struct EjectionBudget {
     /// the balancer stops trusting its breakers. At least one endpoint must
     /// be eligible, however small the fraction.
     pub min_healthy_fraction: f64,
+}
+
+// === setters of EjectionBudget ===
+
+impl EjectionBudget {
+    /// Sets [`max_ejected_fraction`](Self::max_ejected_fraction).
+    #[must_use]
+    pub fn with_max_ejected_fraction(mut self, max_ejected_fraction: f64) -> Self {
+        self.max_ejected_fraction = max_ejected_fraction;
+        self
+    }
+
+    /// Sets [`min_healthy_fraction`](Self::min_healthy_fraction).
+    #[must_use]
+    pub fn with_min_healthy_fraction(mut self, min_healthy_fraction: f64) -> Self {
+        self.min_healthy_fraction = min_healthy_fraction;
+        self
+    }
 }
 
 // === impl EjectionBudget ===

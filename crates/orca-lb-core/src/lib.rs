@@ -136,3 +136,8 @@ pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};
 pub use retry_budget::RetryBudget;
 pub use score::Score;
 pub use score_config::{InvalidScoreConfig, ScoreConfig};
+
+// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_examples {}

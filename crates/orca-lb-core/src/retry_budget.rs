@@ -26,6 +26,7 @@ use crate::InvalidConfig;
 /// assert_eq!(RetryBudget::off().allowance(1_000), 0);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct RetryBudget {
     /// Re-picks as a fraction of the calls in the window, in `[0, 1]`.
     /// Default 0.1, as grpc-go's and Finagle's retry budgets.
@@ -34,6 +35,31 @@ pub struct RetryBudget {
     pub min_per_window: u32,
     /// The window calls and re-picks are counted over. Default 10 s.
     pub window: Duration,
+}
+
+// === setters of RetryBudget ===
+
+impl RetryBudget {
+    /// Sets [`ratio`](Self::ratio).
+    #[must_use]
+    pub fn with_ratio(mut self, ratio: f64) -> Self {
+        self.ratio = ratio;
+        self
+    }
+
+    /// Sets [`min_per_window`](Self::min_per_window).
+    #[must_use]
+    pub fn with_min_per_window(mut self, min_per_window: u32) -> Self {
+        self.min_per_window = min_per_window;
+        self
+    }
+
+    /// Sets [`window`](Self::window).
+    #[must_use]
+    pub fn with_window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
 }
 
 impl RetryBudget {

@@ -8,6 +8,7 @@ use std::time::Duration;
 ///
 /// `docs/balancing.md` explains each default.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ScoreConfig {
     /// Time constant of the EWMAs of reported signals. Servers smooth their
     /// own service time already, so this mostly steadies the instantaneous
@@ -96,6 +97,122 @@ pub struct ScoreConfig {
     /// the endpoint's own processing, for the check of
     /// [`claim_tolerance`](Self::claim_tolerance). Default: 5 ms.
     pub network_allowance: Duration,
+}
+
+// === setters of ScoreConfig ===
+
+impl ScoreConfig {
+    /// Sets [`report_decay`](Self::report_decay).
+    #[must_use]
+    pub fn with_report_decay(mut self, report_decay: Duration) -> Self {
+        self.report_decay = report_decay;
+        self
+    }
+
+    /// Sets [`latency_decay`](Self::latency_decay).
+    #[must_use]
+    pub fn with_latency_decay(mut self, latency_decay: Duration) -> Self {
+        self.latency_decay = latency_decay;
+        self
+    }
+
+    /// Sets [`stale_after`](Self::stale_after).
+    #[must_use]
+    pub fn with_stale_after(mut self, stale_after: Duration) -> Self {
+        self.stale_after = stale_after;
+        self
+    }
+
+    /// Sets [`error_penalty`](Self::error_penalty).
+    #[must_use]
+    pub fn with_error_penalty(mut self, error_penalty: Duration) -> Self {
+        self.error_penalty = error_penalty;
+        self
+    }
+
+    /// Sets [`error_step`](Self::error_step).
+    #[must_use]
+    pub fn with_error_step(mut self, error_step: f64) -> Self {
+        self.error_step = error_step;
+        self
+    }
+
+    /// Sets [`error_decay`](Self::error_decay).
+    #[must_use]
+    pub fn with_error_decay(mut self, error_decay: Duration) -> Self {
+        self.error_decay = error_decay;
+        self
+    }
+
+    /// Sets [`slow_start`](Self::slow_start).
+    #[must_use]
+    pub fn with_slow_start(mut self, slow_start: Duration) -> Self {
+        self.slow_start = slow_start;
+        self
+    }
+
+    /// Sets [`default_service_time`](Self::default_service_time).
+    #[must_use]
+    pub fn with_default_service_time(mut self, default_service_time: Duration) -> Self {
+        self.default_service_time = default_service_time;
+        self
+    }
+
+    /// Sets [`backlog_stale_services`](Self::backlog_stale_services).
+    #[must_use]
+    pub fn with_backlog_stale_services(mut self, backlog_stale_services: f64) -> Self {
+        self.backlog_stale_services = backlog_stale_services;
+        self
+    }
+
+    /// Sets [`base_latency`](Self::base_latency).
+    #[must_use]
+    pub fn with_base_latency(mut self, base_latency: Duration) -> Self {
+        self.base_latency = base_latency;
+        self
+    }
+
+    /// Sets [`tie_tolerance`](Self::tie_tolerance).
+    #[must_use]
+    pub fn with_tie_tolerance(mut self, tie_tolerance: f64) -> Self {
+        self.tie_tolerance = tie_tolerance;
+        self
+    }
+
+    /// Sets [`contention`](Self::contention).
+    #[must_use]
+    pub fn with_contention(mut self, contention: f64) -> Self {
+        self.contention = contention;
+        self
+    }
+
+    /// Sets [`service_time_tolerance`](Self::service_time_tolerance).
+    #[must_use]
+    pub fn with_service_time_tolerance(mut self, service_time_tolerance: f64) -> Self {
+        self.service_time_tolerance = service_time_tolerance;
+        self
+    }
+
+    /// Sets [`in_flight_age_floor`](Self::in_flight_age_floor).
+    #[must_use]
+    pub fn with_in_flight_age_floor(mut self, in_flight_age_floor: f64) -> Self {
+        self.in_flight_age_floor = in_flight_age_floor;
+        self
+    }
+
+    /// Sets [`claim_tolerance`](Self::claim_tolerance).
+    #[must_use]
+    pub fn with_claim_tolerance(mut self, claim_tolerance: f64) -> Self {
+        self.claim_tolerance = claim_tolerance;
+        self
+    }
+
+    /// Sets [`network_allowance`](Self::network_allowance).
+    #[must_use]
+    pub fn with_network_allowance(mut self, network_allowance: Duration) -> Self {
+        self.network_allowance = network_allowance;
+        self
+    }
 }
 
 impl Default for ScoreConfig {

@@ -134,7 +134,10 @@ proptest! {
         calls in 0u64..10_000_000,
         more in 0u64..1_000,
     ) {
-        let budget = RetryBudget { ratio, min_per_window: min, window: Duration::from_secs(10) };
+        let budget = RetryBudget::default()
+.with_ratio(ratio)
+.with_min_per_window(min)
+.with_window(Duration::from_secs(10));
         prop_assert!(budget.validate().is_ok());
         let a = budget.allowance(calls);
         prop_assert!(a >= u64::from(min));
@@ -237,13 +240,11 @@ proptest! {
         half_open_probes in 1u32..5,
         min_reports in 1u32..5,
     ) {
-        let config = CircuitBreakerConfig {
-            consecutive_errors,
-            half_open_probes,
-            overload_min_reports: min_reports,
-            overload_sample_interval: Duration::ZERO,
-            ..CircuitBreakerConfig::default()
-        };
+        let config = CircuitBreakerConfig::default()
+.with_consecutive_errors(consecutive_errors)
+.with_half_open_probes(half_open_probes)
+.with_overload_min_reports(min_reports)
+.with_overload_sample_interval(Duration::ZERO);
         prop_assert!(config.validate().is_ok());
         let mut breaker = CircuitBreaker::new(config);
         let mut now = origin();

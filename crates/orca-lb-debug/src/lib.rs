@@ -48,7 +48,7 @@
 //! use orca_lb_debug::{DebugService, render, serve_debug};
 //!
 //! let balancer = Balancer::from_uris(
-//!     BalancerConfig { target: "greeter".into(), ..BalancerConfig::default() },
+//!     BalancerConfig::default().with_target("greeter"),
 //!     ["http://127.0.0.1:50051", "http://127.0.0.1:50052"],
 //! )?;
 //! balancer.wait_for_endpoints(2).await;
@@ -104,3 +104,8 @@ pub mod pb {
 /// reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/debug_descriptor.bin"));
+
+// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_examples {}

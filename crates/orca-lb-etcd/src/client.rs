@@ -42,6 +42,7 @@ pub struct EtcdClient {
 
 /// A granted lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lease {
     /// Its ID.
     pub id: i64,
@@ -51,6 +52,7 @@ pub struct Lease {
 
 /// A read of a key range at one revision.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct RangeRead {
     /// The keys, in key order.
     pub kvs: Vec<KeyValue>,

@@ -18,6 +18,7 @@ pub use incoming::{DrainIncoming, DrainIo};
 
 /// How long each step of a [`Drain`] may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DrainConfig {
     /// After the key is deleted, how long the server keeps accepting calls:
     /// the time clients need to see the deletion and stop picking it. Calls
@@ -27,6 +28,24 @@ pub struct DrainConfig {
     /// After the listener closes, how long calls in flight may take to
     /// finish; connections still open then are cut. Default 10 s.
     pub deadline: Duration,
+}
+
+// === setters of DrainConfig ===
+
+impl DrainConfig {
+    /// Sets [`propagation`](Self::propagation).
+    #[must_use]
+    pub fn with_propagation(mut self, propagation: Duration) -> Self {
+        self.propagation = propagation;
+        self
+    }
+
+    /// Sets [`deadline`](Self::deadline).
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
 }
 
 impl Default for DrainConfig {
@@ -108,6 +127,7 @@ pub struct Drain {
 
 /// What a [`Drain`] did.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct DrainReport {
     /// Why the lease could not be revoked, if so: its key then stays until
     /// it expires.

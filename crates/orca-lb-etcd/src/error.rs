@@ -142,6 +142,7 @@ impl std::error::Error for ValueError {}
 
 /// A configuration was refused: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The field, e.g. `"ttl"`.
     pub field: &'static str,

@@ -25,7 +25,7 @@
 //!   By default discovery reads each value in the format it shows.
 //!   Malformed values are skipped, logged and counted, never fatal.
 //! - **The etcd client** ([`EtcdClient`]) is the small part of etcd's v3 gRPC
-//!   API these need (`KV`, `Watch`, `Lease`), compiled from `proto/etcd` with
+//!   API these need (`KV`, `Watch`, `Lease`), compiled from the crate's `proto/` with
 //!   protox: no system `protoc`, no dependency on a full etcd client.
 //!
 //! Why etcd: it is where many fleets already keep service membership, and its
@@ -91,7 +91,7 @@ pub use registration::{Registration, RegistrationConfig};
 pub use value_format::{RegistrationFormat, ValueFormat};
 
 /// The generated etcd v3 messages and client stubs, laid out by protobuf
-/// package (`proto/etcd`).
+/// package (the crate's `proto/`).
 pub mod pb {
     /// `etcdserverpb`: the `KV`, `Watch` and `Lease` services.
     #[allow(
@@ -110,3 +110,8 @@ pub mod pb {
         include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
     }
 }
+
+// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_examples {}

@@ -24,6 +24,7 @@ pub const DEFAULT_PREFIX: &str = "/orca-lb";
 /// ([`ValueFormat`](crate::ValueFormat)): orca-lb's record has `zone` and
 /// `weight`, Go's naming form has `metadata`, a bare address none.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EndpointRecord {
     /// Where to connect: `http://host:port`.
     pub addr: Uri,
@@ -34,6 +35,38 @@ pub struct EndpointRecord {
     /// Free-form metadata as compact JSON text: the `Metadata` of Go's
     /// naming form, unless absent or `null`.
     pub metadata: Option<String>,
+}
+
+// === setters of EndpointRecord ===
+
+impl EndpointRecord {
+    /// Sets [`addr`](Self::addr).
+    #[must_use]
+    pub fn with_addr(mut self, addr: Uri) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Sets [`zone`](Self::zone).
+    #[must_use]
+    pub fn with_zone(mut self, zone: impl Into<Option<String>>) -> Self {
+        self.zone = zone.into();
+        self
+    }
+
+    /// Sets [`weight`](Self::weight).
+    #[must_use]
+    pub fn with_weight(mut self, weight: impl Into<Option<u32>>) -> Self {
+        self.weight = weight.into();
+        self
+    }
+
+    /// Sets [`metadata`](Self::metadata).
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: impl Into<Option<String>>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
 }
 
 /// The wire form of version 1. Fields this version does not know are

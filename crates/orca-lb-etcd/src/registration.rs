@@ -20,6 +20,7 @@ const RESTORE_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// How to register one endpoint.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RegistrationConfig {
     /// The key prefix shared by every service (default `/orca-lb`). Empty,
     /// keys are `<service>/<host:port>` (Go's naming layout).
@@ -40,6 +41,45 @@ pub struct RegistrationConfig {
     /// process that dies without deregistering is dropped this long after
     /// its last renewal; renewals are sent every third of it.
     pub ttl: Duration,
+}
+
+// === setters of RegistrationConfig ===
+
+impl RegistrationConfig {
+    /// Sets [`prefix`](Self::prefix).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`service`](Self::service).
+    #[must_use]
+    pub fn with_service(mut self, service: impl Into<String>) -> Self {
+        self.service = service.into();
+        self
+    }
+
+    /// Sets [`record`](Self::record).
+    #[must_use]
+    pub fn with_record(mut self, record: EndpointRecord) -> Self {
+        self.record = record;
+        self
+    }
+
+    /// Sets [`format`](Self::format).
+    #[must_use]
+    pub fn with_format(mut self, format: RegistrationFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Sets [`ttl`](Self::ttl).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
 }
 
 // === impl RegistrationConfig ===

@@ -88,3 +88,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// The trailer (or trailers-only header) that carries a per-call report.
 pub const TRAILER_KEY: &str = "endpoint-load-metrics-bin";
+
+// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_examples {}

@@ -9,7 +9,18 @@ use crate::ConfigError;
 /// Tunables of a [`ReportingLayer`](crate::ReportingLayer).
 ///
 /// The defaults suit a server whose calls take milliseconds to a second.
+/// Start from [`default`](Self::default) and change what differs with the
+/// `with_*` setters (or by assigning the public fields).
+///
+/// ```
+/// use orca_lb_server::ReportingConfig;
+///
+/// let config = ReportingConfig::default().with_capacity(8).with_backpressure(true);
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.capacity, Some(8));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ReportingConfig {
     /// Worker slots. When set, unary calls beyond this many wait in a FIFO
     /// queue (reported as queue depth) and `application_utilization` is the
@@ -62,6 +73,94 @@ pub struct ReportingConfig {
     /// Most out-of-band subscribers at once; more are refused with
     /// `RESOURCE_EXHAUSTED`. Default: 1024.
     pub max_oob_subscribers: usize,
+}
+
+// === setters of ReportingConfig ===
+
+impl ReportingConfig {
+    /// Sets [`capacity`](Self::capacity).
+    #[must_use]
+    pub fn with_capacity(mut self, capacity: impl Into<Option<usize>>) -> Self {
+        self.capacity = capacity.into();
+        self
+    }
+
+    /// Sets [`window`](Self::window).
+    #[must_use]
+    pub fn with_window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Sets [`sample_interval`](Self::sample_interval).
+    #[must_use]
+    pub fn with_sample_interval(mut self, sample_interval: Duration) -> Self {
+        self.sample_interval = sample_interval;
+        self
+    }
+
+    /// Sets [`service_time_decay`](Self::service_time_decay).
+    #[must_use]
+    pub fn with_service_time_decay(mut self, service_time_decay: Duration) -> Self {
+        self.service_time_decay = service_time_decay;
+        self
+    }
+
+    /// Sets [`min_oob_interval`](Self::min_oob_interval).
+    #[must_use]
+    pub fn with_min_oob_interval(mut self, min_oob_interval: Duration) -> Self {
+        self.min_oob_interval = min_oob_interval;
+        self
+    }
+
+    /// Sets [`call_recorder`](Self::call_recorder).
+    #[must_use]
+    pub fn with_call_recorder(mut self, call_recorder: bool) -> Self {
+        self.call_recorder = call_recorder;
+        self
+    }
+
+    /// Sets [`max_report_bytes`](Self::max_report_bytes).
+    #[must_use]
+    pub fn with_max_report_bytes(mut self, max_report_bytes: usize) -> Self {
+        self.max_report_bytes = max_report_bytes;
+        self
+    }
+
+    /// Sets [`max_name_len`](Self::max_name_len).
+    #[must_use]
+    pub fn with_max_name_len(mut self, max_name_len: usize) -> Self {
+        self.max_name_len = max_name_len;
+        self
+    }
+
+    /// Sets [`max_queue_depth`](Self::max_queue_depth).
+    #[must_use]
+    pub fn with_max_queue_depth(mut self, max_queue_depth: usize) -> Self {
+        self.max_queue_depth = max_queue_depth;
+        self
+    }
+
+    /// Sets [`max_queue_wait`](Self::max_queue_wait).
+    #[must_use]
+    pub fn with_max_queue_wait(mut self, max_queue_wait: Duration) -> Self {
+        self.max_queue_wait = max_queue_wait;
+        self
+    }
+
+    /// Sets [`backpressure`](Self::backpressure).
+    #[must_use]
+    pub fn with_backpressure(mut self, backpressure: bool) -> Self {
+        self.backpressure = backpressure;
+        self
+    }
+
+    /// Sets [`max_oob_subscribers`](Self::max_oob_subscribers).
+    #[must_use]
+    pub fn with_max_oob_subscribers(mut self, max_oob_subscribers: usize) -> Self {
+        self.max_oob_subscribers = max_oob_subscribers;
+        self
+    }
 }
 
 /// The smallest [`ReportingConfig::max_report_bytes`]: room for the standard

@@ -99,3 +99,8 @@ pub use orca_lb_proto::StreamingMethods;
 pub use sampler::{FixedSampler, SystemLoad, SystemSampler};
 pub use service::Reporting;
 pub use sysinfo_sampler::SysinfoSampler;
+
+// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_examples {}

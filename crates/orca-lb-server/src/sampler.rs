@@ -4,11 +4,30 @@ use std::fmt;
 
 /// One reading of the machine's (or container's) load, both as fractions.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
 pub struct SystemLoad {
     /// Fraction of the available CPU in use, `>= 0`; may exceed 1 briefly.
     pub cpu_utilization: f64,
     /// Fraction of the available memory in use, in `[0, 1]`.
     pub mem_utilization: f64,
+}
+
+// === setters of SystemLoad ===
+
+impl SystemLoad {
+    /// Sets [`cpu_utilization`](Self::cpu_utilization).
+    #[must_use]
+    pub fn with_cpu_utilization(mut self, cpu_utilization: f64) -> Self {
+        self.cpu_utilization = cpu_utilization;
+        self
+    }
+
+    /// Sets [`mem_utilization`](Self::mem_utilization).
+    #[must_use]
+    pub fn with_mem_utilization(mut self, mem_utilization: f64) -> Self {
+        self.mem_utilization = mem_utilization;
+        self
+    }
 }
 
 /// Reads CPU and memory utilization.

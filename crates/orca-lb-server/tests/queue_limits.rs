@@ -19,11 +19,9 @@ async fn layer(config: ReportingConfig) -> (ReportingLayer, orca_lb_server::Load
 }
 
 fn one_slot(max_queue_depth: usize) -> ReportingConfig {
-    ReportingConfig {
-        capacity: Some(1),
-        max_queue_depth,
-        ..ReportingConfig::default()
-    }
+    ReportingConfig::default()
+        .with_capacity(Some(1))
+        .with_max_queue_depth(max_queue_depth)
 }
 
 #[tokio::test(start_paused = true)]
@@ -61,11 +59,7 @@ async fn a_call_beyond_a_full_queue_is_refused_at_once_with_the_report() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_that_waits_past_the_queue_wait_is_refused() {
-    let (layer, recorder) = layer(ReportingConfig {
-        max_queue_wait: Duration::from_secs(2),
-        ..one_slot(8)
-    })
-    .await;
+    let (layer, recorder) = layer(one_slot(8).with_max_queue_wait(Duration::from_secs(2))).await;
     let gated = Gated::default();
     let svc = layer.layer(gated.clone());
 

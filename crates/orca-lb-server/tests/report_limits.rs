@@ -46,11 +46,7 @@ async fn long_names_are_refused() {
 
 #[tokio::test]
 async fn server_wide_metrics_stop_at_the_report_limit_and_the_standard_fields_stay() {
-    let (layer, recorder) = layer(ReportingConfig {
-        capacity: Some(4),
-        ..ReportingConfig::default()
-    })
-    .await;
+    let (layer, recorder) = layer(ReportingConfig::default().with_capacity(Some(4))).await;
     let max = ReportingConfig::default().max_report_bytes;
     let mut accepted = 0;
     let mut refused = 0;
@@ -140,10 +136,7 @@ async fn per_call_entries_that_no_longer_fit_are_dropped_from_the_report() {
 async fn a_sampler_that_keeps_failing_is_logged_once_per_kind_then_summarised() {
     let (logs, _guard) = Logs::capture();
     let (_layer, _recorder) = ReportingLayer::builder()
-        .config(ReportingConfig {
-            sample_interval: Duration::from_secs(1),
-            ..ReportingConfig::default()
-        })
+        .config(ReportingConfig::default().with_sample_interval(Duration::from_secs(1)))
         .sampler(FixedSampler::new(f64::NAN, 2.0))
         .build()
         .unwrap();

@@ -18,6 +18,7 @@ use crate::LoadReport;
 /// [`Default`] gives gRPC's defaults. Check a config built by hand with
 /// [`validate`](Self::validate).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct WrrConfig {
     /// `blackoutPeriod`: how long an endpoint must report before its weight
     /// is used, both when it first reports and after its weight expired.
@@ -40,6 +41,45 @@ pub struct WrrConfig {
     /// building the schedule, as gRPC C-core does. The gRFC and gRPC Go do
     /// not clamp, so the default is `false`. Not a gRPC config field.
     pub clamp_weights: bool,
+}
+
+// === setters of WrrConfig ===
+
+impl WrrConfig {
+    /// Sets [`blackout_period`](Self::blackout_period).
+    #[must_use]
+    pub fn with_blackout_period(mut self, blackout_period: Duration) -> Self {
+        self.blackout_period = blackout_period;
+        self
+    }
+
+    /// Sets [`weight_expiration_period`](Self::weight_expiration_period).
+    #[must_use]
+    pub fn with_weight_expiration_period(mut self, weight_expiration_period: Duration) -> Self {
+        self.weight_expiration_period = weight_expiration_period;
+        self
+    }
+
+    /// Sets [`weight_update_period`](Self::weight_update_period).
+    #[must_use]
+    pub fn with_weight_update_period(mut self, weight_update_period: Duration) -> Self {
+        self.weight_update_period = weight_update_period;
+        self
+    }
+
+    /// Sets [`error_utilization_penalty`](Self::error_utilization_penalty).
+    #[must_use]
+    pub fn with_error_utilization_penalty(mut self, error_utilization_penalty: f64) -> Self {
+        self.error_utilization_penalty = error_utilization_penalty;
+        self
+    }
+
+    /// Sets [`clamp_weights`](Self::clamp_weights).
+    #[must_use]
+    pub fn with_clamp_weights(mut self, clamp_weights: bool) -> Self {
+        self.clamp_weights = clamp_weights;
+        self
+    }
 }
 
 /// Why a [`WrrConfig`] is refused by [`WrrConfig::validate`].

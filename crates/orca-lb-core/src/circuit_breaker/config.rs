@@ -13,14 +13,13 @@ use super::InvalidConfig;
 /// use std::time::Duration;
 /// use orca_lb_core::CircuitBreakerConfig;
 ///
-/// let config = CircuitBreakerConfig {
-///     consecutive_errors: 3,
-///     max_ejection_time: Duration::from_secs(10),
-///     ..CircuitBreakerConfig::default()
-/// };
+/// let config = CircuitBreakerConfig::default()
+///     .with_consecutive_errors(3)
+///     .with_max_ejection_time(Duration::from_secs(10));
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct CircuitBreakerConfig {
     /// Failed calls in a row that open the breaker. Default 5, Envoy's
     /// `consecutive_5xx` default: a single error says little, five in a row
@@ -104,6 +103,83 @@ pub struct CircuitBreakerConfig {
     /// Zero counts every report. Default 1 s, the server's default sampling
     /// interval.
     pub overload_sample_interval: Duration,
+}
+
+// === setters of CircuitBreakerConfig ===
+
+impl CircuitBreakerConfig {
+    /// Sets [`consecutive_errors`](Self::consecutive_errors).
+    #[must_use]
+    pub fn with_consecutive_errors(mut self, consecutive_errors: u32) -> Self {
+        self.consecutive_errors = consecutive_errors;
+        self
+    }
+
+    /// Sets [`base_ejection_time`](Self::base_ejection_time).
+    #[must_use]
+    pub fn with_base_ejection_time(mut self, base_ejection_time: Duration) -> Self {
+        self.base_ejection_time = base_ejection_time;
+        self
+    }
+
+    /// Sets [`max_ejection_time`](Self::max_ejection_time).
+    #[must_use]
+    pub fn with_max_ejection_time(mut self, max_ejection_time: Duration) -> Self {
+        self.max_ejection_time = max_ejection_time;
+        self
+    }
+
+    /// Sets [`half_open_probes`](Self::half_open_probes).
+    #[must_use]
+    pub fn with_half_open_probes(mut self, half_open_probes: u32) -> Self {
+        self.half_open_probes = half_open_probes;
+        self
+    }
+
+    /// Sets [`overload_utilization`](Self::overload_utilization).
+    #[must_use]
+    pub fn with_overload_utilization(mut self, overload_utilization: f64) -> Self {
+        self.overload_utilization = overload_utilization;
+        self
+    }
+
+    /// Sets [`overload_cpu`](Self::overload_cpu).
+    #[must_use]
+    pub fn with_overload_cpu(mut self, overload_cpu: f64) -> Self {
+        self.overload_cpu = overload_cpu;
+        self
+    }
+
+    /// Sets [`overload_queue_depth`](Self::overload_queue_depth).
+    #[must_use]
+    pub fn with_overload_queue_depth(
+        mut self,
+        overload_queue_depth: impl Into<Option<f64>>,
+    ) -> Self {
+        self.overload_queue_depth = overload_queue_depth.into();
+        self
+    }
+
+    /// Sets [`overload_decay`](Self::overload_decay).
+    #[must_use]
+    pub fn with_overload_decay(mut self, overload_decay: Duration) -> Self {
+        self.overload_decay = overload_decay;
+        self
+    }
+
+    /// Sets [`overload_min_reports`](Self::overload_min_reports).
+    #[must_use]
+    pub fn with_overload_min_reports(mut self, overload_min_reports: u32) -> Self {
+        self.overload_min_reports = overload_min_reports;
+        self
+    }
+
+    /// Sets [`overload_sample_interval`](Self::overload_sample_interval).
+    #[must_use]
+    pub fn with_overload_sample_interval(mut self, overload_sample_interval: Duration) -> Self {
+        self.overload_sample_interval = overload_sample_interval;
+        self
+    }
 }
 
 // === impl CircuitBreakerConfig ===
