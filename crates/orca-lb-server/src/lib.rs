@@ -32,6 +32,9 @@
 //!   [`ReportingConfig::max_queue_wait`], are answered `RESOURCE_EXHAUSTED`;
 //!   out-of-band subscribers beyond [`ReportingConfig::max_oob_subscribers`]
 //!   too. `docs/reliability.md` lists every limit and what it costs.
+//! - **Taking a server out of service.** [`Drain`]: health `NOT_SERVING`,
+//!   a grace period for clients to notice, HTTP/2 GOAWAY, calls and streams
+//!   finish within a deadline; for any discovery (see `docs/streams.md`).
 //! - **What is sent.** See `docs/orca.md` for every field, and why
 //!   `application_utilization` folds queueing in.
 //!
@@ -61,6 +64,7 @@
 mod body;
 mod call_recorder;
 mod config;
+mod drain;
 mod error;
 mod future;
 mod in_flight_call;
@@ -82,6 +86,7 @@ mod trailer;
 pub use body::ResponseBody;
 pub use call_recorder::CallRecorder;
 pub use config::{MIN_REPORT_BYTES, ReportingConfig};
+pub use drain::{Drain, DrainConfig, DrainConfigError, DrainIncoming, DrainIo, DrainReport};
 pub use error::{ConfigError, RecordError};
 pub use future::ResponseFuture;
 pub use layer::{Builder, ReportingLayer};

@@ -1,0 +1,267 @@
+//! Graceful shutdown of a tonic server, in an order that fails no call,
+//! whatever discovery the clients use.
+
+mod incoming;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+pub use incoming::{DrainIncoming, DrainIo};
+
+/// How long each step of a [`Drain`] may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainConfig {
+    /// After health turns `NOT_SERVING` (and any step the caller adds, such
+    /// as deregistration), how long the server keeps accepting calls: the
+    /// time clients need to notice and stop picking it. Calls that were
+    /// already on their way are served. Default 1 s (a health-checking
+    /// client hears it within a round trip; a registry's watch takes
+    /// milliseconds).
+    pub grace: Duration,
+    /// After the listener closes (HTTP/2 GOAWAY), how long calls and streams
+    /// in flight may take to finish; connections still open then are cut.
+    /// Default 10 s.
+    pub deadline: Duration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(1),
+            deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A [`DrainConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainConfigError {
+    field: &'static str,
+    why: &'static str,
+}
+
+impl DrainConfigError {
+    /// The offending field, as `deadline`.
+    pub fn field(&self) -> &str {
+        self.field
+    }
+
+    /// Why it was refused.
+    pub fn why(&self) -> &str {
+        self.why
+    }
+}
+
+impl fmt::Display for DrainConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid drain config: {}: {}", self.field, self.why)
+    }
+}
+
+impl std::error::Error for DrainConfigError {}
+
+impl DrainConfig {
+    /// Checks every field, naming the first that is wrong.
+    pub fn validate(&self) -> Result<(), DrainConfigError> {
+        if self.deadline.is_zero() {
+            return Err(DrainConfigError {
+                field: "deadline",
+                why: "must be greater than zero",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where a drain is; connections and the server's shutdown signal watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Serving,
+    /// The listener closes; calls in flight go on.
+    Closing,
+    /// The deadline passed: every connection is cut.
+    Cut,
+}
+
+/// Takes a tonic server out of service without failing calls, for clients
+/// of any discovery (a static list, DNS, a registry):
+///
+/// 1. health turns `NOT_SERVING` (the whole server and the named services):
+///    health-checking clients (`orca_lb_client::HealthCheck`, gRPC's
+///    `healthCheckConfig`) and proxies stop sending new calls;
+/// 2. the caller's own step, if any ([`run_after`](Self::run_after):
+///    deregistration from a registry);
+/// 3. after [`grace`](DrainConfig::grace), the listener closes (tonic's
+///    graceful shutdown: HTTP/2 GOAWAY on every connection, no new calls)
+///    and the health watch streams end, so that they do not hold the
+///    shutdown;
+/// 4. calls and streams in flight finish, within
+///    [`deadline`](DrainConfig::deadline); connections still open then are
+///    cut. A stream cut there ends at its client with the status its
+///    transport gives a connection lost mid-stream (tonic: `UNKNOWN` or
+///    `UNAVAILABLE`, see `docs/streams.md`), never `OK`: a client that
+///    must resume re-opens it, and the balancer sends it elsewhere.
+///
+/// A client that has not noticed yet when the listener closes sees GOAWAY
+/// on its connection and a refused connection after it: the calls it sends
+/// then never reached the server, and `orca-lb-client` re-picks them on
+/// another endpoint.
+///
+/// ```no_run
+/// # async fn run(shutdown: tokio::sync::oneshot::Receiver<()>)
+/// # -> Result<(), Box<dyn std::error::Error>> {
+/// use orca_lb_server::{Drain, DrainConfig};
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
+/// let (health, health_service) = tonic_health::server::health_reporter();
+/// let drain = Drain::new(DrainConfig::default()).health(health, ["helloworld.Greeter"]);
+/// let server = tokio::spawn(
+///     tonic::transport::Server::builder()
+///         .add_service(health_service) // and the application's services
+///         .serve_with_incoming_shutdown(drain.incoming(listener), drain.signal()),
+/// );
+///
+/// shutdown.await?; // SIGTERM, Ctrl-C, ...
+/// let report = drain.run(server).await;
+/// assert!(report.finished);
+/// # Ok(())
+/// # }
+/// # let _ = run;
+/// ```
+#[derive(Debug)]
+pub struct Drain {
+    config: DrainConfig,
+    health: Option<(HealthReporter, Vec<String>)>,
+    phase: watch::Sender<Phase>,
+}
+
+/// What a [`Drain`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Whether every call and stream in flight finished before the deadline
+    /// (`false`: some connections were cut).
+    pub finished: bool,
+    /// From the start of the drain to the server's end.
+    pub took: Duration,
+}
+
+// === impl Drain ===
+
+impl Drain {
+    /// A drain with these step durations. Use [`incoming`](Self::incoming)
+    /// and [`signal`](Self::signal) when starting the server.
+    pub fn new(config: DrainConfig) -> Self {
+        Self {
+            config,
+            health: None,
+            phase: watch::channel(Phase::Serving).0,
+        }
+    }
+
+    /// Its step durations.
+    pub fn config(&self) -> &DrainConfig {
+        &self.config
+    }
+
+    /// Sets the whole server (`""`) and these services `NOT_SERVING` first,
+    /// and ends their watch streams when the listener closes.
+    pub fn health<I, S>(mut self, reporter: HealthReporter, services: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.health = Some((reporter, services.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// The listener's connections, to serve with
+    /// `serve_with_incoming_shutdown`, so that the drain can cut them.
+    pub fn incoming(&self, listener: TcpListener) -> DrainIncoming {
+        DrainIncoming::new(listener, self.phase.subscribe())
+    }
+
+    /// Resolves when the listener must close: the shutdown signal for
+    /// `serve_with_incoming_shutdown`.
+    pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut phase = self.phase.subscribe();
+        async move {
+            if phase.wait_for(|p| *p >= Phase::Closing).await.is_err() {
+                // The drain was dropped without running: serve on.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Runs the drain to its end: `server` is the task serving with
+    /// [`incoming`](Self::incoming) and [`signal`](Self::signal).
+    pub async fn run<T>(self, server: JoinHandle<T>) -> DrainReport {
+        self.run_after(async {}, server).await.1
+    }
+
+    /// Like [`run`](Self::run), with `step` run once health is
+    /// `NOT_SERVING` and before the grace period starts (deregistration from
+    /// a registry); returns its output with the report.
+    pub async fn run_after<T, F>(
+        self,
+        step: F,
+        mut server: JoinHandle<T>,
+    ) -> (F::Output, DrainReport)
+    where
+        F: Future,
+    {
+        let started = tokio::time::Instant::now();
+        let names: Vec<String> = match &self.health {
+            Some((_, services)) => std::iter::once(String::new())
+                .chain(services.iter().cloned())
+                .collect(),
+            None => Vec::new(),
+        };
+        if let Some((reporter, _)) = &self.health {
+            for name in &names {
+                reporter
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+        }
+        let output = step.await;
+        tokio::time::sleep(self.config.grace).await;
+        tracing::info!("drain: closing the listener");
+        let _ = self.phase.send(Phase::Closing);
+        // Watch streams never end on their own: clearing the statuses ends
+        // them (with OK), so that the graceful shutdown does not wait for
+        // them until the deadline.
+        if let Some((mut reporter, _)) = self.health.clone() {
+            for name in &names {
+                reporter.clear_service_status(name).await;
+            }
+        }
+        let finished = match tokio::time::timeout(self.config.deadline, &mut server).await {
+            Ok(_) => true,
+            Err(_) => {
+                tracing::warn!(deadline = ?self.config.deadline, "drain: calls still in flight at the deadline; cutting connections");
+                let _ = self.phase.send(Phase::Cut);
+                // Cut connections end at their next poll; the server task
+                // then returns. Bounded in case a handler never yields.
+                if tokio::time::timeout(Duration::from_secs(1), &mut server)
+                    .await
+                    .is_err()
+                {
+                    server.abort();
+                }
+                false
+            }
+        };
+        let took = started.elapsed();
+        tracing::info!(?took, finished, "drain: done");
+        (output, DrainReport { finished, took })
+    }
+}

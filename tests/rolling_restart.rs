@@ -1,0 +1,195 @@
+//! A rolling restart behind a static list: each backend in turn is drained
+//! (`orca_lb_server::Drain`) and replaced on the same port, under steady
+//! unary load and with streams open on every backend. Health checking tells
+//! the balancer to stop picking a draining backend before its listener
+//! closes, so no unary call fails; the open streams hold until the drain's
+//! deadline and then end with the status a cut connection gives.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use orca_lb_client::{Balancer, HealthCheck, HealthState};
+use orca_lb_server::{Drain, DrainConfig};
+use orca_lb_testkit::TestGreeter;
+use orca_lb_testkit::pb::HelloRequest;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
+use orca_lb_testkit::pb::greeter_server::GreeterServer;
+use orca_lb_tests::client::config;
+use orca_lb_tests::open_loop::{OpenLoop, call_through};
+use orca_lb_tests::{wait_until, within};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tonic::Code;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+/// The health service name the servers report and the balancer watches.
+const SERVICE: &str = "helloworld.Greeter";
+const BACKENDS: usize = 4;
+const STREAMS: usize = 100;
+const RATE: u64 = 500;
+const GRACE: Duration = Duration::from_millis(300);
+const DEADLINE: Duration = Duration::from_millis(1500);
+
+/// One generation of a backend: its server task and the drain that ends it.
+struct Generation {
+    drain: Drain,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+async fn serve(listener: TcpListener, name: &str) -> Generation {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(SERVICE, ServingStatus::Serving)
+        .await;
+    let mut c = DrainConfig::default();
+    c.grace = GRACE;
+    c.deadline = DEADLINE;
+    let drain = Drain::new(c).health(health, [SERVICE]);
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(health_service)
+            .add_service(GreeterServer::new(TestGreeter::new(name)))
+            .serve_with_incoming_shutdown(drain.incoming(listener), drain.signal()),
+    );
+    Generation { drain, server }
+}
+
+/// How an open stream ended: the backend it was on, its end (`None`: the
+/// server ended it with OK), and when.
+type StreamEnd = (String, Result<(), Code>, Instant);
+
+/// Opens a stream that holds until its server goes away; reports its first
+/// reply's backend on `opened`, and its end on `ended`.
+async fn open_stream(
+    balancer: &Balancer,
+    opened: mpsc::UnboundedSender<String>,
+    ended: mpsc::UnboundedSender<StreamEnd>,
+) {
+    let mut client = GreeterClient::new(balancer.clone());
+    let mut stream = client
+        .say_hello_stream(HelloRequest::default())
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let first = stream.message().await.expect("a reply").expect("a reply");
+    let backend = first.backend;
+    opened.send(backend.clone()).unwrap();
+    tokio::spawn(async move {
+        let end = loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(status.code()),
+            }
+        };
+        let _ = ended.send((backend, end, Instant::now()));
+    });
+}
+
+fn health_of(b: &Balancer, url: &str) -> Option<HealthState> {
+    b.snapshot()
+        .endpoints
+        .iter()
+        .find(|e| e.key == url)
+        .and_then(|e| e.health)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_behind_a_static_list_fails_no_call() {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let mut running = Vec::new();
+    for i in 0..BACKENDS {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        running.push(Some(serve(listener, &format!("b{i}")).await));
+    }
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let mut c = config();
+    c.health_check = Some(HealthCheck::new(SERVICE));
+    let balancer = Balancer::from_uris(c, &urls).unwrap();
+    within("discovery", balancer.wait_for_endpoints(BACKENDS)).await;
+    wait_until("every backend serving", || {
+        urls.iter()
+            .all(|u| health_of(&balancer, u) == Some(HealthState::Serving))
+    })
+    .await;
+
+    // Streams, spread over the backends by the balancer.
+    let (opened_tx, mut opened) = mpsc::unbounded_channel();
+    let (ended_tx, mut ended) = mpsc::unbounded_channel();
+    for _ in 0..STREAMS {
+        within(
+            "a stream opens",
+            open_stream(&balancer, opened_tx.clone(), ended_tx.clone()),
+        )
+        .await;
+    }
+    let mut per_backend = vec![0usize; BACKENDS];
+    for _ in 0..STREAMS {
+        let name = opened.recv().await.unwrap();
+        per_backend[name[1..].parse::<usize>().unwrap()] += 1;
+    }
+    assert!(per_backend.iter().all(|&n| n > 0), "{per_backend:?}");
+
+    // Steady unary load throughout.
+    let client = GreeterClient::new(balancer.clone());
+    let load = OpenLoop::start(
+        RATE,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+        move || call_through(&client, Duration::from_secs(5)),
+    );
+    load.wait_calls(200).await;
+
+    let mut cut_not_before = Vec::new();
+    for i in 0..BACKENDS {
+        let Generation { drain, server } = running[i].take().unwrap();
+        let started = Instant::now();
+        let report = within("the drain", drain.run(server)).await;
+        // Streams were open on it: they held it until the deadline.
+        assert!(!report.finished, "{report:?}");
+        cut_not_before.push(started + GRACE + DEADLINE);
+        // The replacement, on the same port.
+        let listener = TcpListener::bind(addrs[i])
+            .await
+            .expect("the port is free again");
+        let name = format!("b{i}-2");
+        running[i] = Some(serve(listener, &name).await);
+        wait_until("the replacement serving", || {
+            health_of(&balancer, &urls[i]) == Some(HealthState::Serving)
+        })
+        .await;
+        wait_until("the replacement answering calls", || load.ok(&name) > 0).await;
+    }
+    let run = load.stop().await;
+    assert!(
+        run.failed.is_empty(),
+        "{} failed: {:?}",
+        run.failed.len(),
+        run.codes()
+    );
+    assert_eq!(run.hung, 0);
+    assert!(run.calls >= 1000, "{run:?}");
+
+    // Every stream ended with its backend's cut, not before.
+    drop(ended_tx);
+    let mut ends = Vec::new();
+    for _ in 0..STREAMS {
+        ends.push(within("a stream's end", ended.recv()).await.unwrap());
+    }
+    for (backend, end, at) in &ends {
+        let i: usize = backend[1..].parse().unwrap();
+        assert!(
+            *at >= cut_not_before[i],
+            "{backend} ended before its drain's deadline"
+        );
+        assert_eq!(*end, Err(Code::Unknown), "{backend}");
+    }
+
+    for generation in running.into_iter().flatten() {
+        generation.server.abort();
+    }
+}
