@@ -165,6 +165,14 @@ async fn rolling_restart_behind_a_static_list_fails_no_call() {
         wait_until("the replacement answering calls", || load.ok(&name) > 0).await;
     }
     let run = load.stop().await;
+    println!(
+        "rolling restart of {BACKENDS} backends under {RATE} calls/s with {STREAMS} streams: \
+         {} of {} unary calls failed {:?}, {} hung",
+        run.failed.len(),
+        run.calls,
+        run.codes(),
+        run.hung
+    );
     assert!(
         run.failed.is_empty(),
         "{} failed: {:?}",
