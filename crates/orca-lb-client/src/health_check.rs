@@ -55,3 +55,20 @@ impl fmt::Display for HealthCheckError {
 }
 
 impl std::error::Error for HealthCheckError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BalancerConfig;
+
+    #[test]
+    fn a_service_name_with_control_characters_is_refused_naming_the_field() {
+        assert!(HealthCheck::new("helloworld.Greeter").validate().is_ok());
+        assert!(HealthCheck::default().validate().is_ok());
+        let mut config = BalancerConfig::default();
+        config.health_check = Some(HealthCheck::new("greeter\n"));
+        let e = config.validate().unwrap_err();
+        assert_eq!(e.field(), "health_check.service");
+        assert!(e.to_string().contains("control characters"), "{e}");
+    }
+}

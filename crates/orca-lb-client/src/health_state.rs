@@ -80,3 +80,27 @@ impl fmt::Display for HealthState {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_zero_means_off() {
+        for state in HealthState::ALL {
+            assert_eq!(HealthState::from_code(state.code()), Some(state));
+        }
+        assert_eq!(HealthState::from_code(0), None);
+    }
+
+    #[test]
+    fn only_serving_and_unimplemented_are_pickable() {
+        let pickable: Vec<_> = HealthState::ALL
+            .into_iter()
+            .filter(|s| s.is_pickable())
+            .collect();
+        assert_eq!(pickable, [HealthState::Serving, HealthState::Unimplemented]);
+        assert_eq!(HealthState::NotServing.to_string(), "not serving");
+        assert_eq!(HealthState::NotServing.label(), "not_serving");
+    }
+}

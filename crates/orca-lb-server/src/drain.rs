@@ -265,3 +265,81 @@ impl Drain {
         (output, DrainReport { finished, took })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_deadline_is_refused_naming_it() {
+        assert!(DrainConfig::default().validate().is_ok());
+        let mut c = DrainConfig::default();
+        c.grace = Duration::ZERO;
+        assert!(c.validate().is_ok(), "no grace is allowed");
+        c.deadline = Duration::ZERO;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field(), "deadline");
+        assert_eq!(
+            e.to_string(),
+            "invalid drain config: deadline: must be greater than zero"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_turns_not_serving_before_the_listener_closes() {
+        let (health, _) = tonic_health::server::health_reporter();
+        let service = tonic_health::server::HealthService::from_health_reporter(health.clone());
+        let mut c = DrainConfig::default();
+        c.grace = Duration::from_secs(1);
+        let drain = Drain::new(c).health(health, ["greeter"]);
+        let mut signal = Box::pin(drain.signal());
+        let server = tokio::spawn(std::future::pending::<()>());
+        let checked = tokio::spawn(async move {
+            use tonic_health::pb::health_server::Health;
+            let request = || {
+                tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+                    service: "greeter".into(),
+                })
+            };
+            // The step between NOT_SERVING and the grace period sees it.
+            let (status, report) = drain
+                .run_after(
+                    async {
+                        let reply = service.check(request()).await.unwrap().into_inner();
+                        reply.status()
+                    },
+                    server,
+                )
+                .await;
+            // After the close, the statuses are cleared.
+            let after = service
+                .check(request())
+                .await
+                .map(|r| r.into_inner().status());
+            (status, report, after.map_err(|s| s.code()))
+        });
+        // The listener closes only once the grace period is over.
+        tokio::time::sleep(Duration::from_millis(999)).await;
+        assert!(futures_poll_once(&mut signal).await.is_none());
+        signal.await;
+        let (status, report, after) = checked.await.unwrap();
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::NotServing
+        );
+        assert_eq!(after, Err(tonic::Code::NotFound));
+        // The server never ended: cut at the deadline.
+        assert!(!report.finished);
+    }
+
+    /// Polls `f` once: `Some` if it was ready.
+    async fn futures_poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+}
