@@ -65,8 +65,10 @@ mod tests {
     fn a_service_name_with_control_characters_is_refused_naming_the_field() {
         assert!(HealthCheck::new("helloworld.Greeter").validate().is_ok());
         assert!(HealthCheck::default().validate().is_ok());
-        let mut config = BalancerConfig::default();
-        config.health_check = Some(HealthCheck::new("greeter\n"));
+        let config = BalancerConfig {
+            health_check: Some(HealthCheck::new("greeter\n")),
+            ..Default::default()
+        };
         let e = config.validate().unwrap_err();
         assert_eq!(e.field(), "health_check.service");
         assert!(e.to_string().contains("control characters"), "{e}");

@@ -273,10 +273,15 @@ mod tests {
     #[test]
     fn a_zero_deadline_is_refused_naming_it() {
         assert!(DrainConfig::default().validate().is_ok());
-        let mut c = DrainConfig::default();
-        c.grace = Duration::ZERO;
-        assert!(c.validate().is_ok(), "no grace is allowed");
-        c.deadline = Duration::ZERO;
+        let no_grace = DrainConfig {
+            grace: Duration::ZERO,
+            ..Default::default()
+        };
+        assert!(no_grace.validate().is_ok(), "no grace is allowed");
+        let c = DrainConfig {
+            deadline: Duration::ZERO,
+            ..no_grace
+        };
         let e = c.validate().unwrap_err();
         assert_eq!(e.field(), "deadline");
         assert_eq!(
@@ -289,8 +294,10 @@ mod tests {
     async fn health_turns_not_serving_before_the_listener_closes() {
         let (health, _) = tonic_health::server::health_reporter();
         let service = tonic_health::server::HealthService::from_health_reporter(health.clone());
-        let mut c = DrainConfig::default();
-        c.grace = Duration::from_secs(1);
+        let c = DrainConfig {
+            grace: Duration::from_secs(1),
+            ..Default::default()
+        };
         let drain = Drain::new(c).health(health, ["greeter"]);
         let mut signal = Box::pin(drain.signal());
         let server = tokio::spawn(std::future::pending::<()>());
