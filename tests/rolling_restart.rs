@@ -144,14 +144,29 @@ async fn rolling_restart_behind_a_static_list_fails_no_call() {
     );
     load.wait_calls(200).await;
 
-    let mut cut_not_before = Vec::new();
+    drop(ended_tx);
     for i in 0..BACKENDS {
         let Generation { drain, server } = running[i].take().unwrap();
         let started = Instant::now();
         let report = within("the drain", drain.run(server)).await;
         // Streams were open on it: they held it until the deadline.
         assert!(!report.finished, "{report:?}");
-        cut_not_before.push(started + GRACE + DEADLINE);
+        // Each of its streams ended with the cut, not before, and with the
+        // documented status (the others are still open: only its own end).
+        let cut_not_before = started + GRACE + DEADLINE;
+        for _ in 0..per_backend[i] {
+            let (backend, end, at) = within("a stream's end", ended.recv()).await.unwrap();
+            assert_eq!(
+                backend,
+                format!("b{i}"),
+                "a stream on another backend ended"
+            );
+            assert!(
+                at >= cut_not_before,
+                "{backend} ended before its drain's deadline"
+            );
+            assert_eq!(end, Err(Code::Unknown), "{backend}");
+        }
         // The replacement, on the same port.
         let listener = TcpListener::bind(addrs[i])
             .await
@@ -165,14 +180,26 @@ async fn rolling_restart_behind_a_static_list_fails_no_call() {
         wait_until("the replacement answering calls", || load.ok(&name) > 0).await;
     }
     let run = load.stop().await;
+    // The streams cut on each backend failed (and were seen to, before its
+    // replacement started) while its health kept it out of picks: they
+    // eject no replacement.
+    let ejections: Vec<u32> = balancer
+        .snapshot()
+        .endpoints
+        .iter()
+        .map(|e| e.ejections)
+        .collect();
     println!(
         "rolling restart of {BACKENDS} backends under {RATE} calls/s with {STREAMS} streams: \
-         {} of {} unary calls failed {:?}, {} hung",
+         {} of {} unary calls failed {:?}, {} hung, {} re-picked; ejections per endpoint \
+         {ejections:?}",
         run.failed.len(),
         run.calls,
         run.codes(),
-        run.hung
+        run.hung,
+        balancer.snapshot().repicks,
     );
+    assert_eq!(ejections, [0; BACKENDS]);
     assert!(
         run.failed.is_empty(),
         "{} failed: {:?}",
@@ -182,20 +209,8 @@ async fn rolling_restart_behind_a_static_list_fails_no_call() {
     assert_eq!(run.hung, 0);
     assert!(run.calls >= 1000, "{run:?}");
 
-    // Every stream ended with its backend's cut, not before.
-    drop(ended_tx);
-    let mut ends = Vec::new();
-    for _ in 0..STREAMS {
-        ends.push(within("a stream's end", ended.recv()).await.unwrap());
-    }
-    for (backend, end, at) in &ends {
-        let i: usize = backend[1..].parse().unwrap();
-        assert!(
-            *at >= cut_not_before[i],
-            "{backend} ended before its drain's deadline"
-        );
-        assert_eq!(*end, Err(Code::Unknown), "{backend}");
-    }
+    // Every stream was accounted for above.
+    assert!(within("the last stream task", ended.recv()).await.is_none());
 
     for generation in running.into_iter().flatten() {
         generation.server.abort();

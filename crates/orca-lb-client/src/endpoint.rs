@@ -338,6 +338,14 @@ impl Endpoint {
             self.totals.failures.fetch_add(1, Relaxed);
             self.metrics.failures.increment(1);
         }
+        // Health checking has taken it out of service (it is going away, or
+        // its health cannot be heard): what its last calls and streams do
+        // on the way out (cut at a drain's deadline) says nothing of how it
+        // will serve once SERVING again, so it moves neither its breaker nor
+        // its score. A probe still returns its slot.
+        if !probe && !self.is_healthy() {
+            return None;
+        }
         let mut core = self.core.lock();
         let t = core
             .policy
