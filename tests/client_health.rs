@@ -285,3 +285,17 @@ fn server_without_health_service_is_picked_and_logged_once() {
     });
     runtime.shutdown_timeout(Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_call_waits_for_the_first_health_answer() {
+    let a = HealthyBackend::start(TestGreeter::new("a")).await;
+    let balancer = Balancer::from_uris(health_config(), [a.url()]).unwrap();
+    // At once: discovery and the health stream are still on their way; the
+    // call waits for them (within `discovery_wait`) rather than failing.
+    let mut client = GreeterClient::new(balancer.clone());
+    let reply = within("the first call", client.say_hello(HelloRequest::default()))
+        .await
+        .expect("the call waits for the first health answer");
+    assert_eq!(reply.into_inner().backend, "a");
+    assert_eq!(health_of(&balancer, &a.url()), Some(HealthState::Serving));
+}
