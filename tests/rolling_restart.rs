@@ -3,7 +3,7 @@
 //! unary load and with streams open on every backend. Health checking tells
 //! the balancer to stop picking a draining backend before its listener
 //! closes, so no unary call fails; the open streams hold until the drain's
-//! deadline and then end with the status a cut connection gives.
+//! deadline and then end with UNAVAILABLE (the drain's layer).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -50,6 +50,7 @@ async fn serve(listener: TcpListener, name: &str) -> Generation {
     let drain = Drain::new(c).health(health, [SERVICE]);
     let server = tokio::spawn(
         Server::builder()
+            .layer(drain.layer())
             .add_service(health_service)
             .add_service(GreeterServer::new(TestGreeter::new(name)))
             .serve_with_incoming_shutdown(drain.incoming(listener), drain.signal()),
@@ -165,7 +166,7 @@ async fn rolling_restart_behind_a_static_list_fails_no_call() {
                 at >= cut_not_before,
                 "{backend} ended before its drain's deadline"
             );
-            assert_eq!(end, Err(Code::Unknown), "{backend}");
+            assert_eq!(end, Err(Code::Unavailable), "{backend}");
         }
         // The replacement, on the same port.
         let listener = TcpListener::bind(addrs[i])
@@ -215,4 +216,45 @@ async fn rolling_restart_behind_a_static_list_fails_no_call() {
     for generation in running.into_iter().flatten() {
         generation.server.abort();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_still_open_at_the_deadline_ends_unavailable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let greeter = TestGreeter::new("held").gated();
+    let mut c = DrainConfig::default();
+    c.grace = Duration::ZERO;
+    c.deadline = Duration::from_millis(200);
+    let drain = Drain::new(c);
+    let server = tokio::spawn(
+        Server::builder()
+            .layer(drain.layer())
+            .add_service(GreeterServer::new(greeter.clone()))
+            .serve_with_incoming_shutdown(drain.incoming(listener), drain.signal()),
+    );
+    let mut client = orca_lb_tests::greeter(url).await;
+    // A unary call held in its handler, and a stream under way.
+    let call = {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.say_hello(HelloRequest::default()).await })
+    };
+    within("the call enters its handler", greeter.wait_entered(1)).await;
+    let mut stream = client
+        .say_hello_stream(HelloRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().expect("a first reply");
+
+    let report = within("the drain", drain.run(server)).await;
+    assert!(!report.finished, "{report:?}");
+    let status = within("the held call", call).await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "server draining: deadline passed");
+    let status = within("the stream's end", stream.message())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "server draining: deadline passed");
 }

@@ -144,6 +144,13 @@ impl Drain {
         self.inner.incoming(listener)
     }
 
+    /// A tower layer that ends the calls and streams still open at the
+    /// deadline with `UNAVAILABLE` rather than cutting them with their
+    /// connection (see [`orca_lb_server::Drain::layer`]).
+    pub fn layer(&self) -> orca_lb_server::DrainLayer {
+        self.inner.layer()
+    }
+
     /// Resolves when the listener must close: the shutdown signal for
     /// `serve_with_incoming_shutdown`.
     pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {

@@ -1,10 +1,12 @@
 //! Graceful shutdown of a tonic server, in an order that fails no call,
 //! whatever discovery the clients use.
 
+mod ending;
 mod incoming;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -13,6 +15,7 @@ use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use ending::{DrainBody, DrainFuture, DrainLayer, DrainService};
 pub use incoming::{DrainIncoming, DrainIo};
 
 /// How long each step of a [`Drain`] may take.
@@ -87,6 +90,9 @@ enum Phase {
     Serving,
     /// The listener closes; calls in flight go on.
     Closing,
+    /// The deadline passed: calls and streams through a [`DrainLayer`] end
+    /// with UNAVAILABLE.
+    Ending,
     /// The deadline passed: every connection is cut.
     Cut,
 }
@@ -104,11 +110,14 @@ enum Phase {
 ///    and the health watch streams end, so that they do not hold the
 ///    shutdown;
 /// 4. calls and streams in flight finish, within
-///    [`deadline`](DrainConfig::deadline); connections still open then are
-///    cut. A stream cut there ends at its client with the status its
-///    transport gives a connection lost mid-stream (tonic: `UNKNOWN` or
-///    `UNAVAILABLE`, see `docs/streams.md`), never `OK`: a client that
-///    must resume re-opens it, and the balancer sends it elsewhere.
+///    [`deadline`](DrainConfig::deadline);
+/// 5. what is still open then is ended with `UNAVAILABLE` if the server was
+///    built with [`layer`](Self::layer) (within [`END_GRACE`]), and any
+///    connection still open after that is cut: a call or stream cut there
+///    ends at its client with the status its transport gives a connection
+///    lost mid-call (tonic: `UNKNOWN`), never `OK`. Either way a client
+///    that must resume re-opens it, and the balancer sends it elsewhere
+///    (see `docs/streams.md`).
 ///
 /// A client that has not noticed yet when the listener closes sees GOAWAY
 /// on its connection and a refused connection after it: the calls it sends
@@ -125,6 +134,7 @@ enum Phase {
 /// let drain = Drain::new(DrainConfig::default()).health(health, ["helloworld.Greeter"]);
 /// let server = tokio::spawn(
 ///     tonic::transport::Server::builder()
+///         .layer(drain.layer()) // streams open at the deadline end UNAVAILABLE
 ///         .add_service(health_service) // and the application's services
 ///         .serve_with_incoming_shutdown(drain.incoming(listener), drain.signal()),
 /// );
@@ -141,7 +151,14 @@ pub struct Drain {
     config: DrainConfig,
     health: Option<(HealthReporter, Vec<String>)>,
     phase: watch::Sender<Phase>,
+    /// Whether [`layer`](Drain::layer) was taken: the deadline then first
+    /// ends what is open through it.
+    layered: AtomicBool,
 }
+
+/// How long calls and streams ended at the deadline through a
+/// [`DrainLayer`] have to send their status before connections are cut.
+pub const END_GRACE: Duration = Duration::from_secs(1);
 
 /// What a [`Drain`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +181,7 @@ impl Drain {
             config,
             health: None,
             phase: watch::channel(Phase::Serving).0,
+            layered: AtomicBool::new(false),
         }
     }
 
@@ -187,6 +205,19 @@ impl Drain {
     /// `serve_with_incoming_shutdown`, so that the drain can cut them.
     pub fn incoming(&self, listener: TcpListener) -> DrainIncoming {
         DrainIncoming::new(listener, self.phase.subscribe())
+    }
+
+    /// A tower layer for the server (`Server::builder().layer(...)`) that
+    /// ends the calls and streams still open at the deadline with
+    /// `UNAVAILABLE` (`server draining: deadline passed`): a trailers-only
+    /// response for a call still in its handler, trailers for a response
+    /// under way. Their connections are then closed gracefully; what is
+    /// still open [`END_GRACE`] later is cut. Without it, calls and streams
+    /// open at the deadline are cut with their connection.
+    pub fn layer(&self) -> DrainLayer {
+        // Relaxed: read by `run`, which takes `self` by value after this.
+        self.layered.store(true, Ordering::Relaxed);
+        DrainLayer::new(self.phase.subscribe())
     }
 
     /// Resolves when the listener must close: the shutdown signal for
@@ -244,10 +275,19 @@ impl Drain {
                 reporter.clear_service_status(name).await;
             }
         }
-        let finished = match tokio::time::timeout(self.config.deadline, &mut server).await {
-            Ok(_) => true,
-            Err(_) => {
-                tracing::warn!(deadline = ?self.config.deadline, "drain: calls still in flight at the deadline; cutting connections");
+        let finished = tokio::time::timeout(self.config.deadline, &mut server)
+            .await
+            .is_ok();
+        if !finished {
+            // Relaxed: stored by `layer`, before this drain was moved here.
+            let mut ended = false;
+            if self.layered.load(Ordering::Relaxed) {
+                tracing::warn!(deadline = ?self.config.deadline, "drain: calls still in flight at the deadline; ending them with UNAVAILABLE");
+                let _ = self.phase.send(Phase::Ending);
+                ended = tokio::time::timeout(END_GRACE, &mut server).await.is_ok();
+            }
+            if !ended {
+                tracing::warn!(deadline = ?self.config.deadline, "drain: calls still in flight; cutting connections");
                 let _ = self.phase.send(Phase::Cut);
                 // Cut connections end at their next poll; the server task
                 // then returns. Bounded in case a handler never yields.
@@ -257,9 +297,8 @@ impl Drain {
                 {
                     server.abort();
                 }
-                false
             }
-        };
+        }
         let took = started.elapsed();
         tracing::info!(?took, finished, "drain: done");
         (output, DrainReport { finished, took })

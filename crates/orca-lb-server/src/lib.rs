@@ -86,7 +86,10 @@ mod trailer;
 pub use body::ResponseBody;
 pub use call_recorder::CallRecorder;
 pub use config::{MIN_REPORT_BYTES, ReportingConfig};
-pub use drain::{Drain, DrainConfig, DrainConfigError, DrainIncoming, DrainIo, DrainReport};
+pub use drain::{
+    Drain, DrainBody, DrainConfig, DrainConfigError, DrainFuture, DrainIncoming, DrainIo,
+    DrainLayer, DrainReport, DrainService, END_GRACE,
+};
 pub use error::{ConfigError, RecordError};
 pub use future::ResponseFuture;
 pub use layer::{Builder, ReportingLayer};
