@@ -227,8 +227,12 @@ async fn what_is_still_open_at_the_deadline_ends_unavailable() {
     c.grace = Duration::ZERO;
     c.deadline = Duration::from_millis(200);
     let drain = Drain::new(c);
+    // With the reporting layer, on either side of the drain's.
+    let (reporting, _) = orca_lb_server::ReportingLayer::builder().build().unwrap();
     let server = tokio::spawn(
         Server::builder()
+            .layer(drain.layer())
+            .layer(reporting)
             .layer(drain.layer())
             .add_service(GreeterServer::new(greeter.clone()))
             .serve_with_incoming_shutdown(drain.incoming(listener), drain.signal()),

@@ -157,6 +157,18 @@ pin_project! {
     }
 }
 
+/// An empty body, ended: for layers around this one that answer on their
+/// own.
+impl<B: Default> Default for DrainBody<B> {
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            ending: None,
+            done: true,
+        }
+    }
+}
+
 impl<B> std::fmt::Debug for DrainBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DrainBody")
