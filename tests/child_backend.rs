@@ -23,13 +23,26 @@ impl ChildBackend {
             .collect()
     }
 
+    /// Like [`spawn_fleet`](Self::spawn_fleet), each backend serving the
+    /// health service too (the whole server SERVING).
+    pub fn spawn_fleet_with_health(bin: &str, n: usize, service_ms: u64) -> Vec<ChildBackend> {
+        (0..n)
+            .map(|i| ChildBackend::spawn_with(bin, &format!("b{i}"), service_ms, &["health"]))
+            .collect()
+    }
+
     /// Starts `bin` (the `orca-lb-test-backend` binary: a test target gets
     /// its path as `env!("CARGO_BIN_EXE_orca-lb-test-backend")`) as the
     /// greeter `name` taking `service_ms` per call, and waits until it
     /// listens.
     pub fn spawn(bin: &str, name: &str, service_ms: u64) -> ChildBackend {
+        Self::spawn_with(bin, name, service_ms, &[])
+    }
+
+    fn spawn_with(bin: &str, name: &str, service_ms: u64, extra: &[&str]) -> ChildBackend {
         let mut child = Command::new(bin)
             .args([name, &service_ms.to_string()])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -1,5 +1,6 @@
 //! The client's metrics as a recorder sees them: one call-duration sample per
-//! completed unary call, and the breaker's state as one series per state.
+//! completed unary call, the breaker's state as one series per state, and
+//! health changes counted by the state entered.
 //!
 //! Each test records into its own `DebuggingRecorder`, set as the default of
 //! the test's thread: the tests run on single-threaded runtimes, so the
@@ -11,7 +12,7 @@ use std::time::Duration;
 use metrics::{SharedString, Unit};
 use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use orca_lb_client::Balancer;
+use orca_lb_client::{Balancer, HealthCheck, HealthState};
 use orca_lb_core::CircuitBreakerConfig;
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -204,5 +205,51 @@ async fn a_re_picked_call_is_one_sample() {
             &[("target_name", "repicking")]
         ),
         &DebugValue::Counter(repicks)
+    );
+}
+
+#[tokio::test]
+async fn every_health_change_is_counted_by_the_state_entered() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+
+    let mut backend_config = orca_lb_testkit::BackendConfig::named("a");
+    backend_config.health = true;
+    let backend = orca_lb_testkit::Backend::spawn(backend_config)
+        .await
+        .unwrap();
+    let health = backend.health().expect("a health service").clone();
+    let mut config = client::config();
+    config.target = "health".into();
+    config.health_check = Some(HealthCheck::new(""));
+    let balancer = client::balancer(config, std::slice::from_ref(&backend)).await;
+    let url = backend.url();
+    let is = |state: HealthState| {
+        let balancer = balancer.clone();
+        move || balancer.snapshot().endpoints[0].health == Some(state)
+    };
+    orca_lb_tests::wait_until("serving", is(HealthState::Serving)).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    orca_lb_tests::wait_until("not serving", is(HealthState::NotServing)).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    orca_lb_tests::wait_until("serving again", is(HealthState::Serving)).await;
+
+    let series: Series = snapshotter.snapshot().into_vec();
+    let count = |state: &str| match value(
+        &series,
+        "orca_lb_client_health_changes_total",
+        &[("endpoint", url.as_str()), ("state", state)],
+    ) {
+        DebugValue::Counter(n) => *n,
+        other => panic!("not a counter: {other:?}"),
+    };
+    assert_eq!(
+        ["unknown", "serving", "not_serving", "unimplemented"].map(count),
+        [0, 2, 1, 0]
     );
 }

@@ -3,6 +3,9 @@
 //! Each test prints what the load lost and asserts the allowance written
 //! beside it: what the fault may cost, and why.
 //!
+//! A frozen backend with HTTP/2 keepalive: its connection is declared dead
+//! by the keepalive, not by call deadlines (the last test).
+//!
 //! Covered elsewhere, not repeated here: kill -9 of one backend of four under
 //! 500 calls/s (`client_repick.rs`, `kill_9_of_one_backend_in_four_...`) and
 //! 20 out-of-band subscribers on one server (`server_oob.rs`).
@@ -19,9 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use etcd_support::{Discovered, Etcd, Node, NodeConfig, keys_of};
-use orca_lb_client::{Balancer, BalancerConfig, DnsDiscovery, EndpointSnapshot};
+use orca_lb_client::{
+    Balancer, BalancerConfig, DnsDiscovery, EndpointSnapshot, EndpointTemplate, HealthCheck,
+    HealthState,
+};
 use orca_lb_core::BreakerState;
 use orca_lb_proto::pb::OrcaLoadReport;
+use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_testkit::pb::greeter_server::GreeterServer;
 use orca_lb_testkit::{Backend, TestGreeter};
@@ -36,8 +43,8 @@ use orca_lb_tests::{wait_until, within};
 use prost::Message;
 use tokio::task::JoinHandle;
 use tonic::Code;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Endpoint, Server};
 
 /// Calls started per second.
 const RATE: u64 = 200;
@@ -264,6 +271,131 @@ async fn with_the_score_a_frozen_backend_is_avoided_after_its_first_timeout() {
         run.failed.len()
     );
     assert_eq!(e.in_flight, 0, "it was picked again: {e:?}");
+}
+
+/// HTTP/2 keepalive of the test below: a ping after this long without a
+/// frame from the server...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+/// ... unanswered this long declares the connection dead.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Deadlines far beyond the hang limit: only the keepalive can end a call
+/// stuck on a frozen backend before it counts as hung.
+const LONG_DEADLINE: Duration = Duration::from_secs(60);
+const KEEPALIVE_HANG_LIMIT: Duration = Duration::from_secs(8);
+
+/// Opens a server stream through `balancer` that holds until the server
+/// goes away; returns the backend that answered and the stream.
+async fn held_stream(
+    balancer: &Balancer,
+) -> (String, tonic::Streaming<orca_lb_testkit::pb::HelloReply>) {
+    let mut client = GreeterClient::new(balancer.clone());
+    let mut stream = within(
+        "a stream opens",
+        client.say_hello_stream(HelloRequest::default()),
+    )
+    .await
+    .expect("stream opens")
+    .into_inner();
+    let first = within("its first reply", stream.message())
+        .await
+        .expect("a reply")
+        .expect("a reply");
+    (first.backend, stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_declares_a_frozen_backends_connection_dead() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let backends = ChildBackend::spawn_fleet_with_health(
+        env!("CARGO_BIN_EXE_orca-lb-test-backend"),
+        4,
+        SERVICE_MS,
+    );
+    let mut config = config();
+    // Health checking: the watch stream dies with the connection, and the
+    // endpoint is not picked until a new one answers.
+    config.health_check = Some(HealthCheck::new(""));
+    config.endpoint = EndpointTemplate::from_fn(|uri: &http::Uri| {
+        Ok::<_, std::convert::Infallible>(
+            Endpoint::from(uri.clone())
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true),
+        )
+    });
+    let balancer = balancer_over(config, &backends).await;
+    let (victim, key) = (&backends[3], backends[3].url().to_string());
+    wait_until("every backend serving", || {
+        backends
+            .iter()
+            .all(|b| endpoint(&balancer, b.url()).health == Some(HealthState::Serving))
+    })
+    .await;
+    // Streams spread over the fleet, all held open.
+    let (mut on_victim, mut elsewhere) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let (backend, stream) = held_stream(&balancer).await;
+        if backend == "b3" {
+            on_victim.push(stream);
+        } else {
+            elsewhere.push(stream);
+        }
+    }
+    assert!(!on_victim.is_empty(), "no stream went to the victim");
+    let client = GreeterClient::new(balancer.clone());
+    let load = OpenLoop::start(RATE, KEEPALIVE_HANG_LIMIT, MAX_RUN, move || {
+        call_through(&client, LONG_DEADLINE)
+    });
+    load.wait_calls(RATE as usize / 2).await;
+
+    // SIGSTOP: connections stay open, nothing answers, not even pings.
+    victim.freeze();
+    // The streams on it end with the connection, not with a deadline
+    // (they have none).
+    let mut stream_codes = Vec::new();
+    for mut stream in on_victim {
+        let end = within("a stream on the frozen backend ends", stream.message()).await;
+        stream_codes.push(end.expect_err("the connection died").code());
+    }
+    // Its connection is declared dead: the health stream broke with it, and
+    // no new one answers.
+    wait_until("the frozen backend's health is unknown", || {
+        endpoint(&balancer, &key).health == Some(HealthState::Unknown)
+    })
+    .await;
+    // New streams go elsewhere.
+    for _ in 0..20 {
+        let (backend, _stream) = held_stream(&balancer).await;
+        assert_ne!(backend, "b3", "a new stream went to the frozen backend");
+    }
+    load.wait_calls(RATE as usize).await;
+    let run = load.stop().await;
+    victim.thaw();
+    drop(elsewhere);
+    println!(
+        "SIGSTOP of 1 of 4 backends under {RATE} calls/s with {LONG_DEADLINE:?} deadlines, \
+         keepalive {KEEPALIVE_INTERVAL:?} + {KEEPALIVE_TIMEOUT:?}: {} of {} calls failed {:?}, \
+         {} hung; streams on it ended {stream_codes:?}",
+        run.failed.len(),
+        run.calls,
+        run.codes(),
+        run.hung,
+    );
+    // No call waited for its deadline: the keepalive ended those stuck on
+    // the frozen backend, and only those.
+    assert_failures_only_on(
+        &run,
+        &key,
+        // UNAVAILABLE: the connection went away under the call (UNKNOWN
+        // if it had its response headers). Not CANCELLED: no deadline
+        // passed.
+        &[Code::Unavailable, Code::Unknown],
+    );
+    assert!(
+        !run.failed.is_empty(),
+        "calls were in flight on the frozen backend"
+    );
 }
 
 fn addrs(fleet: &[Backend]) -> Vec<SocketAddr> {

@@ -28,6 +28,7 @@ const ALL: &[&str] = &[
     "orca_lb_client_in_flight",
     "orca_lb_client_score_seconds",
     "orca_lb_client_breaker_state",
+    "orca_lb_client_health_changes_total",
     "orca_lb_client_call_duration_seconds",
     "orca_lb_client_repicks_total",
     "orca_lb_client_dns_failures_total",
@@ -72,6 +73,11 @@ async fn every_registered_metric_has_a_description_and_unit() {
         .say_hello(HelloRequest::default())
         .await
         .expect("a reply");
+    // Health checking registers its counters with each endpoint.
+    let mut health = client::config();
+    health.target = "health".into();
+    health.health_check = Some(orca_lb_client::HealthCheck::new(""));
+    let _health = client::balancer(health, &backends).await;
     // DNS discovery registers its counter when its task starts.
     let _dns = Balancer::new(
         BalancerConfig::default().with_target("dns"),

@@ -3,7 +3,8 @@
 //! `127.0.0.1:0`, prints `listening ADDR` on stdout, and exits when its
 //! standard input closes (so it never outlives the test that started it).
 //!
-//! Usage: `orca-lb-test-backend NAME SERVICE_MS`
+//! Usage: `orca-lb-test-backend NAME SERVICE_MS [health]`; with `health`,
+//! it serves `grpc.health.v1.Health` too (the whole server SERVING).
 
 use std::io::Write;
 use std::time::Duration;
@@ -22,8 +23,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: orca-lb-test-backend NAME SERVICE_MS")?
         .parse()
         .map_err(|e| format!("SERVICE_MS: {e}"))?;
+    let health = match args.next().as_deref() {
+        None => false,
+        Some("health") => true,
+        Some(other) => return Err(format!("unexpected argument {other:?}").into()),
+    };
     let backend = Backend::spawn(BackendConfig {
         service_time: ServiceTime::Fixed(Duration::from_millis(ms)),
+        health,
         ..BackendConfig::named(&name)
     })
     .await?;

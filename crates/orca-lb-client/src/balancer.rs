@@ -247,6 +247,16 @@ impl Balancer {
                 }
             }
         }
+        // Nothing pickable: say so by the reason that applies.
+        if let Some(check) = &self.shared.config.health_check
+            && !self.list.iter().any(|ep| ep.is_healthy())
+        {
+            return Err(BalanceError::Unhealthy {
+                target: self.shared.config.target.clone(),
+                endpoints: self.list.len(),
+                service: check.service.clone(),
+            });
+        }
         Err(BalanceError::NoneAvailable {
             target: self.shared.config.target.clone(),
             endpoints: self.list.len(),
@@ -293,9 +303,14 @@ impl Service<Request<Body>> for Balancer {
     /// `docs/balancing.md`), so there is always somewhere to send. A
     /// connection is made on a call's behalf, and a call whose connection
     /// fails is re-picked; per-endpoint readiness is the call's wait.
+    ///
+    /// With health checking on, an endpoint whose health stream has not
+    /// answered yet is not picked (as gRPC keeps it out of `READY`): while
+    /// no endpoint is healthy and some have yet to answer, `poll_ready`
+    /// waits for an answer, for at most `discovery_wait` as well.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.refresh();
-        if !self.list.is_empty() {
+        if crate::readiness::is_usable(&self.shared, &self.list) {
             self.readiness.ready();
             return Poll::Ready(Ok(()));
         }

@@ -7,7 +7,7 @@ use orca_lb_core::{CircuitBreakerConfig, EjectionBudget, RetryBudget, ScoreConfi
 use orca_lb_proto::StreamingMethods;
 use tonic::Code;
 
-use crate::EndpointTemplate;
+use crate::{EndpointTemplate, HealthCheck};
 
 /// Everything a [`Balancer`](crate::Balancer) can be tuned with.
 ///
@@ -84,6 +84,10 @@ pub struct BalancerConfig {
     /// are counted and summarised in one line per endpoint at most this
     /// often. Default: 60 s.
     pub report_log_interval: Duration,
+    /// Client-side health checking: a `grpc.health.v1.Health/Watch` stream
+    /// per endpoint for this service; endpoints that do not answer `SERVING`
+    /// get no new calls or streams. Default: off.
+    pub health_check: Option<HealthCheck>,
 }
 
 // === setters of BalancerConfig ===
@@ -193,6 +197,13 @@ impl BalancerConfig {
         self.report_log_interval = report_log_interval;
         self
     }
+
+    /// Sets [`health_check`](Self::health_check).
+    #[must_use]
+    pub fn with_health_check(mut self, health_check: impl Into<Option<HealthCheck>>) -> Self {
+        self.health_check = health_check.into();
+        self
+    }
 }
 
 impl Default for BalancerConfig {
@@ -220,6 +231,7 @@ impl Default for BalancerConfig {
             maintenance_interval: Duration::from_millis(50),
             discovery_wait: Duration::from_secs(1),
             report_log_interval: Duration::from_secs(60),
+            health_check: None,
         }
     }
 }
@@ -271,6 +283,10 @@ impl BalancerConfig {
         self.transparent_retry
             .validate()
             .map_err(|e| ConfigError::new(format!("transparent_retry.{}", e.field()), e))?;
+        if let Some(h) = &self.health_check {
+            h.validate()
+                .map_err(|e| ConfigError::new(format!("health_check.{}", e.field()), e))?;
+        }
         if self.failure_codes.contains(&Code::Ok) {
             return Err(ConfigError::new("failure_codes", "must not contain OK"));
         }

@@ -110,6 +110,14 @@ pub(crate) fn apply(shared: &Arc<Shared>, change: Change) {
                     ));
                     ep.set_oob_task(task);
                 }
+                if let Some(check) = &shared.config.health_check {
+                    let task = tokio::spawn(crate::health_watch::run(
+                        Arc::downgrade(shared),
+                        Arc::downgrade(&ep),
+                        check.service.clone(),
+                    ));
+                    ep.set_health_task(task);
+                }
             } else {
                 tracing::debug!(target_name = %shared.config.target, endpoint = %key, "endpoint already present");
             }

@@ -19,11 +19,11 @@ use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use crate::BalancerConfig;
 use crate::invalid_report_log::InvalidReportLog;
 use crate::local_calls::{CallMark, LocalCalls};
 use crate::metrics::EndpointMetrics;
 use crate::snapshot::{EndpointSnapshot, WINDOW};
+use crate::{BalancerConfig, HealthState};
 
 /// A breaker transition an event caused, for the set to count and log.
 #[derive(Debug, Clone, Copy)]
@@ -90,9 +90,12 @@ pub(crate) struct Endpoint {
     draining: AtomicBool,
     /// Set while a connect probe runs, so that ticks start no second one.
     connect_probe: AtomicBool,
+    /// Its [`HealthState::code`], or 0 with health checking off.
+    health: AtomicU8,
     invalid_report_log: InvalidReportLog,
     metrics: EndpointMetrics,
     oob_task: Mutex<Option<JoinHandle<()>>>,
+    health_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn state_code(s: BreakerState) -> u8 {
@@ -119,7 +122,7 @@ impl Endpoint {
     ) -> Self {
         let policy = EndpointPolicy::new(&config.score, config.breaker.clone(), now);
         let view = policy.view();
-        let metrics = EndpointMetrics::new(&config.target, &key);
+        let metrics = EndpointMetrics::new(&config.target, &key, config.health_check.is_some());
         Self {
             key,
             uri,
@@ -136,9 +139,15 @@ impl Endpoint {
             totals: Totals::default(),
             draining: AtomicBool::new(false),
             connect_probe: AtomicBool::new(false),
+            health: AtomicU8::new(if config.health_check.is_some() {
+                HealthState::Unknown.code()
+            } else {
+                0
+            }),
             invalid_report_log: InvalidReportLog::default(),
             metrics,
             oob_task: Mutex::new(None),
+            health_task: Mutex::new(None),
         }
     }
 
@@ -174,11 +183,14 @@ impl Endpoint {
         self.draining.load(Relaxed)
     }
 
-    /// Stops new calls here, and its out-of-band stream: discovery removed it.
+    /// Stops new calls here, its out-of-band stream and its health stream:
+    /// discovery removed it.
     pub(crate) fn start_draining(&self) {
         self.draining.store(true, Relaxed);
-        if let Some(task) = self.oob_task.lock().take() {
-            task.abort();
+        for slot in [&self.oob_task, &self.health_task] {
+            if let Some(task) = slot.lock().take() {
+                task.abort();
+            }
         }
     }
 
@@ -187,11 +199,49 @@ impl Endpoint {
         *self.oob_task.lock() = Some(task);
     }
 
+    /// Keeps the task of its health stream, to end with it.
+    pub(crate) fn set_health_task(&self, task: JoinHandle<()>) {
+        *self.health_task.lock() = Some(task);
+    }
+
+    /// Its health as last heard, `None` with health checking off.
+    pub(crate) fn health(&self) -> Option<HealthState> {
+        // Relaxed: see `is_healthy`.
+        HealthState::from_code(self.health.load(Relaxed))
+    }
+
+    /// Whether health checking lets picks choose it: off, or serving (or
+    /// without a health service).
+    pub(crate) fn is_healthy(&self) -> bool {
+        // Relaxed: a flag read on its own; a pick that sees a change a
+        // moment late sends one call that a pick a moment earlier would
+        // have (or would not have); the call still ends.
+        let code = self.health.load(Relaxed);
+        code == 0 || HealthState::from_code(code).is_some_and(HealthState::is_pickable)
+    }
+
+    /// Whether its health stream has not answered yet (or is being
+    /// re-established).
+    pub(crate) fn is_health_unknown(&self) -> bool {
+        self.health.load(Relaxed) == HealthState::Unknown.code()
+    }
+
+    /// Sets its health; returns the state before, if it changed. Only its
+    /// health task calls this, so changes arrive in order.
+    pub(crate) fn set_health(&self, state: HealthState) -> Option<HealthState> {
+        let before = HealthState::from_code(self.health.swap(state.code(), Relaxed))?;
+        if before == state {
+            return None;
+        }
+        self.metrics.on_health_change(state);
+        Some(before)
+    }
+
     /// This endpoint's score for one pick (see [`CandidateView::score`]),
     /// or `None` to pass it over. Lock-free but for the endpoint's own read
     /// lock on its estimate.
     pub(crate) fn candidate(&self, pick: &PickContext<'_>) -> Option<Score> {
-        if self.is_draining() {
+        if self.is_draining() || !self.is_healthy() {
             return None;
         }
         let view = *self.published.view.read();
@@ -287,6 +337,14 @@ impl Endpoint {
         if matches!(outcome, Outcome::Failure | Outcome::ConnectFailure) {
             self.totals.failures.fetch_add(1, Relaxed);
             self.metrics.failures.increment(1);
+        }
+        // Health checking has taken it out of service (it is going away, or
+        // its health cannot be heard): what its last calls and streams do
+        // on the way out (cut at a drain's deadline) says nothing of how it
+        // will serve once SERVING again, so it moves neither its breaker nor
+        // its score. A probe still returns its slot.
+        if !probe && !self.is_healthy() {
+            return None;
         }
         let mut core = self.core.lock();
         let t = core
@@ -433,7 +491,8 @@ impl Endpoint {
                 .last_transition()
                 .map(|(at, t)| (now.saturating_duration_since(at), t.to, t.reason)),
             ejections: breaker.ejections(),
-            eligible: self.published.view.read().eligible && !draining,
+            eligible: self.published.view.read().eligible && !draining && self.is_healthy(),
+            health: self.health(),
             cost: estimate.terms(local, fleet, score, now),
             utilization: state.utilization(),
             cpu: state.cpu(),
@@ -498,8 +557,10 @@ pub(crate) async fn can_connect(uri: &Uri, timeout: Duration) -> bool {
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        if let Some(task) = self.oob_task.get_mut().take() {
-            task.abort();
+        for slot in [&mut self.oob_task, &mut self.health_task] {
+            if let Some(task) = slot.get_mut().take() {
+                task.abort();
+            }
         }
     }
 }

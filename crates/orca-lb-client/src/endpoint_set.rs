@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use orca_lb_core::{BreakerState, EjectionBudget, LoadReport, Outcome};
 use parking_lot::{Mutex, RwLock};
 
+use crate::HealthState;
 use crate::endpoint::{BreakerChange, Endpoint};
 
 /// The endpoint list picks read: replaced whole on every discovery change, so
@@ -134,7 +135,7 @@ pub(crate) struct EndpointSet {
     /// for the snapshot (state *draining*) until the maintenance pass sees
     /// them idle.
     draining: Mutex<Vec<Arc<Endpoint>>>,
-    /// Woken on every published list.
+    /// Woken on every published list and every health change.
     changed: tokio::sync::Notify,
 }
 
@@ -295,7 +296,8 @@ impl EndpointSet {
         self.draining.lock().retain(|ep| !ep.is_idle());
     }
 
-    /// Resolves once the endpoint list satisfies `done`.
+    /// Resolves once the endpoint list satisfies `done` (checked again on
+    /// every published list and every health change).
     pub(crate) async fn wait_for_list(&self, mut done: impl FnMut(&EndpointList) -> bool) {
         wait_for_change(&self.changed, || done(&self.list().0)).await;
     }
@@ -317,6 +319,22 @@ impl EndpointSet {
     ) {
         let change = ep.on_outcome(outcome, latency, probe, self.may_eject(), now);
         self.record(ep, change);
+    }
+
+    /// Sets `ep`'s health; a change is counted, logged, and wakes callers
+    /// waiting for a healthy endpoint.
+    pub(crate) fn on_health(&self, ep: &Endpoint, state: HealthState) {
+        let Some(before) = ep.set_health(state) else {
+            return;
+        };
+        tracing::info!(
+            target_name = %self.target,
+            endpoint = %ep.key(),
+            from = %before,
+            to = %state,
+            "endpoint health changed"
+        );
+        self.changed.notify_waiters();
     }
 
     /// Records a transition of `ep`'s breaker, if there was one: counts the

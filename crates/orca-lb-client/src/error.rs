@@ -23,6 +23,17 @@ pub enum BalanceError {
         /// How many endpoints there are.
         endpoints: usize,
     },
+    /// Health checking is on and no endpoint that is not ejected or
+    /// draining answers `SERVING` (see
+    /// [`HealthCheck`](crate::HealthCheck)).
+    Unhealthy {
+        /// The balancer's target.
+        target: String,
+        /// How many endpoints there are.
+        endpoints: usize,
+        /// The health service name asked for.
+        service: String,
+    },
     /// The call failed on the endpoint's connection: before any response,
     /// the connection was refused or failed its TLS handshake (UNAVAILABLE),
     /// or the call was reset, cut off or timed out after it was sent; or,
@@ -49,6 +60,11 @@ impl BalanceError {
         matches!(self, BalanceError::NoneAvailable { .. })
     }
 
+    /// Whether no endpoint answered `SERVING` to health checking.
+    pub fn is_unhealthy(&self) -> bool {
+        matches!(self, BalanceError::Unhealthy { .. })
+    }
+
     /// Whether the chosen endpoint could not be reached.
     pub fn is_transport(&self) -> bool {
         matches!(self, BalanceError::Transport { .. })
@@ -64,6 +80,14 @@ impl fmt::Display for BalanceError {
             BalanceError::NoneAvailable { target, endpoints } => write!(
                 f,
                 "no available endpoint for {target}: all {endpoints} are ejected or draining"
+            ),
+            BalanceError::Unhealthy {
+                target,
+                endpoints,
+                service,
+            } => write!(
+                f,
+                "no healthy endpoint for {target}: none of {endpoints} answers SERVING for health service {service:?}"
             ),
             BalanceError::Transport { endpoint, source } => {
                 write!(f, "endpoint {endpoint}: {source}")

@@ -25,6 +25,9 @@
 //!   sustained overload eject an endpoint, within an ejection budget, and
 //!   probes bring it back. With too few endpoints left, panic mode ignores
 //!   ejections.
+//! - **Health checking** (optional, [`HealthCheck`]): each endpoint's
+//!   `grpc.health.v1.Health/Watch` stream; an endpoint that does not answer
+//!   `SERVING` gets no new calls (see `docs/streams.md`).
 //! - **Connections**: [`EndpointTemplate`] applies a tonic `Endpoint`'s
 //!   settings (TLS, mTLS, keepalive, ...) to every discovered address;
 //!   [`TlsFiles`] reads TLS settings from PEM files.
@@ -66,6 +69,9 @@ mod endpoint_set;
 mod endpoint_template;
 mod error;
 mod future;
+mod health_check;
+mod health_state;
+mod health_watch;
 mod invalid_report_log;
 mod local_calls;
 mod maintenance;
@@ -89,6 +95,8 @@ pub use dns::{DnsDiscovery, Resolve, SystemResolver};
 pub use endpoint_template::EndpointTemplate;
 pub use error::BalanceError;
 pub use future::ResponseFuture;
+pub use health_check::{HealthCheck, HealthCheckError};
+pub use health_state::HealthState;
 pub use report::{ReportError, decode_report};
 pub use snapshot::{BalancerSnapshot, EndpointSnapshot};
 #[cfg(any(feature = "tls-ring", feature = "tls-aws-lc"))]

@@ -24,5 +24,6 @@ pub(crate) const TARGET_NAME: &str = "target_name";
 pub(crate) const ENDPOINT: &str = "endpoint";
 
 /// The label of `orca_lb_client_breaker_state` naming the state a series
-/// stands for: `closed`, `open` or `half_open`.
+/// stands for (`closed`, `open` or `half_open`), and of
+/// `orca_lb_client_health_changes_total` naming the health state entered.
 pub(crate) const STATE: &str = "state";

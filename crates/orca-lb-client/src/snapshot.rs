@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use orca_lb_core::{BreakerState, CostTerms, OpenReason};
 
+use crate::HealthState;
 use crate::shared::Shared;
 
 /// The span of the recent pick and failure counts.
@@ -71,6 +72,10 @@ pub struct EndpointSnapshot {
     pub recent_failures: u64,
     /// Whether discovery removed it: calls in flight finish, no new ones.
     pub draining: bool,
+    /// What its health stream last said; `None` with health checking off
+    /// (see [`HealthCheck`](crate::HealthCheck)). Only a pickable state
+    /// ([`HealthState::is_pickable`]) lets picks choose it.
+    pub health: Option<HealthState>,
     /// Responses observed, successes and failures.
     pub responses: u64,
     /// Smoothed reported service time, seconds.

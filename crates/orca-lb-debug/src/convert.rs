@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orca_lb_client::{BalancerSnapshot, EndpointSnapshot};
+use orca_lb_client::{BalancerSnapshot, EndpointSnapshot, HealthState};
 use orca_lb_core::{BreakerState, OpenReason, OverloadSignal};
 
 use crate::pb;
@@ -25,6 +25,10 @@ pub fn endpoint(e: &EndpointSnapshot) -> pb::Endpoint {
         address: e.uri.clone(),
         state: endpoint_state(e).into(),
         eligible: e.eligible,
+        health: e
+            .health
+            .map_or(pb::EndpointHealth::Unspecified, health)
+            .into(),
         score: Some(pb::Score {
             total_seconds: e.cost.total().seconds(),
             service_time_seconds: e.cost.service_time,
@@ -86,6 +90,16 @@ pub fn endpoint_state(e: &EndpointSnapshot) -> pb::EndpointState {
         BreakerState::HalfOpen => pb::EndpointState::HalfOpen,
         BreakerState::Closed if e.reports == 0 && e.responses == 0 => pb::EndpointState::Connecting,
         BreakerState::Closed => pb::EndpointState::Ready,
+    }
+}
+
+/// The message for an endpoint's health state.
+pub fn health(h: HealthState) -> pb::EndpointHealth {
+    match h {
+        HealthState::Unknown => pb::EndpointHealth::Unknown,
+        HealthState::Serving => pb::EndpointHealth::Serving,
+        HealthState::NotServing => pb::EndpointHealth::NotServing,
+        HealthState::Unimplemented => pb::EndpointHealth::Unimplemented,
     }
 }
 

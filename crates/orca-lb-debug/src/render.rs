@@ -29,6 +29,18 @@ pub fn state_word(state: i32) -> &'static str {
     }
 }
 
+/// The words shown for an endpoint's health: `serving`, `not serving`,
+/// `unknown`, `unimplemented`; `None` with health checking off.
+pub fn health_words(health: i32) -> Option<&'static str> {
+    match pb::EndpointHealth::try_from(health) {
+        Ok(pb::EndpointHealth::Unspecified) => None,
+        Ok(pb::EndpointHealth::Serving) => Some("serving"),
+        Ok(pb::EndpointHealth::NotServing) => Some("not serving"),
+        Ok(pb::EndpointHealth::Unimplemented) => Some("unimplemented"),
+        Ok(pb::EndpointHealth::Unknown) | Err(_) => Some("unknown"),
+    }
+}
+
 /// The word shown for a circuit state: `closed`, `open`, `half-open`.
 pub fn circuit_word(state: i32) -> &'static str {
     match pb::CircuitState::try_from(state) {

@@ -1,20 +1,17 @@
-//! Graceful shutdown of a registered server, in an order that fails no call.
-
-mod incoming;
+//! Graceful shutdown of a registered server: `orca_lb_server::Drain` with
+//! deregistration before the grace period.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::error::{ConfigError, EtcdError};
 use crate::registration::Registration;
 
-pub use incoming::{DrainIncoming, DrainIo};
+pub use orca_lb_server::{DrainIncoming, DrainIo};
 
 /// How long each step of a [`Drain`] may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +20,8 @@ pub struct DrainConfig {
     /// After the key is deleted, how long the server keeps accepting calls:
     /// the time clients need to see the deletion and stop picking it. Calls
     /// that were already on their way are served. Default 1 s (an etcd
-    /// watch on a healthy cluster takes milliseconds).
+    /// watch on a healthy cluster takes milliseconds). The
+    /// [`grace`](orca_lb_server::DrainConfig::grace) of the server's drain.
     pub propagation: Duration,
     /// After the listener closes, how long calls in flight may take to
     /// finish; connections still open then are cut. Default 10 s.
@@ -50,9 +48,10 @@ impl DrainConfig {
 
 impl Default for DrainConfig {
     fn default() -> Self {
+        let server = orca_lb_server::DrainConfig::default();
         Self {
-            propagation: Duration::from_secs(1),
-            deadline: Duration::from_secs(10),
+            propagation: server.grace,
+            deadline: server.deadline,
         }
     }
 }
@@ -60,27 +59,27 @@ impl Default for DrainConfig {
 impl DrainConfig {
     /// Checks every field, naming the first that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.deadline.is_zero() {
-            return Err(ConfigError {
-                field: "deadline",
-                why: "must be positive".into(),
-            });
-        }
-        Ok(())
+        self.server().validate().map_err(|e| ConfigError {
+            field: if e.field() == "grace" {
+                "propagation"
+            } else {
+                "deadline"
+            },
+            why: e.why().to_string(),
+        })
+    }
+
+    fn server(&self) -> orca_lb_server::DrainConfig {
+        let mut c = orca_lb_server::DrainConfig::default();
+        c.grace = self.propagation;
+        c.deadline = self.deadline;
+        c
     }
 }
 
-/// Where a drain is; connections and the server's shutdown signal watch it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
-    Serving,
-    /// The listener closes; calls in flight go on.
-    Closing,
-    /// The deadline passed: every connection is cut.
-    Cut,
-}
-
 /// Takes a registered tonic server out of service without failing calls:
+/// [`orca_lb_server::Drain`], whose steps it follows, with the registration
+/// revoked once health is `NOT_SERVING`:
 ///
 /// 1. health turns `NOT_SERVING` (the whole server and the named services),
 ///    for health-checking clients and proxies;
@@ -120,9 +119,7 @@ enum Phase {
 /// ```
 #[derive(Debug)]
 pub struct Drain {
-    config: DrainConfig,
-    health: Option<(HealthReporter, Vec<String>)>,
-    phase: watch::Sender<Phase>,
+    inner: orca_lb_server::Drain,
 }
 
 /// What a [`Drain`] did.
@@ -146,38 +143,38 @@ impl Drain {
     /// and [`signal`](Self::signal) when starting the server.
     pub fn new(config: DrainConfig) -> Self {
         Self {
-            config,
-            health: None,
-            phase: watch::channel(Phase::Serving).0,
+            inner: orca_lb_server::Drain::new(config.server()),
         }
     }
 
     /// Sets the whole server (`""`) and these services `NOT_SERVING` first.
-    pub fn health<I, S>(mut self, reporter: HealthReporter, services: I) -> Self
+    pub fn health<I, S>(self, reporter: HealthReporter, services: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.health = Some((reporter, services.into_iter().map(Into::into).collect()));
-        self
+        Self {
+            inner: self.inner.health(reporter, services),
+        }
     }
 
     /// The listener's connections, to serve with
     /// `serve_with_incoming_shutdown`, so that the drain can cut them.
     pub fn incoming(&self, listener: TcpListener) -> DrainIncoming {
-        DrainIncoming::new(listener, self.phase.subscribe())
+        self.inner.incoming(listener)
+    }
+
+    /// A tower layer that ends the calls and streams still open at the
+    /// deadline with `UNAVAILABLE` rather than cutting them with their
+    /// connection (see [`orca_lb_server::Drain::layer`]).
+    pub fn layer(&self) -> orca_lb_server::DrainLayer {
+        self.inner.layer()
     }
 
     /// Resolves when the listener must close: the shutdown signal for
     /// `serve_with_incoming_shutdown`.
     pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut phase = self.phase.subscribe();
-        async move {
-            if phase.wait_for(|p| *p >= Phase::Closing).await.is_err() {
-                // The drain was dropped without running: serve on.
-                std::future::pending::<()>().await;
-            }
-        }
+        self.inner.signal()
     }
 
     /// Runs the drain to its end: `server` is the task serving with
@@ -185,49 +182,24 @@ impl Drain {
     pub async fn run<T>(
         self,
         registration: Option<Registration>,
-        mut server: JoinHandle<T>,
+        server: JoinHandle<T>,
     ) -> DrainReport {
-        let started = tokio::time::Instant::now();
-        if let Some((reporter, services)) = &self.health {
-            for name in std::iter::once("").chain(services.iter().map(String::as_str)) {
-                reporter
-                    .set_service_status(name, ServingStatus::NotServing)
-                    .await;
-            }
-        }
-        let mut deregister_error = None;
-        if let Some(registration) = registration {
+        let deregister = async move {
+            let registration = registration?;
             let key = registration.key().to_string();
-            if let Err(e) = registration.deregister().await {
-                tracing::warn!(key, error = %e, "drain: deregistration failed; draining anyway");
-                deregister_error = Some(e);
-            }
-        }
-        tokio::time::sleep(self.config.propagation).await;
-        tracing::info!("drain: closing the listener");
-        let _ = self.phase.send(Phase::Closing);
-        let finished = match tokio::time::timeout(self.config.deadline, &mut server).await {
-            Ok(_) => true,
-            Err(_) => {
-                tracing::warn!(deadline = ?self.config.deadline, "drain: calls still in flight at the deadline; cutting connections");
-                let _ = self.phase.send(Phase::Cut);
-                // Cut connections end at their next poll; the server task
-                // then returns. Bounded in case a handler never yields.
-                if tokio::time::timeout(Duration::from_secs(1), &mut server)
-                    .await
-                    .is_err()
-                {
-                    server.abort();
+            match registration.deregister().await {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "drain: deregistration failed; draining anyway");
+                    Some(e)
                 }
-                false
             }
         };
-        let took = started.elapsed();
-        tracing::info!(?took, finished, "drain: done");
+        let (deregister_error, report) = self.inner.run_after(deregister, server).await;
         DrainReport {
             deregister_error,
-            finished,
-            took,
+            finished: report.finished,
+            took: report.took,
         }
     }
 }

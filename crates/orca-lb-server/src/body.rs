@@ -49,6 +49,14 @@ impl<B> ResponseBody<B> {
     }
 }
 
+/// An empty body whose call is accounted for, so that layers which answer
+/// on their own (trailers-only responses) can wrap this one.
+impl<B: Default> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self::passthrough(B::default())
+    }
+}
+
 impl<B> std::fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseBody")

@@ -38,6 +38,9 @@
 //!   `Router` with a health page, metrics or static files): those requests
 //!   pass through untouched, are not counted, never wait for a worker slot
 //!   and carry no report.
+//! - **Taking a server out of service.** [`Drain`]: health `NOT_SERVING`,
+//!   a grace period for clients to notice, HTTP/2 GOAWAY, calls and streams
+//!   finish within a deadline; for any discovery (see `docs/streams.md`).
 //! - **What is sent.** See `docs/orca.md` for every field, and why
 //!   `application_utilization` folds queueing in.
 //!
@@ -67,6 +70,7 @@
 mod body;
 mod call_recorder;
 mod config;
+mod drain;
 mod error;
 mod future;
 mod grpc_request;
@@ -89,6 +93,10 @@ mod trailer;
 pub use body::ResponseBody;
 pub use call_recorder::CallRecorder;
 pub use config::{MIN_REPORT_BYTES, ReportingConfig};
+pub use drain::{
+    Drain, DrainBody, DrainConfig, DrainConfigError, DrainFuture, DrainIncoming, DrainIo,
+    DrainLayer, DrainReport, DrainService, END_GRACE,
+};
 pub use error::{ConfigError, RecordError};
 pub use future::ResponseFuture;
 pub use layer::{Builder, ReportingLayer};

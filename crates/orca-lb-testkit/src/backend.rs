@@ -31,6 +31,9 @@ pub struct BackendConfig {
     pub greeter: Option<TestGreeter>,
     /// Serve over TLS (and mTLS, with a client CA) instead of plaintext.
     pub tls: Option<ServerTlsConfig>,
+    /// Serve `grpc.health.v1.Health` too, with the whole server (`""`)
+    /// SERVING; see [`Backend::health`].
+    pub health: bool,
 }
 
 impl BackendConfig {
@@ -44,6 +47,7 @@ impl BackendConfig {
             min_oob_interval: Duration::from_millis(10),
             greeter: None,
             tls: None,
+            health: false,
         }
     }
 }
@@ -54,6 +58,7 @@ pub struct Backend {
     addr: SocketAddr,
     recorder: LoadRecorder,
     greeter: TestGreeter,
+    health: Option<tonic_health::server::HealthReporter>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
@@ -90,10 +95,12 @@ impl Backend {
         if let Some(tls) = config.tls {
             server = server.tls_config(tls).map_err(io::Error::other)?;
         }
+        let health = config.health.then(tonic_health::server::health_reporter);
         let router = server
             .layer(layer)
             .add_service(GreeterServer::new(greeter.clone()))
-            .add_service(recorder.oob_service());
+            .add_service(recorder.oob_service())
+            .add_optional_service(health.as_ref().map(|(_, service)| service.clone()));
         // tonic sets TCP_NODELAY only on sockets it binds itself: without it,
         // small frames (replies, out-of-band reports) wait on Nagle and the
         // peer's delayed ACK.
@@ -105,6 +112,7 @@ impl Backend {
             addr,
             recorder,
             greeter,
+            health: health.map(|(reporter, _)| reporter),
             shutdown: Some(tx),
             task: Some(task),
         })
@@ -123,6 +131,12 @@ impl Backend {
     /// The backend's load recorder.
     pub fn recorder(&self) -> &LoadRecorder {
         &self.recorder
+    }
+
+    /// Its health reporter, if it serves the health service
+    /// ([`BackendConfig::health`]).
+    pub fn health(&self) -> Option<&tonic_health::server::HealthReporter> {
+        self.health.as_ref()
     }
 
     /// The backend's greeter.

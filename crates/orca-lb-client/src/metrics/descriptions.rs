@@ -60,6 +60,11 @@ fn describe_all() {
         "orca_lb_client_breaker_state",
         "The endpoint's circuit breaker: 1 on the series of its current state (closed, open, half_open), 0 on the others."
     );
+    describe_counter!(
+        "orca_lb_client_health_changes_total",
+        Unit::Count,
+        "Changes of the endpoint's health-check state, by the state entered (unknown, serving, not_serving, unimplemented); with health checking on only."
+    );
     describe_histogram!(
         "orca_lb_client_call_duration_seconds",
         Unit::Seconds,

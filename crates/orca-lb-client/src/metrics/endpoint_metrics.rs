@@ -3,7 +3,8 @@
 use metrics::{Counter, Gauge, counter, gauge};
 
 use super::breaker_state_gauges::BreakerStateGauges;
-use super::{ENDPOINT, TARGET_NAME};
+use super::{ENDPOINT, STATE, TARGET_NAME};
+use crate::HealthState;
 
 /// Handles for one endpoint's metrics. Labels: [`TARGET_NAME`] (the
 /// balancer) and [`ENDPOINT`] (its key).
@@ -18,10 +19,13 @@ pub(crate) struct EndpointMetrics {
     pub(crate) in_flight: Gauge,
     pub(crate) score: Gauge,
     pub(crate) breaker_state: BreakerStateGauges,
+    /// Health state changes, one counter per state entered (label
+    /// [`STATE`]); registered with health checking on only.
+    health_changes: Option<[Counter; 4]>,
 }
 
 impl EndpointMetrics {
-    pub(crate) fn new(target: &str, endpoint: &str) -> Self {
+    pub(crate) fn new(target: &str, endpoint: &str, health_checked: bool) -> Self {
         let labels = [
             (TARGET_NAME, target.to_string()),
             (ENDPOINT, endpoint.to_string()),
@@ -36,6 +40,24 @@ impl EndpointMetrics {
             in_flight: gauge!("orca_lb_client_in_flight", &labels),
             score: gauge!("orca_lb_client_score_seconds", &labels),
             breaker_state: BreakerStateGauges::new(target, endpoint),
+            health_changes: health_checked.then(|| {
+                HealthState::ALL.map(|state| {
+                    counter!(
+                        "orca_lb_client_health_changes_total",
+                        TARGET_NAME => target.to_string(),
+                        ENDPOINT => endpoint.to_string(),
+                        STATE => state.label()
+                    )
+                })
+            }),
+        }
+    }
+
+    /// Counts a change of the endpoint's health to `state`.
+    pub(crate) fn on_health_change(&self, state: HealthState) {
+        let index = HealthState::ALL.iter().position(|s| *s == state);
+        if let (Some(counters), Some(i)) = (&self.health_changes, index) {
+            counters[i].increment(1);
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{circuit_word, state_word, std_duration};
+use super::{circuit_word, health_words, state_word, std_duration};
 use crate::pb;
 
 /// `state` as a JSON value. Field names are those of `debug.proto`; enums
@@ -29,6 +29,7 @@ fn endpoint(e: &pb::Endpoint) -> Value {
         "address": e.address,
         "state": state_word(e.state),
         "eligible": e.eligible,
+        "health": health_words(e.health),
         "score": e.score.as_ref().map(score),
         "signals": e.signals.as_ref().map(signals),
         "in_flight": e.in_flight,

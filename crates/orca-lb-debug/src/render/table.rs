@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 
 use orca_lb_core::escaped::escape;
 
-use super::{age, circuit_word, reason_words, state_word, std_duration};
+use super::{age, circuit_word, health_words, reason_words, state_word, std_duration};
 use crate::pb;
 
-/// Column headers; numeric columns are right-aligned.
+/// Column headers; numeric columns are right-aligned. `HEALTH` is shown
+/// before `CIRCUIT` for balancers that check health.
 const COLUMNS: [(&str, Align); 10] = [
     ("ENDPOINT", Align::Left),
     ("STATE", Align::Left),
@@ -21,6 +22,9 @@ const COLUMNS: [(&str, Align); 10] = [
     ("CIRCUIT", Align::Left),
 ];
 
+/// The health column, where a balancer checks health.
+const HEALTH: (&str, Align) = ("HEALTH", Align::Left);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Align {
     Left,
@@ -30,8 +34,10 @@ enum Align {
 /// Every balancer in `state`: a header line, then one row per endpoint with
 /// its key, state, score (expected completion time of a unary call, ms), the
 /// service time and backlog that score used, reported utilization, this
-/// client's calls in flight, picks and failures in the last 10 s, and the
-/// circuit with the reason and age of its last change. Ends with a newline.
+/// client's calls in flight, picks and failures in the last 10 s, its health
+/// (`serving`, `not serving`, `unknown`, `unimplemented`; a column shown
+/// only for balancers that check health), and the circuit with the reason
+/// and age of its last change. Ends with a newline.
 /// Names, targets and keys are printed through [`escape`](orca_lb_core::escaped::escape).
 pub fn table(state: &pb::State) -> String {
     let mut out = String::new();
@@ -62,22 +68,28 @@ fn balancer(out: &mut String, b: &pb::Balancer) {
         out.push_str(", PANIC: too few healthy endpoints, ejections ignored");
     }
     out.push('\n');
-    let rows: Vec<[String; 10]> = b.endpoints.iter().map(row).collect();
-    let mut widths = COLUMNS.map(|(h, _)| h.len());
+    let checks_health = b.endpoints.iter().any(|e| health_words(e.health).is_some());
+    let mut columns = COLUMNS.to_vec();
+    if checks_health {
+        columns.insert(columns.len() - 1, HEALTH);
+    }
+    let rows: Vec<Vec<String>> = b.endpoints.iter().map(|e| row(e, checks_health)).collect();
+    let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.len()).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.len());
         }
     }
-    line(out, &COLUMNS.map(|(h, _)| h.to_string()), &widths);
+    let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
+    line(out, &header, &widths, &columns);
     for r in &rows {
-        line(out, r, &widths);
+        line(out, r, &widths, &columns);
     }
 }
 
-fn line(out: &mut String, cells: &[String; 10], widths: &[usize; 10]) {
+fn line(out: &mut String, cells: &[String], widths: &[usize], columns: &[(&str, Align)]) {
     let last = cells.len() - 1;
-    for (i, ((cell, w), (_, align))) in cells.iter().zip(widths).zip(COLUMNS).enumerate() {
+    for (i, ((cell, w), (_, align))) in cells.iter().zip(widths).zip(columns).enumerate() {
         if i > 0 {
             out.push_str("  ");
         }
@@ -95,10 +107,10 @@ fn line(out: &mut String, cells: &[String; 10], widths: &[usize; 10]) {
     out.push('\n');
 }
 
-fn row(e: &pb::Endpoint) -> [String; 10] {
+fn row(e: &pb::Endpoint, checks_health: bool) -> Vec<String> {
     let score = e.score.unwrap_or_default();
     let signals = e.signals.unwrap_or_default();
-    [
+    let mut cells = vec![
         escape(&e.key).into_owned(),
         state_word(e.state).to_string(),
         format!("{:.1}", score.total_seconds * 1e3),
@@ -110,8 +122,12 @@ fn row(e: &pb::Endpoint) -> [String; 10] {
         e.in_flight.to_string(),
         e.recent_picks.to_string(),
         e.recent_failures.to_string(),
-        circuit(e.circuit.as_ref()),
-    ]
+    ];
+    if checks_health {
+        cells.push(health_words(e.health).unwrap_or("-").to_string());
+    }
+    cells.push(circuit(e.circuit.as_ref()));
+    cells
 }
 
 /// `closed`, `open (5 consecutive errors, 1.2s ago)`, `half-open (40ms ago)`.
@@ -207,6 +223,34 @@ mod tests {
             ],
             "{text}"
         );
+    }
+
+    #[test]
+    fn health_column_only_where_health_is_checked() {
+        let closed = pb::Circuit {
+            state: pb::CircuitState::Closed.into(),
+            ..Default::default()
+        };
+        let mut serving = endpoint("http://10.0.0.1:80", pb::EndpointState::Ready, closed);
+        serving.health = pb::EndpointHealth::Serving.into();
+        let mut not_serving = endpoint("http://10.0.0.2:80", pb::EndpointState::Ready, closed);
+        not_serving.health = pb::EndpointHealth::NotServing.into();
+        let state = pb::State {
+            balancers: vec![pb::Balancer {
+                name: "greeter".into(),
+                target: "greeter".into(),
+                endpoints: vec![serving, not_serving],
+                ..Default::default()
+            }],
+        };
+        let text = table(&state);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].ends_with("FAILS/10S  HEALTH       CIRCUIT"),
+            "{text}"
+        );
+        assert!(lines[2].ends_with("  serving      closed"), "{text}");
+        assert!(lines[3].ends_with("  not serving  closed"), "{text}");
     }
 
     #[test]
