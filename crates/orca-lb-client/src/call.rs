@@ -83,8 +83,14 @@ impl CallGuard {
     }
 
     /// The call ended with these trailers (or trailers-only headers).
+    ///
+    /// A stream its server ended at its max age (the
+    /// [`STREAM_ENDED_TRAILER`](orca_lb_proto::STREAM_ENDED_TRAILER)
+    /// trailer) succeeded, whatever its status: the server ended a healthy
+    /// stream on purpose, for its caller to open it again elsewhere.
     pub(crate) fn finish_with(&mut self, trailers: &HeaderMap) {
         let outcome = match grpc_status(trailers) {
+            _ if self.stream && ended_at_max_age(trailers) => Outcome::Success,
             Some(code) if self.shared.config.failure_codes.contains(&code) => Outcome::Failure,
             Some(_) => Outcome::Success,
             // A gRPC response always ends with a status.
@@ -150,6 +156,13 @@ impl CallGuard {
             .set
             .on_outcome(&self.endpoint, outcome, latency, self.probe, now);
     }
+}
+
+/// Whether `trailers` say the server ended the stream at its max age.
+fn ended_at_max_age(trailers: &HeaderMap) -> bool {
+    trailers
+        .get(orca_lb_proto::STREAM_ENDED_TRAILER)
+        .is_some_and(|v| v.as_bytes() == orca_lb_proto::STREAM_ENDED_MAX_AGE.as_bytes())
 }
 
 impl Drop for CallGuard {
