@@ -60,16 +60,7 @@ impl CallLog {
     /// An empty log for runs of `scenario`, as run (already scaled in time
     /// if it was).
     pub fn new(scenario: &Scenario) -> Self {
-        let end = scenario.end();
-        let measurements = Measurements::new(
-            (scenario.measure_start(), end),
-            scenario.event_window(),
-            scenario.deadline(),
-            scenario.backend_count(),
-            &scenario.watched(),
-            scenario.streams.is_some(),
-            end,
-        );
+        let measurements = Measurements::for_scenario(scenario);
         Self {
             measurements,
             capacities: scenario.backend_groups().map(|g| g.capacity).collect(),

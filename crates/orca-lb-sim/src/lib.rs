@@ -109,7 +109,7 @@ pub use clock::{MILLISECOND, Nanos, SECOND};
 pub use erlang::{ErlangC, erlang_c};
 pub use policy::{PEERS, Policy};
 pub use results::{
-    BackendStats, FiredEvent, LatencyStats, PolicyResult, Quantiles, Results, StreamStats,
+    BackendStats, Balance, FiredEvent, LatencyStats, PolicyResult, Quantiles, Results, StreamStats,
 };
 pub use scenario::{
     Action, BackendGroup, Bar, BarWindow, Event, OrcaConfig, OrcaOverrides, Scenario, SimSettings,
@@ -259,8 +259,12 @@ fn erlang(scenario: &Scenario) -> Option<ErlangC> {
 fn targets(scenario: &Scenario) -> (f64, f64, f64, Targets) {
     let watched = scenario.watched();
     let groups: Vec<&BackendGroup> = scenario.backend_groups().collect();
-    // (speed, failing) per backend.
-    let mut state = vec![(1.0, false); groups.len()];
+    // (speed, failing) per backend; one that joins later serves nothing
+    // until then.
+    let joining = scenario.joining();
+    let mut state: Vec<(f64, bool)> = (0..groups.len())
+        .map(|i| (1.0, joining.contains(&i)))
+        .collect();
     let share = |state: &[(f64, bool)]| {
         let rate = |i: usize| {
             let (speed, failing) = state[i];
@@ -293,11 +297,11 @@ fn targets(scenario: &Scenario) -> (f64, f64, f64, Targets) {
                 state[b] = match e.action {
                     Action::Slow => (e.factor.unwrap_or(1.0), false),
                     Action::FailFast => (state[b].0, true),
-                    Action::Recover => (1.0, false),
+                    Action::Recover | Action::Join => (1.0, false),
                 };
             }
             if touches(e) {
-                hit_bad |= e.action != Action::Recover;
+                hit_bad |= matches!(e.action, Action::Slow | Action::FailFast);
                 hit_recover |= e.action == Action::Recover;
             }
             i += 1;
