@@ -96,6 +96,22 @@ impl CallLog {
         self.measurements.busy(backend, start, end);
     }
 
+    /// A stream (or a stream opened again after its server ended it at its
+    /// max age) meant for `t0` ended; `failed`: with a failure.
+    pub fn stream_ended(&mut self, t0: Nanos, failed: bool) {
+        self.measurements.stream_ended(t0, failed);
+    }
+
+    /// The open streams per backend at `now` (every backend of the
+    /// scenario, in order): for the spread of streams, and after a
+    /// scale-out for how fast it evened out. Sample every 100 ms, as the
+    /// simulator does.
+    pub fn sample_streams(&mut self, now: Nanos, open: &[u32]) {
+        self.measurements.sample_streams(now, open.iter().copied());
+        self.measurements
+            .sample_balance(now, open.iter().copied());
+    }
+
     /// A scripted event fired.
     pub fn fired(&mut self, event: FiredEvent) {
         self.measurements.fired.push(event);

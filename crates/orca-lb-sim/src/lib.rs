@@ -115,7 +115,7 @@ pub use scenario::{
     Action, BackendGroup, Bar, BarWindow, Event, OrcaConfig, OrcaOverrides, Scenario, SimSettings,
     Streams, Variant,
 };
-pub use service_time::ServiceTime;
+pub use service_time::{Draw, ServiceTime};
 
 use engine::Run;
 use measurements::{Measurements, Targets};

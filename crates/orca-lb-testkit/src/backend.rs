@@ -31,6 +31,9 @@ pub struct BackendConfig {
     pub greeter: Option<TestGreeter>,
     /// Serve over TLS (and mTLS, with a client CA) instead of plaintext.
     pub tls: Option<ServerTlsConfig>,
+    /// The layer's stream max age
+    /// ([`ReportingConfig::max_stream_age`](orca_lb_server::ReportingConfig::max_stream_age)).
+    pub max_stream_age: Option<Duration>,
 }
 
 impl BackendConfig {
@@ -44,6 +47,7 @@ impl BackendConfig {
             min_oob_interval: Duration::from_millis(10),
             greeter: None,
             tls: None,
+            max_stream_age: None,
         }
     }
 }
@@ -83,6 +87,9 @@ impl Backend {
             .streaming_methods(streaming);
         if let Some(c) = config.capacity {
             builder = builder.capacity(c);
+        }
+        if let Some(age) = config.max_stream_age {
+            builder = builder.max_stream_age(age);
         }
         let (layer, recorder) = builder.build().map_err(io::Error::other)?;
         let (tx, rx) = oneshot::channel::<()>();
