@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use orca_lb_client::{Balancer, BalancerConfig, BoxError, static_list};
 use orca_lb_core::baseline::WrrConfig;
-use orca_lb_sim::Scenario;
-use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_proto::StreamingMethods;
+use orca_lb_sim::Scenario;
 use orca_lb_testkit::GREETER_DESCRIPTOR_SET;
+use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::body::Body;
@@ -172,6 +172,10 @@ impl Policy {
     /// The client knows the first `present` backends; the policies that
     /// [follow joins](Self::follows_joins) learn of more as `present`
     /// grows, the others keep the first ones.
+    #[expect(
+        clippy::field_reassign_with_default,
+        reason = "config structs are set field by field on their default, never as literals"
+    )]
     pub(crate) async fn client(
         self,
         uris: &[String],

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use orca_lb_core::splitmix::splitmix64;
 use orca_lb_sim::{Action, CallLog, Nanos, Scenario};
-use tokio::sync::watch;
 use orca_lb_testkit::pb::HelloRequest;
 use parking_lot::Mutex;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::attribution::{Attribution, CallId, InCall, PickTarget, capture_picks};
 use crate::cpu::{CLIENT_PREFIX, Cores};

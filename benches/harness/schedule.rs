@@ -55,7 +55,12 @@ pub(crate) struct PlannedStream {
 /// streams in the first second, then a Poisson process at `rate`, each from
 /// a client drawn uniformly and open for a draw of `duration`, as the
 /// simulator opens them.
-pub(crate) fn streams(streams: &Streams, clients: u32, end: Nanos, seed: u64) -> Vec<PlannedStream> {
+pub(crate) fn streams(
+    streams: &Streams,
+    clients: u32,
+    end: Nanos,
+    seed: u64,
+) -> Vec<PlannedStream> {
     assert!(streams.rate > 0.0 && clients > 0);
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x6861_726e_6573_7332);
     let plan = |t0: Nanos, rng: &mut SmallRng| {

@@ -6,11 +6,11 @@ use std::time::Duration;
 use orca_lb_client::BoxError;
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
+use std::convert::Infallible;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::balance::p2c::Balance;
 use tower::buffer::Buffer;
-use std::convert::Infallible;
 
 use tokio::sync::watch;
 use tower::discover::{Change, ServiceList};
@@ -46,8 +46,10 @@ pub(crate) fn pending_requests(
         .enumerate()
         .map(|(i, ch)| Ok(Change::Insert(i, ch)))
         .collect();
-    let discover =
-        PendingRequestsDiscover::new(super::joins(inserts, present), CompleteOnResponse::default());
+    let discover = PendingRequestsDiscover::new(
+        super::joins(inserts, present),
+        CompleteOnResponse::default(),
+    );
     shared(Balance::from_rng(discover, Seeded::new(seed)))
 }
 

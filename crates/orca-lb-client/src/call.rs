@@ -170,3 +170,27 @@ impl Drop for CallGuard {
         self.finish(Outcome::Cancelled, None);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn only_the_max_age_trailer_marks_a_stream_ended_by_its_server() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("14"));
+        assert!(!ended_at_max_age(&trailers), "a plain UNAVAILABLE");
+        trailers.insert(
+            orca_lb_proto::STREAM_ENDED_TRAILER,
+            HeaderValue::from_static("something-else"),
+        );
+        assert!(!ended_at_max_age(&trailers), "another reason");
+        trailers.insert(
+            orca_lb_proto::STREAM_ENDED_TRAILER,
+            HeaderValue::from_static(orca_lb_proto::STREAM_ENDED_MAX_AGE),
+        );
+        assert!(ended_at_max_age(&trailers));
+    }
+}

@@ -108,8 +108,7 @@ impl CallLog {
     /// simulator does.
     pub fn sample_streams(&mut self, now: Nanos, open: &[u32]) {
         self.measurements.sample_streams(now, open.iter().copied());
-        self.measurements
-            .sample_balance(now, open.iter().copied());
+        self.measurements.sample_balance(now, open.iter().copied());
     }
 
     /// A scripted event fired.

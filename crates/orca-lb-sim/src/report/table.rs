@@ -195,7 +195,7 @@ fn stream_balance_table(out: &mut String, results: &Results) {
     );
     let marks: Vec<usize> = [0, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120]
         .into_iter()
-        .filter(|&s| s < seconds)
+        .filter(|&s| s + 1 < seconds)
         .collect();
     out.push_str("| policy | median | p90 | never |");
     for m in &marks {
