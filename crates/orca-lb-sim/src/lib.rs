@@ -291,6 +291,7 @@ fn targets(scenario: &Scenario) -> (f64, f64, f64, Targets) {
         // Apply every event at this instant together.
         let mut hit_bad = false;
         let mut hit_recover = false;
+        let mut hit_join = false;
         while i < events.len() && events[i].at_s == at {
             let e = events[i];
             for &b in &e.backends {
@@ -303,6 +304,7 @@ fn targets(scenario: &Scenario) -> (f64, f64, f64, Targets) {
             if touches(e) {
                 hit_bad |= matches!(e.action, Action::Slow | Action::FailFast);
                 hit_recover |= e.action == Action::Recover;
+                hit_join |= e.action == Action::Join;
             }
             i += 1;
         }
@@ -312,6 +314,12 @@ fn targets(scenario: &Scenario) -> (f64, f64, f64, Targets) {
         } else if event.is_some() && recovery.is_none() && hit_recover {
             after = share(&state);
             recovery = Some((clock::secs(at), after));
+        } else if event.is_none() && hit_join {
+            // A scale-out is neither a fault nor a recovery: no reaction to
+            // time, only the share the watched backends should take from
+            // then on.
+            during = share(&state);
+            after = during;
         }
     }
     (
