@@ -355,8 +355,8 @@ impl Estimate {
     /// client's view of the others' opens is as old as its last report, and
     /// a stale count kept at full weight would send all of them to the same
     /// few endpoints. In the simulator's scale-out scenario with a 20 s max
-    /// age, keeping counts ten times longer left the spread at 1.40 times
-    /// the mean 20 s after the scale-out, against 1.19 with it.
+    /// age, relaxing counts ten times more slowly left the spread at 1.40
+    /// times the mean 20 s after the scale-out, against 1.19.
     pub fn stream_cost(
         &self,
         local: LocalLoad,
