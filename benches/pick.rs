@@ -35,8 +35,10 @@
 //! then takes its error path (it sets `errno`).
 //!
 //! Before the groups, an allocation check counts allocations per pick for
-//! each variant, with a counting global allocator over 10,000 picks after
-//! warm-up, prints them, and asserts that the two orca-lb picks make none.
+//! each variant, and for orca-lb's stream pick (`Balancer::choose(true)`,
+//! the least of all endpoints), with a counting global allocator over
+//! 10,000 picks after warm-up, prints them, and asserts that the orca-lb
+//! picks make none.
 //! After the groups, an interleaved check times batches of every pick and
 //! part in rotating order, so that load on a shared machine lands on all of
 //! them alike, and prints each pick as a ratio to tower's at the same size.
@@ -169,6 +171,11 @@ impl OrcaFleet {
 
     fn pick(&mut self) -> Option<usize> {
         self.balancer.choose(false)
+    }
+
+    /// A stream's pick: the least of all endpoints (`P2c::pick_least`).
+    fn pick_stream(&mut self) -> Option<usize> {
+        self.balancer.choose(true)
     }
 }
 
@@ -486,8 +493,8 @@ fn allocation_check(rig: &mut Rig) {
     println!();
     println!("pick cost/allocations: per pick, mean of {COUNTED_PICKS} after as many of warm-up");
     println!(
-        "endpoints  {:>10} {:>18} {:>10}",
-        VARIANTS[0], VARIANTS[1], VARIANTS[2]
+        "endpoints  {:>10} {:>18} {:>10} {:>15}",
+        VARIANTS[0], VARIANTS[1], VARIANTS[2], "orca-lb stream"
     );
     let mut failures = Vec::new();
     for s in &mut rig.sizes {
@@ -510,9 +517,29 @@ fn allocation_check(rig: &mut Rig) {
                 ));
             }
         }
+        // A stream's pick scans every endpoint: it must not allocate either.
+        for _ in 0..COUNTED_PICKS {
+            black_box(s.orca.pick_stream().expect("an endpoint"));
+        }
+        let region = Region::new(GLOBAL);
+        for _ in 0..COUNTED_PICKS {
+            black_box(s.orca.pick_stream().expect("an endpoint"));
+        }
+        let stats = region.change();
+        let stream_allocations = (stats.allocations + stats.reallocations) as u64;
+        if stream_allocations > 0 {
+            failures.push(format!(
+                "orca-lb stream at {}: {stream_allocations} allocations ({} bytes) in {COUNTED_PICKS} picks",
+                s.n, stats.bytes_allocated
+            ));
+        }
         println!(
-            "{:<10} {:>10.2} {:>18.2} {:>10.2}",
-            s.n, row[0], row[1], row[2]
+            "{:<10} {:>10.2} {:>18.2} {:>10.2} {:>15.2}",
+            s.n,
+            row[0],
+            row[1],
+            row[2],
+            stream_allocations as f64 / COUNTED_PICKS as f64
         );
     }
     println!();

@@ -64,6 +64,10 @@ struct Args {
     /// other time constants stay as they are. Default 1 (with --smoke 0.04).
     #[arg(long)]
     time_scale: Option<f64>,
+    /// Sets the servers' stream max age, seconds (`streams.max_age_s`),
+    /// overriding the scenario's; the simulator runs with it too.
+    #[arg(long)]
+    stream_max_age_s: Option<f64>,
     /// Repetitions; each runs every policy once, in a rotated order, with
     /// the seed of the repetition. Their calls are pooled.
     #[arg(long, default_value_t = 1)]
@@ -147,11 +151,22 @@ fn run_all(args: &Args) -> Result<(), String> {
     }
     let default_policies = if args.smoke { "rr,orca-lb" } else { "all" };
     let policies = Policy::parse_list(args.policies.as_deref().unwrap_or(default_policies))?;
-    let scenario = Scenario::load(&args.scenario)?.scaled_in_time(time_scale);
-    if scenario.streams.is_some() {
+    let mut scenario = Scenario::load(&args.scenario)?.scaled_in_time(time_scale);
+    if let Some(age) = args.stream_max_age_s {
+        let streams = scenario
+            .streams
+            .as_mut()
+            .ok_or("--stream-max-age-s: the scenario has no streams")?;
+        streams.max_age_s = Some(age);
+        scenario.validate()?;
+    }
+    if !scenario.joining().is_empty()
+        && let Some(p) = policies.iter().find(|p| !p.follows_joins())
+    {
         return Err(format!(
-            "{}: streams are not run by the harness yet (the simulator runs them)",
-            scenario.name
+            "{}: backends join during the run, and {} does not follow joins in the harness (rr, p2c_lr and orca-lb do)",
+            scenario.name,
+            p.name()
         ));
     }
     let wrr = WrrConfig::default()
@@ -174,12 +189,15 @@ fn run_all(args: &Args) -> Result<(), String> {
             scenario.end(),
             seed,
         ));
+        let streams = scenario.streams.as_ref().map_or_else(Vec::new, |s| {
+            schedule::streams(s, scenario.clients, scenario.end(), seed)
+        });
         for k in 0..policies.len() {
             // Interleaved: each repetition starts one policy later.
             let i = (k + r) % policies.len();
             let policy = policies[i];
             let out = run::run(
-                &rig, &scenario, policy, &schedule, seed, r as u32, &settings,
+                &rig, &scenario, policy, &schedule, &streams, seed, r as u32, &settings,
             )
             .map_err(|e| format!("{} (repetition {}): {e}", policy.name(), r + 1))?;
             eprintln!(

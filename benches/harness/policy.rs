@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use orca_lb_client::{Balancer, BalancerConfig, BoxError, static_list};
 use orca_lb_core::baseline::WrrConfig;
+use orca_lb_proto::StreamingMethods;
 use orca_lb_sim::Scenario;
+use orca_lb_testkit::GREETER_DESCRIPTOR_SET;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
-use tokio_stream::StreamExt;
+use tokio::sync::watch;
+use tokio_stream::Stream;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt;
@@ -156,23 +159,35 @@ impl Policy {
         }
     }
 
+    /// Whether the policy follows backends that join during a run (see
+    /// [`Policy::client`]).
+    pub(crate) fn follows_joins(self) -> bool {
+        matches!(self, Policy::Rr | Policy::P2cLr | Policy::OrcaLb)
+    }
+
     /// One client's instance of the policy over the backends at `uris`,
     /// with connections of its own. Must run on the client runtime: the
     /// connections and the policy's tasks are spawned there.
+    ///
+    /// The client knows the first `present` backends; the policies that
+    /// [follow joins](Self::follows_joins) learn of more as `present`
+    /// grows, the others keep the first ones.
     pub(crate) async fn client(
         self,
         uris: &[String],
+        present: &watch::Receiver<usize>,
         attribution: &Arc<Attribution>,
         seed: u64,
         settings: &Settings,
     ) -> Result<Client, String> {
+        let initial = (*present.borrow()).min(uris.len());
         let service = match self {
             Policy::Rr => {
                 let channels = connect_all(uris).await?;
-                round_robin::service(channels, attribution.clone(), seed)
+                round_robin::service(channels, attribution.clone(), seed, present.clone())
             }
             Policy::Tonic => {
-                let endpoints: Vec<Endpoint> = uris
+                let endpoints: Vec<Endpoint> = uris[..initial]
                     .iter()
                     .map(|u| Endpoint::from_shared(u.clone()).map_err(|e| e.to_string()))
                     .collect::<Result<_, _>>()?;
@@ -181,34 +196,69 @@ impl Policy {
             }
             Policy::P2cLr | Policy::P2cPeakEwma => {
                 let channels = connect_all(uris).await?;
-                let tagged = channels
+                let tagged: Vec<Tagged<Channel>> = channels
                     .into_iter()
                     .enumerate()
                     .map(|(i, ch)| Tagged::new(i, attribution.clone(), ch))
                     .collect();
                 if self == Policy::P2cLr {
-                    p2c::pending_requests(tagged, seed)
+                    p2c::pending_requests(tagged, present.clone(), seed)
                 } else {
-                    p2c::peak_ewma(tagged, seed)
+                    p2c::peak_ewma(tagged[..initial].to_vec(), seed)
                 }
             }
             Policy::WrrOrca => {
-                let channels = connect_all(uris).await?;
+                let channels = connect_all(&uris[..initial]).await?;
                 wrr::service(channels, attribution.clone(), settings.wrr.clone(), seed)
             }
             Policy::OrcaLb => {
-                let config = BalancerConfig::default().with_target("harness");
-                // `Balancer::from_uris`, with a seed.
+                let streaming = StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
+                    .map_err(|e| e.to_string())?;
+                let config = BalancerConfig::default()
+                    .with_target("harness")
+                    .with_streaming(streaming);
+                // `Balancer::from_uris`, with a seed, and an insert for
+                // each backend that joins.
                 let changes = static_list(uris).map_err(|e| e.to_string())?;
-                let discovery = tokio_stream::iter(changes).chain(tokio_stream::pending());
+                let discovery = joins(changes, present.clone());
                 let balancer =
                     Balancer::with_seed(config, discovery, seed).map_err(|e| e.to_string())?;
-                balancer.wait_for_endpoints(uris.len()).await;
+                balancer.wait_for_endpoints(initial).await;
                 boxed(balancer.map_response(|r| r.map(Body::new)))
             }
         };
         Ok(GreeterClient::new(service))
     }
+}
+
+/// `items[..present]` at once, then each further item as `present` grows:
+/// a discovery stream that follows joins. Runs a task on the current
+/// runtime until `present` is dropped or every item went out.
+pub(crate) fn joins<T: Send + 'static>(
+    items: Vec<T>,
+    mut present: watch::Receiver<usize>,
+) -> impl Stream<Item = T> + Send + Unpin + 'static {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut items = items.into_iter();
+        let mut sent = 0;
+        loop {
+            let now = *present.borrow_and_update();
+            while sent < now {
+                let Some(item) = items.next() else { return };
+                if tx.send(item).is_err() {
+                    return;
+                }
+                sent += 1;
+            }
+            if present.changed().await.is_err() {
+                // No more joins; the stream stays open, as discovery does.
+                tx.closed().await;
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
 }
 
 /// How long a connection may take before the run is called off.

@@ -72,11 +72,14 @@ impl Fleet {
                         attribution.record(call, b);
                     }
                 });
-            let config = BackendConfig {
-                capacity: Some(group.capacity as usize),
-                greeter: Some(greeter),
-                ..BackendConfig::named(&name)
-            };
+            let mut config = BackendConfig::named(&name);
+            config.capacity = Some(group.capacity as usize);
+            config.greeter = Some(greeter);
+            config.max_stream_age = scenario
+                .streams
+                .as_ref()
+                .and_then(|s| s.max_age_s)
+                .map(Duration::from_secs_f64);
             let backend = runtime
                 .block_on(Backend::spawn(config))
                 .map_err(|e| format!("cannot start {name}: {e}"))?;
@@ -135,7 +138,9 @@ impl Fleet {
 
 /// A scripted event on one backend's greeter. `fail_fast` answers
 /// UNAVAILABLE at once (the simulator waits 1 ms); `recover` restores the
-/// service time and stops failing.
+/// service time and stops failing; `join` changes nothing on the server
+/// (it serves from the start; the clients learn of it at the event, see
+/// `run.rs`).
 fn apply(greeter: &TestGreeter, base: ServiceTime, e: &Event) {
     match e.action {
         Action::Slow => greeter.set_service_time(base.scaled(e.factor.unwrap_or(1.0))),
@@ -144,6 +149,7 @@ fn apply(greeter: &TestGreeter, base: ServiceTime, e: &Event) {
             greeter.set_failing(None);
             greeter.set_service_time(base);
         }
+        Action::Join => {}
     }
 }
 
@@ -185,7 +191,13 @@ pub(crate) struct Sampled {
     pub(crate) cores: Cores,
     /// Each backend's load, once a second for the whole run.
     pub(crate) load: Vec<LoadSample>,
+    /// Open streams per backend, every [`STREAMS_EVERY`], from the start
+    /// of the run.
+    pub(crate) streams: Vec<(Nanos, Vec<u32>)>,
 }
+
+/// How often the monitor counts each backend's open streams.
+pub(crate) const STREAMS_EVERY: Duration = Duration::from_millis(100);
 
 /// One backend's load over one second: what it reported (as its next
 /// response would carry it) and what the monitor measured.
@@ -218,6 +230,8 @@ impl Monitor {
         let mut second_ns = vec![0u64; n];
         let mut next_second = start + Duration::from_secs(1);
         let mut load = Vec::new();
+        let mut streams = Vec::new();
+        let mut next_streams = start + STREAMS_EVERY;
         let mut cpu_from: Option<(Instant, CpuTimes)> = None;
         if let Some(wait) = start.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
@@ -245,6 +259,15 @@ impl Monitor {
                 if in_window {
                     busy_ns[b] += busy * dt;
                 }
+            }
+            if now >= next_streams {
+                let open = self
+                    .recorders
+                    .iter()
+                    .map(|r| u32::try_from(r.active_streams()).unwrap_or(u32::MAX))
+                    .collect();
+                streams.push(((now - start).as_nanos() as Nanos, open));
+                next_streams += STREAMS_EVERY;
             }
             if now >= next_second {
                 for (b, rec) in self.recorders.iter().enumerate() {
@@ -274,6 +297,7 @@ impl Monitor {
             busy_ns,
             cores,
             load,
+            streams,
         }
     }
 }

@@ -5,16 +5,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use orca_lb_core::splitmix::splitmix64;
-use orca_lb_sim::{CallLog, Nanos, Scenario};
+use orca_lb_sim::{Action, CallLog, Nanos, Scenario};
 use orca_lb_testkit::pb::HelloRequest;
 use parking_lot::Mutex;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::attribution::{Attribution, CallId, InCall, PickTarget, capture_picks};
 use crate::cpu::{CLIENT_PREFIX, Cores};
 use crate::policy::{Client, Policy, Settings};
 use crate::rig::{Fleet, LoadSample, Rig};
-use crate::schedule::Planned;
+use crate::schedule::{Planned, PlannedStream};
 
 /// How long before the first intended send time the run starts, so that
 /// the load thread is waiting when it comes.
@@ -56,9 +57,16 @@ pub(crate) struct RunOutcome {
     pub(crate) stats: RunStats,
 }
 
+/// How often a stream's server sends a message.
+const STREAM_MESSAGE_EVERY: Duration = Duration::from_millis(1000);
+
 /// Shared by the call tasks of one run.
 struct Calls {
     clients: Vec<Client>,
+    /// Per stream attempt (a stream, or its reopening after its server
+    /// ended it at its max age): its intended open time and whether it
+    /// failed.
+    streams: Mutex<Vec<(Nanos, bool)>>,
     start: Instant,
     deadline: Duration,
     /// Per call: 0 while in flight, `u64::MAX` on failure, else latency in
@@ -72,11 +80,13 @@ const FAILED: u64 = u64::MAX;
 
 /// Runs `policy` over `scenario` (as scaled) on a fresh fleet, sending the
 /// calls of `schedule`.
+#[allow(clippy::too_many_arguments, reason = "one run's inputs, each its own")]
 pub(crate) fn run(
     rig: &Rig,
     scenario: &Scenario,
     policy: Policy,
     schedule: &Arc<Vec<Planned>>,
+    streams: &[PlannedStream],
     seed: u64,
     repetition: u32,
     settings: &Settings,
@@ -91,11 +101,18 @@ pub(crate) fn run(
             attribution: attribution.clone(),
         }));
     }
+    // The backends the clients know: the first ones, and those that join
+    // as they do.
+    let (present, known) = watch::channel(scenario.initial_backends());
     let clients: Vec<Client> = rig.client.block_on(async {
         let mut clients = Vec::new();
         for c in 0..u64::from(scenario.clients) {
             let seed = splitmix64(seed ^ splitmix64(1000 + c));
-            clients.push(policy.client(&uris, &attribution, seed, settings).await?);
+            clients.push(
+                policy
+                    .client(&uris, &known, &attribution, seed, settings)
+                    .await?,
+            );
         }
         Ok::<_, String>(clients)
     })?;
@@ -107,9 +124,24 @@ pub(crate) fn run(
         deadline: Duration::from_secs_f64(scenario.deadline_ms / 1e3),
         outcomes: (0..schedule.len()).map(|_| AtomicU64::new(0)).collect(),
         concluded: AtomicUsize::new(0),
+        streams: Mutex::new(Vec::new()),
     });
     let fired = Arc::new(Mutex::new(Vec::new()));
     fleet.schedule_events(&rig.server, &scenario.events, start, &fired);
+    for e in scenario.events.iter().filter(|e| e.action == Action::Join) {
+        let at = start + Duration::from_secs_f64(e.at_s);
+        let count = e.backends.iter().max().map_or(0, |&b| b + 1);
+        let present = present.clone();
+        rig.client.spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            present.send_modify(|n| *n = (*n).max(count));
+        });
+    }
+    let run_end = start + Duration::from_nanos(scenario.end());
+    let stream_tasks: Vec<_> = streams
+        .iter()
+        .map(|&s| rig.client.spawn(stream(calls.clone(), s, run_end)))
+        .collect();
     let monitor = fleet.monitor();
     let (from, to) = (scenario.measure_start(), scenario.end());
     let monitor = std::thread::Builder::new()
@@ -131,6 +163,18 @@ pub(crate) fn run(
     while calls.concluded.load(Ordering::Acquire) < schedule.len() && Instant::now() < give_up {
         std::thread::sleep(Duration::from_millis(20));
     }
+    rig.client.block_on(async {
+        let all = async {
+            for task in stream_tasks {
+                let _ = task.await;
+            }
+        };
+        let stragglers = tokio::time::timeout_at(give_up.into(), all);
+        if stragglers.await.is_err() {
+            tracing::warn!("streams still open after the run");
+        }
+    });
+    drop(present);
     capture_picks(None);
 
     let mut log = CallLog::new(scenario);
@@ -167,6 +211,12 @@ pub(crate) fn run(
             log.busy(b, from, from + piece);
             left -= piece;
         }
+    }
+    for &(t0, failed) in calls.streams.lock().iter() {
+        log.stream_ended(t0, failed);
+    }
+    for (t, open) in &sampled.streams {
+        log.sample_streams(*t, open);
     }
     let mut fired = std::mem::take(&mut *fired.lock());
     fired.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
@@ -226,6 +276,48 @@ fn drive(handle: &tokio::runtime::Handle, calls: &Arc<Calls>, schedule: &[Planne
         handle.spawn(call(calls.clone(), i, p.t0, p.client as usize));
     }
     lags
+}
+
+/// One long-lived stream: opened at its intended time, read until its
+/// server ends it, which the request asks for after its duration (in whole
+/// messages) or the end of the run, whichever comes first. A stream its
+/// server ends at its max age is opened again at once, as a caller would,
+/// for the rest of its duration. Its open time and outcome, per opening,
+/// go to `calls.streams`.
+async fn stream(calls: Arc<Calls>, s: PlannedStream, run_end: Instant) {
+    let mut t0 = s.t0;
+    tokio::time::sleep_until((calls.start + Duration::from_nanos(t0)).into()).await;
+    let end = (calls.start + Duration::from_nanos(s.t0 + s.open_for)).min(run_end);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let count = (left.as_millis() / STREAM_MESSAGE_EVERY.as_millis()).max(1);
+        let request = HelloRequest {
+            name: "stream".into(),
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            work_ms: STREAM_MESSAGE_EVERY.as_millis() as u32,
+            ..Default::default()
+        };
+        let mut client = calls.clients[s.client as usize].clone();
+        let read = async move {
+            let mut replies = client.say_hello_stream(request).await?.into_inner();
+            while replies.message().await?.is_some() {}
+            Ok::<(), tonic::Status>(())
+        };
+        let outcome = tokio::time::timeout_at((run_end + GRACE).into(), read).await;
+        let reopen = match &outcome {
+            Ok(Err(status)) => status
+                .metadata()
+                .get(orca_lb_proto::STREAM_ENDED_TRAILER)
+                .is_some_and(|v| v.as_bytes() == orca_lb_proto::STREAM_ENDED_MAX_AGE.as_bytes()),
+            _ => false,
+        };
+        let failed = !reopen && !matches!(outcome, Ok(Ok(())));
+        calls.streams.lock().push((t0, failed));
+        if !reopen || Instant::now() + STREAM_MESSAGE_EVERY >= end {
+            return;
+        }
+        t0 = (Instant::now() - calls.start).as_nanos() as Nanos;
+    }
 }
 
 /// One unary call, its deadline counted from its intended send time and

@@ -1,7 +1,7 @@
 //! The open-loop schedule: when each call is meant to be sent, fixed before
 //! the run.
 
-use orca_lb_sim::{Nanos, SECOND};
+use orca_lb_sim::{Draw, Nanos, SECOND, Streams};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -40,6 +40,58 @@ pub(crate) fn poisson(rate: f64, clients: u32, end: Nanos, seed: u64) -> Vec<Pla
     out
 }
 
+/// One long-lived stream of the schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PlannedStream {
+    /// The intended open time, from the start of the run.
+    pub(crate) t0: Nanos,
+    /// Which client opens it.
+    pub(crate) client: u32,
+    /// How long it is meant to stay open (its server ends it then).
+    pub(crate) open_for: Nanos,
+}
+
+/// The streams of a scenario over `[0, end)`, by open time: `initial`
+/// streams in the first second, then a Poisson process at `rate`, each from
+/// a client drawn uniformly and open for a draw of `duration`, as the
+/// simulator opens them.
+pub(crate) fn streams(
+    streams: &Streams,
+    clients: u32,
+    end: Nanos,
+    seed: u64,
+) -> Vec<PlannedStream> {
+    assert!(streams.rate > 0.0 && clients > 0);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x6861_726e_6573_7332);
+    let plan = |t0: Nanos, rng: &mut SmallRng| {
+        let client = rng.random_range(0..clients);
+        let secs = streams.duration.sample_secs(Draw::new(rng));
+        PlannedStream {
+            t0,
+            client,
+            open_for: ((secs * SECOND as f64).round() as Nanos).max(1),
+        }
+    };
+    let mut out: Vec<PlannedStream> = (0..streams.initial)
+        .map(|_| {
+            let t0 = rng.random_range(0..SECOND.min(end.max(1)));
+            plan(t0, &mut rng)
+        })
+        .collect();
+    let gap = |rng: &mut SmallRng| {
+        let u: f64 = 1.0 - rng.random::<f64>();
+        ((-u.ln() / streams.rate) * SECOND as f64).round().max(1.0) as Nanos
+    };
+    let mut t = gap(&mut rng);
+    while t < end {
+        let s = plan(t, &mut rng);
+        out.push(s);
+        t += gap(&mut rng);
+    }
+    out.sort_by_key(|s| s.t0);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +108,25 @@ mod tests {
         }
         assert_eq!(calls, poisson(1000.0, 4, 20 * SECOND, 7));
         assert_ne!(calls, poisson(1000.0, 4, 20 * SECOND, 8));
+    }
+
+    #[test]
+    fn streams_open_at_the_rate_with_the_initial_ones_first() {
+        let s = Streams {
+            rate: 10.0,
+            duration: orca_lb_sim::ServiceTime::Exponential { mean_ms: 2000.0 },
+            max_age_s: None,
+            initial: 50,
+        };
+        let planned = streams(&s, 4, 100 * SECOND, 3);
+        assert!(planned.windows(2).all(|w| w[0].t0 <= w[1].t0));
+        let first_second = planned.iter().filter(|p| p.t0 < SECOND).count();
+        assert!((50..70).contains(&first_second), "{first_second}");
+        let n = planned.len() as f64;
+        assert!((n - 1050.0).abs() < 120.0, "{n}");
+        let mean_s = planned.iter().map(|p| p.open_for as f64).sum::<f64>() / n / 1e9;
+        assert!((mean_s - 2.0).abs() < 0.3, "{mean_s}");
+        assert!(planned.iter().all(|p| p.client < 4 && p.open_for > 0));
+        assert_eq!(planned, streams(&s, 4, 100 * SECOND, 3));
     }
 }

@@ -6,11 +6,14 @@ use std::time::Duration;
 use orca_lb_client::BoxError;
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
+use std::convert::Infallible;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::balance::p2c::Balance;
 use tower::buffer::Buffer;
-use tower::discover::ServiceList;
+
+use tokio::sync::watch;
+use tower::discover::{Change, ServiceList};
 use tower::load::{CompleteOnResponse, PeakEwmaDiscover, PendingRequestsDiscover};
 
 use super::CallService;
@@ -30,9 +33,23 @@ const BUFFER: usize = 1024;
 /// P2C on each channel's requests in flight (Envoy's `least_request`):
 /// `p2c::Balance` over `PendingRequestsDiscover`, a request complete when
 /// its response arrives.
-pub(crate) fn pending_requests(channels: Vec<Tagged<Channel>>, seed: u64) -> CallService {
-    let discover =
-        PendingRequestsDiscover::new(ServiceList::new(channels), CompleteOnResponse::default());
+///
+/// Over the first `present` channels, and each further one as `present`
+/// grows (a backend that joins).
+pub(crate) fn pending_requests(
+    channels: Vec<Tagged<Channel>>,
+    present: watch::Receiver<usize>,
+    seed: u64,
+) -> CallService {
+    let inserts: Vec<Result<Change<usize, Tagged<Channel>>, Infallible>> = channels
+        .into_iter()
+        .enumerate()
+        .map(|(i, ch)| Ok(Change::Insert(i, ch)))
+        .collect();
+    let discover = PendingRequestsDiscover::new(
+        super::joins(inserts, present),
+        CompleteOnResponse::default(),
+    );
     shared(Balance::from_rng(discover, Seeded::new(seed)))
 }
 

@@ -7,6 +7,7 @@ use orca_lb_client::BoxError;
 use orca_lb_core::baseline::RoundRobin;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::ServiceExt;
@@ -22,12 +23,14 @@ pub(crate) fn service(
     channels: Vec<Channel>,
     attribution: Arc<Attribution>,
     seed: u64,
+    present: watch::Receiver<usize>,
 ) -> CallService {
     let mut rng = SmallRng::seed_from_u64(seed);
     super::boxed(RoundRobinService {
         channels: channels.into(),
         cursor: Arc::new(RoundRobin::from_rng(&mut rng)),
         attribution,
+        present,
     })
 }
 
@@ -36,6 +39,9 @@ struct RoundRobinService {
     channels: Arc<[Channel]>,
     cursor: Arc<RoundRobin>,
     attribution: Arc<Attribution>,
+    /// The channels in the rotation: the first this many (backends that
+    /// join later come in as it grows).
+    present: watch::Receiver<usize>,
 }
 
 impl Service<http::Request<Body>> for RoundRobinService {
@@ -51,7 +57,7 @@ impl Service<http::Request<Body>> for RoundRobinService {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let i = self
             .cursor
-            .pick(self.channels.len(), |_| true)
+            .pick(self.present.borrow().min(self.channels.len()), |_| true)
             .expect("a run has backends");
         if let Some(CallId(id)) = request.extensions().get::<CallId>() {
             self.attribution.record(*id, i);

@@ -264,7 +264,8 @@ impl Balancer {
     }
 }
 
-/// One P2C draw over `list`, passing over `excluded`. When the warm-up draw
+/// One P2C draw over `list` (for a stream, the least of all, see
+/// [`P2c::pick_least`]), passing over `excluded`. When the warm-up draw
 /// leaves nothing (every endpoint is new, as at start-up), `pick.warm_up` is
 /// reset to 0 and all endpoints count.
 fn draw(
@@ -275,12 +276,17 @@ fn draw(
     excluded: Option<usize>,
 ) -> Option<usize> {
     loop {
-        let chosen = picker.pick(rng, list.len(), |i| {
+        let score = |i: usize| {
             if Some(i) == excluded {
                 return None;
             }
             list[i].candidate(pick)
-        });
+        };
+        let chosen = if pick.stream {
+            picker.pick_least(rng, list.len(), score)
+        } else {
+            picker.pick(rng, list.len(), score)
+        };
         if chosen.is_some() || pick.warm_up == 0.0 {
             return chosen;
         }

@@ -83,8 +83,14 @@ impl CallGuard {
     }
 
     /// The call ended with these trailers (or trailers-only headers).
+    ///
+    /// A stream its server ended at its max age (the
+    /// [`STREAM_ENDED_TRAILER`](orca_lb_proto::STREAM_ENDED_TRAILER)
+    /// trailer) succeeded, whatever its status: the server ended a healthy
+    /// stream on purpose, for its caller to open it again elsewhere.
     pub(crate) fn finish_with(&mut self, trailers: &HeaderMap) {
         let outcome = match grpc_status(trailers) {
+            _ if self.stream && ended_at_max_age(trailers) => Outcome::Success,
             Some(code) if self.shared.config.failure_codes.contains(&code) => Outcome::Failure,
             Some(_) => Outcome::Success,
             // A gRPC response always ends with a status.
@@ -152,8 +158,39 @@ impl CallGuard {
     }
 }
 
+/// Whether `trailers` say the server ended the stream at its max age.
+fn ended_at_max_age(trailers: &HeaderMap) -> bool {
+    trailers
+        .get(orca_lb_proto::STREAM_ENDED_TRAILER)
+        .is_some_and(|v| v.as_bytes() == orca_lb_proto::STREAM_ENDED_MAX_AGE.as_bytes())
+}
+
 impl Drop for CallGuard {
     fn drop(&mut self) {
         self.finish(Outcome::Cancelled, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn only_the_max_age_trailer_marks_a_stream_ended_by_its_server() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("14"));
+        assert!(!ended_at_max_age(&trailers), "a plain UNAVAILABLE");
+        trailers.insert(
+            orca_lb_proto::STREAM_ENDED_TRAILER,
+            HeaderValue::from_static("something-else"),
+        );
+        assert!(!ended_at_max_age(&trailers), "another reason");
+        trailers.insert(
+            orca_lb_proto::STREAM_ENDED_TRAILER,
+            HeaderValue::from_static(orca_lb_proto::STREAM_ENDED_MAX_AGE),
+        );
+        assert!(ended_at_max_age(&trailers));
     }
 }

@@ -173,9 +173,13 @@ impl CandidateView {
     /// The score of this endpoint for one pick, or `None` if the pick must
     /// pass it over.
     ///
-    /// - Passed over when its breaker refuses (unless `panic`), or while it
-    ///   warms up and the pick's draw `u` (uniform in `[0, 1)`) is at least
-    ///   its warm-up share.
+    /// - Passed over when its breaker refuses (unless `panic`), or, for a
+    ///   unary call, while it warms up and the pick's draw `u` (uniform in
+    ///   `[0, 1)`) is at least its warm-up share. Streams are not held back
+    ///   by slow start: a stream's cost is the streams open there, which
+    ///   rises by one with each stream opened, so a new endpoint fills up at
+    ///   the rate streams open, and holding it back would leave it empty
+    ///   while streams opened elsewhere stay there for their lifetime.
     /// - A half-open endpoint with a probe to spare scores zero: it comes back
     ///   only if probes reach it, and there are only a few of them.
     /// - Otherwise the stream or unary cost.
@@ -186,7 +190,7 @@ impl CandidateView {
         if !pick.panic && !self.eligible {
             return None;
         }
-        if pick.warm_up >= self.estimate.warm_up_share(pick.score, pick.now) {
+        if !pick.stream && pick.warm_up >= self.estimate.warm_up_share(pick.score, pick.now) {
             return None;
         }
         if !self.closed && self.eligible {

@@ -102,6 +102,7 @@ mod error_rate;
 pub mod escaped;
 mod ewma;
 mod fleet;
+mod least_pick;
 pub mod load_model;
 pub mod named_metrics;
 mod p2c;

@@ -59,6 +59,11 @@ impl P2c {
         Self { tie_tolerance }
     }
 
+    /// The relative difference under which two scores tie.
+    pub fn tie_tolerance(&self) -> f64 {
+        self.tie_tolerance
+    }
+
     fn cheaper<R: Rng + ?Sized>(
         &self,
         rng: &mut R,

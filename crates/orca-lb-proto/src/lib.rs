@@ -89,6 +89,17 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// The trailer (or trailers-only header) that carries a per-call report.
 pub const TRAILER_KEY: &str = "endpoint-load-metrics-bin";
 
+/// The trailer an `orca-lb-server` adds when it ends a stream because the
+/// stream reached its max age (`ReportingConfig::max_stream_age`), with the
+/// value [`STREAM_ENDED_MAX_AGE`]. The status is UNAVAILABLE; a client that
+/// sees this trailer knows the server ended a healthy stream on purpose, so
+/// that its caller opens it again and is balanced anew, and does not count
+/// the end as a failure of the server.
+pub const STREAM_ENDED_TRAILER: &str = "orca-lb-stream-ended";
+
+/// The value of [`STREAM_ENDED_TRAILER`] for a stream ended at its max age.
+pub const STREAM_ENDED_MAX_AGE: &str = "max-age";
+
 // The README's examples, run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

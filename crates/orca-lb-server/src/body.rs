@@ -10,6 +10,7 @@ use tonic::Code;
 
 use crate::call_recorder::CallRecorder;
 use crate::in_flight_call::InFlightCall;
+use crate::stream_max_age::{StreamMaxAge, max_age_trailers};
 use crate::trailer::insert_report;
 
 pin_project! {
@@ -17,25 +18,48 @@ pin_project! {
     /// call's count and adds `endpoint-load-metrics-bin` to them.
     ///
     /// Dropping the body before its trailers (a client that goes away) ends
-    /// the count too.
+    /// the count too. A stream with a max age
+    /// ([`ReportingConfig::max_stream_age`](crate::ReportingConfig::max_stream_age))
+    /// is ended by the body once the age has passed and no message is partly
+    /// sent: UNAVAILABLE, with the report; the wrapped body is not polled
+    /// again.
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
         call: Option<(InFlightCall, Option<CallRecorder>)>,
+        max_age: Option<StreamMaxAge>,
+        ended: bool,
     }
 }
 
 impl<B> ResponseBody<B> {
+    /// The body of `guard`'s call; its max age, if it has one, counts from
+    /// now.
     pub(crate) fn new(inner: B, guard: InFlightCall, recorder: Option<CallRecorder>) -> Self {
+        let max_age = guard
+            .max_age()
+            .map(|age| StreamMaxAge::new(age, tokio::time::Instant::now()));
         Self {
             inner,
             call: Some((guard, recorder)),
+            max_age,
+            ended: false,
         }
     }
 
     /// A body whose call is already accounted for (trailers-only responses).
     pub(crate) fn passthrough(inner: B) -> Self {
-        Self { inner, call: None }
+        Self {
+            inner,
+            call: None,
+            max_age: None,
+            ended: false,
+        }
+    }
+
+    /// When the stream reaches its max age, if it has one.
+    pub fn max_age_deadline(&self) -> Option<tokio::time::Instant> {
+        self.max_age.as_ref().map(StreamMaxAge::deadline)
     }
 
     /// The wrapped body.
@@ -74,6 +98,24 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        if *this.ended {
+            return Poll::Ready(None);
+        }
+        if this.call.is_some()
+            && let Some(age) = this.max_age.as_mut()
+            && age.may_end(cx)
+        {
+            // At its max age, between two messages: the stream ends here.
+            *this.ended = true;
+            let mut trailers = max_age_trailers();
+            if let Some((mut guard, recorder)) = this.call.take() {
+                let now = tokio::time::Instant::now().into_std();
+                // A normal end, not an error of the server's.
+                guard.finish(Some(Code::Ok));
+                insert_report(&mut trailers, guard.tracker(), recorder.as_ref(), now);
+            }
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
         let frame = match ready!(this.inner.poll_frame(cx)) {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
@@ -102,11 +144,14 @@ impl<B: Body> Body for ResponseBody<B> {
             }
             Err(frame) => frame,
         };
+        if let (Some(age), Some(data)) = (this.max_age.as_mut(), frame.data_ref()) {
+            age.sent(data);
+        }
         Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -73,6 +73,24 @@ pub struct ReportingConfig {
     /// Most out-of-band subscribers at once; more are refused with
     /// `RESOURCE_EXHAUSTED`. Default: 1024.
     pub max_oob_subscribers: usize,
+    /// Longest a stream of a streaming method stays open: the layer ends a
+    /// stream older than this (times a jitter uniform in ±10 %, so that
+    /// streams opened together do not end together) after the message in
+    /// flight, with `UNAVAILABLE`, the message "stream max age reached" and
+    /// the [`STREAM_ENDED_TRAILER`](orca_lb_proto::STREAM_ENDED_TRAILER)
+    /// trailer, and its load report. The stream's age counts from when its
+    /// response starts. The layer's own out-of-band report stream is exempt.
+    ///
+    /// gRPC's `max_connection_age` does this for connections; long-lived
+    /// streams need it too, since a balancer places a stream only when it
+    /// opens: without an end, streams opened before a scale-out stay on the
+    /// old backends for their whole life. UNAVAILABLE is the code gRPC
+    /// clients and retry policies treat as "try again, elsewhere", so a
+    /// caller that reopens is picked anew; orca-lb's balancer reads the
+    /// trailer and does not count the end against the server. The end
+    /// counts as a normal end in the server's own error rate. Default: none
+    /// (streams end when their handler ends them).
+    pub max_stream_age: Option<Duration>,
 }
 
 // === setters of ReportingConfig ===
@@ -182,6 +200,7 @@ impl Default for ReportingConfig {
             max_queue_wait: Duration::from_secs(10),
             backpressure: false,
             max_oob_subscribers: 1024,
+            max_stream_age: None,
         }
     }
 }
@@ -198,6 +217,10 @@ impl ReportingConfig {
             ("service_time_decay", self.service_time_decay),
             ("min_oob_interval", self.min_oob_interval),
             ("max_queue_wait", self.max_queue_wait),
+            (
+                "max_stream_age",
+                self.max_stream_age.unwrap_or(Duration::MAX),
+            ),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::ZeroDuration { field });
@@ -281,5 +304,17 @@ mod tests {
             no_subscribers.validate().unwrap_err().to_string(),
             "invalid reporting config: max_oob_subscribers must be at least 1"
         );
+        let mut no_age = ReportingConfig {
+            max_stream_age: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        assert_eq!(
+            no_age.validate(),
+            Err(ConfigError::ZeroDuration {
+                field: "max_stream_age"
+            })
+        );
+        no_age.max_stream_age = Some(Duration::from_secs(60));
+        assert_eq!(no_age.validate(), Ok(()));
     }
 }

@@ -1,7 +1,7 @@
 //! The RAII guard that counts one call from arrival to its last frame.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::Code;
@@ -23,6 +23,8 @@ pub(crate) struct InFlightCall {
     service_start: Option<Instant>,
     permit: Option<OwnedSemaphorePermit>,
     finished: bool,
+    /// The stream's max age, for a stream that has one.
+    max_age: Option<Duration>,
 }
 
 impl InFlightCall {
@@ -35,7 +37,19 @@ impl InFlightCall {
             service_start: None,
             permit: None,
             finished: false,
+            max_age: None,
         }
+    }
+
+    /// Gives the call (a stream) a max age, after which its response body
+    /// ends it.
+    pub(crate) fn set_max_age(&mut self, age: Option<Duration>) {
+        self.max_age = age;
+    }
+
+    /// The stream's max age, if it has one.
+    pub(crate) fn max_age(&self) -> Option<Duration> {
+        self.max_age
     }
 
     pub(crate) fn tracker(&self) -> &Arc<LoadTracker> {

@@ -133,6 +133,12 @@ impl Builder {
         self
     }
 
+    /// Sets [`ReportingConfig::max_stream_age`].
+    pub fn max_stream_age(mut self, age: Duration) -> Self {
+        self.config.max_stream_age = Some(age);
+        self
+    }
+
     /// Sets [`ReportingConfig::max_oob_subscribers`].
     pub fn max_oob_subscribers(mut self, subscribers: usize) -> Self {
         self.config.max_oob_subscribers = subscribers;

@@ -86,6 +86,7 @@ mod service;
 mod shared_rate_window;
 mod shed;
 mod snapshot_encoding;
+mod stream_max_age;
 mod sysinfo_sampler;
 mod tracker;
 mod trailer;

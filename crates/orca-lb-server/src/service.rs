@@ -16,7 +16,7 @@ use crate::future::ResponseFuture;
 use crate::grpc_request::is_grpc;
 use crate::in_flight_call::InFlightCall;
 use crate::shed::Shed;
-use crate::tracker::LoadTracker;
+use crate::tracker::{LoadTracker, OOB_METHOD};
 
 /// Tracks the load of the service it wraps and sends an ORCA
 /// `OrcaLoadReport` with every response: in the trailers, or in the headers
@@ -121,6 +121,9 @@ where
             recorder
         });
         let mut guard = InFlightCall::start(self.tracker.clone(), stream);
+        if stream && request.uri().path() != OOB_METHOD {
+            guard.set_max_age(self.tracker.config.max_stream_age);
+        }
 
         let slots = if stream {
             None

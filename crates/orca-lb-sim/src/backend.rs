@@ -42,6 +42,8 @@ pub(crate) struct Backend {
     pub(crate) speed: f64,
     /// Answer every new call UNAVAILABLE after 1 ms.
     pub(crate) fail_fast: bool,
+    /// In the fleet (false until a scripted `join`).
+    pub(crate) joined: bool,
     /// Fold the queue into `application_utilization` (an experiment: the
     /// server does not, since it made weighted round robin unstable).
     pub(crate) queue_in_utilization: bool,
@@ -67,6 +69,7 @@ impl Backend {
             service,
             speed: 1.0,
             fail_fast: false,
+            joined: true,
             queue_in_utilization: false,
             busy: 0,
             queue: VecDeque::new(),
@@ -79,9 +82,10 @@ impl Backend {
         }
     }
 
-    /// Mean service time now, seconds (infinite while failing fast).
+    /// Mean service time now, seconds (infinite while failing fast or not
+    /// yet in the fleet).
     pub(crate) fn mean_secs(&self) -> f64 {
-        if self.fail_fast {
+        if self.fail_fast || !self.joined {
             f64::INFINITY
         } else {
             self.service.mean_ms() * 1e-3 * self.speed

@@ -60,16 +60,7 @@ impl CallLog {
     /// An empty log for runs of `scenario`, as run (already scaled in time
     /// if it was).
     pub fn new(scenario: &Scenario) -> Self {
-        let end = scenario.end();
-        let measurements = Measurements::new(
-            (scenario.measure_start(), end),
-            scenario.event_window(),
-            scenario.deadline(),
-            scenario.backend_count(),
-            &scenario.watched(),
-            scenario.streams.is_some(),
-            end,
-        );
+        let measurements = Measurements::for_scenario(scenario);
         Self {
             measurements,
             capacities: scenario.backend_groups().map(|g| g.capacity).collect(),
@@ -103,6 +94,21 @@ impl CallLog {
     pub fn busy(&mut self, backend: usize, start: Nanos, end: Nanos) {
         assert!(backend < self.capacities.len(), "no backend {backend}");
         self.measurements.busy(backend, start, end);
+    }
+
+    /// A stream (or a stream opened again after its server ended it at its
+    /// max age) meant for `t0` ended; `failed`: with a failure.
+    pub fn stream_ended(&mut self, t0: Nanos, failed: bool) {
+        self.measurements.stream_ended(t0, failed);
+    }
+
+    /// The open streams per backend at `now` (every backend of the
+    /// scenario, in order): for the spread of streams, and after a
+    /// scale-out for how fast it evened out. Sample every 100 ms, as the
+    /// simulator does.
+    pub fn sample_streams(&mut self, now: Nanos, open: &[u32]) {
+        self.measurements.sample_streams(now, open.iter().copied());
+        self.measurements.sample_balance(now, open.iter().copied());
     }
 
     /// A scripted event fired.

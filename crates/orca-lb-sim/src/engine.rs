@@ -14,7 +14,7 @@ use orca_lb_core::splitmix::{GOLDEN_GAMMA, mix64};
 use crate::backend::{Backend, Job, SAMPLE_INTERVAL, decoded_report};
 use crate::call::{Call, CallRef, Calls};
 use crate::central_queue::CentralQueue;
-use crate::clock::{Clock, MILLISECOND, Nanos, secs, to_secs};
+use crate::clock::{Clock, MILLISECOND, Nanos, SECOND, secs, to_secs};
 use crate::measurements::Measurements;
 use crate::policy::{Client, Done, Policy};
 use crate::results::FiredEvent;
@@ -25,6 +25,9 @@ use crate::service_time::Draw;
 /// How long a failing backend takes to answer UNAVAILABLE.
 const FAIL_FAST: Nanos = MILLISECOND;
 
+/// How often the spread of open streams is sampled after a scale-out.
+const BALANCE_INTERVAL: Nanos = 100 * MILLISECOND;
+
 /// What happens next.
 #[derive(Debug)]
 enum Ev {
@@ -32,6 +35,8 @@ enum Ev {
     Arrival,
     /// The next stream is due.
     StreamArrival,
+    /// One of the streams opened at the start is due.
+    InitialStream,
     /// A call reaches its backend.
     ServerArrive { backend: usize, job: Job },
     /// A call reaches the limit's central queue.
@@ -47,14 +52,22 @@ enum Ev {
     ServiceCut { backend: usize, ran: Nanos },
     /// A failing backend answers.
     FailFastDone { backend: usize, job: Job },
-    /// A stream's server ends it.
-    StreamEnd { backend: usize, job: Job },
+    /// A stream's server ends it; at its max age when `reopen` is some:
+    /// the client opens it again for the rest of its duration.
+    StreamEnd {
+        backend: usize,
+        job: Job,
+        reopen: Option<Reopen>,
+    },
     /// A response reaches its client.
     Response {
         call: CallRef,
         failed: bool,
         report: Option<LoadSnapshot>,
+        reopen: Option<Reopen>,
     },
+    /// The spread of open streams is due for a sample (after a scale-out).
+    Balance,
     /// A client's periodic upkeep.
     Tick { client: usize, every: Nanos },
     /// A client's out-of-band reports are due.
@@ -63,6 +76,14 @@ enum Ev {
     Sample,
     /// A scripted event.
     Script { index: usize },
+}
+
+/// A stream its server ended at its max age, to be opened again.
+#[derive(Debug, Clone, Copy)]
+struct Reopen {
+    draw: Draw,
+    /// How much longer it was meant to stay open.
+    rest: Nanos,
 }
 
 /// Seeds for the random streams of a run. The arrival and setup streams do
@@ -83,6 +104,10 @@ pub(crate) struct Run<'a> {
     deadlines: VecDeque<(Nanos, CallRef)>,
     arrivals: SmallRng,
     stream_arrivals: SmallRng,
+    /// The jitter of stream max ages.
+    ages: SmallRng,
+    /// Backends `0..present` are in the fleet; the rest join later.
+    present: usize,
     measurements: Measurements,
     reads_reports: bool,
     delay: Nanos,
@@ -93,15 +118,17 @@ pub(crate) struct Run<'a> {
 impl<'a> Run<'a> {
     pub(crate) fn new(scenario: &'a Scenario, policy: &Policy, seed: u64) -> Self {
         let clock = Clock::new();
+        let present = scenario.initial_backends();
         let backends: Vec<Backend> = scenario
             .backend_groups()
-            .map(|g| {
+            .enumerate()
+            .map(|(i, g)| {
                 let mut b = Backend::new(g.capacity, g.service_time, clock);
                 b.queue_in_utilization = scenario.sim.utilization_includes_queue;
+                b.joined = i < present;
                 b
             })
             .collect();
-        let n = backends.len();
         let mut setup = SmallRng::seed_from_u64(seed_for(seed, 3));
         let mut queue = EventQueue::new();
         let (clients, central) = if policy.is_limit() {
@@ -109,7 +136,7 @@ impl<'a> Run<'a> {
         } else {
             let oob = scenario.sim.oob_period_ms.map(crate::clock::millis);
             let clients: Vec<Box<dyn Client>> = (0..scenario.clients as u64)
-                .map(|c| policy.client(n, seed_for(seed, 1000 + c), clock, oob))
+                .map(|c| policy.client(present, seed_for(seed, 1000 + c), clock, oob))
                 .collect();
             for (c, client) in clients.iter().enumerate() {
                 // Each client's tasks start at their own phase.
@@ -129,22 +156,20 @@ impl<'a> Run<'a> {
         queue.push(exp_gap(&mut arrivals, scenario.rate), Ev::Arrival);
         if let Some(s) = &scenario.streams {
             queue.push(exp_gap(&mut stream_arrivals, s.rate), Ev::StreamArrival);
+            for _ in 0..s.initial {
+                queue.push(stream_arrivals.random_range(0..SECOND), Ev::InitialStream);
+            }
         }
         queue.push(SAMPLE_INTERVAL, Ev::Sample);
         for (index, e) in scenario.events.iter().enumerate() {
             queue.push(secs(e.at_s), Ev::Script { index });
         }
+        let join = scenario.first_join().filter(|_| scenario.streams.is_some());
+        if let Some(at) = join {
+            queue.push(at, Ev::Balance);
+        }
         let end = scenario.end();
-        let measure = (scenario.measure_start(), end);
-        let measurements = Measurements::new(
-            measure,
-            scenario.event_window(),
-            scenario.deadline(),
-            n,
-            &scenario.watched(),
-            scenario.streams.is_some(),
-            end,
-        );
+        let measurements = Measurements::for_scenario(scenario);
         Self {
             scenario,
             queue,
@@ -155,6 +180,8 @@ impl<'a> Run<'a> {
             deadlines: VecDeque::new(),
             arrivals,
             stream_arrivals,
+            ages: SmallRng::seed_from_u64(seed_for(seed, 4)),
+            present,
             measurements,
             reads_reports,
             delay: scenario.network_delay(),
@@ -190,7 +217,8 @@ impl<'a> Run<'a> {
     fn handle(&mut self, now: Nanos, ev: Ev) {
         match ev {
             Ev::Arrival => self.on_arrival(now),
-            Ev::StreamArrival => self.on_stream_arrival(now),
+            Ev::StreamArrival => self.on_stream_arrival(now, true),
+            Ev::InitialStream => self.on_stream_arrival(now, false),
             Ev::ServerArrive { backend, job } => self.on_server_arrive(now, backend, job),
             Ev::CentralQueueArrive { job } => {
                 let central = self.central.as_mut().expect("limit mode");
@@ -214,21 +242,34 @@ impl<'a> Run<'a> {
                 self.backends[backend].call_finished(stream, true);
                 self.respond(now, backend, job, true);
             }
-            Ev::StreamEnd { backend, job } => {
+            Ev::StreamEnd {
+                backend,
+                job,
+                reopen,
+            } => {
                 self.backends[backend].call_finished(true, false);
-                self.respond(now, backend, job, false);
+                self.respond_reopen(now, backend, job, false, reopen);
             }
             Ev::Response {
                 call,
                 failed,
                 report,
-            } => self.on_response(now, call, failed, report),
+                reopen,
+            } => self.on_response(now, call, failed, report, reopen),
+            Ev::Balance => {
+                self.measurements
+                    .sample_balance(now, self.backends.iter().map(Backend::streams));
+                let next = now + BALANCE_INTERVAL;
+                if next < self.end {
+                    self.queue.push(next, Ev::Balance);
+                }
+            }
             Ev::Tick { client, every } => {
                 self.clients[client].tick(now);
                 self.queue.push(now + every, Ev::Tick { client, every });
             }
             Ev::Oob { client, every } => {
-                for b in 0..self.backends.len() {
+                for b in 0..self.present {
                     let report = decoded_report(&self.backends[b].snapshot(now));
                     self.clients[client].oob_report(b, &report, now);
                 }
@@ -257,7 +298,9 @@ impl<'a> Run<'a> {
         self.send(now, client, draw, 0);
     }
 
-    fn on_stream_arrival(&mut self, now: Nanos) {
+    /// A stream is due; the next one is scheduled if `steady` (a stream of
+    /// the steady rate, not one of the initial ones).
+    fn on_stream_arrival(&mut self, now: Nanos, steady: bool) {
         let streams = self
             .scenario
             .streams
@@ -267,9 +310,11 @@ impl<'a> Run<'a> {
         let client = rng.random_range(0..self.scenario.clients as usize);
         let draw = Draw::new(rng);
         let open_for = secs(streams.duration.sample_secs(draw)).max(1);
-        let next = now + exp_gap(rng, streams.rate);
-        if next < self.end {
-            self.queue.push(next, Ev::StreamArrival);
+        if steady {
+            let next = now + exp_gap(rng, streams.rate);
+            if next < self.end {
+                self.queue.push(next, Ev::StreamArrival);
+            }
         }
         self.send(now, client, draw, open_for);
     }
@@ -335,8 +380,28 @@ impl<'a> Run<'a> {
             self.queue
                 .push(now + FAIL_FAST, Ev::FailFastDone { backend, job });
         } else if stream {
-            self.queue
-                .push(now + job.stream_for, Ev::StreamEnd { backend, job });
+            // The server's max age, jittered so that streams opened
+            // together do not end together.
+            let max_age = self.scenario.streams.as_ref().and_then(|s| s.max_age_s);
+            let age = max_age.map(|a| secs(a * self.ages.random_range(0.9..1.1)).max(1));
+            let (open_for, reopen) = match age {
+                Some(age) if age < job.stream_for => (
+                    age,
+                    Some(Reopen {
+                        draw: job.draw,
+                        rest: job.stream_for - age,
+                    }),
+                ),
+                _ => (job.stream_for, None),
+            };
+            self.queue.push(
+                now + open_for,
+                Ev::StreamEnd {
+                    backend,
+                    job,
+                    reopen,
+                },
+            );
         } else if b.try_take_worker() {
             self.start_service(now, backend, job);
         } else {
@@ -427,6 +492,19 @@ impl<'a> Run<'a> {
 
     /// The server answers `job`: the response and its report travel back.
     fn respond(&mut self, now: Nanos, backend: usize, job: Job, failed: bool) {
+        self.respond_reopen(now, backend, job, failed, None);
+    }
+
+    /// As [`respond`](Self::respond), for a stream its server may have
+    /// ended at its max age.
+    fn respond_reopen(
+        &mut self,
+        now: Nanos,
+        backend: usize,
+        job: Job,
+        failed: bool,
+        reopen: Option<Reopen>,
+    ) {
         let report = self
             .reads_reports
             .then(|| self.backends[backend].snapshot(now));
@@ -436,11 +514,19 @@ impl<'a> Run<'a> {
                 call: job.call,
                 failed,
                 report,
+                reopen,
             },
         );
     }
 
-    fn on_response(&mut self, now: Nanos, r: CallRef, failed: bool, report: Option<LoadSnapshot>) {
+    fn on_response(
+        &mut self,
+        now: Nanos,
+        r: CallRef,
+        failed: bool,
+        report: Option<LoadSnapshot>,
+        reopen: Option<Reopen>,
+    ) {
         // Gone: the client gave up at the deadline.
         let Some(call) = self.calls.remove(r) else {
             return;
@@ -467,6 +553,11 @@ impl<'a> Run<'a> {
                 report: report.as_ref(),
                 now,
             });
+        }
+        // A stream ended at its max age is opened again at once: the client
+        // sees UNAVAILABLE and calls again, and the new call is picked anew.
+        if let Some(r) = reopen {
+            self.send(now, call.client as usize, r.draw, r.rest);
         }
     }
 
@@ -501,6 +592,16 @@ impl<'a> Run<'a> {
                 Action::Recover => {
                     b.speed = 1.0;
                     b.fail_fast = false;
+                }
+                Action::Join => b.joined = true,
+            }
+        }
+        if e.action == Action::Join {
+            let present = self.backends.iter().take_while(|b| b.joined).count();
+            if present > self.present {
+                self.present = present;
+                for client in &mut self.clients {
+                    client.grow(present, now);
                 }
             }
         }

@@ -109,13 +109,13 @@ pub use clock::{MILLISECOND, Nanos, SECOND};
 pub use erlang::{ErlangC, erlang_c};
 pub use policy::{PEERS, Policy};
 pub use results::{
-    BackendStats, FiredEvent, LatencyStats, PolicyResult, Quantiles, Results, StreamStats,
+    BackendStats, Balance, FiredEvent, LatencyStats, PolicyResult, Quantiles, Results, StreamStats,
 };
 pub use scenario::{
     Action, BackendGroup, Bar, BarWindow, Event, OrcaConfig, OrcaOverrides, Scenario, SimSettings,
     Streams, Variant,
 };
-pub use service_time::ServiceTime;
+pub use service_time::{Draw, ServiceTime};
 
 use engine::Run;
 use measurements::{Measurements, Targets};
@@ -259,8 +259,12 @@ fn erlang(scenario: &Scenario) -> Option<ErlangC> {
 fn targets(scenario: &Scenario) -> (f64, f64, f64, Targets) {
     let watched = scenario.watched();
     let groups: Vec<&BackendGroup> = scenario.backend_groups().collect();
-    // (speed, failing) per backend.
-    let mut state = vec![(1.0, false); groups.len()];
+    // (speed, failing) per backend; one that joins later serves nothing
+    // until then.
+    let joining = scenario.joining();
+    let mut state: Vec<(f64, bool)> = (0..groups.len())
+        .map(|i| (1.0, joining.contains(&i)))
+        .collect();
     let share = |state: &[(f64, bool)]| {
         let rate = |i: usize| {
             let (speed, failing) = state[i];
@@ -287,18 +291,20 @@ fn targets(scenario: &Scenario) -> (f64, f64, f64, Targets) {
         // Apply every event at this instant together.
         let mut hit_bad = false;
         let mut hit_recover = false;
+        let mut hit_join = false;
         while i < events.len() && events[i].at_s == at {
             let e = events[i];
             for &b in &e.backends {
                 state[b] = match e.action {
                     Action::Slow => (e.factor.unwrap_or(1.0), false),
                     Action::FailFast => (state[b].0, true),
-                    Action::Recover => (1.0, false),
+                    Action::Recover | Action::Join => (1.0, false),
                 };
             }
             if touches(e) {
-                hit_bad |= e.action != Action::Recover;
+                hit_bad |= matches!(e.action, Action::Slow | Action::FailFast);
                 hit_recover |= e.action == Action::Recover;
+                hit_join |= e.action == Action::Join;
             }
             i += 1;
         }
@@ -308,6 +314,12 @@ fn targets(scenario: &Scenario) -> (f64, f64, f64, Targets) {
         } else if event.is_some() && recovery.is_none() && hit_recover {
             after = share(&state);
             recovery = Some((clock::secs(at), after));
+        } else if event.is_none() && hit_join {
+            // A scale-out is neither a fault nor a recovery: no reaction to
+            // time, only the share the watched backends should take from
+            // then on.
+            during = share(&state);
+            after = during;
         }
     }
     (

@@ -35,6 +35,10 @@ struct Args {
     /// own time constants stay as they are.
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Sets the servers' stream max age, seconds (`streams.max_age_s`),
+    /// overriding the scenario's.
+    #[arg(long)]
+    stream_max_age_s: Option<f64>,
     /// Where to write results.json, table.md and the SVG plots.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -58,7 +62,15 @@ fn run(args: &Args) -> Result<(), String> {
             args.time_scale
         ));
     }
-    let scenario = Scenario::load(&args.scenario)?.scaled_in_time(args.time_scale);
+    let mut scenario = Scenario::load(&args.scenario)?.scaled_in_time(args.time_scale);
+    if let Some(age) = args.stream_max_age_s {
+        let streams = scenario
+            .streams
+            .as_mut()
+            .ok_or("--stream-max-age-s: the scenario has no streams")?;
+        streams.max_age_s = Some(age);
+        scenario.validate()?;
+    }
     let policies = Policy::parse_list(&args.policies, &scenario)?;
     if args.repeat == 0 {
         return Err("--repeat must be at least 1".into());

@@ -2,14 +2,18 @@
 
 use crate::clock::{Nanos, SECOND, to_millis, to_secs};
 use crate::results::{
-    BackendStats, FiredEvent, LatencyStats, PolicyResult, Quantiles, StreamStats,
+    BackendStats, Balance, FiredEvent, LatencyStats, PolicyResult, Quantiles, StreamStats,
 };
+use crate::scenario::Scenario;
 
 /// Share bins are this long; reaction and recovery are found on this grid.
 const BIN: Nanos = SECOND / 10;
 
 /// Bins in one second.
 const BINS_PER_SECOND: usize = (SECOND / BIN) as usize;
+
+/// The spread of open streams (most over mean) counted as even.
+pub(crate) const BALANCED_MAX_OVER_MEAN: f64 = 1.2;
 
 /// Latencies of one set of calls.
 #[derive(Debug, Default)]
@@ -32,6 +36,7 @@ pub(crate) struct Measurements {
     bin_total: Vec<u32>,
     bin_watched: Vec<u32>,
     streams: Option<StreamSamples>,
+    balance: Option<BalanceSamples>,
     pub(crate) fired: Vec<FiredEvent>,
     /// Runs merged into this one.
     runs: u32,
@@ -44,6 +49,20 @@ struct StreamSamples {
     sums: Vec<f64>,
     samples: u64,
     instant_cv_sum: f64,
+}
+
+/// The spread of open streams after a scale-out, sampled from the first
+/// join.
+#[derive(Debug, Default)]
+struct BalanceSamples {
+    /// When the first backend joined.
+    join: Nanos,
+    /// Per second since the join: the sum over samples (and runs) of most
+    /// open streams on a backend over the mean, and the samples.
+    curve: Vec<(f64, u32)>,
+    /// Per run: seconds from the join until most over mean first reached
+    /// [`BALANCED_MAX_OVER_MEAN`] (None: never).
+    balanced_after: Vec<Option<f64>>,
 }
 
 /// Where the watched share should be: during the event and after recovery.
@@ -59,18 +78,20 @@ pub(crate) struct Targets {
 }
 
 impl Measurements {
-    pub(crate) fn new(
-        measure: (Nanos, Nanos),
-        window: Option<(Nanos, Nanos)>,
-        deadline: Nanos,
-        backends: usize,
-        watched: &[usize],
-        streams: bool,
-        end: Nanos,
-    ) -> Self {
+    /// Empty measurements of a run of `scenario` (as run: already scaled
+    /// in time if it was).
+    pub(crate) fn for_scenario(scenario: &Scenario) -> Self {
+        let end = scenario.end();
+        let measure = (scenario.measure_start(), end);
+        let window = scenario.event_window();
+        let deadline = scenario.deadline();
+        let backends = scenario.backend_count();
+        let watched = scenario.watched();
+        let streams = scenario.streams.is_some();
+        let join = scenario.first_join().filter(|_| streams);
         let bins = (end / BIN) as usize + 1;
         let mut w = vec![false; backends];
-        for &b in watched {
+        for &b in &watched {
             w[b] = true;
         }
         Self {
@@ -87,6 +108,11 @@ impl Measurements {
             streams: streams.then(|| StreamSamples {
                 sums: vec![0.0; backends],
                 ..StreamSamples::default()
+            }),
+            balance: join.map(|join| BalanceSamples {
+                join,
+                curve: vec![(0.0, 0); (end.saturating_sub(join) / SECOND) as usize + 1],
+                balanced_after: vec![None],
             }),
             fired: Vec::new(),
             runs: 1,
@@ -113,6 +139,13 @@ impl Measurements {
             a.sums.iter_mut().zip(b.sums).for_each(|(x, y)| *x += y);
             a.samples += b.samples;
             a.instant_cv_sum += b.instant_cv_sum;
+        }
+        if let (Some(a), Some(b)) = (&mut self.balance, other.balance) {
+            for (x, y) in a.curve.iter_mut().zip(b.curve) {
+                x.0 += y.0;
+                x.1 += y.1;
+            }
+            a.balanced_after.extend(b.balanced_after);
         }
     }
 
@@ -180,6 +213,33 @@ impl Measurements {
         s.instant_cv_sum += cv(&counts);
     }
 
+    /// Samples the spread of open streams per backend at `now`, after the
+    /// first join (every backend is in the fleet then).
+    pub(crate) fn sample_balance(&mut self, now: Nanos, open: impl Iterator<Item = u32>) {
+        let Some(b) = &mut self.balance else { return };
+        let Some(since) = now.checked_sub(b.join) else {
+            return;
+        };
+        let (mut max, mut sum, mut n) = (0u32, 0u64, 0u32);
+        for c in open {
+            max = max.max(c);
+            sum += u64::from(c);
+            n += 1;
+        }
+        if sum == 0 {
+            return;
+        }
+        let ratio = f64::from(max) * f64::from(n) / sum as f64;
+        if let Some(bin) = b.curve.get_mut((since / SECOND) as usize) {
+            bin.0 += ratio;
+            bin.1 += 1;
+        }
+        // One run until merged: its own time.
+        if ratio <= BALANCED_MAX_OVER_MEAN && b.balanced_after[0].is_none() {
+            b.balanced_after[0] = Some(to_secs(since));
+        }
+    }
+
     /// The summary, given each backend's capacity.
     pub(crate) fn finish(self, policy: &str, capacities: &[u32], targets: Targets) -> PolicyResult {
         let span = (self.measure.1 - self.measure.0) * u64::from(self.runs);
@@ -206,6 +266,14 @@ impl Measurements {
             max_over_mean: stream_means.iter().copied().fold(0.0, f64::max)
                 / mean(&stream_means).max(f64::MIN_POSITIVE),
             instant_cv: s.instant_cv_sum / (s.samples.max(1)) as f64,
+            balance: self.balance.as_ref().map(|b| Balance {
+                max_over_mean: b
+                    .curve
+                    .iter()
+                    .map(|&(sum, n)| (n > 0).then(|| sum / f64::from(n)))
+                    .collect(),
+                balanced_after_s: b.balanced_after.clone(),
+            }),
         });
         let share_at = |bin: usize| -> Option<f64> {
             // Share over the second starting at `bin`.

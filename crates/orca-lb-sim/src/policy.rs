@@ -202,4 +202,8 @@ pub(crate) trait Client {
 
     /// An out-of-band report from `backend`.
     fn oob_report(&mut self, _backend: usize, _report: &LoadReport, _now: Nanos) {}
+
+    /// Backends joined the fleet: there are `len` now (never fewer than
+    /// before), the new ones last, first known at `now`.
+    fn grow(&mut self, len: usize, now: Nanos);
 }

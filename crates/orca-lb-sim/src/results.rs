@@ -127,7 +127,7 @@ pub struct BackendStats {
 }
 
 /// How streams spread.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamStats {
     /// Streams opened in the measurement window.
     pub opened: u64,
@@ -141,6 +141,39 @@ pub struct StreamStats {
     /// The mean over time of the per-second coefficient of variation: how
     /// uneven the spread is at any moment.
     pub instant_cv: f64,
+    /// After a scale-out (a `join` event): how the spread evened out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Balance>,
+}
+
+/// How open streams spread over the fleet after backends joined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Balance {
+    /// Per second from the first join: most open streams on a backend over
+    /// the mean, averaged over the samples (every 100 ms) and runs; None
+    /// for a second without streams.
+    pub max_over_mean: Vec<Option<f64>>,
+    /// Per run: seconds from the first join until most over mean first
+    /// reached 1.2; None for a run where it never did.
+    pub balanced_after_s: Vec<Option<f64>>,
+}
+
+impl Balance {
+    /// The `q` quantile (nearest rank) of the runs' times to balance, a run
+    /// that never balanced counting as infinite.
+    pub fn balanced_after_quantile(&self, q: f64) -> f64 {
+        let mut t: Vec<f64> = self
+            .balanced_after_s
+            .iter()
+            .map(|x| x.unwrap_or(f64::INFINITY))
+            .collect();
+        if t.is_empty() {
+            return f64::INFINITY;
+        }
+        t.sort_by(f64::total_cmp);
+        let rank = ((q * t.len() as f64).ceil() as usize).clamp(1, t.len()) - 1;
+        t[rank]
+    }
 }
 
 /// A scripted event, when it fired.

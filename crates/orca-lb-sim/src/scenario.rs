@@ -125,6 +125,10 @@ pub enum Action {
     FailFast,
     /// Back to normal speed, serving again.
     Recover,
+    /// The backends join the fleet (a scale-out): until then clients do not
+    /// know them and they serve nothing. Backends that join must come after
+    /// every backend present from the start.
+    Join,
 }
 
 impl Action {
@@ -134,6 +138,7 @@ impl Action {
             Action::Slow => "slow",
             Action::FailFast => "fail_fast",
             Action::Recover => "recover",
+            Action::Join => "join",
         }
     }
 }
@@ -146,6 +151,16 @@ pub struct Streams {
     pub rate: f64,
     /// How long a stream stays open (the server ends it).
     pub duration: ServiceTime,
+    /// The servers' stream max age, seconds: a stream open longer (times a
+    /// jitter uniform in ±10 %) is ended UNAVAILABLE by its server and its
+    /// client opens it again at once, picking anew, for the rest of its
+    /// duration. None (the default): streams run their whole duration.
+    #[serde(default)]
+    pub max_age_s: Option<f64>,
+    /// Streams opened during the first second on top of the steady rate,
+    /// so that the fleet holds streams from the start. Default 0.
+    #[serde(default)]
+    pub initial: u32,
 }
 
 /// The goal for orca-lb in a scenario, from `docs/benchmarks.md`.
@@ -298,6 +313,19 @@ impl Scenario {
         if let Some(s) = &self.streams {
             positive("streams.rate", s.rate)?;
             s.duration.validate()?;
+            if let Some(age) = s.max_age_s {
+                positive("streams.max_age_s", age)?;
+            }
+        }
+        let joining = self.joining();
+        if joining.len() == n {
+            return Err("events: at least one backend must be present before the joins".into());
+        }
+        if joining.iter().any(|&b| b < n - joining.len()) {
+            return Err(format!(
+                "events: backends that join must be the last ones ({}..{n}), got {joining:?}",
+                n - joining.len()
+            ));
         }
         if !(self.sim.network_delay_us >= 0.0 && self.sim.network_delay_us.is_finite()) {
             return Err("sim.network_delay_us must be >= 0".into());
@@ -322,6 +350,34 @@ impl Scenario {
         self.backends
             .iter()
             .flat_map(|g| std::iter::repeat_n(g, g.count as usize))
+    }
+
+    /// The backends that join during the run (sorted): absent until their
+    /// `join` event.
+    pub fn joining(&self) -> Vec<usize> {
+        let mut j: Vec<usize> = self
+            .events
+            .iter()
+            .filter(|e| e.action == Action::Join)
+            .flat_map(|e| e.backends.iter().copied())
+            .collect();
+        j.sort_unstable();
+        j.dedup();
+        j
+    }
+
+    /// The backends present from the start.
+    pub fn initial_backends(&self) -> usize {
+        self.backend_count() - self.joining().len()
+    }
+
+    /// When the first backend joins, if any does.
+    pub fn first_join(&self) -> Option<Nanos> {
+        self.events
+            .iter()
+            .filter(|e| e.action == Action::Join)
+            .map(|e| secs(e.at_s))
+            .min()
     }
 
     /// Worker slots in all.

@@ -170,3 +170,116 @@ fn a_call_past_its_deadline_frees_its_worker() {
         "utilization {u}: calls held their worker past the cut-off"
     );
 }
+
+/// A small scale-out under streams: 4 clients, about 80 streams on 2
+/// backends, 2 more join at 10 s.
+fn scale_out(max_age_s: Option<f64>) -> Scenario {
+    let mut s = Scenario::parse(
+        r#"
+        name = "tiny_scale_out"
+        rate = 100.0
+        clients = 4
+        warm_up_s = 10.0
+        measure_s = 30.0
+
+        [[backends]]
+        count = 4
+        capacity = 4
+        service_time = { kind = "exponential", mean_ms = 20.0 }
+
+        [[events]]
+        at_s = 10.0
+        backends = [2, 3]
+        action = "join"
+
+        [streams]
+        rate = 2.0
+        initial = 80
+        duration = { kind = "lognormal", mean_ms = 40000.0, sigma = 0.5 }
+        "#,
+    )
+    .unwrap();
+    s.streams.as_mut().unwrap().max_age_s = max_age_s;
+    s.validate().unwrap();
+    s
+}
+
+#[test]
+fn backends_that_join_serve_nothing_before_and_streams_even_out_after() {
+    let policies = Policy::parse_list("rr,orca-lb", &scale_out(None)).unwrap();
+    let without = simulate_seeds(&scale_out(None), &policies, &[1, 2]);
+    let with = simulate_seeds(&scale_out(Some(8.0)), &policies, &[1, 2]);
+    let balance = |r: &orca_lb_sim::Results, p: &str| {
+        r.policy(p)
+            .unwrap()
+            .streams
+            .as_ref()
+            .unwrap()
+            .balance
+            .clone()
+            .unwrap()
+    };
+    for r in [&without, &with] {
+        for p in ["rr", "orca-lb"] {
+            // At the join every stream is on the first two backends: the
+            // most holds about twice the mean.
+            let at_join = balance(r, p).max_over_mean[0].unwrap();
+            assert!(at_join > 1.8, "{p}: {at_join}");
+        }
+    }
+    let opened = |r: &orca_lb_sim::Results| {
+        r.policy("orca-lb")
+            .unwrap()
+            .streams
+            .as_ref()
+            .unwrap()
+            .opened
+    };
+    // Streams ended at their max age are opened again.
+    assert!(
+        opened(&with) > opened(&without) * 2,
+        "{} vs {}",
+        opened(&with),
+        opened(&without)
+    );
+    // orca-lb evens the streams out; a max age makes it faster.
+    let orca = balance(&without, "orca-lb");
+    let orca_aged = balance(&with, "orca-lb");
+    assert!(
+        orca.balanced_after_s.iter().all(Option::is_some),
+        "{orca:?}"
+    );
+    assert!(
+        orca_aged.balanced_after_quantile(1.0) < orca.balanced_after_quantile(0.0),
+        "{orca_aged:?} vs {orca:?}"
+    );
+    // Round robin, without a max age, keeps the old backends fuller than
+    // orca-lb 20 s after the join.
+    let rr = balance(&without, "rr");
+    assert!(rr.max_over_mean[20].unwrap() > orca.max_over_mean[20].unwrap() + 0.1);
+}
+
+#[test]
+fn joining_backends_must_come_last() {
+    let err = Scenario::parse(
+        r#"
+        name = "bad"
+        rate = 10.0
+        warm_up_s = 1.0
+        measure_s = 1.0
+        [[backends]]
+        count = 3
+        capacity = 1
+        service_time = { kind = "exponential", mean_ms = 20.0 }
+        [[events]]
+        at_s = 1.0
+        backends = [0]
+        action = "join"
+        "#,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("backends that join must be the last ones"),
+        "{err}"
+    );
+}

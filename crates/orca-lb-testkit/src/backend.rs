@@ -34,6 +34,9 @@ pub struct BackendConfig {
     /// Serve `grpc.health.v1.Health` too, with the whole server (`""`)
     /// SERVING; see [`Backend::health`].
     pub health: bool,
+    /// The layer's stream max age
+    /// ([`ReportingConfig::max_stream_age`](orca_lb_server::ReportingConfig::max_stream_age)).
+    pub max_stream_age: Option<Duration>,
 }
 
 impl BackendConfig {
@@ -48,6 +51,7 @@ impl BackendConfig {
             greeter: None,
             tls: None,
             health: false,
+            max_stream_age: None,
         }
     }
 }
@@ -88,6 +92,9 @@ impl Backend {
             .streaming_methods(streaming);
         if let Some(c) = config.capacity {
             builder = builder.capacity(c);
+        }
+        if let Some(age) = config.max_stream_age {
+            builder = builder.max_stream_age(age);
         }
         let (layer, recorder) = builder.build().map_err(io::Error::other)?;
         let (tx, rx) = oneshot::channel::<()>();

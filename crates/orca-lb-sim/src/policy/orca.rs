@@ -93,7 +93,8 @@ impl OrcaLb {
         self.update_panic();
     }
 
-    /// `Balancer::draw`: one P2C draw passing over `excluded`. When the
+    /// `Balancer::draw`: one P2C draw (the least of all for a stream)
+    /// passing over `excluded`. When the
     /// warm-up draw leaves nothing (every endpoint is new, as at start-up),
     /// `warm_up` is reset to 0 and all endpoints count.
     fn draw(
@@ -115,7 +116,7 @@ impl OrcaLb {
                 score,
                 now,
             };
-            let chosen = self.picker.pick(&mut self.rng, endpoints.len(), |i| {
+            let score = |i: usize| {
                 if Some(i) == excluded {
                     return None;
                 }
@@ -125,7 +126,13 @@ impl OrcaLb {
                     ..local[i]
                 };
                 endpoints[i].view().score(local, &pick)
-            });
+            };
+            let chosen = if stream {
+                self.picker
+                    .pick_least(&mut self.rng, endpoints.len(), score)
+            } else {
+                self.picker.pick(&mut self.rng, endpoints.len(), score)
+            };
             if chosen.is_some() || *warm_up == 0.0 {
                 return chosen;
             }
@@ -236,5 +243,21 @@ impl Client for OrcaLb {
 
     fn oob_report(&mut self, backend: usize, report: &LoadReport, now: Nanos) {
         self.on_report(backend, report, now);
+    }
+
+    /// Discovery adding endpoints (`EndpointSet::apply`): each starts new,
+    /// at `now`, for slow start.
+    fn grow(&mut self, len: usize, now: Nanos) {
+        let at = self.clock.at(now);
+        while self.endpoints.len() < len {
+            self.endpoints.push(EndpointPolicy::new(
+                &self.config.score,
+                self.config.breaker.clone(),
+                at,
+            ));
+            self.local.push(LocalLoad::default());
+            self.started.push(0);
+        }
+        self.update_panic();
     }
 }

@@ -74,4 +74,10 @@ impl Client for PeakEwmaP2c {
             self.rtt[done.backend].observe(latency as f64 / 1e9, self.clock.at(done.now));
         }
     }
+
+    fn grow(&mut self, len: usize, now: Nanos) {
+        let fresh = PeakEwma::with_value(DECAY, DEFAULT_RTT_SECS, self.clock.at(now));
+        self.rtt.resize(len, fresh);
+        self.pending.resize(len, 0);
+    }
 }

@@ -37,6 +37,10 @@ impl Client for RoundRobin {
     }
 
     fn done(&mut self, _done: Done<'_>) {}
+
+    fn grow(&mut self, len: usize, _now: Nanos) {
+        self.len = len;
+    }
 }
 
 /// tonic's `Channel::balance_list`: tower's P2C over a constant load, which
@@ -71,6 +75,10 @@ impl Client for Random {
     }
 
     fn done(&mut self, _done: Done<'_>) {}
+
+    fn grow(&mut self, len: usize, _now: Nanos) {
+        self.len = len;
+    }
 }
 
 /// Envoy's `least_request` (P2C on the client's own active requests, open
@@ -107,5 +115,9 @@ impl Client for LeastRequestP2c {
 
     fn done(&mut self, done: Done<'_>) {
         self.active[done.backend] -= 1;
+    }
+
+    fn grow(&mut self, len: usize, _now: Nanos) {
+        self.active.resize(len, 0);
     }
 }

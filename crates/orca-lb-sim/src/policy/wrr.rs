@@ -80,4 +80,12 @@ impl Client for Wrr {
     fn oob_report(&mut self, backend: usize, report: &LoadReport, now: Nanos) {
         self.weights[backend].on_report(report, &self.config, self.clock.at(now));
     }
+
+    /// New backends have no weight yet: the schedule gives them the mean
+    /// weight, as gRPC's does, from now on.
+    fn grow(&mut self, len: usize, now: Nanos) {
+        self.weights.resize(len, WrrWeight::new());
+        self.current.resize(len, None);
+        self.tick(now);
+    }
 }

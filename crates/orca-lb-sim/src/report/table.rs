@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{check_bar, limit, ratio};
-use crate::results::{LatencyStats, PolicyResult, Results};
+use crate::results::{Balance, LatencyStats, PolicyResult, Results};
 use crate::scenario::BarWindow;
 
 fn ms(v: f64) -> String {
@@ -68,6 +68,7 @@ pub fn table(results: &Results) -> String {
     if results.policies.iter().any(|p| p.streams.is_some()) {
         out.push('\n');
         stream_table(&mut out, results);
+        stream_balance_table(&mut out, results);
     }
     if let Some(orca) = results.policy("orca-lb") {
         out.push('\n');
@@ -173,6 +174,61 @@ fn stream_table(out: &mut String, results: &Results) {
                 p.policy, s.opened, s.failed, s.cv, s.max_over_mean, s.instant_cv
             );
         }
+    }
+}
+
+/// After a scale-out: how long until open streams were even, and the
+/// spread second by second.
+fn stream_balance_table(out: &mut String, results: &Results) {
+    let rows: Vec<(&str, &Balance)> = results
+        .policies
+        .iter()
+        .filter_map(|p| Some((p.policy.as_str(), p.streams.as_ref()?.balance.as_ref()?)))
+        .collect();
+    let Some(seconds) = rows.iter().map(|(_, b)| b.max_over_mean.len()).max() else {
+        return;
+    };
+    out.push_str(
+        "\nAfter the scale-out: seconds until most open streams on a backend over the mean \
+         first reached 1.2 (over the runs; never: did not within the run), and most over mean \
+         at whole seconds after it (averaged over samples and runs).\n\n",
+    );
+    let marks: Vec<usize> = [0, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120]
+        .into_iter()
+        .filter(|&s| s + 1 < seconds)
+        .collect();
+    out.push_str("| policy | median | p90 | never |");
+    for m in &marks {
+        let _ = write!(out, " {m} s |");
+    }
+    out.push_str("\n|---|--:|--:|--:|");
+    out.push_str(&"--:|".repeat(marks.len()));
+    out.push('\n');
+    let time = |t: f64| {
+        if t.is_finite() {
+            format!("{t:.1}")
+        } else {
+            "never".to_owned()
+        }
+    };
+    for (name, b) in rows {
+        let never = b.balanced_after_s.iter().filter(|x| x.is_none()).count();
+        let _ = write!(
+            out,
+            "| {name} | {} | {} | {never}/{} |",
+            time(b.balanced_after_quantile(0.5)),
+            time(b.balanced_after_quantile(0.9)),
+            b.balanced_after_s.len()
+        );
+        for &m in &marks {
+            match b.max_over_mean.get(m).copied().flatten() {
+                Some(r) => {
+                    let _ = write!(out, " {r:.2} |");
+                }
+                None => out.push_str(" - |"),
+            }
+        }
+        out.push('\n');
     }
 }
 
