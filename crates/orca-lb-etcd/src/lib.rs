@@ -73,16 +73,20 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod auth;
 mod client;
+mod client_options;
 mod discovery;
 mod drain;
 mod error;
 mod metric_descriptions;
 mod record;
 mod registration;
+mod tls_failure;
 mod value_format;
 
 pub use client::{DEFAULT_REQUEST_TIMEOUT, EtcdClient, KeepAlive, Lease, RangeRead, WatchStream};
+pub use client_options::{DEFAULT_CONNECT_TIMEOUT, EtcdClientOptions, EtcdCredentials, EtcdTls};
 pub use discovery::{DiscoveryStats, EtcdDiscovery};
 pub use drain::{Drain, DrainConfig, DrainIncoming, DrainIo, DrainReport};
 pub use error::{ConfigError, EtcdError, RegisterError, ValueError};
@@ -93,7 +97,7 @@ pub use value_format::{RegistrationFormat, ValueFormat};
 /// The generated etcd v3 messages and client stubs, laid out by protobuf
 /// package (`proto/etcd`).
 pub mod pb {
-    /// `etcdserverpb`: the `KV`, `Watch` and `Lease` services.
+    /// `etcdserverpb`: the `KV`, `Watch`, `Lease` and `Auth` services.
     #[allow(
         missing_docs,
         unreachable_pub,
