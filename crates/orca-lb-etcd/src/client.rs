@@ -21,6 +21,7 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::mvccpb::KeyValue;
 use crate::record::prefix_range_end;
+use crate::tls_failure::Transport;
 
 /// How long a unary request may take by default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +49,7 @@ pub struct EtcdClient {
     watch: WatchClient<Channel>,
     lease: LeaseClient<Channel>,
     auth: Option<Arc<Auth>>,
+    transport: Transport,
     timeout: Duration,
 }
 
@@ -155,6 +157,15 @@ impl EtcdClient {
             }
             list.push(endpoint);
         }
+        let transport = match scheme {
+            Some((_, scheme)) if scheme == "https" => Transport::Tls {
+                identity: options
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| t.client_cert_pem.is_some()),
+            },
+            _ => Transport::Plain,
+        };
         let channel = match list.len() {
             0 => {
                 return Err(EtcdError::InvalidEndpoint {
@@ -169,6 +180,7 @@ impl EtcdClient {
             kv: KvClient::new(channel.clone()),
             watch: WatchClient::new(channel.clone()),
             lease: LeaseClient::new(channel.clone()),
+            transport,
             auth: options.credentials.map(|c| Arc::new(Auth::new(c, channel))),
             timeout: options.request_timeout,
         })
@@ -219,7 +231,7 @@ impl EtcdClient {
     ) -> Result<T, EtcdError> {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
-            Ok(Err(status)) => Err(EtcdError::status(op)(status)),
+            Ok(Err(status)) => Err(EtcdError::status_via(op, Some(self.transport))(status)),
             Err(_) => Err(EtcdError::Timeout {
                 op,
                 after: self.timeout,
@@ -481,7 +493,9 @@ impl EtcdClient {
                     token = self.refresh(token.as_ref()).await?;
                     continue;
                 }
-                Ok(Err(status)) => return Err(EtcdError::status(op)(status)),
+                Ok(Err(status)) => {
+                    return Err(EtcdError::status_via(op, Some(self.transport))(status));
+                }
                 Ok(Ok(opened)) => opened,
             };
             if let Some(first) = &first

@@ -85,7 +85,15 @@ impl EtcdError {
     /// A failed call: a TLS failure if the transport error says so, else
     /// the status as it is.
     pub(crate) fn status(op: &'static str) -> impl FnOnce(tonic::Status) -> EtcdError {
-        move |status| match crate::tls_failure::classify(&status) {
+        Self::status_via(op, None)
+    }
+
+    /// As [`status`](Self::status), with hints for how the client connects.
+    pub(crate) fn status_via(
+        op: &'static str,
+        transport: Option<crate::tls_failure::Transport>,
+    ) -> impl FnOnce(tonic::Status) -> EtcdError {
+        move |status| match crate::tls_failure::classify(&status, transport) {
             Some(why) => EtcdError::Tls { op, why },
             None => EtcdError::Status { op, status },
         }
