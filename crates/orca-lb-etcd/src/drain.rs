@@ -168,6 +168,10 @@ impl Drain {
         mut server: JoinHandle<T>,
     ) -> DrainReport {
         let started = tokio::time::Instant::now();
+        // For the log lines: the registered service, if any.
+        let service = registration
+            .as_ref()
+            .map_or_else(String::new, |r| r.service().to_string());
         if let Some((reporter, services)) = &self.health {
             for name in std::iter::once("").chain(services.iter().map(String::as_str)) {
                 reporter
@@ -179,17 +183,17 @@ impl Drain {
         if let Some(registration) = registration {
             let key = registration.key().to_string();
             if let Err(e) = registration.deregister().await {
-                tracing::warn!(key, error = %e, "drain: deregistration failed; draining anyway");
+                tracing::warn!(service, key, error = %e, "drain: deregistration failed; draining anyway");
                 deregister_error = Some(e);
             }
         }
         tokio::time::sleep(self.config.propagation).await;
-        tracing::info!("drain: closing the listener");
+        tracing::info!(service, "drain: closing the listener");
         let _ = self.phase.send(Phase::Closing);
         let finished = match tokio::time::timeout(self.config.deadline, &mut server).await {
             Ok(_) => true,
             Err(_) => {
-                tracing::warn!(deadline = ?self.config.deadline, "drain: calls still in flight at the deadline; cutting connections");
+                tracing::warn!(service, deadline = ?self.config.deadline, "drain: calls still in flight at the deadline; cutting connections");
                 let _ = self.phase.send(Phase::Cut);
                 // Cut connections end at their next poll; the server task
                 // then returns. Bounded in case a handler never yields.
@@ -203,7 +207,7 @@ impl Drain {
             }
         };
         let took = started.elapsed();
-        tracing::info!(?took, finished, "drain: done");
+        tracing::info!(service, ?took, finished, "drain: done");
         DrainReport {
             deregister_error,
             finished,
