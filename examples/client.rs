@@ -198,7 +198,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "orca_lb_client=info".into()),
+                .unwrap_or_else(|_| "orca_lb_client=info,orca_lb_etcd=info".into()),
         )
         .init();
     let args = Args::parse();
@@ -227,9 +227,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             {
                 return Err(format!(
                     "no endpoint under {prefix:?} in etcd at {url} within 5 s \
-                     ({} malformed values skipped, {} failed reads)",
+                     ({} malformed values skipped, {} failed reads{})",
                     stats.malformed(),
-                    stats.reconnects()
+                    stats.reconnects(),
+                    stats
+                        .last_error()
+                        .map_or_else(String::new, |e| format!("; the last: {e}"))
                 )
                 .into());
             }
