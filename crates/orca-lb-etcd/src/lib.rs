@@ -26,7 +26,10 @@
 //!   Malformed values are skipped, logged and counted, never fatal.
 //! - **The etcd client** ([`EtcdClient`]) is the small part of etcd's v3 gRPC
 //!   API these need (`KV`, `Watch`, `Lease`), compiled from `proto/etcd` with
-//!   protox: no system `protoc`, no dependency on a full etcd client.
+//!   protox: no system `protoc`, no dependency on a full etcd client. It
+//!   speaks TLS and mTLS to `https://` endpoints and authenticates with a
+//!   user and password, renewing the token when etcd refuses it
+//!   ([`EtcdClientOptions`], [`EtcdTls`], [`EtcdCredentials`]).
 //!
 //! Why etcd: it is where many fleets already keep service membership, and its
 //! leases and revisioned watches give exactly the two guarantees a balancer
