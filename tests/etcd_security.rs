@@ -242,10 +242,12 @@ async fn with_auth_the_right_password_discovers_and_a_wrong_one_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_tokens_and_an_etcd_restart_lose_no_endpoint() {
-    let mut security = EtcdSecurity::default();
-    security.args = ["--auth-token", "simple", "--auth-token-ttl", "1"]
-        .map(String::from)
-        .to_vec();
+    let security = EtcdSecurity {
+        args: ["--auth-token", "simple", "--auth-token-ttl", "1"]
+            .map(String::from)
+            .to_vec(),
+        ..EtcdSecurity::default()
+    };
     let mut etcd = Etcd::start_with(security).await;
     etcd.enable_auth().await;
     let a = Node::start(&etcd, NodeConfig::named("a")).await;
