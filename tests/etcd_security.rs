@@ -18,6 +18,7 @@ use orca_lb_etcd::{
     RegisterError, Registration, RegistrationConfig,
 };
 use orca_lb_testkit::TestPki;
+use orca_lb_tests::log_capture::SharedBuf;
 use orca_lb_tests::{wait_until, within};
 
 /// A discovery of the test service through `client`.
@@ -334,4 +335,31 @@ async fn expiring_tokens_and_an_etcd_restart_lose_no_endpoint() {
         "no endpoint was removed: {changes:?}"
     );
     assert_eq!(replay(&changes), keys_of(&[&a, &b, &c]));
+}
+
+#[tokio::test]
+async fn refused_credentials_are_logged_once_not_per_retry() {
+    let logs = SharedBuf::default();
+    // A single-threaded runtime: every task logs here.
+    let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::DEBUG));
+    let mut etcd = Etcd::start().await;
+    etcd.enable_auth().await;
+    let wrong = "not-the-password";
+    let options = EtcdClientOptions::default()
+        .request_timeout(Duration::from_secs(2))
+        .credentials(EtcdCredentials::new("root", wrong));
+    let client = EtcdClient::connect_lazy_with([etcd.url()], options).expect("options");
+    let d = discover(client);
+    wait_until("five failed attempts", || d.stats.reconnects() >= 5).await;
+    let last = d.stats.last_error().expect("the last failure is kept");
+    assert!(last.contains("authentication failed"), "{last}");
+
+    // Retries come far more often than once a minute: one WARN line, the
+    // rest at DEBUG.
+    let lines = logs.lines("authentication failed");
+    let warns: Vec<&String> = lines.iter().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warns.len(), 1, "{warns:#?}");
+    assert!(warns[0].contains("\"root\""), "{}", warns[0]);
+    assert!(lines.len() >= 5, "every attempt at DEBUG: {lines:#?}");
+    assert!(!logs.text().contains(wrong), "the password leaked");
 }
