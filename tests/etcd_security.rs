@@ -307,6 +307,26 @@ async fn expiring_tokens_and_an_etcd_restart_lose_no_endpoint() {
         .await
         .expect("three token expiries within a minute");
 
+    // etcd cancels a watch whose token expired, at creation; the client
+    // authenticates again and opens it.
+    let before = client.authentications();
+    let watch_renewed = async {
+        loop {
+            // Longer than the token's life unused: pacing, the check is the
+            // count.
+            tokio::time::sleep(Duration::from_millis(2200)).await;
+            let mut watch = client.watch_prefix("/probe", 0).await.expect("a watch");
+            let first = watch.message().await.expect("an answer").expect("open");
+            assert!(first.created && !first.canceled, "{first:?}");
+            if client.authentications() > before {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), watch_renewed)
+        .await
+        .expect("a watch opened again with a new token within a minute");
+
     // A restart breaks the watch; it resumes.
     let reconnects = d.stats.reconnects();
     etcd.restart().await;
