@@ -28,6 +28,20 @@
 //! `--prefix ""` reads keys `<service>/...` (etcd's naming package with the
 //! service as its target).
 //!
+//! An etcd served over TLS, with client certificates and users: `--etcd`
+//! takes `https://` URLs (comma-separated for several members),
+//! `--etcd-ca` its CA, `--etcd-cert`/`--etcd-key` this client's certificate
+//! for `--client-cert-auth`, `--etcd-server-name` the name in etcd's
+//! certificate when it is not the URL's host. `--etcd-user` authenticates;
+//! the password comes from `ETCD_PASSWORD` or `--etcd-password-file`, never
+//! from the command line:
+//!
+//! ```text
+//! ETCD_PASSWORD=... cargo run -p orca-lb-examples --example client -- \
+//!     --etcd https://127.0.0.1:2379 --etcd-ca certs/ca.pem --etcd-server-name etcd.example \
+//!     --etcd-cert certs/client.pem --etcd-key certs/client.key --etcd-user orca
+//! ```
+//!
 //! Over TLS (certificates from the `certs` example), the targets are still
 //! the addresses to dial; the certificates are checked against
 //! `--tls-domain`:
@@ -44,7 +58,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use orca_lb_client::{Balancer, BalancerConfig, EndpointTemplate, TlsFiles};
-use orca_lb_etcd::{EtcdClient, EtcdDiscovery, ValueFormat};
+use orca_lb_etcd::{
+    EtcdClient, EtcdClientOptions, EtcdCredentials, EtcdDiscovery, EtcdTls, ValueFormat,
+};
 use orca_lb_examples::parse_duration;
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -57,9 +73,29 @@ struct Args {
     /// A server to balance over (`http://host:port`); repeat for more.
     #[arg(long = "target")]
     targets: Vec<String>,
-    /// Discover the servers in this etcd (`http://host:port`) instead.
+    /// Discover the servers in this etcd (`http://host:port` or
+    /// `https://host:port`; comma-separated for several members) instead.
     #[arg(long)]
     etcd: Option<String>,
+    /// etcd over TLS: the CA certificates (PEM) that sign etcd's certificate.
+    #[arg(long, requires = "etcd")]
+    etcd_ca: Option<PathBuf>,
+    /// etcd over mTLS: this client's certificate chain (PEM); needs --etcd-key.
+    #[arg(long, requires_all = ["etcd", "etcd_key"])]
+    etcd_cert: Option<PathBuf>,
+    /// etcd over mTLS: this client's private key (PEM); needs --etcd-cert.
+    #[arg(long, requires_all = ["etcd", "etcd_cert"])]
+    etcd_key: Option<PathBuf>,
+    /// The name etcd's certificate carries, when not the URL's host.
+    #[arg(long, requires = "etcd")]
+    etcd_server_name: Option<String>,
+    /// Authenticate to etcd as this user; the password comes from the
+    /// ETCD_PASSWORD environment variable or --etcd-password-file.
+    #[arg(long, requires = "etcd")]
+    etcd_user: Option<String>,
+    /// A file holding the etcd user's password (one line).
+    #[arg(long, requires = "etcd_user")]
+    etcd_password_file: Option<PathBuf>,
     /// The service to discover in etcd: keys `<prefix>/<service>/...`.
     #[arg(long, default_value = "greeter", conflicts_with = "targets")]
     service: String,
@@ -68,7 +104,7 @@ struct Args {
     prefix: String,
     /// How to read etcd values: auto, orca-lb, bare (`host:port`) or
     /// go-naming (`{"Op":0,"Addr":...}`).
-    #[arg(long, default_value = "auto", conflicts_with = "targets")]
+    #[arg(long, default_value = "auto", conflicts_with = "targets", value_parser = parse_value_format)]
     etcd_format: ValueFormat,
     /// Concurrent callers.
     #[arg(long, default_value_t = 8)]
@@ -115,6 +151,45 @@ impl Args {
             .with_key(self.tls_key.clone());
         Ok(files.template(&format!("https://{name}"))?)
     }
+
+    /// How to reach etcd: TLS files, server name, user and password.
+    fn etcd_options(&self) -> Result<EtcdClientOptions, Box<dyn std::error::Error>> {
+        let mut options = EtcdClientOptions::default().request_timeout(Duration::from_secs(2));
+        if self.etcd_ca.is_some() || self.etcd_cert.is_some() || self.etcd_server_name.is_some() {
+            let mut tls = EtcdTls::from_files(
+                self.etcd_ca.as_ref(),
+                self.etcd_cert.as_ref(),
+                self.etcd_key.as_ref(),
+            )?;
+            if let Some(name) = &self.etcd_server_name {
+                tls = tls.server_name(name.clone());
+            }
+            options = options.tls(tls);
+        }
+        if let Some(user) = &self.etcd_user {
+            let password = match &self.etcd_password_file {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("--etcd-password-file {}: {e}", path.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                None => std::env::var("ETCD_PASSWORD").map_err(|_| {
+                    "--etcd-user needs a password: set ETCD_PASSWORD or give --etcd-password-file"
+                })?,
+            };
+            options = options.credentials(EtcdCredentials::new(user.clone(), password));
+        }
+        Ok(options)
+    }
+}
+
+/// `--etcd-format`: the error lists the accepted values.
+fn parse_value_format(s: &str) -> Result<ValueFormat, String> {
+    s.parse::<ValueFormat>().map_err(|_| {
+        format!(
+            "unknown etcd value format {s:?}: expected one of {}",
+            ValueFormat::NAMES.join(", ")
+        )
+    })
 }
 
 #[tokio::main]
@@ -122,7 +197,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "orca_lb_client=info".into()),
+                .unwrap_or_else(|_| "orca_lb_client=info,orca_lb_etcd=info".into()),
         )
         .init();
     let args = Args::parse();
@@ -137,7 +212,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             balancer
         }
         Some(url) => {
-            let etcd = EtcdClient::connect_lazy([url])?.request_timeout(Duration::from_secs(2));
+            let etcd = EtcdClient::connect_lazy_with(url.split(','), args.etcd_options()?)?;
             let discovery = EtcdDiscovery::with_prefix(etcd, &args.prefix, &args.service)
                 .value_format(args.etcd_format);
             let prefix = discovery.key_prefix().to_string();
@@ -149,9 +224,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             {
                 return Err(format!(
                     "no endpoint under {prefix:?} in etcd at {url} within 5 s \
-                     ({} malformed values skipped, {} failed reads)",
+                     ({} malformed values skipped, {} failed reads{})",
                     stats.malformed(),
-                    stats.reconnects()
+                    stats.reconnects(),
+                    stats
+                        .last_error()
+                        .map_or_else(String::new, |e| format!("; the last: {e}"))
                 )
                 .into());
             }

@@ -13,14 +13,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use orca_lb_client::{Balancer, Change};
+use orca_lb_etcd::pb::etcdserverpb::{
+    AuthEnableRequest, AuthUserAddRequest, AuthUserGrantRoleRequest, auth_client::AuthClient,
+};
 use orca_lb_etcd::{
-    Drain, DrainConfig, DrainReport, EtcdClient, EtcdDiscovery, Registration, RegistrationConfig,
+    Drain, DrainConfig, DrainReport, EtcdClient, EtcdClientOptions, EtcdCredentials, EtcdDiscovery,
+    EtcdTls, Registration, RegistrationConfig,
 };
 use orca_lb_server::{LoadRecorder, ReportingLayer};
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_testkit::pb::greeter_server::GreeterServer;
-use orca_lb_testkit::{ServiceTime, TestGreeter};
+use orca_lb_testkit::{ServiceTime, TestGreeter, TestPki};
 use orca_lb_tests::client::{Tally, config};
 use orca_lb_tests::{WAIT_LIMIT, within};
 use parking_lot::Mutex;
@@ -34,6 +38,10 @@ pub(crate) const PREFIX: &str = "/orca-lb-testkit";
 pub(crate) const SERVICE: &str = "greeter";
 /// The greeter's gRPC service name, for health.
 pub(crate) const GREETER: &str = "orca_lb.testing.v1.Greeter";
+/// The name in a TLS etcd's certificate (it has no IP address entry).
+pub(crate) const ETCD_TLS_NAME: &str = "etcd.test";
+/// The password of etcd's `root` user once [`Etcd::enable_auth`] ran.
+pub(crate) const ROOT_PASSWORD: &str = "orca-root-secret";
 
 /// Where the etcd binary is: `$ETCD_BIN`, else `etcd` on `PATH`, else
 /// `/usr/bin/etcd`. Fails the test, saying how to install it, if none exists.
@@ -70,6 +78,29 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// How an [`Etcd`] serves clients: TLS, client certificates, extra flags.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EtcdSecurity {
+    /// Serve clients over TLS with this PKI's server certificate (for
+    /// [`ETCD_TLS_NAME`]); the files go into etcd's temporary directory.
+    pub(crate) tls: Option<TestPki>,
+    /// Require client certificates signed by the PKI's CA (mTLS).
+    pub(crate) client_cert_auth: bool,
+    /// More flags, e.g. `--auth-token-ttl 1`.
+    pub(crate) args: Vec<String>,
+}
+
+impl EtcdSecurity {
+    /// TLS with a fresh PKI; with `mtls`, client certificates required.
+    pub(crate) fn tls(mtls: bool) -> Self {
+        Self {
+            tls: Some(TestPki::generate(ETCD_TLS_NAME).expect("test certificates")),
+            client_cert_auth: mtls,
+            args: Vec::new(),
+        }
+    }
+}
+
 /// A single-member etcd on 127.0.0.1 with OS-chosen ports and a temporary
 /// data directory. Killed, and its directory removed, when dropped.
 #[derive(Debug)]
@@ -79,11 +110,20 @@ pub(crate) struct Etcd {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    security: EtcdSecurity,
+    /// The user clients authenticate as, once auth is enabled.
+    credentials: Option<EtcdCredentials>,
 }
 
 impl Etcd {
     /// Starts etcd and waits until it answers.
     pub(crate) async fn start() -> Etcd {
+        Self::start_with(EtcdSecurity::default()).await
+    }
+
+    /// Starts etcd serving clients as `security` says, and waits until it
+    /// answers.
+    pub(crate) async fn start_with(security: EtcdSecurity) -> Etcd {
         let bin = etcd_binary();
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -102,6 +142,8 @@ impl Etcd {
                 client_port: free_port(),
                 peer_port: free_port(),
                 child: None,
+                security: security.clone(),
+                credentials: None,
             };
             match etcd.launch().await {
                 Ok(()) => return etcd,
@@ -116,16 +158,93 @@ impl Etcd {
         unreachable!()
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when serving TLS.
     pub(crate) fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.security.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The PKI etcd's certificate comes from, when serving TLS.
+    pub(crate) fn pki(&self) -> Option<&TestPki> {
+        self.security.tls.as_ref()
+    }
+
+    /// The directory the PKI's files are written to (`ca.pem`,
+    /// `client.pem`, `client.key`, ...).
+    pub(crate) fn pki_dir(&self) -> PathBuf {
+        self.dir.join("pki")
+    }
+
+    /// Options that reach this etcd: its CA and name, a client certificate
+    /// when it requires one, the root user once auth is enabled.
+    pub(crate) fn client_options(&self) -> EtcdClientOptions {
+        let mut options = EtcdClientOptions::default().request_timeout(Duration::from_secs(2));
+        if let Some(pki) = &self.security.tls {
+            let mut tls = EtcdTls::with_ca_pem(pki.ca_pem.clone()).server_name(ETCD_TLS_NAME);
+            if self.security.client_cert_auth {
+                tls = tls.client_identity(pki.client_cert_pem.clone(), pki.client_key_pem.clone());
+            }
+            options = options.tls(tls);
+        }
+        if let Some(credentials) = &self.credentials {
+            options = options.credentials(credentials.clone());
+        }
+        options
     }
 
     /// A client for this etcd.
     pub(crate) fn client(&self) -> EtcdClient {
-        EtcdClient::connect_lazy([self.url()])
-            .expect("valid url")
-            .request_timeout(Duration::from_secs(2))
+        EtcdClient::connect_lazy_with([self.url()], self.client_options()).expect("valid options")
+    }
+
+    /// Turns authentication on: adds the user `root` ([`ROOT_PASSWORD`])
+    /// with the role `root`, enables auth; later clients authenticate as
+    /// root.
+    pub(crate) async fn enable_auth(&mut self) {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.url()).expect("url");
+        if let Some(pki) = &self.security.tls {
+            let mut tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&pki.ca_pem))
+                .domain_name(ETCD_TLS_NAME);
+            if self.security.client_cert_auth {
+                tls = tls.identity(tonic::transport::Identity::from_pem(
+                    &pki.client_cert_pem,
+                    &pki.client_key_pem,
+                ));
+            }
+            endpoint = endpoint.tls_config(tls).expect("tls config");
+        }
+        let channel = within("connect to etcd", endpoint.connect())
+            .await
+            .expect("connects");
+        let mut auth = AuthClient::new(channel);
+        within(
+            "add root",
+            auth.user_add(AuthUserAddRequest {
+                name: "root".into(),
+                password: ROOT_PASSWORD.into(),
+                options: None,
+            }),
+        )
+        .await
+        .expect("user added");
+        within(
+            "grant root",
+            auth.user_grant_role(AuthUserGrantRoleRequest {
+                user: "root".into(),
+                role: "root".into(),
+            }),
+        )
+        .await
+        .expect("role granted");
+        within("enable auth", auth.auth_enable(AuthEnableRequest {}))
+            .await
+            .expect("auth enabled");
+        self.credentials = Some(EtcdCredentials::new("root", ROOT_PASSWORD));
     }
 
     /// The client port.
@@ -169,7 +288,29 @@ impl Etcd {
             .append(true)
             .open(self.log_path())
             .map_err(|e| e.to_string())?;
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        let client = if let Some(pki) = &self.security.tls {
+            let dir = self.pki_dir();
+            pki.write_to(&dir)
+                .map_err(|e| format!("writing the PKI: {e}"))?;
+            command
+                .arg("--cert-file")
+                .arg(dir.join("server.pem"))
+                .arg("--key-file")
+                .arg(dir.join("server.key"));
+            // etcd requires client certificates whenever it has a trusted CA.
+            if self.security.client_cert_auth {
+                command
+                    .arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(dir.join("ca.pem"));
+            }
+            client.replace("http://", "https://")
+        } else {
+            client
+        };
+        command.args(&self.security.args);
+        let child = command
             .args(["--name", "orca-lb-testkit"])
             .arg("--data-dir")
             .arg(self.dir.join("data"))
@@ -284,6 +425,7 @@ impl Node {
             .build()
             .expect("runtime");
         let url = etcd.url();
+        let options = etcd.client_options();
         let name = config.name.clone();
         let setup = runtime.spawn(async move {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -301,7 +443,7 @@ impl Node {
                     .add_service(GreeterServer::new(greeter))
                     .serve_with_incoming_shutdown(drain.incoming(listener), drain.signal()),
             );
-            let client = EtcdClient::connect_lazy([url]).expect("url");
+            let client = EtcdClient::connect_lazy_with([url], options).expect("options");
             let mut reg =
                 RegistrationConfig::new(SERVICE, format!("http://{addr}").parse().expect("uri"));
             reg.prefix = PREFIX.to_string();

@@ -81,6 +81,8 @@ struct StatsInner {
     relists: AtomicU64,
     reconnects: AtomicU64,
     revision: AtomicI64,
+    /// The last failure, until a read or watch succeeds again.
+    last_error: Mutex<Option<String>>,
     metrics: Metrics,
 }
 
@@ -147,6 +149,7 @@ impl EtcdDiscovery {
                     relists: AtomicU64::new(0),
                     reconnects: AtomicU64::new(0),
                     revision: AtomicI64::new(0),
+                    last_error: Mutex::new(None),
                     metrics,
                 }),
             },
@@ -209,6 +212,7 @@ impl EtcdDiscovery {
                 None => match self.client.get_prefix(self.prefix.as_str()).await {
                     Ok(read) => {
                         retry.healthy();
+                        *stats.last_error.lock() = None;
                         let applied = stats.table.lock().replace(&read.kvs, self.format);
                         if !first_read {
                             stats.relists.fetch_add(1, Relaxed);
@@ -255,6 +259,7 @@ impl EtcdDiscovery {
         let stats = &self.stats.inner;
         stats.reconnects.fetch_add(1, Relaxed);
         stats.metrics.reconnects.increment(1);
+        *stats.last_error.lock() = Some(e.to_string());
         let f = retry.failed(tokio::time::Instant::now());
         if f.warn {
             tracing::warn!(prefix = %self.prefix, error = %e, retry_in = ?f.delay, failures = f.streak, not_logged = f.suppressed, "etcd discovery lost etcd");
@@ -315,6 +320,7 @@ impl EtcdDiscovery {
                 continue;
             }
             retry.healthy();
+            stats.last_error.lock().take();
             if resp.events.is_empty() {
                 // Progress: every later event is above `revision`.
                 let seen = next.map_or(revision + 1, |n| n.max(revision + 1));
@@ -409,6 +415,12 @@ impl DiscoveryStats {
     /// unreachable).
     pub fn reconnects(&self) -> u64 {
         self.inner.reconnects.load(Relaxed)
+    }
+
+    /// Why the last read or watch failed, while discovery is retrying
+    /// (`None` once a read succeeds, or a watch delivers).
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.last_error.lock().clone()
     }
 
     /// The last etcd revision applied.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic_health::server::HealthReporter;
+use tracing::Instrument;
 
 use crate::error::{ConfigError, EtcdError};
 use crate::registration::Registration;
@@ -184,6 +185,11 @@ impl Drain {
         registration: Option<Registration>,
         server: JoinHandle<T>,
     ) -> DrainReport {
+        // The log lines of every step name the registered service.
+        let service = registration
+            .as_ref()
+            .map_or_else(String::new, |r| r.service().to_string());
+        let span = tracing::info_span!("drain", service);
         let deregister = async move {
             let registration = registration?;
             let key = registration.key().to_string();
@@ -195,7 +201,11 @@ impl Drain {
                 }
             }
         };
-        let (deregister_error, report) = self.inner.run_after(deregister, server).await;
+        let (deregister_error, report) = self
+            .inner
+            .run_after(deregister, server)
+            .instrument(span)
+            .await;
         DrainReport {
             deregister_error,
             finished: report.finished,

@@ -37,6 +37,24 @@ pub enum EtcdError {
         /// The lease's ID.
         id: i64,
     },
+    /// The client's options were refused.
+    Config(ConfigError),
+    /// No TLS session with etcd: its certificate failed verification
+    /// (unknown CA, wrong name, expired), it refused this client's
+    /// certificate, or one side does not speak TLS.
+    Tls {
+        /// The request.
+        op: &'static str,
+        /// What failed, as the TLS library reports it, with a hint.
+        why: String,
+    },
+    /// etcd refused the user and password (or has authentication disabled).
+    AuthFailed {
+        /// The user.
+        user: String,
+        /// What etcd said.
+        why: String,
+    },
 }
 
 impl EtcdError {
@@ -58,8 +76,27 @@ impl EtcdError {
         matches!(self, EtcdError::LeaseNotFound { .. })
     }
 
+    /// Whether etcd refused the credentials, or TLS failed: a problem of
+    /// configuration that retrying does not fix by itself.
+    pub fn is_security(&self) -> bool {
+        matches!(self, EtcdError::Tls { .. } | EtcdError::AuthFailed { .. })
+    }
+
+    /// A failed call: a TLS failure if the transport error says so, else
+    /// the status as it is.
     pub(crate) fn status(op: &'static str) -> impl FnOnce(tonic::Status) -> EtcdError {
-        move |status| EtcdError::Status { op, status }
+        Self::status_via(op, None)
+    }
+
+    /// As [`status`](Self::status), with hints for how the client connects.
+    pub(crate) fn status_via(
+        op: &'static str,
+        transport: Option<crate::tls_failure::Transport>,
+    ) -> impl FnOnce(tonic::Status) -> EtcdError {
+        move |status| match crate::tls_failure::classify(&status, transport) {
+            Some(why) => EtcdError::Tls { op, why },
+            None => EtcdError::Status { op, status },
+        }
     }
 }
 
@@ -78,6 +115,11 @@ impl fmt::Display for EtcdError {
             EtcdError::Timeout { op, after } => write!(f, "etcd {op} timed out after {after:?}"),
             EtcdError::StreamEnded { op } => write!(f, "etcd {op} stream ended"),
             EtcdError::LeaseNotFound { id } => write!(f, "etcd lease {id:x} not found"),
+            EtcdError::Config(e) => e.fmt(f),
+            EtcdError::Tls { op, why } => write!(f, "etcd {op} failed: TLS: {why}"),
+            EtcdError::AuthFailed { user, why } => {
+                write!(f, "etcd authentication failed for user {user:?}: {why}")
+            }
         }
     }
 }
@@ -86,9 +128,32 @@ impl std::error::Error for EtcdError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             EtcdError::Status { status, .. } => Some(status),
+            EtcdError::Config(e) => Some(e),
             _ => None,
         }
     }
+}
+
+impl From<ConfigError> for EtcdError {
+    fn from(e: ConfigError) -> Self {
+        EtcdError::Config(e)
+    }
+}
+
+/// An error and its sources, as one line.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        // Wrappers often repeat their source's text.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// An etcd value under the discovery prefix does not describe an endpoint in
@@ -157,6 +222,16 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// `field` is wrong because `why`.
+    pub fn new(field: &'static str, why: impl Into<String>) -> Self {
+        Self {
+            field,
+            why: why.into(),
+        }
+    }
+}
 
 /// A registration could not start.
 #[derive(Debug)]

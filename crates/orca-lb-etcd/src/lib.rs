@@ -25,8 +25,11 @@
 //!   By default discovery reads each value in the format it shows.
 //!   Malformed values are skipped, logged and counted, never fatal.
 //! - **The etcd client** ([`EtcdClient`]) is the small part of etcd's v3 gRPC
-//!   API these need (`KV`, `Watch`, `Lease`), compiled from the crate's `proto/` with
-//!   protox: no system `protoc`, no dependency on a full etcd client.
+//!   API these need (`KV`, `Watch`, `Lease`, `Auth`), compiled from the crate's
+//!   `proto/` with protox: no system `protoc`, no dependency on a full etcd
+//!   client. It speaks TLS and mTLS to `https://` endpoints and authenticates
+//!   with a user and password, renewing the token when etcd refuses it
+//!   ([`EtcdClientOptions`], [`EtcdTls`], [`EtcdCredentials`]).
 //!
 //! Why etcd: it is where many fleets already keep service membership, and its
 //! leases and revisioned watches give exactly the two guarantees a balancer
@@ -73,16 +76,20 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod auth;
 mod client;
+mod client_options;
 mod discovery;
 mod drain;
 mod error;
 mod metric_descriptions;
 mod record;
 mod registration;
+mod tls_failure;
 mod value_format;
 
 pub use client::{DEFAULT_REQUEST_TIMEOUT, EtcdClient, KeepAlive, Lease, RangeRead, WatchStream};
+pub use client_options::{DEFAULT_CONNECT_TIMEOUT, EtcdClientOptions, EtcdCredentials, EtcdTls};
 pub use discovery::{DiscoveryStats, EtcdDiscovery};
 pub use drain::{Drain, DrainConfig, DrainIncoming, DrainIo, DrainReport};
 pub use error::{ConfigError, EtcdError, RegisterError, ValueError};
@@ -93,7 +100,7 @@ pub use value_format::{RegistrationFormat, ValueFormat};
 /// The generated etcd v3 messages and client stubs, laid out by protobuf
 /// package (the crate's `proto/`).
 pub mod pb {
-    /// `etcdserverpb`: the `KV`, `Watch` and `Lease` services.
+    /// `etcdserverpb`: the `KV`, `Watch`, `Lease` and `Auth` services.
     #[allow(
         missing_docs,
         unreachable_pub,

@@ -1,6 +1,8 @@
 //! Server side: an endpoint's key under a lease, kept alive, restored after
 //! a lost lease, revoked on graceful shutdown.
 
+mod failure_log;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use crate::client::{EtcdClient, KeepAlive};
 use crate::error::{ConfigError, EtcdError, RegisterError};
 use crate::record::{DEFAULT_PREFIX, EndpointRecord, endpoint_key};
 use crate::value_format::RegistrationFormat;
+use failure_log::FailureLog;
 use orca_lb_core::Backoff;
 
 /// "Key restored" is logged at WARN at most this often, else at DEBUG.
@@ -237,6 +240,11 @@ impl Registration {
         })
     }
 
+    /// The service registered.
+    pub fn service(&self) -> &str {
+        &self.state.service
+    }
+
     /// The key this registration keeps in etcd.
     pub fn key(&self) -> &str {
         &self.key
@@ -355,10 +363,19 @@ impl Task {
         Ok(())
     }
 
+    /// etcd answers again: says so if it had failed.
+    fn recovered(&self, failures: &mut FailureLog) {
+        let streak = failures.recovered();
+        if streak > 0 {
+            tracing::info!(service = %self.state.service, key = %self.key, failures = streak, "etcd answers again");
+        }
+    }
+
     async fn run(self, mut lease: i64, mut stop: watch::Receiver<bool>) {
         // Retries stay well inside the TTL, so an etcd restart does not cost
         // the lease.
         let mut backoff = Backoff::new(Duration::from_millis(50), self.ttl / 4);
+        let mut failures = FailureLog::default();
         let mut check_key = false;
         loop {
             if lease == 0 {
@@ -371,9 +388,15 @@ impl Task {
                         lease = id;
                         check_key = false;
                         backoff.reset();
+                        self.recovered(&mut failures);
                     }
                     Err(e) => {
-                        tracing::warn!(service = %self.state.service, key = %self.key, error = %e, "registration failed; retrying");
+                        let v = failures.failed(tokio::time::Instant::now());
+                        if v.warn {
+                            tracing::warn!(service = %self.state.service, key = %self.key, error = %e, failures = v.streak, not_logged = v.not_logged, "registration failed; retrying (repeats are logged once a minute)");
+                        } else {
+                            tracing::debug!(service = %self.state.service, key = %self.key, error = %e, failures = v.streak, "registration failed; retrying");
+                        }
                         // A lease granted before the failure is kept: its key
                         // is checked once etcd answers again.
                         lease = self.state.lease.load(Relaxed);
@@ -387,7 +410,7 @@ impl Task {
                 }
             }
             match self
-                .keep_alive(lease, check_key, &mut backoff, &mut stop)
+                .keep_alive(lease, check_key, &mut backoff, &mut failures, &mut stop)
                 .await
             {
                 Ended::Stopped => return,
@@ -399,7 +422,12 @@ impl Task {
                     lease = 0;
                 }
                 Ended::Failed(e) => {
-                    tracing::warn!(service = %self.state.service, key = %self.key, lease, error = %e, "lease keep-alive failed; reconnecting");
+                    let v = failures.failed(tokio::time::Instant::now());
+                    if v.warn {
+                        tracing::warn!(service = %self.state.service, key = %self.key, lease, error = %e, failures = v.streak, not_logged = v.not_logged, "lease keep-alive failed; reconnecting (repeats are logged once a minute)");
+                    } else {
+                        tracing::debug!(service = %self.state.service, key = %self.key, lease, error = %e, failures = v.streak, "lease keep-alive failed; reconnecting");
+                    }
                     self.state.metrics.keep_alive_failures.increment(1);
                     check_key = true;
                     let delay = backoff.next_delay(&mut rand::rng());
@@ -418,10 +446,11 @@ impl Task {
         lease: i64,
         check_key: bool,
         backoff: &mut Backoff,
+        failures: &mut FailureLog,
         stop: &mut watch::Receiver<bool>,
     ) -> Ended {
         tokio::select! {
-            e = self.renew_until_error(lease, check_key, backoff) => match e {
+            e = self.renew_until_error(lease, check_key, backoff, failures) => match e {
                 EtcdError::LeaseNotFound { .. } => Ended::LeaseLost,
                 e => Ended::Failed(e),
             },
@@ -434,6 +463,7 @@ impl Task {
         lease: i64,
         check_key: bool,
         backoff: &mut Backoff,
+        failures: &mut FailureLog,
     ) -> EtcdError {
         let mut stream: KeepAlive = match self.client.lease_keep_alive(lease).await {
             Ok(s) => s,
@@ -447,6 +477,7 @@ impl Task {
             return e;
         }
         backoff.reset();
+        self.recovered(failures);
         loop {
             tokio::time::sleep((ttl / 3).max(Duration::from_millis(100))).await;
             if let Err(e) = stream.renew().await {
