@@ -109,7 +109,8 @@ pub use clock::{MILLISECOND, Nanos, SECOND};
 pub use erlang::{ErlangC, erlang_c};
 pub use policy::{PEERS, Policy};
 pub use results::{
-    BackendStats, FiredEvent, LatencyStats, PolicyResult, Quantiles, Results, StreamStats,
+    BackendStats, ClientGroupStats, FiredEvent, LatencyStats, PolicyResult, Quantiles, Results,
+    StreamStats,
 };
 pub use scenario::{
     Action, BackendGroup, Bar, BarWindow, Event, OrcaConfig, OrcaOverrides, Scenario, SimSettings,

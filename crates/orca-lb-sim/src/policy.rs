@@ -1,7 +1,9 @@
 //! The policies a run compares, each driven through one client interface.
 
+mod c3;
 mod orca;
 mod peak_ewma;
+mod prequal;
 mod simple;
 mod wrr;
 
@@ -9,8 +11,10 @@ use std::fmt;
 
 use orca_lb_core::LoadReport;
 
+pub(crate) use self::c3::C3;
 pub(crate) use self::orca::OrcaLb;
 pub(crate) use self::peak_ewma::PeakEwmaP2c;
+pub(crate) use self::prequal::Prequal;
 pub(crate) use self::simple::{LeastRequestP2c, Random, RoundRobin};
 pub(crate) use self::wrr::Wrr;
 use crate::clock::{Clock, Nanos};
@@ -32,6 +36,12 @@ pub enum Policy {
     /// gRPC's `weighted_round_robin` on ORCA reports (`baseline::WrrWeight`
     /// and `EdfScheduler`).
     WrrOrca,
+    /// Prequal: probes of requests in flight and latency, hot-cold
+    /// lexicographic pick.
+    Prequal,
+    /// C3: replica ranking with a cubic queue term and concurrency
+    /// compensation (without its rate control).
+    C3,
     /// orca-lb with these settings, under this name (`orca-lb`, or
     /// `orca-lb/<variant>`).
     OrcaLb {
@@ -45,7 +55,15 @@ pub enum Policy {
 }
 
 /// The peers' names, in the order results show them.
-pub const PEERS: [&str; 5] = ["rr", "random", "p2c_lr", "p2c_peakewma", "wrr_orca"];
+pub const PEERS: [&str; 7] = [
+    "rr",
+    "random",
+    "p2c_lr",
+    "p2c_peakewma",
+    "wrr_orca",
+    "prequal",
+    "c3",
+];
 
 impl Policy {
     /// The name results show.
@@ -56,6 +74,8 @@ impl Policy {
             Policy::P2cLr => "p2c_lr",
             Policy::P2cPeakEwma => "p2c_peakewma",
             Policy::WrrOrca => "wrr_orca",
+            Policy::Prequal => "prequal",
+            Policy::C3 => "c3",
             Policy::OrcaLb { name, .. } => name,
             Policy::Limit => "limit",
         }
@@ -70,6 +90,8 @@ impl Policy {
             Policy::P2cLr,
             Policy::P2cPeakEwma,
             Policy::WrrOrca,
+            Policy::Prequal,
+            Policy::C3,
             Policy::orca(scenario),
         ];
         let base = scenario.orca_config();
@@ -122,10 +144,12 @@ impl Policy {
         matches!(self, Policy::Limit)
     }
 
-    /// One client's instance of the policy over `backends` endpoints.
+    /// One client's instance of the policy over `backends` endpoints, in a
+    /// fleet of `clients`.
     pub(crate) fn client(
         &self,
         backends: usize,
+        clients: u32,
         seed: u64,
         clock: Clock,
         oob_period: Option<Nanos>,
@@ -136,6 +160,8 @@ impl Policy {
             Policy::P2cLr => Box::new(LeastRequestP2c::new(backends, seed)),
             Policy::P2cPeakEwma => Box::new(PeakEwmaP2c::new(backends, seed, clock)),
             Policy::WrrOrca => Box::new(Wrr::new(backends, seed, clock, oob_period)),
+            Policy::Prequal => Box::new(Prequal::new(backends, seed)),
+            Policy::C3 => Box::new(C3::new(backends, seed, clients)),
             Policy::OrcaLb { config, .. } => Box::new(OrcaLb::new(backends, seed, clock, config)),
             Policy::Limit => unreachable!("the limit has no clients"),
         }
@@ -202,4 +228,12 @@ pub(crate) trait Client {
 
     /// An out-of-band report from `backend`.
     fn oob_report(&mut self, _backend: usize, _report: &LoadReport, _now: Nanos) {}
+
+    /// The backends to probe now, after a pick at `now`, pushed onto `out`
+    /// (Prequal); none by default.
+    fn probes(&mut self, _now: Nanos, _out: &mut Vec<usize>) {}
+
+    /// A probe's answer from `backend`: its calls in flight and the latency
+    /// it recently saw at that many (`None`: no call answered yet).
+    fn probe_reply(&mut self, _backend: usize, _rif: u32, _latency: Option<Nanos>, _now: Nanos) {}
 }
