@@ -113,8 +113,8 @@ pub use results::{
     StreamStats,
 };
 pub use scenario::{
-    Action, BackendGroup, Bar, BarWindow, Event, OrcaConfig, OrcaOverrides, Scenario, SimSettings,
-    Streams, Variant,
+    Action, BackendGroup, Bar, BarWindow, Event, HerdingExperiment, OrcaConfig, OrcaOverrides,
+    Scenario, SimSettings, Streams, Variant,
 };
 pub use service_time::ServiceTime;
 

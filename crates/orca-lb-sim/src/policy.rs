@@ -162,7 +162,9 @@ impl Policy {
             Policy::WrrOrca => Box::new(Wrr::new(backends, seed, clock, oob_period)),
             Policy::Prequal => Box::new(Prequal::new(backends, seed)),
             Policy::C3 => Box::new(C3::new(backends, seed, clients)),
-            Policy::OrcaLb { config, .. } => Box::new(OrcaLb::new(backends, seed, clock, config)),
+            Policy::OrcaLb { config, .. } => {
+                Box::new(OrcaLb::new(backends, clients, seed, clock, config))
+            }
             Policy::Limit => unreachable!("the limit has no clients"),
         }
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::orca::{OrcaConfig, OrcaOverrides, Variant};
+pub use self::orca::{HerdingExperiment, OrcaConfig, OrcaOverrides, Variant};
 use crate::ServiceTime;
 use crate::clock::{Nanos, millis, secs};
 
