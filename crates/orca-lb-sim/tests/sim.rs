@@ -253,3 +253,30 @@ fn prequal_and_c3_keep_the_slow_backend_below_its_even_share() {
     }
     assert_eq!(simulate(&s, &policies, 2).policies, r.policies);
 }
+
+#[test]
+fn pick_compensation_scales_with_the_other_clients() {
+    // The compensation counts `w * (n - 1)` calls per own pick: with one
+    // client it is nothing, and the variant runs exactly as orca-lb; with
+    // 32 clients it changes where calls go.
+    let variant = "\n[[sim.variants]]\nname = \"comp\"\nset = { pick_compensation = 1.0 }\n";
+    let text = |clients: u32| {
+        format!(
+            "name = \"c\"\nrate = 600.0\nclients = {clients}\nwarm_up_s = 1.0\nmeasure_s = 4.0\n\
+             [[backends]]\ncount = 4\ncapacity = 4\n\
+             service_time = {{ kind = \"exponential\", mean_ms = 20.0 }}\n{variant}"
+        )
+    };
+    let run = |clients: u32| {
+        let s = Scenario::parse(&text(clients)).unwrap();
+        let policies = Policy::parse_list("orca-lb,orca-lb/comp", &s).unwrap();
+        let r = simulate(&s, &policies, 5);
+        let shares =
+            |i: usize| -> Vec<f64> { r.policies[i].backends.iter().map(|b| b.share).collect() };
+        (shares(0), shares(1))
+    };
+    let (plain, comp) = run(1);
+    assert_eq!(plain, comp, "no other client, no compensation");
+    let (plain, comp) = run(32);
+    assert_ne!(plain, comp, "31 other clients");
+}
