@@ -42,6 +42,17 @@ pub enum Policy {
     /// C3: replica ranking with a cubic queue term and concurrency
     /// compensation (without its rate control).
     C3,
+    /// C3's ranking taken apart, to see which of its parts matters (not in
+    /// `all`; by name only): `c3/p2c` ranks two random backends instead of
+    /// all, `c3/no-compensation` leaves out `os * n`.
+    C3Part {
+        /// Shown in results.
+        name: &'static str,
+        /// Rank two random backends, not all.
+        two_choices: bool,
+        /// Count this client's outstanding calls times the clients.
+        compensation: bool,
+    },
     /// orca-lb with these settings, under this name (`orca-lb`, or
     /// `orca-lb/<variant>`).
     OrcaLb {
@@ -76,6 +87,7 @@ impl Policy {
             Policy::WrrOrca => "wrr_orca",
             Policy::Prequal => "prequal",
             Policy::C3 => "c3",
+            Policy::C3Part { name, .. } => name,
             Policy::OrcaLb { name, .. } => name,
             Policy::Limit => "limit",
         }
@@ -120,6 +132,8 @@ impl Policy {
             let name = if name == "tonic" { "random" } else { name };
             let found: Vec<Policy> = if name == "all" {
                 all.clone()
+            } else if let Some(p) = Self::experiment(name) {
+                vec![p]
             } else {
                 let p = all.iter().find(|p| p.name() == name).ok_or_else(|| {
                     let known: Vec<_> = all.iter().map(Policy::name).collect();
@@ -137,6 +151,23 @@ impl Policy {
             return Err("no policy given".into());
         }
         Ok(out)
+    }
+
+    /// The experimental policies, named only.
+    fn experiment(name: &str) -> Option<Policy> {
+        match name {
+            "c3/p2c" => Some(Policy::C3Part {
+                name: "c3/p2c",
+                two_choices: true,
+                compensation: true,
+            }),
+            "c3/no-compensation" => Some(Policy::C3Part {
+                name: "c3/no-compensation",
+                two_choices: false,
+                compensation: false,
+            }),
+            _ => None,
+        }
     }
 
     /// Whether this is the central-queue oracle, which has no clients.
@@ -162,6 +193,14 @@ impl Policy {
             Policy::WrrOrca => Box::new(Wrr::new(backends, seed, clock, oob_period)),
             Policy::Prequal => Box::new(Prequal::new(backends, seed)),
             Policy::C3 => Box::new(C3::new(backends, seed, clients)),
+            Policy::C3Part {
+                two_choices,
+                compensation,
+                ..
+            } => {
+                let n = if *compensation { clients } else { 0 };
+                Box::new(C3::new(backends, seed, n).with_two_choices(*two_choices))
+            }
             Policy::OrcaLb { config, .. } => {
                 Box::new(OrcaLb::new(backends, clients, seed, clock, config))
             }

@@ -280,3 +280,16 @@ fn pick_compensation_scales_with_the_other_clients() {
     let (plain, comp) = run(32);
     assert_ne!(plain, comp, "31 other clients");
 }
+
+#[test]
+fn c3_parts_run_by_name_only() {
+    let s = shortened("s4_many_clients.toml", 0.05);
+    let names: Vec<String> = Policy::parse_list("c3/p2c,c3/no-compensation", &s)
+        .unwrap()
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect();
+    assert_eq!(names, ["c3/p2c", "c3/no-compensation"]);
+    assert!(!Policy::all(&s).iter().any(|p| p.name().starts_with("c3/")));
+    assert!(Policy::parse_list("c3/nope", &s).is_err());
+}

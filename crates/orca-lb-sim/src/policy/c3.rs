@@ -47,15 +47,25 @@ pub(crate) struct C3 {
     rng: SmallRng,
     clients: f64,
     backends: Vec<Feedback>,
+    /// Rank two random backends instead of all (an experiment).
+    two_choices: bool,
 }
 
 impl C3 {
+    /// `clients` is `n`; 0 leaves the compensation out.
     pub(crate) fn new(len: usize, seed: u64, clients: u32) -> Self {
         Self {
             rng: SmallRng::seed_from_u64(seed),
-            clients: f64::from(clients.max(1)),
+            clients: f64::from(clients),
             backends: vec![Feedback::default(); len],
+            two_choices: false,
         }
+    }
+
+    /// Ranks two distinct random backends per pick instead of all.
+    pub(crate) fn with_two_choices(mut self, two: bool) -> Self {
+        self.two_choices = two;
+        self
     }
 
     fn score(&self, f: &Feedback) -> f64 {
@@ -73,15 +83,24 @@ impl Client for C3 {
             return None;
         }
         let start = self.rng.random_range(0..len);
-        let mut best = (f64::INFINITY, start);
-        for k in 0..len {
-            let i = (start + k) % len;
-            let s = self.score(&self.backends[i]);
-            if s < best.0 {
-                best = (s, i);
+        let backend = if self.two_choices && len > 1 {
+            let other = (start + self.rng.random_range(1..len)) % len;
+            let (a, b) = (
+                self.score(&self.backends[start]),
+                self.score(&self.backends[other]),
+            );
+            if b < a { other } else { start }
+        } else {
+            let mut best = (f64::INFINITY, start);
+            for k in 0..len {
+                let i = (start + k) % len;
+                let s = self.score(&self.backends[i]);
+                if s < best.0 {
+                    best = (s, i);
+                }
             }
-        }
-        let backend = best.1;
+            best.1
+        };
         self.backends[backend].outstanding += 1;
         Some(Pick {
             backend,
@@ -149,5 +168,28 @@ mod tests {
         assert_eq!(c.backends[1].outstanding, 0);
         let r = c.backends[1].response.unwrap();
         assert!((r - (0.9 * 0.04 + 0.1 * 0.03)).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn two_choices_never_take_the_worst_and_not_always_the_best() {
+        let mut c = C3::new(3, 4, 1).with_two_choices(true);
+        for (i, q) in [0.0, 2.0, 5.0].into_iter().enumerate() {
+            c.backends[i].service = Some(0.01);
+            c.backends[i].queue = q;
+        }
+        let mut picked = [0u32; 3];
+        for _ in 0..300 {
+            let b = c.pick(false, 0).unwrap().backend;
+            c.backends[b].outstanding -= 1;
+            picked[b] += 1;
+        }
+        assert_eq!(picked[2], 0, "the worst loses every pair it is in");
+        assert!(
+            picked[1] > 0,
+            "the middle one wins the pairs without the best"
+        );
+        // Ranking all always takes the best.
+        c.two_choices = false;
+        assert_eq!(c.pick(false, 0).unwrap().backend, 0);
     }
 }
