@@ -169,6 +169,12 @@ fn run_all(args: &Args) -> Result<(), String> {
             p.name()
         ));
     }
+    if scenario.mixed_with.is_some() || !scenario.client_weights.is_empty() {
+        return Err(format!(
+            "{}: mixed fleets (mixed_with) and client_weights are not run by the harness yet (the simulator runs them)",
+            scenario.name
+        ));
+    }
     let wrr = WrrConfig::default()
         .with_blackout_period(WrrConfig::default().blackout_period.mul_f64(time_scale));
     let settings = Settings { wrr };

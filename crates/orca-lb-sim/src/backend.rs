@@ -1,5 +1,7 @@
 //! A simulated backend: worker slots, a FIFO queue, and the load it reports.
 
+mod latency_by_rif;
+
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -12,6 +14,8 @@ use orca_lb_core::load_model::{
 use crate::call::CallRef;
 use crate::clock::{Clock, Nanos};
 use crate::service_time::{Draw, ServiceTime};
+
+use self::latency_by_rif::LatencyByRif;
 
 /// How often the server's sampler advances the rate window, as
 /// `orca-lb-server` does by default.
@@ -28,6 +32,10 @@ pub(crate) struct Job {
     pub(crate) draw: Draw,
     /// How long it stays open, for a stream; 0 for a unary call.
     pub(crate) stream_for: Nanos,
+    /// When it reached the server (set on arrival).
+    pub(crate) arrived: Nanos,
+    /// Calls in flight at the server when it arrived, itself excluded.
+    pub(crate) rif: u32,
 }
 
 /// One backend, counting what `orca-lb-server` counts: calls in flight
@@ -57,6 +65,8 @@ pub(crate) struct Backend {
     totals: Totals,
     window: RateWindow,
     service_time: ServiceTimeEwma,
+    /// Recent latencies by calls in flight, for probes.
+    latency_by_rif: LatencyByRif,
 }
 
 impl Backend {
@@ -79,6 +89,7 @@ impl Backend {
             totals: Totals::default(),
             window: RateWindow::new(load_model::DEFAULT_WINDOW, clock.at(0)),
             service_time: ServiceTimeEwma::new(load_model::DEFAULT_SERVICE_TIME_DECAY),
+            latency_by_rif: LatencyByRif::new(),
         }
     }
 
@@ -96,6 +107,25 @@ impl Backend {
     /// speed.
     pub(crate) fn service_time(&self, draw: Draw) -> Nanos {
         (self.service.sample_secs(draw) * self.speed * 1e9).round() as Nanos
+    }
+
+    /// Calls in flight now (queued ones and streams included).
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// A unary call that arrived at `job.arrived` to `job.rif` calls in
+    /// flight is answered at `now`: its latency at the server is kept for
+    /// probes.
+    pub(crate) fn record_latency(&mut self, job: &Job, now: Nanos) {
+        self.latency_by_rif
+            .record(job.rif, now.saturating_sub(job.arrived));
+    }
+
+    /// A probe's answer: calls in flight now and the latency recently seen
+    /// at that many (`None` before any call was answered).
+    pub(crate) fn probe(&self) -> (u32, Option<Nanos>) {
+        (self.in_flight, self.latency_by_rif.estimate(self.in_flight))
     }
 
     /// A call arrived (the layer's `call_started`).
@@ -221,6 +251,8 @@ mod tests {
             t0: 0,
             draw: Draw { u1: 0.5, u2: 0.5 },
             stream_for: 0,
+            arrived: 0,
+            rif: 0,
         };
         b.enqueue(job, 0);
         // One ends after 1 s of service.

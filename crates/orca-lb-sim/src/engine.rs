@@ -68,6 +68,15 @@ enum Ev {
     },
     /// The spread of open streams is due for a sample (after a scale-out).
     Balance,
+    /// A client's probe reaches a backend (Prequal).
+    ProbeArrive { client: usize, backend: usize },
+    /// A probe's answer reaches its client.
+    ProbeReply {
+        client: usize,
+        backend: usize,
+        rif: u32,
+        latency: Option<Nanos>,
+    },
     /// A client's periodic upkeep.
     Tick { client: usize, every: Nanos },
     /// A client's out-of-band reports are due.
@@ -98,6 +107,10 @@ pub(crate) struct Run<'a> {
     queue: EventQueue<Ev>,
     backends: Vec<Backend>,
     clients: Vec<Box<dyn Client>>,
+    /// Cumulative call-rate weights of the clients, when not all equal.
+    client_weights: Option<Vec<f64>>,
+    /// Backends a client probes after a pick (reused).
+    probe_targets: Vec<usize>,
     /// The limit's queue; `None` when clients balance.
     central: Option<CentralQueue>,
     calls: Calls,
@@ -135,8 +148,26 @@ impl<'a> Run<'a> {
             (Vec::new(), Some(CentralQueue::new(&backends)))
         } else {
             let oob = scenario.sim.oob_period_ms.map(crate::clock::millis);
-            let clients: Vec<Box<dyn Client>> = (0..scenario.clients as u64)
-                .map(|c| policy.client(present, seed_for(seed, 1000 + c), clock, oob))
+            let mixed = scenario.mixed_with.as_ref().map(|name| {
+                Policy::parse_list(name, scenario)
+                    .expect("checked by Scenario::validate")
+                    .remove(0)
+            });
+            let k = u64::from(scenario.mixed_clients());
+            let clients: Vec<Box<dyn Client>> = (0..u64::from(scenario.clients))
+                .map(|c| {
+                    let p = match &mixed {
+                        Some(m) if c < k => m,
+                        _ => policy,
+                    };
+                    p.client(
+                        present,
+                        scenario.clients,
+                        seed_for(seed, 1000 + c),
+                        clock,
+                        oob,
+                    )
+                })
                 .collect();
             for (c, client) in clients.iter().enumerate() {
                 // Each client's tasks start at their own phase.
@@ -149,7 +180,18 @@ impl<'a> Run<'a> {
             }
             (clients, None)
         };
-        let reads_reports = clients.first().is_some_and(|c| c.reads_reports());
+        let reads_reports = clients.iter().any(|c| c.reads_reports());
+        let client_weights = (!scenario.client_weights.is_empty()).then(|| {
+            let mut sum = 0.0;
+            scenario
+                .client_rate_weights()
+                .into_iter()
+                .map(|w| {
+                    sum += w;
+                    sum
+                })
+                .collect()
+        });
         let mut arrivals = SmallRng::seed_from_u64(seed_for(seed, 1));
         let mut stream_arrivals = SmallRng::seed_from_u64(seed_for(seed, 2));
         // Each process's first call comes one inter-arrival time in.
@@ -169,12 +211,26 @@ impl<'a> Run<'a> {
             queue.push(at, Ev::Balance);
         }
         let end = scenario.end();
-        let measurements = Measurements::for_scenario(scenario);
+        let mut measurements = Measurements::for_scenario(scenario);
+        if let Some(other) = &scenario.mixed_with
+            && !policy.is_limit()
+        {
+            let k = scenario.mixed_clients();
+            measurements.split_clients(
+                [
+                    format!("{other} ({k} clients)"),
+                    format!("{} ({} clients)", policy.name(), scenario.clients - k),
+                ],
+                k,
+            );
+        }
         Self {
             scenario,
             queue,
             backends,
             clients,
+            client_weights,
+            probe_targets: Vec::new(),
             central,
             calls: Calls::default(),
             deadlines: VecDeque::new(),
@@ -264,6 +320,24 @@ impl<'a> Run<'a> {
                     self.queue.push(next, Ev::Balance);
                 }
             }
+            Ev::ProbeArrive { client, backend } => {
+                let (rif, latency) = self.backends[backend].probe();
+                self.queue.push(
+                    now + self.delay,
+                    Ev::ProbeReply {
+                        client,
+                        backend,
+                        rif,
+                        latency,
+                    },
+                );
+            }
+            Ev::ProbeReply {
+                client,
+                backend,
+                rif,
+                latency,
+            } => self.clients[client].probe_reply(backend, rif, latency, now),
             Ev::Tick { client, every } => {
                 self.clients[client].tick(now);
                 self.queue.push(now + every, Ev::Tick { client, every });
@@ -289,7 +363,16 @@ impl<'a> Run<'a> {
 
     fn on_arrival(&mut self, now: Nanos) {
         let rng = &mut self.arrivals;
-        let client = rng.random_range(0..self.scenario.clients as usize);
+        let client = match &self.client_weights {
+            None => rng.random_range(0..self.scenario.clients as usize),
+            Some(cumulative) => {
+                let total = cumulative.last().copied().unwrap_or(1.0);
+                let u = rng.random::<f64>() * total;
+                cumulative
+                    .partition_point(|&c| c <= u)
+                    .min(cumulative.len() - 1)
+            }
+        };
         let draw = Draw::new(rng);
         let next = now + exp_gap(rng, self.scenario.rate);
         if next < self.end {
@@ -331,13 +414,16 @@ impl<'a> Run<'a> {
             ),
             Some(_) => (Route::CentralQueue, false),
             None => match self.clients[client].pick(stream, now) {
-                Some(p) => (Route::Backend(backend_index(p.backend)), p.probe),
+                Some(p) => {
+                    self.send_probes(now, client);
+                    (Route::Backend(backend_index(p.backend)), p.probe)
+                }
                 None => {
                     // No endpoint available: UNAVAILABLE at once.
                     if stream {
                         self.measurements.stream_ended(now, true);
                     } else {
-                        self.measurements.concluded(now, None);
+                        self.measurements.concluded_by(client as u32, now, None);
                     }
                     return;
                 }
@@ -355,6 +441,8 @@ impl<'a> Run<'a> {
             t0: now,
             draw,
             stream_for,
+            arrived: 0,
+            rif: 0,
         };
         if !stream {
             self.deadlines.push_back((now + self.deadline, call));
@@ -372,9 +460,21 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn on_server_arrive(&mut self, now: Nanos, backend: usize, job: Job) {
+    /// The probes `client` sends after a pick leave now.
+    fn send_probes(&mut self, now: Nanos, client: usize) {
+        self.probe_targets.clear();
+        self.clients[client].probes(now, &mut self.probe_targets);
+        for &backend in &self.probe_targets {
+            self.queue
+                .push(now + self.delay, Ev::ProbeArrive { client, backend });
+        }
+    }
+
+    fn on_server_arrive(&mut self, now: Nanos, backend: usize, mut job: Job) {
         let stream = job.stream_for > 0;
         let b = &mut self.backends[backend];
+        job.arrived = now;
+        job.rif = b.in_flight();
         b.call_started(stream);
         if b.fail_fast {
             self.queue
@@ -443,6 +543,7 @@ impl<'a> Run<'a> {
         let b = &mut self.backends[backend];
         b.end_service(service, now);
         b.call_finished(false, false);
+        b.record_latency(&job, now);
         self.respond(now, backend, job, false);
         self.worker_freed(now, backend);
     }
@@ -536,7 +637,7 @@ impl<'a> Run<'a> {
             self.measurements.stream_ended(call.t0, failed);
         } else {
             self.measurements
-                .concluded(call.t0, (!failed).then_some(latency));
+                .concluded_by(call.client, call.t0, (!failed).then_some(latency));
         }
         // Only a client's balancer picked the backend; the limit's calls
         // have no client to tell.
@@ -565,7 +666,7 @@ impl<'a> Run<'a> {
         let Some(call) = self.calls.remove(r) else {
             return;
         };
-        self.measurements.concluded(call.t0, None);
+        self.measurements.concluded_by(call.client, call.t0, None);
         if let (Some(client), Route::Backend(backend)) =
             (self.clients.get_mut(call.client as usize), call.route)
         {

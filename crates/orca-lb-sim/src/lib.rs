@@ -32,6 +32,10 @@
 //! [`EjectionBudget`](orca_lb_core::EjectionBudget) and the fleet medians,
 //! composed as `orca-lb-client` composes them. The peers are the core's
 //! baselines ([`Policy`] lists them). Nothing of a policy is copied here.
+//! Two peers have no production counterpart and live in this crate:
+//! Prequal (probes answered by the backends with their requests in flight
+//! and recent latency at that load, as messages with the network delay) and
+//! C3's replica ranking.
 //!
 //! **Backends** have `c` workers and a FIFO queue, draw service times from a
 //! [`ServiceTime`] distribution scaled by a speed that scripted events
@@ -42,7 +46,9 @@
 //! [`orca_lb_core::load_model`], driven in virtual time: nothing of the
 //! server is copied here either.
 //!
-//! **Clients** send an open-loop Poisson stream of calls, split evenly. A
+//! **Clients** send an open-loop Poisson stream of calls, split evenly or
+//! by the scenario's `client_weights`; in a mixed fleet (`mixed_with`) some
+//! of them run another policy. A
 //! call has a deadline, at which its client counts an error. The server lets
 //! go of it when the deadline reaches it, as a tonic server does: a call
 //! still queued is dropped when it reaches the head, a call in service is cut
@@ -109,11 +115,12 @@ pub use clock::{MILLISECOND, Nanos, SECOND};
 pub use erlang::{ErlangC, erlang_c};
 pub use policy::{PEERS, Policy};
 pub use results::{
-    BackendStats, Balance, FiredEvent, LatencyStats, PolicyResult, Quantiles, Results, StreamStats,
+    BackendStats, Balance, ClientGroupStats, FiredEvent, LatencyStats, PolicyResult, Quantiles,
+    Results, StreamStats,
 };
 pub use scenario::{
-    Action, BackendGroup, Bar, BarWindow, Event, OrcaConfig, OrcaOverrides, Scenario, SimSettings,
-    Streams, Variant,
+    Action, BackendGroup, Bar, BarWindow, Event, HerdingExperiment, OrcaConfig, OrcaOverrides,
+    Scenario, SimSettings, Streams, Variant,
 };
 pub use service_time::{Draw, ServiceTime};
 

@@ -2,7 +2,8 @@
 
 use crate::clock::{Nanos, SECOND, to_millis, to_secs};
 use crate::results::{
-    BackendStats, Balance, FiredEvent, LatencyStats, PolicyResult, Quantiles, StreamStats,
+    BackendStats, Balance, ClientGroupStats, FiredEvent, LatencyStats, PolicyResult, Quantiles,
+    StreamStats,
 };
 use crate::scenario::Scenario;
 
@@ -40,6 +41,10 @@ pub(crate) struct Measurements {
     pub(crate) fired: Vec<FiredEvent>,
     /// Runs merged into this one.
     runs: u32,
+    /// A mixed fleet's two groups of clients: clients below `split_at` are
+    /// the first group. Empty otherwise.
+    groups: Vec<(String, Latencies)>,
+    split_at: u32,
 }
 
 #[derive(Debug, Default)]
@@ -116,7 +121,19 @@ impl Measurements {
             }),
             fired: Vec::new(),
             runs: 1,
+            groups: Vec::new(),
+            split_at: 0,
         }
+    }
+
+    /// Measures the clients below `split_at` and the others apart too,
+    /// under these names.
+    pub(crate) fn split_clients(&mut self, names: [String; 2], split_at: u32) {
+        self.groups = names
+            .into_iter()
+            .map(|n| (n, Latencies::default()))
+            .collect();
+        self.split_at = split_at;
     }
 
     /// Adds another run of the same scenario (another seed): its calls,
@@ -127,6 +144,10 @@ impl Measurements {
         self.measured.errors += other.measured.errors;
         self.in_window.ok.extend(other.in_window.ok);
         self.in_window.errors += other.in_window.errors;
+        for (a, b) in self.groups.iter_mut().zip(other.groups) {
+            a.1.ok.extend(b.1.ok);
+            a.1.errors += b.1.errors;
+        }
         let add = |a: &mut Vec<u64>, b: Vec<u64>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
         add(&mut self.sent, other.sent);
         add(&mut self.busy, other.busy);
@@ -177,6 +198,21 @@ impl Measurements {
         }
         if self.window.is_some_and(|(a, b)| (a..b).contains(&t0)) {
             add(&mut self.in_window);
+        }
+    }
+
+    /// A unary call of `client` meant for `t0` ended: as
+    /// [`concluded`](Self::concluded), and counted in the client's group
+    /// if the clients are split.
+    pub(crate) fn concluded_by(&mut self, client: u32, t0: Nanos, latency: Option<Nanos>) {
+        self.concluded(t0, latency);
+        if self.groups.is_empty() || !self.in_measure(t0) {
+            return;
+        }
+        let g = &mut self.groups[usize::from(client >= self.split_at)].1;
+        match latency {
+            Some(x) => g.ok.push(x),
+            None => g.errors += 1,
         }
     }
 
@@ -304,6 +340,14 @@ impl Measurements {
             .collect();
         let deadline = self.deadline;
         let cdf = cdf(&self.measured, deadline);
+        let client_groups = self
+            .groups
+            .into_iter()
+            .map(|(name, l)| ClientGroupStats {
+                name,
+                stats: stats(l, deadline),
+            })
+            .collect();
         PolicyResult {
             policy: policy.to_owned(),
             measure: stats(self.measured, deadline),
@@ -318,6 +362,7 @@ impl Measurements {
             recovery_s,
             events: self.fired,
             cdf,
+            client_groups,
         }
     }
 }

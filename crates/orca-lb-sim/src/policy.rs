@@ -1,7 +1,9 @@
 //! The policies a run compares, each driven through one client interface.
 
+mod c3;
 mod orca;
 mod peak_ewma;
+mod prequal;
 mod simple;
 mod wrr;
 
@@ -9,8 +11,10 @@ use std::fmt;
 
 use orca_lb_core::LoadReport;
 
+pub(crate) use self::c3::C3;
 pub(crate) use self::orca::OrcaLb;
 pub(crate) use self::peak_ewma::PeakEwmaP2c;
+pub(crate) use self::prequal::Prequal;
 pub(crate) use self::simple::{LeastRequestP2c, Random, RoundRobin};
 pub(crate) use self::wrr::Wrr;
 use crate::clock::{Clock, Nanos};
@@ -32,6 +36,23 @@ pub enum Policy {
     /// gRPC's `weighted_round_robin` on ORCA reports (`baseline::WrrWeight`
     /// and `EdfScheduler`).
     WrrOrca,
+    /// Prequal: probes of requests in flight and latency, hot-cold
+    /// lexicographic pick.
+    Prequal,
+    /// C3: replica ranking with a cubic queue term and concurrency
+    /// compensation (without its rate control).
+    C3,
+    /// C3's ranking taken apart, to see which of its parts matters (not in
+    /// `all`; by name only): `c3/p2c` ranks two random backends instead of
+    /// all, `c3/no-compensation` leaves out `os * n`.
+    C3Part {
+        /// Shown in results.
+        name: &'static str,
+        /// Rank two random backends, not all.
+        two_choices: bool,
+        /// Count this client's outstanding calls times the clients.
+        compensation: bool,
+    },
     /// orca-lb with these settings, under this name (`orca-lb`, or
     /// `orca-lb/<variant>`).
     OrcaLb {
@@ -45,7 +66,15 @@ pub enum Policy {
 }
 
 /// The peers' names, in the order results show them.
-pub const PEERS: [&str; 5] = ["rr", "random", "p2c_lr", "p2c_peakewma", "wrr_orca"];
+pub const PEERS: [&str; 7] = [
+    "rr",
+    "random",
+    "p2c_lr",
+    "p2c_peakewma",
+    "wrr_orca",
+    "prequal",
+    "c3",
+];
 
 impl Policy {
     /// The name results show.
@@ -56,6 +85,9 @@ impl Policy {
             Policy::P2cLr => "p2c_lr",
             Policy::P2cPeakEwma => "p2c_peakewma",
             Policy::WrrOrca => "wrr_orca",
+            Policy::Prequal => "prequal",
+            Policy::C3 => "c3",
+            Policy::C3Part { name, .. } => name,
             Policy::OrcaLb { name, .. } => name,
             Policy::Limit => "limit",
         }
@@ -70,6 +102,8 @@ impl Policy {
             Policy::P2cLr,
             Policy::P2cPeakEwma,
             Policy::WrrOrca,
+            Policy::Prequal,
+            Policy::C3,
             Policy::orca(scenario),
         ];
         let base = scenario.orca_config();
@@ -98,6 +132,8 @@ impl Policy {
             let name = if name == "tonic" { "random" } else { name };
             let found: Vec<Policy> = if name == "all" {
                 all.clone()
+            } else if let Some(p) = Self::experiment(name) {
+                vec![p]
             } else {
                 let p = all.iter().find(|p| p.name() == name).ok_or_else(|| {
                     let known: Vec<_> = all.iter().map(Policy::name).collect();
@@ -117,15 +153,34 @@ impl Policy {
         Ok(out)
     }
 
+    /// The experimental policies, named only.
+    fn experiment(name: &str) -> Option<Policy> {
+        match name {
+            "c3/p2c" => Some(Policy::C3Part {
+                name: "c3/p2c",
+                two_choices: true,
+                compensation: true,
+            }),
+            "c3/no-compensation" => Some(Policy::C3Part {
+                name: "c3/no-compensation",
+                two_choices: false,
+                compensation: false,
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether this is the central-queue oracle, which has no clients.
     pub fn is_limit(&self) -> bool {
         matches!(self, Policy::Limit)
     }
 
-    /// One client's instance of the policy over `backends` endpoints.
+    /// One client's instance of the policy over `backends` endpoints, in a
+    /// fleet of `clients`.
     pub(crate) fn client(
         &self,
         backends: usize,
+        clients: u32,
         seed: u64,
         clock: Clock,
         oob_period: Option<Nanos>,
@@ -136,7 +191,19 @@ impl Policy {
             Policy::P2cLr => Box::new(LeastRequestP2c::new(backends, seed)),
             Policy::P2cPeakEwma => Box::new(PeakEwmaP2c::new(backends, seed, clock)),
             Policy::WrrOrca => Box::new(Wrr::new(backends, seed, clock, oob_period)),
-            Policy::OrcaLb { config, .. } => Box::new(OrcaLb::new(backends, seed, clock, config)),
+            Policy::Prequal => Box::new(Prequal::new(backends, seed)),
+            Policy::C3 => Box::new(C3::new(backends, seed, clients)),
+            Policy::C3Part {
+                two_choices,
+                compensation,
+                ..
+            } => {
+                let n = if *compensation { clients } else { 0 };
+                Box::new(C3::new(backends, seed, n).with_two_choices(*two_choices))
+            }
+            Policy::OrcaLb { config, .. } => {
+                Box::new(OrcaLb::new(backends, clients, seed, clock, config))
+            }
             Policy::Limit => unreachable!("the limit has no clients"),
         }
     }
@@ -206,4 +273,12 @@ pub(crate) trait Client {
     /// Backends joined the fleet: there are `len` now (never fewer than
     /// before), the new ones last, first known at `now`.
     fn grow(&mut self, len: usize, now: Nanos);
+
+    /// The backends to probe now, after a pick at `now`, pushed onto `out`
+    /// (Prequal); none by default.
+    fn probes(&mut self, _now: Nanos, _out: &mut Vec<usize>) {}
+
+    /// A probe's answer from `backend`: its calls in flight and the latency
+    /// it recently saw at that many (`None`: no call answered yet).
+    fn probe_reply(&mut self, _backend: usize, _rif: u32, _latency: Option<Nanos>, _now: Nanos) {}
 }

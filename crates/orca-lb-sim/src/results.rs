@@ -82,6 +82,19 @@ pub struct PolicyResult {
     /// The latency distribution of all measured calls (errors at the
     /// deadline): `[latency ms, fraction at or below]`.
     pub cdf: Vec<[f64; 2]>,
+    /// In a mixed fleet, the calls of each group of clients apart: the
+    /// other policy's clients first. Empty otherwise.
+    #[serde(default)]
+    pub client_groups: Vec<ClientGroupStats>,
+}
+
+/// The measured calls of one group of clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientGroupStats {
+    /// The group's policy and size, as `rr (16 clients)`.
+    pub name: String,
+    /// Its calls.
+    pub stats: LatencyStats,
 }
 
 /// Latency and errors of a set of calls.

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::orca::{OrcaConfig, OrcaOverrides, Variant};
+pub use self::orca::{HerdingExperiment, OrcaConfig, OrcaOverrides, Variant};
 use crate::ServiceTime;
 use crate::clock::{Nanos, millis, secs};
 
@@ -53,9 +53,27 @@ pub struct Scenario {
     /// process on an absolute schedule.
     pub rate: f64,
     /// Independent clients, each with its own balancer; the rate is split
-    /// evenly between them.
+    /// between them by [`client_weights`](Self::client_weights), evenly by
+    /// default.
     #[serde(default = "one")]
     pub clients: u32,
+    /// Relative call rates of the first clients, in client order; a client
+    /// not listed weighs 1. `[31.0]` with 32 clients gives client 0 half of
+    /// the calls and the other 31 the rest, evenly. Empty (the default):
+    /// every client the same.
+    #[serde(default)]
+    pub client_weights: Vec<f64>,
+    /// Another policy that a part of the clients run on the same backends
+    /// (a mixed fleet), by name as `--policies` takes it (`rr`, `p2c_lr`,
+    /// ...; not `limit`). The first `round(clients * mixed_fraction)`
+    /// clients run it, the others the policy under test; results show the
+    /// two groups apart too.
+    #[serde(default)]
+    pub mixed_with: Option<String>,
+    /// The fraction of the clients that run [`mixed_with`](Self::mixed_with),
+    /// in (0, 1). Default 0.5.
+    #[serde(default = "half")]
+    pub mixed_fraction: f64,
     /// Per-call deadline, propagated to the server.
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: f64,
@@ -240,6 +258,10 @@ fn one() -> u32 {
     1
 }
 
+fn half() -> f64 {
+    0.5
+}
+
 fn default_deadline_ms() -> f64 {
     1000.0
 }
@@ -283,6 +305,42 @@ impl Scenario {
         }
         if self.clients == 0 {
             return Err("clients must be at least 1".into());
+        }
+        if self.client_weights.len() > self.clients as usize {
+            return Err(format!(
+                "client_weights: {} weights for {} clients",
+                self.client_weights.len(),
+                self.clients
+            ));
+        }
+        if let Some(w) = self
+            .client_weights
+            .iter()
+            .find(|w| !(**w > 0.0 && w.is_finite()))
+        {
+            return Err(format!("client_weights must be positive numbers, got {w}"));
+        }
+        if let Some(name) = &self.mixed_with {
+            if !(self.mixed_fraction > 0.0 && self.mixed_fraction < 1.0) {
+                return Err(format!(
+                    "mixed_fraction must be in (0, 1), got {}",
+                    self.mixed_fraction
+                ));
+            }
+            let policies =
+                crate::Policy::parse_list(name, self).map_err(|e| format!("mixed_with: {e}"))?;
+            if policies.len() != 1 || policies[0].is_limit() {
+                return Err(format!(
+                    "mixed_with must name one policy other than the limit, got {name:?}"
+                ));
+            }
+            let k = self.mixed_clients();
+            if k == 0 || k == self.clients {
+                return Err(format!(
+                    "mixed_fraction {} of {} clients leaves one group empty",
+                    self.mixed_fraction, self.clients
+                ));
+            }
         }
         let n = self.backend_count();
         if n < 1 {
@@ -338,6 +396,22 @@ impl Scenario {
             v.config(&self.orca_config()).validate()?;
         }
         Ok(())
+    }
+
+    /// How many clients run [`mixed_with`](Self::mixed_with) (the first
+    /// ones); 0 without a mixed fleet.
+    pub fn mixed_clients(&self) -> u32 {
+        if self.mixed_with.is_none() {
+            return 0;
+        }
+        (f64::from(self.clients) * self.mixed_fraction).round() as u32
+    }
+
+    /// Each client's relative call rate, in client order.
+    pub fn client_rate_weights(&self) -> Vec<f64> {
+        (0..self.clients as usize)
+            .map(|c| self.client_weights.get(c).copied().unwrap_or(1.0))
+            .collect()
     }
 
     /// The number of backends.

@@ -283,3 +283,126 @@ fn joining_backends_must_come_last() {
         "{err}"
     );
 }
+
+#[test]
+fn client_weights_give_client_zero_half_the_calls() {
+    // Two backends, two clients; client 0 weighs 3, client 1 weighs 1. In a
+    // mixed fleet client 0 runs `random` and client 1 round robin, so the
+    // groups' call counts are the weights' split.
+    let s = Scenario::parse(
+        r#"
+        name = "skew"
+        rate = 400.0
+        clients = 2
+        client_weights = [3.0]
+        mixed_with = "random"
+        warm_up_s = 1.0
+        measure_s = 20.0
+        [[backends]]
+        count = 2
+        capacity = 4
+        service_time = { kind = "exponential", mean_ms = 5.0 }
+        "#,
+    )
+    .unwrap();
+    let r = simulate(&s, &[Policy::Rr, Policy::Limit], 3);
+    let rr = r.policy("rr").unwrap();
+    let names: Vec<&str> = rr.client_groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["random (1 clients)", "rr (1 clients)"]);
+    let calls: Vec<u64> = rr.client_groups.iter().map(|g| g.stats.calls).collect();
+    assert_eq!(calls[0] + calls[1], rr.measure.calls);
+    let share = calls[0] as f64 / rr.measure.calls as f64;
+    assert!((share - 0.75).abs() < 0.02, "client 0 share {share}");
+    assert!(r.policy("limit").unwrap().client_groups.is_empty());
+}
+
+#[test]
+fn bad_mixed_fleets_and_weights_are_refused() {
+    let base = |extra: &str| {
+        format!(
+            "name = \"x\"\nrate = 10.0\nclients = 4\n{extra}\nwarm_up_s = 1.0\nmeasure_s = 1.0\n\
+             [[backends]]\ncapacity = 1\nservice_time = {{ kind = \"exponential\", mean_ms = 5.0 }}\n"
+        )
+    };
+    for (extra, says) in [
+        ("mixed_with = \"nope\"", "mixed_with"),
+        ("mixed_with = \"limit\"", "mixed_with"),
+        (
+            "mixed_with = \"rr\"\nmixed_fraction = 1.0",
+            "mixed_fraction",
+        ),
+        (
+            "mixed_with = \"rr\"\nmixed_fraction = 0.1",
+            "mixed_fraction",
+        ),
+        (
+            "client_weights = [1.0, 2.0, 3.0, 4.0, 5.0]",
+            "client_weights",
+        ),
+        ("client_weights = [0.0]", "client_weights"),
+    ] {
+        let e = Scenario::parse(&base(extra)).unwrap_err();
+        assert!(e.contains(says), "{extra}: {e}");
+    }
+    assert!(Scenario::parse(&base("mixed_with = \"c3\"")).is_ok());
+}
+
+#[test]
+fn prequal_and_c3_keep_the_slow_backend_below_its_even_share() {
+    // S4h: backend 0 is 4x slower; an even split would send it 12.5 % and
+    // overload it. Both peers must send it less than half of that, with no
+    // errors, the same numbers for the same seed.
+    let s = shortened("s4h_many_clients_hetero.toml", 0.15);
+    let policies = Policy::parse_list("prequal,c3", &s).unwrap();
+    let r = simulate(&s, &policies, 2);
+    for p in &r.policies {
+        assert!(
+            p.backends[0].share < 0.0625,
+            "{}: {:?}",
+            p.policy,
+            p.backends[0]
+        );
+        assert_eq!(p.measure.errors, 0, "{}", p.policy);
+    }
+    assert_eq!(simulate(&s, &policies, 2).policies, r.policies);
+}
+
+#[test]
+fn pick_compensation_scales_with_the_other_clients() {
+    // The compensation counts `w * (n - 1)` calls per own pick: with one
+    // client it is nothing, and the variant runs exactly as orca-lb; with
+    // 32 clients it changes where calls go.
+    let variant = "\n[[sim.variants]]\nname = \"comp\"\nset = { pick_compensation = 1.0 }\n";
+    let text = |clients: u32| {
+        format!(
+            "name = \"c\"\nrate = 600.0\nclients = {clients}\nwarm_up_s = 1.0\nmeasure_s = 4.0\n\
+             [[backends]]\ncount = 4\ncapacity = 4\n\
+             service_time = {{ kind = \"exponential\", mean_ms = 20.0 }}\n{variant}"
+        )
+    };
+    let run = |clients: u32| {
+        let s = Scenario::parse(&text(clients)).unwrap();
+        let policies = Policy::parse_list("orca-lb,orca-lb/comp", &s).unwrap();
+        let r = simulate(&s, &policies, 5);
+        let shares =
+            |i: usize| -> Vec<f64> { r.policies[i].backends.iter().map(|b| b.share).collect() };
+        (shares(0), shares(1))
+    };
+    let (plain, comp) = run(1);
+    assert_eq!(plain, comp, "no other client, no compensation");
+    let (plain, comp) = run(32);
+    assert_ne!(plain, comp, "31 other clients");
+}
+
+#[test]
+fn c3_parts_run_by_name_only() {
+    let s = shortened("s4_many_clients.toml", 0.05);
+    let names: Vec<String> = Policy::parse_list("c3/p2c,c3/no-compensation", &s)
+        .unwrap()
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect();
+    assert_eq!(names, ["c3/p2c", "c3/no-compensation"]);
+    assert!(!Policy::all(&s).iter().any(|p| p.name().starts_with("c3/")));
+    assert!(Policy::parse_list("c3/nope", &s).is_err());
+}

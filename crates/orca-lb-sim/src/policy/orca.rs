@@ -2,7 +2,7 @@
 
 use orca_lb_core::{
     Admission, BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalLoad,
-    Outcome, P2c, PickContext, Transition,
+    Outcome, P2c, PickContext, Score, Transition,
 };
 use std::time::Instant;
 
@@ -43,10 +43,21 @@ pub(crate) struct OrcaLb {
 
     /// The maintenance pass's buffers.
     samples: FleetSamples,
+    /// Clients in the fleet, as a report would carry it (for
+    /// [`HerdingExperiment`](crate::HerdingExperiment)).
+    clients: u32,
+    /// Per endpoint, this client's unary picks since its last report.
+    since_report: Vec<u32>,
 }
 
 impl OrcaLb {
-    pub(crate) fn new(len: usize, seed: u64, clock: Clock, config: &OrcaConfig) -> Self {
+    pub(crate) fn new(
+        len: usize,
+        clients: u32,
+        seed: u64,
+        clock: Clock,
+        config: &OrcaConfig,
+    ) -> Self {
         let start = clock.at(0);
         let endpoints = (0..len)
             .map(|_| EndpointPolicy::new(&config.score, config.breaker.clone(), start))
@@ -63,6 +74,8 @@ impl OrcaLb {
             panic: false,
             samples: FleetSamples::new(),
             config: config.clone(),
+            clients,
+            since_report: vec![0; len],
         }
     }
 
@@ -105,7 +118,9 @@ impl OrcaLb {
         now: Instant,
     ) -> Option<usize> {
         let (endpoints, local, started) = (&self.endpoints, &self.local, &self.started);
-        let (fleet, score, panic, clock) =
+        let (herding, since_report) = (self.config.herding, &self.since_report);
+        let others = f64::from(self.clients.saturating_sub(1));
+        let (fleet, score_config, panic, clock) =
             (&self.fleet, &self.config.score, self.panic, &self.clock);
         loop {
             let pick = PickContext {
@@ -113,7 +128,7 @@ impl OrcaLb {
                 warm_up: *warm_up,
                 panic,
                 fleet: *fleet,
-                score,
+                score: score_config,
                 now,
             };
             let score = |i: usize| {
@@ -121,11 +136,28 @@ impl OrcaLb {
                     return None;
                 }
                 let n = u128::from(local[i].in_flight);
-                let local = LocalLoad {
+                let mut local = LocalLoad {
                     in_flight_since: (n > 0).then(|| clock.at((started[i] / n) as Nanos)),
                     ..local[i]
                 };
-                endpoints[i].view().score(local, &pick)
+                if stream {
+                    return endpoints[i].view().score(local, &pick);
+                }
+                // The experiments: the other clients' expected picks since
+                // the report count as calls in flight; a cubic penalty on
+                // the backlog over the slots.
+                let extra = f64::from(since_report[i]) * herding.pick_compensation * others;
+                local.in_flight += extra.round() as u32;
+                let view = endpoints[i].view();
+                let score = view.score(local, &pick)?;
+                if herding.cubic_penalty == 0.0 || score == Score::ZERO {
+                    return Some(score);
+                }
+                let t = view.estimate.terms(local, fleet, score_config, now);
+                let over = t.backlog / t.capacity;
+                Some(Score::new(
+                    score.seconds() + herding.cubic_penalty * t.service_time * over * over * over,
+                ))
             };
             let chosen = if stream {
                 self.picker
@@ -142,6 +174,7 @@ impl OrcaLb {
 
     /// `Endpoint::on_report`: taken in with this client's load there now.
     fn on_report(&mut self, i: usize, report: &LoadReport, now: Nanos) {
+        self.since_report[i] = 0;
         let may_eject = self.may_eject();
         let t = self.endpoints[i].on_report(report, self.local[i], may_eject, self.clock.at(now));
         self.after(t);
@@ -170,6 +203,7 @@ impl Client for OrcaLb {
                     } else {
                         self.local[i].in_flight += 1;
                         self.started[i] += u128::from(at);
+                        self.since_report[i] += 1;
                     }
                     return Some(Pick { backend: i, probe });
                 }
@@ -257,6 +291,7 @@ impl Client for OrcaLb {
             ));
             self.local.push(LocalLoad::default());
             self.started.push(0);
+            self.since_report.push(0);
         }
         self.update_panic();
     }

@@ -65,6 +65,10 @@ pub fn table(results: &Results) -> String {
     latency_table(&mut out, results, false);
     out.push('\n');
     balance_table(&mut out, results);
+    if results.policies.iter().any(|p| !p.client_groups.is_empty()) {
+        out.push('\n');
+        groups_table(&mut out, results);
+    }
     if results.policies.iter().any(|p| p.streams.is_some()) {
         out.push('\n');
         stream_table(&mut out, results);
@@ -110,6 +114,33 @@ fn latency_table(out: &mut String, results: &Results, event: bool) {
             times(r(|s| s.all.p999_ms)),
             ms(s.success.p999_ms),
         );
+    }
+}
+
+/// A mixed fleet's groups of clients apart, whole measurement.
+fn groups_table(out: &mut String, results: &Results) {
+    let lim = limit(results).map(|l| l.measure.clone());
+    out.push_str("Each group of clients of the mixed fleet apart, whole measurement:\n\n");
+    out.push_str("| policy run | clients | p50 | p99 | p99.9 | errors | p50 / limit | p99 / limit | p99.9 / limit |\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
+    for p in &results.policies {
+        for g in &p.client_groups {
+            let s = &g.stats;
+            let r = |f: fn(&LatencyStats) -> f64| lim.as_ref().and_then(|l| ratio(f(s), f(l)));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                p.policy,
+                g.name,
+                ms(s.all.p50_ms),
+                ms(s.all.p99_ms),
+                ms(s.all.p999_ms),
+                pct(s.error_rate),
+                times(r(|s| s.all.p50_ms)),
+                times(r(|s| s.all.p99_ms)),
+                times(r(|s| s.all.p999_ms)),
+            );
+        }
     }
 }
 

@@ -26,6 +26,25 @@ pub struct OrcaConfig {
     pub maintenance_interval: Nanos,
     /// Out-of-band report period, if subscribed.
     pub oob_period: Option<Nanos>,
+    /// Experiments on herding between many clients, off by default.
+    pub herding: HerdingExperiment,
+}
+
+/// Experimental parts against herding between many clients, tried as
+/// `orca-lb/<variant>` only; the defaults turn them off.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HerdingExperiment {
+    /// Compensation for this client's own picks since the endpoint's last
+    /// report: each counts `pick_compensation * (n - 1)` calls more in the
+    /// backlog (rounded), `n` the number of clients the report says call
+    /// the endpoint: the calls the other clients, seeing the same picture,
+    /// are expected to have sent since. 0 turns it off.
+    pub pick_compensation: f64,
+    /// A nonlinear in-flight penalty: `cubic_penalty * service_time *
+    /// (backlog / capacity)^3` added to the score, so that an endpoint
+    /// whose expected backlog exceeds its slots costs much more. 0 turns it
+    /// off.
+    pub cubic_penalty: f64,
 }
 
 impl Default for OrcaConfig {
@@ -36,6 +55,7 @@ impl Default for OrcaConfig {
             ejection: EjectionBudget::default(),
             maintenance_interval: 50 * crate::clock::MILLISECOND,
             oob_period: None,
+            herding: HerdingExperiment::default(),
         }
     }
 }
@@ -51,6 +71,19 @@ impl OrcaConfig {
         }
         if self.oob_period == Some(0) {
             return Err("oob_period must be above zero".into());
+        }
+        let h = &self.herding;
+        if !(h.pick_compensation >= 0.0 && h.pick_compensation.is_finite()) {
+            return Err(format!(
+                "pick_compensation must be >= 0, got {}",
+                h.pick_compensation
+            ));
+        }
+        if !(h.cubic_penalty >= 0.0 && h.cubic_penalty.is_finite()) {
+            return Err(format!(
+                "cubic_penalty must be >= 0, got {}",
+                h.cubic_penalty
+            ));
         }
         Ok(())
     }
@@ -119,6 +152,10 @@ pub struct OrcaOverrides {
     pub maintenance_interval_ms: Option<f64>,
     /// The balancer's `oob_interval` (0 turns it off).
     pub oob_period_ms: Option<f64>,
+    /// [`HerdingExperiment::pick_compensation`].
+    pub pick_compensation: Option<f64>,
+    /// [`HerdingExperiment::cubic_penalty`].
+    pub cubic_penalty: Option<f64>,
 }
 
 /// An extra orca-lb run with other settings: `[[sim.variants]]` with a
@@ -213,6 +250,12 @@ impl OrcaOverrides {
         if let Some(v) = self.oob_period_ms {
             c.oob_period = (v > 0.0).then(|| millis(v));
         }
+        if let Some(v) = self.pick_compensation {
+            c.herding.pick_compensation = v;
+        }
+        if let Some(v) = self.cubic_penalty {
+            c.herding.cubic_penalty = v;
+        }
         c
     }
 }
@@ -234,5 +277,22 @@ mod tests {
         assert_eq!(c.breaker.consecutive_errors, 2);
         assert_eq!(c.oob_period, Some(1_000_000_000));
         assert_eq!(c.score.tie_tolerance, base.score.tie_tolerance);
+        assert_eq!(c.herding, HerdingExperiment::default(), "off by default");
+    }
+
+    #[test]
+    fn herding_experiments_apply_and_bad_values_are_named() {
+        let o: OrcaOverrides =
+            toml::from_str("pick_compensation = 0.5\ncubic_penalty = 2.0").unwrap();
+        let c = o.apply(&OrcaConfig::default());
+        assert_eq!(c.herding.pick_compensation, 0.5);
+        assert_eq!(c.herding.cubic_penalty, 2.0);
+        assert!(c.validate().is_ok());
+        let mut bad = c.clone();
+        bad.herding.pick_compensation = -1.0;
+        assert!(bad.validate().unwrap_err().contains("pick_compensation"));
+        let mut bad = c;
+        bad.herding.cubic_penalty = f64::NAN;
+        assert!(bad.validate().unwrap_err().contains("cubic_penalty"));
     }
 }
