@@ -5,8 +5,18 @@ use rand::Rng;
 
 use crate::{P2c, Score};
 
+/// The most candidates [`P2c::pick_least`] scores in one scan. Larger fleets
+/// are sampled: this many draws at random, so a stream pick costs the same
+/// at 1,000 endpoints as at 32.
+///
+/// Sampling still finds a nearly empty endpoint when there are several: after
+/// a fleet of `n` grows to `2n`, 32 draws all miss the new half with
+/// probability 2^-32.
+pub const MAX_LEAST_CANDIDATES: usize = 32;
+
 impl P2c {
-    /// Picks the cheapest of all of `0..len`, a candidate within the tie
+    /// Picks the cheapest of all of `0..len` (of
+    /// [`MAX_LEAST_CANDIDATES`] drawn at random when `len` is larger), a candidate within the tie
     /// tolerance of the cheapest (see [`with_tie_tolerance`](Self::with_tie_tolerance))
     /// counting as a tie, and ties broken uniformly at random. `None` only
     /// when no candidate is eligible.
@@ -20,7 +30,9 @@ impl P2c {
     /// sees the stream just opened, and equal counts spread at random.
     ///
     /// Scores every candidate twice (once to find the least, once to draw
-    /// among the ties), allocates nothing.
+    /// among the ties), or each drawn one once in a larger fleet; allocates
+    /// nothing. When no drawn candidate is eligible (most of a large fleet is
+    /// ejected or unhealthy), every one is scanned.
     ///
     /// ```
     /// use orca_lb_core::{P2c, Score};
@@ -36,6 +48,11 @@ impl P2c {
         R: Rng + ?Sized,
         F: FnMut(usize) -> Option<Score>,
     {
+        if len > MAX_LEAST_CANDIDATES
+            && let Some(i) = self.pick_least_of_draws(rng, len, &mut score)
+        {
+            return Some(i);
+        }
         let least = (0..len).filter_map(&mut score).min()?;
         let tolerance = self.tie_tolerance();
         let is_tie = |s: Score| s.seconds() - least.seconds() <= tolerance * s.seconds();
@@ -54,6 +71,43 @@ impl P2c {
         // The least itself is a tie, unless its score changed between the
         // passes; then the scan's least stands.
         chosen.or_else(|| (0..len).find(|&i| score(i) == Some(least)))
+    }
+
+    /// The least of [`MAX_LEAST_CANDIDATES`] random draws in one pass,
+    /// candidates within the tie tolerance of the least so far counting as
+    /// ties (the k-th tie replaces the choice with probability 1/k). `None`
+    /// when no draw is eligible.
+    fn pick_least_of_draws<R, F>(&self, rng: &mut R, len: usize, score: &mut F) -> Option<usize>
+    where
+        R: Rng + ?Sized,
+        F: FnMut(usize) -> Option<Score>,
+    {
+        let tolerance = self.tie_tolerance();
+        let mut best: Option<(usize, Score)> = None;
+        let mut ties = 0u32;
+        for _ in 0..MAX_LEAST_CANDIDATES {
+            let i = rng.random_range(0..len);
+            let Some(s) = score(i) else { continue };
+            match best {
+                None => {
+                    best = Some((i, s));
+                    ties = 1;
+                }
+                Some((chosen, least)) => {
+                    let (lo, hi) = if s < least { (s, least) } else { (least, s) };
+                    let tie = hi.seconds() - lo.seconds() <= tolerance * hi.seconds();
+                    if tie {
+                        ties += 1;
+                        let take = rng.random_range(0..ties) == 0;
+                        best = Some((if take { i } else { chosen }, lo));
+                    } else if s < least {
+                        best = Some((i, s));
+                        ties = 1;
+                    }
+                }
+            }
+        }
+        best.map(|(i, _)| i)
     }
 }
 
@@ -95,6 +149,39 @@ mod tests {
         let mean = 40_000.0 / 6.0;
         for &c in &counts[2..] {
             assert!((f64::from(c) - mean).abs() < mean * 0.05, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn a_large_fleet_is_sampled_and_still_finds_the_empty_half() {
+        let p = P2c::with_tie_tolerance(0.05);
+        let mut r = SmallRng::seed_from_u64(4);
+        // 1,000 endpoints: the first half loaded, the second half (just
+        // joined) nearly empty.
+        let n = 1_000;
+        for _ in 0..2_000 {
+            let mut scored = 0;
+            let got = p
+                .pick_least(&mut r, n, |i| {
+                    scored += 1;
+                    Some(Score::new(if i < n / 2 { 100.0 } else { 1.0 }))
+                })
+                .unwrap();
+            assert!(got >= n / 2, "picked loaded endpoint {got}");
+            assert_eq!(scored, MAX_LEAST_CANDIDATES, "one score per draw");
+        }
+    }
+
+    #[test]
+    fn a_large_fleet_with_few_eligible_is_scanned() {
+        let p = P2c::new();
+        let mut r = SmallRng::seed_from_u64(5);
+        // One eligible endpoint in 1,000: the draws miss it, the scan finds it.
+        for _ in 0..100 {
+            assert_eq!(
+                p.pick_least(&mut r, 1_000, |i| (i == 777).then_some(Score::new(3.0))),
+                Some(777)
+            );
         }
     }
 

@@ -131,6 +131,7 @@ pub use escaped::{DisplayName, MAX_NAME_CHARS};
 pub use ewma::Ewma;
 pub use fleet::{FleetSamples, FleetView, median};
 pub use p2c::{P2c, distinct_pair};
+pub use least_pick::MAX_LEAST_CANDIDATES;
 pub use peak_ewma::PeakEwma;
 pub use pick_context::PickContext;
 pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};
