@@ -49,7 +49,11 @@ async fn load(State(recorder): State<LoadRecorder>) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    orca_lb_examples::exit_code(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let (layer, recorder) = ReportingLayer::builder().capacity(4).build()?;
     let http_routes = axum::Router::new()

@@ -24,7 +24,11 @@ struct Args {
     name: String,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    orca_lb_examples::exit_code(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     TestPki::generate(&args.name)?.write_to(&args.dir)?;
     println!(

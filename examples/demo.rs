@@ -102,7 +102,11 @@ impl Fleet {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    orca_lb_examples::exit_code(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if !(args.rate.is_finite() && args.rate > 0.0) {
         return Err(format!("--rate must be a positive number, got {}", args.rate).into());

@@ -1,6 +1,8 @@
 //! Shared pieces of orca-lb's examples.
 #![warn(missing_docs)]
 
+use std::process::ExitCode;
+
 pub use orca_lb_debug::duration_arg::parse_duration;
 pub use orca_lb_debug::render::report as format_report;
 
@@ -116,4 +118,25 @@ pub mod stats {
             self.errors += other.errors;
         }
     }
+}
+
+/// An example's result as its exit code: an error is printed as a sentence,
+/// with its causes, rather than as a debug dump.
+pub fn exit_code(result: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
+    let Err(e) = result else {
+        return ExitCode::SUCCESS;
+    };
+    let mut line = format!("error: {e}");
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Many errors repeat their cause in their own message.
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    eprintln!("{line}");
+    ExitCode::FAILURE
 }

@@ -14,7 +14,11 @@ use orca_lb_testkit::{Backend, BackendConfig, ServiceTime};
 use tower::ServiceBuilder;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    orca_lb_examples::exit_code(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut backends = Vec::new();
     for name in ["a", "b"] {
         backends.push(
