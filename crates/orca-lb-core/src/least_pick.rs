@@ -53,7 +53,11 @@ impl P2c {
         {
             return Some(i);
         }
-        let least = (0..len).filter_map(&mut score).min()?;
+        // The first pass keeps where the least was: scores may change between
+        // the passes (calls start and end on other threads meanwhile).
+        let (first, least) = (0..len)
+            .filter_map(|i| score(i).map(|s| (i, s)))
+            .min_by_key(|&(_, s)| s)?;
         let tolerance = self.tie_tolerance();
         let is_tie = |s: Score| s.seconds() - least.seconds() <= tolerance * s.seconds();
         // One pass of reservoir sampling over the ties: the k-th tie replaces
@@ -68,9 +72,9 @@ impl P2c {
                 }
             }
         }
-        // The least itself is a tie, unless its score changed between the
-        // passes; then the scan's least stands.
-        chosen.or_else(|| (0..len).find(|&i| score(i) == Some(least)))
+        // No tie in the second pass (every score rose meanwhile): the first
+        // pass's least stands.
+        Some(chosen.unwrap_or(first))
     }
 
     /// The least of [`MAX_LEAST_CANDIDATES`] random draws in one pass,
@@ -183,6 +187,20 @@ mod tests {
                 Some(777)
             );
         }
+    }
+
+    #[test]
+    fn scores_that_rise_between_the_passes_still_give_a_pick() {
+        let p = P2c::new();
+        let mut r = SmallRng::seed_from_u64(6);
+        // Every score doubles after the first pass (calls started elsewhere).
+        let mut calls = 0;
+        let got = p.pick_least(&mut r, 4, |i| {
+            calls += 1;
+            let base = [4.0, 1.0, 3.0, 2.0][i];
+            Some(Score::new(if calls > 4 { base * 2.0 } else { base }))
+        });
+        assert_eq!(got, Some(1));
     }
 
     #[test]
