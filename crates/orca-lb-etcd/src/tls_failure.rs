@@ -22,35 +22,37 @@ pub(crate) enum Transport {
 /// when known, explains failures that only show as a closed connection.
 pub(crate) fn classify(status: &tonic::Status, transport: Option<Transport>) -> Option<String> {
     let chain = error_chain(status.source()?);
-    let closed = chain.contains("tls handshake eof")
-        || chain.contains("BrokenPipe")
-        || chain.contains("broken pipe")
-        || chain.contains("ConnectionReset")
-        || chain.contains("connection reset")
-        || chain.contains("connection closed");
-    let hint = if chain.contains("UnknownIssuer") || chain.contains("BadSignature") {
+    // Error texts differ in case between layers and versions ("Connection
+    // reset by peer" from the OS, "connection reset" from hyper), so the
+    // patterns are matched against a lower-cased copy.
+    let text = chain.to_ascii_lowercase();
+    let has = |pattern: &str| text.contains(pattern);
+    let closed = has("tls handshake eof")
+        || has("brokenpipe")
+        || has("broken pipe")
+        || has("connectionreset")
+        || has("connection reset")
+        || has("connection closed");
+    let hint = if has("unknownissuer") || has("badsignature") {
         "certificate verification failed: etcd's certificate is not signed by a trusted CA (check the CA file)"
-    } else if chain.contains("NotValidForName") || chain.contains("not valid for name") {
+    } else if has("notvalidforname") || has("not valid for name") {
         "certificate verification failed: etcd's certificate does not carry the name connected to (set the TLS server name to a name it carries)"
-    } else if chain.contains("Expired") || chain.contains("NotValidYet") {
+    } else if (has("expired") && has("certificate")) || has("notvalidyet") {
         "certificate verification failed: etcd's certificate is outside its validity period"
-    } else if chain.contains("invalid peer certificate") {
+    } else if has("invalid peer certificate") {
         "certificate verification failed"
-    } else if chain.contains("CertificateRequired")
-        || chain.contains("BadCertificate")
-        || chain.contains("UnknownCA")
-    {
+    } else if has("certificaterequired") || has("badcertificate") || has("unknownca") {
         "etcd refused this client's certificate (etcd --client-cert-auth needs a client certificate signed by its --trusted-ca-file)"
-    } else if chain.contains("InvalidContentType") || chain.contains("corrupt message") {
+    } else if has("invalidcontenttype") || has("corrupt message") {
         "etcd does not answer in TLS on this port: is it serving plain http://?"
     } else if closed && transport == Some(Transport::Tls { identity: false }) {
         "etcd closed the connection during or right after the TLS handshake: it may serve plain http:// on this port, or require a client certificate (--client-cert-auth)"
     } else if closed && transport == Some(Transport::Tls { identity: true }) {
         "etcd closed the connection during or right after the TLS handshake: it may serve plain http:// on this port, or refuse this client's certificate"
     } else if transport == Some(Transport::Plain)
-        && (chain.contains("frame with invalid size")
-            || chain.contains("connection closed")
-            || chain.contains("connection error")
+        && (has("frame with invalid size")
+            || has("connection closed")
+            || has("connection error")
             || closed)
     {
         "etcd broke off a plain HTTP/2 connection: is it serving TLS (https://) on this port?"
@@ -58,4 +60,45 @@ pub(crate) fn classify(status: &tonic::Status, transport: Option<Transport>) -> 
         return None;
     };
     Some(format!("{hint}: {chain}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_from(error: std::io::Error) -> tonic::Status {
+        let mut status = tonic::Status::unavailable(error.to_string());
+        status.set_source(std::sync::Arc::new(error));
+        status
+    }
+
+    #[test]
+    fn a_reset_is_recognised_whatever_the_case_of_its_text() {
+        use std::io::{Error, ErrorKind};
+        let tls = Some(Transport::Tls { identity: false });
+        for text in [
+            "Connection reset by peer (os error 104)",
+            "connection reset",
+        ] {
+            let status = status_from(Error::new(ErrorKind::ConnectionReset, text));
+            let hint = classify(&status, tls).unwrap_or_else(|| panic!("{text} not recognised"));
+            assert!(hint.contains("plain http://"), "{hint}");
+            let hint = classify(&status, Some(Transport::Plain)).expect("plain");
+            assert!(hint.contains("https://"), "{hint}");
+        }
+    }
+
+    #[test]
+    fn an_unrelated_failure_is_not_called_tls() {
+        let status = status_from(std::io::Error::other("deadline has elapsed"));
+        assert_eq!(
+            classify(&status, Some(Transport::Tls { identity: true })),
+            None
+        );
+        let status = status_from(std::io::Error::other("token expired"));
+        assert_eq!(
+            classify(&status, Some(Transport::Tls { identity: true })),
+            None
+        );
+    }
 }
