@@ -113,6 +113,9 @@ impl<B: Body> Body for ResponseBody<B> {
                 // A normal end, not an error of the server's.
                 guard.finish(Some(Code::Ok));
                 insert_report(&mut trailers, guard.tracker(), recorder.as_ref(), now);
+                if let Some(recorder) = recorder {
+                    recorder.recycle();
+                }
             }
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
@@ -139,6 +142,9 @@ impl<B: Body> Body for ResponseBody<B> {
                     let now = tokio::time::Instant::now().into_std();
                     guard.finish(grpc_status(&trailers));
                     insert_report(&mut trailers, guard.tracker(), recorder.as_ref(), now);
+                    if let Some(recorder) = recorder {
+                        recorder.recycle();
+                    }
                 }
                 Frame::trailers(trailers)
             }

@@ -1,6 +1,7 @@
 //! Per-call metrics a handler adds to its own call's report.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
 
 use orca_lb_core::{Field, named_metrics};
 use parking_lot::Mutex;
@@ -39,8 +40,21 @@ pub struct CallRecorder {
 
 #[derive(Debug)]
 struct CallInner {
-    tracker: Arc<LoadTracker>,
+    /// Weak, so that a recorder kept for reuse (see [`SPARE`]) does not keep
+    /// a dropped layer's tracker, and its sampler task, alive. While the call
+    /// is in flight its guard holds the tracker.
+    tracker: Weak<LoadTracker>,
     metrics: Mutex<CallMetrics>,
+}
+
+/// Recorders of calls that have ended, for the next calls on the same
+/// thread: a call whose handler did not keep its recorder gives it back
+/// (see [`CallRecorder::recycle`]), so a recorder costs no allocation of its
+/// own on the path of most calls.
+const SPARE_MAX: usize = 64;
+
+thread_local! {
+    static SPARE: RefCell<Vec<Arc<CallInner>>> = const { RefCell::new(Vec::new()) };
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +64,8 @@ struct CallMetrics {
     named_metrics: Entries,
     /// Encoded size of the entries above.
     bytes: usize,
+    /// The call's report has been written: nothing more goes in.
+    ended: bool,
 }
 
 /// Which map of the report an entry goes to.
@@ -61,6 +77,14 @@ enum Map {
 }
 
 impl CallMetrics {
+    fn clear(&mut self) {
+        self.request_cost.clear();
+        self.utilization.clear();
+        self.named_metrics.clear();
+        self.bytes = 0;
+        self.ended = false;
+    }
+
     fn map(&mut self, map: Map) -> &mut Entries {
         match map {
             Map::RequestCost => &mut self.request_cost,
@@ -71,13 +95,44 @@ impl CallMetrics {
 }
 
 impl CallRecorder {
-    pub(crate) fn new(tracker: Arc<LoadTracker>) -> Self {
-        Self {
-            inner: Arc::new(CallInner {
-                tracker,
+    pub(crate) fn new(tracker: &Arc<LoadTracker>) -> Self {
+        let spare = SPARE.with_borrow_mut(|spare| match spare.last() {
+            Some(inner) if std::ptr::eq(inner.tracker.as_ptr(), Arc::as_ptr(tracker)) => {
+                spare.pop()
+            }
+            _ => None,
+        });
+        let inner = spare.unwrap_or_else(|| {
+            Arc::new(CallInner {
+                tracker: Arc::downgrade(tracker),
                 metrics: Mutex::new(CallMetrics::default()),
-            }),
-        }
+            })
+        });
+        Self { inner }
+    }
+
+    /// Gives the recorder back for reuse by a later call on this thread,
+    /// once its call has ended and its report is written. Only a recorder
+    /// nobody else holds is kept: a handler that kept a copy keeps it to
+    /// itself.
+    pub(crate) fn recycle(self) {
+        let mut inner = self.inner;
+        let Some(unique) = Arc::get_mut(&mut inner) else {
+            return;
+        };
+        unique.metrics.get_mut().clear();
+        SPARE.with_borrow_mut(|spare| {
+            // One layer's recorders at a time: another layer's are dropped.
+            if spare
+                .last()
+                .is_some_and(|last| !Weak::ptr_eq(&last.tracker, &inner.tracker))
+            {
+                spare.clear();
+            }
+            if spare.len() < SPARE_MAX {
+                spare.push(inner);
+            }
+        });
     }
 
     /// The recorder of a call, if the reporting layer is in front of it.
@@ -99,7 +154,9 @@ impl CallRecorder {
     pub fn record_named_metric(&self, name: &str, value: f64) -> Result<(), RecordError> {
         if named_metrics::is_known(name) {
             let e = RecordError::ReservedName(name.to_string());
-            self.inner.tracker.refused(Source::CallRecorder, name, &e);
+            if let Some(tracker) = self.inner.tracker.upgrade() {
+                tracker.refused(Source::CallRecorder, name, &e);
+            }
             return Err(e);
         }
         self.record(Map::NamedMetric, Field::NamedMetric(name), name, value)
@@ -112,8 +169,11 @@ impl CallRecorder {
         name: &str,
         value: f64,
     ) -> Result<(), RecordError> {
-        let tracker = &self.inner.tracker;
-        let result = self.try_record(map, field, name, value);
+        let Some(tracker) = self.inner.tracker.upgrade() else {
+            // The layer is gone, and with it every call and its report.
+            return Err(RecordError::CallEnded);
+        };
+        let result = self.try_record(&tracker, map, field, name, value);
         if let Err(e) = &result {
             tracker.refused(Source::CallRecorder, name, e);
         }
@@ -122,24 +182,30 @@ impl CallRecorder {
 
     fn try_record(
         &self,
+        tracker: &LoadTracker,
         map: Map,
         field: Field<'_>,
         name: &str,
         value: f64,
     ) -> Result<(), RecordError> {
-        let tracker = &self.inner.tracker;
         tracker.check_name(name)?;
         let v = field.check(value)?;
         let server_wide = tracker.named_bytes();
         let mut m = self.inner.metrics.lock();
+        if m.ended {
+            return Err(RecordError::CallEnded);
+        }
         let used = STANDARD_FIELDS_BYTES + server_wide + m.bytes;
         let max = tracker.config.max_report_bytes;
         m.bytes += set_within(m.map(map), name, v, used, max)?;
         Ok(())
     }
 
+    /// Writes the call's entries into its report; later records are
+    /// refused with [`RecordError::CallEnded`].
     pub(crate) fn encode(&self, report: &mut BoundedReport<'_>) {
-        let m = self.inner.metrics.lock();
+        let mut m = self.inner.metrics.lock();
+        m.ended = true;
         for (k, v) in &m.request_cost {
             report.request_cost(k, *v);
         }

@@ -7,6 +7,7 @@ use orca_lb_core::InvalidReport;
 
 /// A value an application tried to record was refused; nothing was recorded.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum RecordError {
     /// The value is out of its field's range (NaN, infinite, negative, or a
     /// utilization above 1).
@@ -28,6 +29,10 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
+    /// The call's report has been sent: a per-call value recorded after the
+    /// response's trailers (or by a task the handler left running) has no
+    /// report to go in.
+    CallEnded,
 }
 
 impl RecordError {
@@ -39,6 +44,7 @@ impl RecordError {
             RecordError::ReservedName(_) => "reserved name",
             RecordError::NameTooLong { .. } => "name too long",
             RecordError::ReportFull { .. } => "report full",
+            RecordError::CallEnded => "call ended",
         }
     }
 }
@@ -59,6 +65,10 @@ impl fmt::Display for RecordError {
                 f,
                 "metric not recorded: the report would pass its limit of {max} bytes"
             ),
+            RecordError::CallEnded => write!(
+                f,
+                "metric not recorded: the call has ended and its report was sent"
+            ),
         }
     }
 }
@@ -69,7 +79,8 @@ impl std::error::Error for RecordError {
             RecordError::Invalid(e) => Some(e),
             RecordError::ReservedName(_)
             | RecordError::NameTooLong { .. }
-            | RecordError::ReportFull { .. } => None,
+            | RecordError::ReportFull { .. }
+            | RecordError::CallEnded => None,
         }
     }
 }

@@ -199,6 +199,9 @@ where
                                 recorder.as_ref(),
                                 now,
                             );
+                            if let Some(recorder) = recorder {
+                                recorder.recycle();
+                            }
                             ResponseBody::passthrough(body)
                         }
                         None => ResponseBody::new(body, guard, recorder),

@@ -116,7 +116,7 @@ where
         let now = tokio::time::Instant::now().into_std();
         let stream = self.tracker.streaming.contains(request.uri().path());
         let recorder = self.tracker.config.call_recorder.then(|| {
-            let recorder = CallRecorder::new(self.tracker.clone());
+            let recorder = CallRecorder::new(&self.tracker);
             request.extensions_mut().insert(recorder.clone());
             recorder
         });
@@ -194,6 +194,105 @@ mod tests {
                 .boxed();
             std::future::ready(Ok(Response::new(body)))
         }
+    }
+
+    /// A handler that records the request cost it is given, if any, and
+    /// keeps its recorder in `kept` when asked to.
+    #[derive(Clone, Default)]
+    struct Recording {
+        cost: Option<f64>,
+        kept: Option<Arc<parking_lot::Mutex<Option<CallRecorder>>>>,
+    }
+
+    impl Service<Request<()>> for Recording {
+        type Response = Response<http_body_util::combinators::BoxBody<bytes::Bytes, Infallible>>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: Request<()>) -> Self::Future {
+            let recorder = req.extensions().get::<CallRecorder>().expect("recorder");
+            if let Some(cost) = self.cost {
+                recorder.record_request_cost("db_reads", cost).unwrap();
+            }
+            if let Some(kept) = &self.kept {
+                *kept.lock() = Some(recorder.clone());
+            }
+            Probe.call(req)
+        }
+    }
+
+    /// The decoded bytes of the report a call through `svc` gets.
+    async fn report_of<S>(svc: &mut S) -> Vec<u8>
+    where
+        S: Service<
+                Request<()>,
+                Response = Response<
+                    crate::ResponseBody<
+                        http_body_util::combinators::BoxBody<bytes::Bytes, Infallible>,
+                    >,
+                >,
+            >,
+        S::Error: std::fmt::Debug,
+    {
+        use base64::Engine;
+        let response = svc.call(request("application/grpc")).await.unwrap();
+        let collected = response.into_body().collect().await.unwrap();
+        let value = collected.trailers().unwrap()[orca_lb_proto::TRAILER_KEY].clone();
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(value.as_bytes())
+            .unwrap()
+    }
+
+    fn mentions(report: &[u8], name: &str) -> bool {
+        report.windows(name.len()).any(|w| w == name.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_reused_recorder_carries_nothing_from_its_last_call() {
+        let (layer, _) = ReportingLayer::builder()
+            .sampler(FixedSampler::new(0.1, 0.1))
+            .build()
+            .unwrap();
+        // One thread: the second call gets the first call's recorder back.
+        let mut recording = layer.layer(Recording {
+            cost: Some(3.0),
+            kept: None,
+        });
+        assert!(mentions(&report_of(&mut recording).await, "db_reads"));
+        let mut silent = layer.layer(Recording::default());
+        for _ in 0..3 {
+            let report = report_of(&mut silent).await;
+            assert!(!mentions(&report, "db_reads"), "{report:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_value_recorded_after_the_report_went_out_is_refused() {
+        let (layer, _) = ReportingLayer::builder()
+            .sampler(FixedSampler::new(0.1, 0.1))
+            .build()
+            .unwrap();
+        let kept = Arc::new(parking_lot::Mutex::new(None));
+        let mut svc = layer.layer(Recording {
+            cost: Some(1.0),
+            kept: Some(kept.clone()),
+        });
+        assert!(mentions(&report_of(&mut svc).await, "db_reads"));
+        let late = kept.lock().take().expect("kept");
+        assert_eq!(
+            late.record_request_cost("late", 1.0),
+            Err(crate::RecordError::CallEnded)
+        );
+        // The kept recorder was not handed to the next call.
+        let mut silent = layer.layer(Recording::default());
+        let report = report_of(&mut silent).await;
+        assert!(!mentions(&report, "db_reads") && !mentions(&report, "late"));
+        drop(late);
+        drop(layer);
     }
 
     fn request(content_type: &str) -> Request<()> {

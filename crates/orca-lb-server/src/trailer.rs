@@ -8,42 +8,90 @@ use crate::report_budget::BoundedReport;
 use crate::tracker::LoadTracker;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use bytes::Bytes;
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The per-call report key, as a header name.
 pub(crate) static TRAILER: HeaderName = HeaderName::from_static(orca_lb_proto::TRAILER_KEY);
 
+/// The base64 text of reports is written into blocks of this size, one
+/// block per thread at a time, and each value is split off the block: a
+/// value shares its block, so a call allocates nothing until its thread's
+/// block is full (once every hundred or so calls). A block is freed when
+/// the last value cut from it is dropped, which is when the last of those
+/// trailers has been written to the connection.
+const TEXT_BLOCK: usize = 16 * 1024;
+
 thread_local! {
-    /// Scratch space for the protobuf bytes, reused across calls on a thread.
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// What one thread reuses from one report to the next.
+#[derive(Default)]
+struct Scratch {
+    /// The protobuf bytes of the report being built.
+    encoded: Vec<u8>,
+    /// The protobuf bytes of the last value made, and that value: a report
+    /// equal to the last one (nothing changed in between, as between
+    /// samples on an idle server) is sent as the same value, without
+    /// encoding it again.
+    last_encoded: Vec<u8>,
+    last_value: Option<HeaderValue>,
+    /// The rest of the current text block.
+    text: BytesMut,
+}
+
+impl Scratch {
+    /// The value for the report in `self.encoded`.
+    fn value(&mut self) -> Option<HeaderValue> {
+        if let Some(last) = &self.last_value
+            && self.last_encoded == self.encoded
+        {
+            return Some(last.clone());
+        }
+        let len = base64::encoded_len(self.encoded.len(), false)?;
+        if self.text.capacity() < len {
+            self.text = BytesMut::with_capacity(TEXT_BLOCK.max(len));
+        }
+        self.text.resize(len, 0);
+        STANDARD_NO_PAD
+            .encode_slice(self.encoded.as_slice(), &mut self.text[..])
+            .ok()?;
+        let value = HeaderValue::from_maybe_shared(self.text.split().freeze()).ok()?;
+        self.last_encoded.clear();
+        self.last_encoded.extend_from_slice(&self.encoded);
+        self.last_value = Some(value.clone());
+        Some(value)
+    }
 }
 
 /// The report for a call ending now, base64-encoded without padding as gRPC
-/// sends binary metadata. Allocates once: the value itself. `None` when there
-/// is nothing to send (never an empty value).
+/// sends binary metadata. `None` when there is nothing to send (never an
+/// empty value).
 pub(crate) fn report_value(
     tracker: &LoadTracker,
     call: Option<&CallRecorder>,
     now: Instant,
 ) -> Option<HeaderValue> {
-    SCRATCH.with_borrow_mut(|buf| {
-        buf.clear();
-        let mut report = BoundedReport::new(buf, tracker);
+    SCRATCH.with_borrow_mut(|scratch| {
+        let mut encoded = std::mem::take(&mut scratch.encoded);
+        encoded.clear();
+        let mut report = BoundedReport::new(&mut encoded, tracker);
         tracker.encode(now, &mut report);
         if let Some(call) = call {
             call.encode(&mut report);
         }
-        if report.is_empty() {
+        let empty = report.is_empty();
+        scratch.encoded = encoded;
+        if empty {
             return None;
         }
-        let mut out = String::with_capacity(base64::encoded_len(buf.len(), false)?);
-        STANDARD_NO_PAD.encode_string(buf.as_slice(), &mut out);
-        HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
+        scratch.value()
     })
 }
 
-/// Adds the report to a trailer (or trailers-only header) map.
+/// Adds the report for a call ending now to `headers` (trailers, or the
+/// headers of a trailers-only response).
 pub(crate) fn insert_report(
     headers: &mut HeaderMap,
     tracker: &LoadTracker,
@@ -52,5 +100,65 @@ pub(crate) fn insert_report(
 ) {
     if let Some(v) = report_value(tracker, call, now) {
         headers.insert(TRAILER.clone(), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_with(encoded: &[u8]) -> Scratch {
+        let mut s = Scratch::default();
+        s.encoded.extend_from_slice(encoded);
+        s
+    }
+
+    fn decode(value: &HeaderValue) -> Vec<u8> {
+        STANDARD_NO_PAD.decode(value.as_bytes()).expect("base64")
+    }
+
+    #[test]
+    fn values_cut_from_one_block_stay_intact() {
+        let mut s = scratch_with(b"first report");
+        let first = s.value().expect("value");
+        s.encoded.clear();
+        s.encoded.extend_from_slice(b"second, longer report");
+        let second = s.value().expect("value");
+        assert_eq!(decode(&first), b"first report");
+        assert_eq!(decode(&second), b"second, longer report");
+    }
+
+    #[test]
+    fn an_unchanged_report_is_sent_as_the_same_value() {
+        let mut s = scratch_with(b"same");
+        let a = s.value().expect("value");
+        let b = s.value().expect("value");
+        assert_eq!(a, b);
+        // The same bytes, not a second copy cut from the block.
+        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
+        s.encoded.push(b'!');
+        let c = s.value().expect("value");
+        assert_eq!(decode(&c), b"same!");
+        assert_ne!(a.as_bytes().as_ptr(), c.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn a_full_block_is_replaced_and_a_report_larger_than_a_block_fits() {
+        let mut s = Scratch::default();
+        let mut values = Vec::new();
+        // Enough distinct reports to fill several blocks.
+        for i in 0..2_000u32 {
+            s.encoded.clear();
+            s.encoded.extend_from_slice(&i.to_le_bytes());
+            s.encoded.extend_from_slice(&[7; 40]);
+            values.push((i, s.value().expect("value")));
+        }
+        for (i, v) in &values {
+            let bytes = decode(v);
+            assert_eq!(&bytes[..4], &i.to_le_bytes());
+        }
+        s.encoded = vec![9; TEXT_BLOCK * 2];
+        let big = s.value().expect("value");
+        assert_eq!(decode(&big), vec![9; TEXT_BLOCK * 2]);
     }
 }
