@@ -29,6 +29,8 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+pub mod cpu;
+
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;

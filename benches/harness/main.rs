@@ -21,7 +21,6 @@
 //! ```
 
 mod attribution;
-mod cpu;
 mod machine;
 mod policy;
 mod rig;

@@ -12,7 +12,7 @@ use tokio::runtime::Runtime;
 use tonic::Code;
 
 use crate::attribution::Attribution;
-use crate::cpu::{CLIENT_PREFIX, Cores, CpuTimes, SERVER_PREFIX};
+use orca_lb_benches::cpu::{CLIENT_PREFIX, Cores, CpuTimes, SERVER_PREFIX};
 
 /// The servers' runtime and the clients', on threads of their own so that
 /// each side's CPU time can be read apart.

@@ -12,10 +12,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::attribution::{Attribution, CallId, InCall, PickTarget, capture_picks};
-use crate::cpu::{CLIENT_PREFIX, Cores};
 use crate::policy::{Client, Policy, Settings};
 use crate::rig::{Fleet, LoadSample, Rig};
 use crate::schedule::{Planned, PlannedStream};
+use orca_lb_benches::cpu::{CLIENT_PREFIX, Cores};
 
 /// How long before the first intended send time the run starts, so that
 /// the load thread is waiting when it comes.

@@ -1,10 +1,11 @@
 //! CPU time per group of threads, from `/proc/self/task`.
 //!
-//! Servers and clients share the process, so the process's CPU time does
-//! not say what the client side costs. They do not share threads: the
-//! servers run on one tokio runtime (threads named `server-rt`), the
-//! clients on another (`client-rt`), and the schedule is driven by one
-//! thread of its own (`client-load`). Each thread's CPU time, user and
+//! Servers and clients share the process in the loopback harness and the
+//! client overhead benchmark, so the process's CPU time does not say what
+//! the client side costs. They do not share threads: the servers run on one
+//! tokio runtime (threads named `server-rt`), the clients on another
+//! (`client-rt`), and the harness's schedule is driven by one thread of its
+//! own (`client-load`). Each thread's CPU time, user and
 //! system, is read from `/proc/self/task/<tid>/schedstat` (nanoseconds), or
 //! from `stat` (clock ticks, assumed 100 per second) where the kernel has
 //! no schedstat.
@@ -12,24 +13,24 @@
 use std::fs;
 
 /// Threads whose name starts with this are the client side.
-pub(crate) const CLIENT_PREFIX: &str = "client-";
+pub const CLIENT_PREFIX: &str = "client-";
 /// Threads whose name starts with this are the servers.
-pub(crate) const SERVER_PREFIX: &str = "server-";
+pub const SERVER_PREFIX: &str = "server-";
 
 /// Cumulative CPU time, nanoseconds, of the threads alive when read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct CpuTimes {
+pub struct CpuTimes {
     /// Client runtime and load thread.
-    pub(crate) client: u64,
+    pub client: u64,
     /// Server runtime.
-    pub(crate) server: u64,
+    pub server: u64,
     /// Every thread of the process.
-    pub(crate) process: u64,
+    pub process: u64,
 }
 
 impl CpuTimes {
     /// Reads every thread of this process now.
-    pub(crate) fn now() -> CpuTimes {
+    pub fn now() -> CpuTimes {
         let mut t = CpuTimes::default();
         let Ok(tasks) = fs::read_dir("/proc/self/task") else {
             return t;
@@ -49,7 +50,7 @@ impl CpuTimes {
     }
 
     /// CPU used from `earlier` to `self` over `wall_ns`, in cores.
-    pub(crate) fn cores_since(&self, earlier: &CpuTimes, wall_ns: u64) -> Cores {
+    pub fn cores_since(&self, earlier: &CpuTimes, wall_ns: u64) -> Cores {
         let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / wall_ns.max(1) as f64;
         Cores {
             client: per(self.client, earlier.client),
@@ -61,13 +62,13 @@ impl CpuTimes {
 
 /// CPU use over an interval, in cores (1.0: one core busy throughout).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub(crate) struct Cores {
+pub struct Cores {
     /// Client runtime and load thread.
-    pub(crate) client: f64,
+    pub client: f64,
     /// Server runtime.
-    pub(crate) server: f64,
+    pub server: f64,
     /// The whole process (also the monitor and the main thread).
-    pub(crate) process: f64,
+    pub process: f64,
 }
 
 fn thread_ns(dir: &std::path::Path) -> Option<u64> {
