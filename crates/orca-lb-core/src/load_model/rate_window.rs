@@ -19,6 +19,11 @@ use super::Totals;
 /// Differences are taken modulo 2^64, so a counter that wraps once inside
 /// the window still gives the right rate.
 ///
+/// Request and error rates are counted over at least [`MIN_RATE_SPAN`] (or
+/// the window, if shorter): right after the start, one call 6 ms in would
+/// otherwise read as 166 calls per second. The busy fraction keeps the true
+/// span, since it cannot pass the number of slots however short the span.
+///
 /// # Examples
 ///
 /// ```
@@ -43,6 +48,9 @@ use super::Totals;
 /// assert_eq!(window.base_at(), t0 + Duration::from_secs(2));
 /// assert_eq!(window.rates(totals, t0 + Duration::from_secs(12)).rps, 0.0);
 /// ```
+/// The least span request and error rates are counted over.
+pub const MIN_RATE_SPAN: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateWindow {
     window: Duration,
@@ -124,7 +132,8 @@ impl RateWindow {
             return Rates::default();
         }
         let secs = elapsed_ns as f64 / 1e9;
-        let per_sec = |now: u64, then: u64| now.wrapping_sub(then) as f64 / secs;
+        let rate_secs = secs.max(MIN_RATE_SPAN.min(self.window).as_secs_f64());
+        let per_sec = |now: u64, then: u64| now.wrapping_sub(then) as f64 / rate_secs;
         Rates {
             rps: per_sec(totals.requests, base.totals.requests),
             eps: per_sec(totals.errors, base.totals.errors),
@@ -153,6 +162,22 @@ mod tests {
         for i in 0..n {
             totals.record_call(i % failed_every == 0);
         }
+    }
+
+    #[test]
+    fn rates_right_after_the_start_count_over_at_least_a_second() {
+        let t0 = t0();
+        let w = RateWindow::new(secs(10), t0);
+        let mut totals = Totals::default();
+        totals.record_call(false);
+        totals.record_busy(Duration::from_millis(3));
+        let r = w.rates(totals, t0 + Duration::from_millis(6));
+        assert_eq!(r.rps, 1.0);
+        assert!((r.busy - 0.5).abs() < 1e-9, "{}", r.busy);
+        // A window shorter than the least span counts over the window.
+        let w = RateWindow::new(Duration::from_millis(500), t0);
+        let r = w.rates(totals, t0 + Duration::from_millis(6));
+        assert_eq!(r.rps, 2.0);
     }
 
     #[test]
