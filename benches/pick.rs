@@ -5,8 +5,9 @@
 //!
 //! The criterion group "pick cost" times one pick per iteration:
 //! - `orca-lb`: `Balancer::choose(false)`, the production pick without the
-//!   send: a clock read, the warm-up draw, and P2C with tie tolerance over
-//!   two endpoints' published estimates (each behind its own read lock).
+//!   send: a clock read, the warm-up draw, and the best of 8 random
+//!   endpoints' published estimates (each behind its own read lock), with
+//!   tie tolerance.
 //!   The balancer runs on real backends like the common rig's
 //!   (`orca_lb_testkit::Backend`: the reporting layer, 4 worker slots, service
 //!   time Exp(20 ms)), and is fed first: 20 calls per endpoint through the
@@ -18,10 +19,15 @@
 //!   a current-thread one that is not driven while picks are timed, so its
 //!   background tasks (discovery, the 50 ms maintenance pass) stay idle and
 //!   the allocation count is exact.
-//! - `orca-lb core only`: the pure pick, `P2c::pick` over a slice of
-//!   `CandidateView`s scored with `CandidateView::score`, with `now` passed
-//!   in (no clock read, no lock, no `Arc`). The views come from
-//!   `EndpointPolicy`s fed the same kind of reports and responses.
+//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of` with the
+//!   default `ScoreConfig::choices` (8) over a slice of `CandidateView`s
+//!   scored with `CandidateView::score`, with `now` passed in (no clock
+//!   read, no lock, no `Arc`). The views come from `EndpointPolicy`s fed the
+//!   same kind of reports and responses.
+//! - `orca-lb core, pair`: the same over the same views with the pair
+//!   picker (`P2c::pick`, `choices` = 2), for the cost of best of 8 against
+//!   best of 2; the interleaved check prints that ratio, measured in the
+//!   same rounds.
 //! - `tower p2c` (the peer): `tower::balance::p2c::Balance` over ready
 //!   `service_fn` services, each wrapped in `PendingRequests`: `poll_ready`
 //!   (where tower picks), `call`, and the response future polled to its
@@ -259,7 +265,14 @@ impl CoreFleet {
         }
     }
 
+    /// The default pick: the best of `config.choices` (8).
     fn pick(&mut self) -> Option<usize> {
+        let choices = self.config.choices;
+        self.pick_of(choices)
+    }
+
+    /// The best of `choices` random endpoints (2: the pair picker).
+    fn pick_of(&mut self, choices: usize) -> Option<usize> {
         let CoreFleet {
             picker,
             rng,
@@ -277,7 +290,9 @@ impl CoreFleet {
             score: config,
             now: *now,
         };
-        picker.pick(rng, views.len(), |i| views[i].score(local[i], &pick))
+        picker.pick_best_of(rng, views.len(), choices, |i| {
+            views[i].score(local[i], &pick)
+        })
     }
 
     /// `view`'s score as a pick at `now` that drew `u` sees it, for endpoint
@@ -431,7 +446,21 @@ struct Sizes {
 }
 
 /// The variants, in table order.
-const VARIANTS: [&str; 3] = ["orca-lb", "orca-lb core only", "tower p2c"];
+const VARIANTS: [&str; 4] = [
+    "orca-lb",
+    "orca-lb core only",
+    "orca-lb core, pair",
+    "tower p2c",
+];
+
+/// Where tower's pick is in [`VARIANTS`].
+const TOWER: usize = 3;
+
+/// Where the core's best-of-8 pick is in [`VARIANTS`].
+const CORE_BEST_OF: usize = 1;
+
+/// Where the core's pair pick is in [`VARIANTS`].
+const CORE_PAIR: usize = 2;
 
 impl Sizes {
     /// One pick of variant `v` (an index into [`VARIANTS`]).
@@ -440,8 +469,11 @@ impl Sizes {
             0 => {
                 black_box(self.orca.pick().expect("an endpoint"));
             }
-            1 => {
+            CORE_BEST_OF => {
                 black_box(self.core.pick().expect("an endpoint"));
+            }
+            CORE_PAIR => {
+                black_box(self.core.pick_of(2).expect("an endpoint"));
             }
             _ => self.tower.pick(),
         }
@@ -493,8 +525,8 @@ fn allocation_check(rig: &mut Rig) {
     println!();
     println!("pick cost/allocations: per pick, mean of {COUNTED_PICKS} after as many of warm-up");
     println!(
-        "endpoints  {:>10} {:>18} {:>10} {:>15}",
-        VARIANTS[0], VARIANTS[1], VARIANTS[2], "orca-lb stream"
+        "endpoints  {:>10} {:>18} {:>18} {:>10} {:>15}",
+        VARIANTS[0], VARIANTS[1], VARIANTS[2], VARIANTS[3], "orca-lb stream"
     );
     let mut failures = Vec::new();
     for s in &mut rig.sizes {
@@ -510,7 +542,7 @@ fn allocation_check(rig: &mut Rig) {
             let stats = region.change();
             let allocations = (stats.allocations + stats.reallocations) as u64;
             *cell = allocations as f64 / COUNTED_PICKS as f64;
-            if v < 2 && allocations > 0 {
+            if v != TOWER && allocations > 0 {
                 failures.push(format!(
                     "{} at {}: {allocations} allocations ({} bytes) in {COUNTED_PICKS} picks",
                     VARIANTS[v], s.n, stats.bytes_allocated
@@ -534,11 +566,12 @@ fn allocation_check(rig: &mut Rig) {
             ));
         }
         println!(
-            "{:<10} {:>10.2} {:>18.2} {:>10.2} {:>15.2}",
+            "{:<10} {:>10.2} {:>18.2} {:>18.2} {:>10.2} {:>15.2}",
             s.n,
             row[0],
             row[1],
             row[2],
+            row[3],
             stream_allocations as f64 / COUNTED_PICKS as f64
         );
     }
@@ -643,21 +676,25 @@ fn interleaved(rig: &mut Rig, rounds: usize) {
         "pick cost/interleaved: {rounds} rounds of {BATCH} operations each, rotating order; ns per operation"
     );
     println!(
-        "endpoints variant             median ns  fastest ns | vs tower p2c: median of per-round ratios"
+        "endpoints variant             median ns  fastest ns | median of per-round ratios: to tower p2c, to the core's pair"
     );
     for (op, x) in ops.iter().zip(&ns) {
         let Op::Pick { size, variant } = *op else {
             continue;
         };
-        let tower = &ns[size * VARIANTS.len() + 2];
-        let ratios: Vec<f64> = x.iter().zip(tower).map(|(a, b)| a / b).collect();
+        let ratio_to = |other: usize| -> f64 {
+            let other = &ns[size * VARIANTS.len() + other];
+            let ratios: Vec<f64> = x.iter().zip(other).map(|(a, b)| a / b).collect();
+            mid(&ratios)
+        };
         println!(
-            "{:<9} {:<18} {:>10.1} {:>11.1} | {:>10.3}",
+            "{:<9} {:<18} {:>10.1} {:>11.1} | {:>10.3} {:>10.3}",
             SIZES[size],
             VARIANTS[variant],
             mid(x),
             fastest(x),
-            mid(&ratios),
+            ratio_to(TOWER),
+            ratio_to(CORE_PAIR),
         );
     }
     println!();

@@ -264,8 +264,9 @@ impl Balancer {
     }
 }
 
-/// One P2C draw over `list` (for a stream, the least of all, see
-/// [`P2c::pick_least`]), passing over `excluded`. When the warm-up draw
+/// One draw over `list`: the best of the configured `choices` random
+/// endpoints (see [`P2c::pick_best_of`]), or for a stream the least of all
+/// (see [`P2c::pick_least`]), passing over `excluded`. When the warm-up draw
 /// leaves nothing (every endpoint is new, as at start-up), `pick.warm_up` is
 /// reset to 0 and all endpoints count.
 fn draw(
@@ -285,7 +286,7 @@ fn draw(
         let chosen = if pick.stream {
             picker.pick_least(rng, list.len(), score)
         } else {
-            picker.pick(rng, list.len(), score)
+            picker.pick_best_of(rng, list.len(), pick.score.choices, score)
         };
         if chosen.is_some() || pick.warm_up == 0.0 {
             return chosen;

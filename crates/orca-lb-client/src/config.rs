@@ -29,6 +29,14 @@ use crate::{EndpointTemplate, HealthCheck};
 /// let mut config = config.with_oob_interval(None);
 /// config.connect_timeout = Duration::ZERO;
 /// assert_eq!(config.validate().unwrap_err().field(), "connect_timeout");
+///
+/// // A unary pick compares 8 random endpoints by default; 2 is the power of
+/// // two choices, and outside 2..=8 is refused.
+/// use orca_lb_core::ScoreConfig;
+/// let pair = BalancerConfig::default().with_score(ScoreConfig::default().with_choices(2));
+/// assert!(pair.validate().is_ok());
+/// let bad = BalancerConfig::default().with_score(ScoreConfig::default().with_choices(16));
+/// assert_eq!(bad.validate().unwrap_err().field(), "score.choices");
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -36,7 +44,8 @@ pub struct BalancerConfig {
     /// A name for the balanced service, used in errors, logs and metrics
     /// labels. Default: `"default"`.
     pub target: String,
-    /// How the score smooths and weighs signals.
+    /// How the score smooths and weighs signals, and how many random
+    /// endpoints a unary pick compares ([`ScoreConfig::choices`]).
     pub score: ScoreConfig,
     /// When an endpoint is ejected and how it comes back.
     pub breaker: CircuitBreakerConfig,

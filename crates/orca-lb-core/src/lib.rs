@@ -94,6 +94,7 @@
 mod atomic_f64;
 mod backoff;
 pub mod baseline;
+mod best_of_pick;
 mod circuit_breaker;
 mod ejection_budget;
 mod endpoint_policy;
@@ -116,6 +117,7 @@ pub mod splitmix;
 
 pub use atomic_f64::AtomicF64;
 pub use backoff::Backoff;
+pub use best_of_pick::MAX_CHOICES;
 pub use circuit_breaker::{
     BreakerState, CircuitBreaker, CircuitBreakerConfig, InvalidConfig, OpenReason, OverloadSignal,
     Transition,

@@ -55,6 +55,15 @@ pub struct ScoreConfig {
     /// random (see [`P2c::with_tie_tolerance`](crate::P2c::with_tie_tolerance)).
     /// Default: 0.05.
     pub tie_tolerance: f64,
+    /// How many random candidates a unary pick compares: the cheapest of
+    /// `choices` distinct endpoints drawn at random (all of them in a fleet
+    /// of at most `choices`) wins (see [`P2c::pick_best_of`](crate::P2c::pick_best_of)).
+    /// 2 is the power of two choices. More choices find a lightly loaded
+    /// endpoint more often when many independent clients each see the load
+    /// through reports some calls old (`docs/balancing.md`, "Many
+    /// clients"). From 2 to [`MAX_CHOICES`](crate::MAX_CHOICES) (8).
+    /// Default: 8.
+    pub choices: usize,
     /// What each call already at an endpoint adds to a new call's completion
     /// time, as a fraction of a service time per slot, even while slots are
     /// free. Calls in service share CPU, memory bandwidth and the network,
@@ -179,6 +188,13 @@ impl ScoreConfig {
         self
     }
 
+    /// Sets [`choices`](Self::choices).
+    #[must_use]
+    pub fn with_choices(mut self, choices: usize) -> Self {
+        self.choices = choices;
+        self
+    }
+
     /// Sets [`contention`](Self::contention).
     #[must_use]
     pub fn with_contention(mut self, contention: f64) -> Self {
@@ -229,6 +245,7 @@ impl Default for ScoreConfig {
             backlog_stale_services: 3.0,
             base_latency: Duration::from_millis(1),
             tie_tolerance: 0.05,
+            choices: 8,
             contention: 0.5,
             service_time_tolerance: 0.1,
             in_flight_age_floor: 0.4,
@@ -278,6 +295,12 @@ impl ScoreConfig {
         if !(self.tie_tolerance.is_finite() && (0.0..1.0).contains(&self.tie_tolerance)) {
             return err("tie_tolerance", "must be in [0, 1)");
         }
+        if !(2..=crate::MAX_CHOICES).contains(&self.choices) {
+            return err(
+                "choices",
+                "must be from 2 to 8 (2 is the power of two choices)",
+            );
+        }
         if !(self.service_time_tolerance.is_finite()
             && (0.0..1.0).contains(&self.service_time_tolerance))
         {
@@ -322,6 +345,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.validate().unwrap_err().field(), "stale_after");
+        for choices in [0, 1, 9, 100] {
+            let bad = ScoreConfig::default().with_choices(choices);
+            assert_eq!(
+                bad.validate().unwrap_err().to_string(),
+                "invalid score config: choices must be from 2 to 8 (2 is the power of two choices)"
+            );
+        }
+        for choices in 2..=8 {
+            assert_eq!(
+                ScoreConfig::default().with_choices(choices).validate(),
+                Ok(())
+            );
+        }
         for v in [f64::NAN, -0.1, f64::INFINITY] {
             let bad = ScoreConfig {
                 in_flight_age_floor: v,

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use orca_lb_core::{
-    BreakerState, CircuitBreaker, CircuitBreakerConfig, Ewma, Field, LoadReport, OpenReason, P2c,
-    PeakEwma, RawLoadReport, RetryBudget, Score, Transition, distinct_pair, named_metrics,
+    BreakerState, CircuitBreaker, CircuitBreakerConfig, Ewma, Field, LoadReport, MAX_CHOICES,
+    OpenReason, P2c, PeakEwma, RawLoadReport, RetryBudget, Score, Transition, distinct_pair,
+    named_metrics,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -123,6 +124,69 @@ proptest! {
         for _ in 0..32 {
             prop_assert_eq!(p2c.pick(&mut rng, 2, |i| Some(scores[i])), Some(0));
         }
+    }
+
+    /// Best of k returns an eligible candidate whenever one exists, never an
+    /// ineligible one, and `None` only when none is eligible, for any k.
+    #[test]
+    fn a_best_of_k_pick_is_eligible_and_found_whenever_one_is(
+        scores in prop::collection::vec(prop::option::weighted(0.3, 0.0f64..10.0), 0..200),
+        k in 0usize..12,
+        tolerance in 0.0f64..1.0,
+        seed: u64,
+    ) {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let picker = P2c::with_tie_tolerance(tolerance);
+        let picked = picker.pick_best_of(&mut rng, scores.len(), k, |i| scores[i].map(Score::new));
+        let any = scores.iter().any(Option::is_some);
+        match picked {
+            Some(i) => prop_assert!(scores[i].is_some(), "picked ineligible {i} of {scores:?}"),
+            None => prop_assert!(!any, "nothing picked from {scores:?}"),
+        }
+    }
+
+    /// When k covers every candidate and no score is within the tolerance
+    /// of the least, the least eligible one is always picked.
+    #[test]
+    fn best_of_k_picks_the_least_when_k_covers_the_fleet(
+        mut scores in prop::collection::vec(prop::option::weighted(0.7, 1.0f64..100.0), 1..=MAX_CHOICES),
+        extra_k in 0usize..4,
+        seed: u64,
+    ) {
+        // Spread the eligible scores apart by more than the tolerance.
+        let mut rank = 0.0;
+        for s in scores.iter_mut().flatten() {
+            *s += rank;
+            rank += 1_000.0;
+        }
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let picker = P2c::with_tie_tolerance(0.05);
+        let k = (scores.len() + extra_k).max(3);
+        let least = scores
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| (i, s)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i);
+        for _ in 0..8 {
+            prop_assert_eq!(picker.pick_best_of(&mut rng, scores.len(), k, |i| scores[i].map(Score::new)), least);
+        }
+    }
+
+    /// Best of k below the fleet's size: the pick is the least of some k
+    /// candidates, so at most `len - k` eligible candidates are cheaper
+    /// (no tolerance, all eligible, distinct scores).
+    #[test]
+    fn best_of_k_beats_all_but_len_minus_k(
+        len in 9usize..300,
+        k in 3usize..=MAX_CHOICES,
+        seed: u64,
+    ) {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let picker = P2c::new();
+        // Score i is i: the rank of the pick is its index.
+        let picked = picker.pick_best_of(&mut rng, len, k, |i| Some(Score::new(i as f64))).unwrap();
+        prop_assert!(picked <= len - k, "picked {picked} of {len} with k {k}");
     }
 
     /// A retry budget's allowance never falls below its minimum, grows with

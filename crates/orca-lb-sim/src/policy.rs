@@ -124,7 +124,8 @@ impl Policy {
     }
 
     /// Parses a comma-separated list: names (`tonic` is `random`), `all`,
-    /// and `orca-lb/<variant>` for the scenario's variants.
+    /// `orca-lb/<variant>` for the scenario's variants, and
+    /// `orca-lb/choices=<k>` for orca-lb comparing `k` candidates per pick.
     pub fn parse_list(list: &str, scenario: &Scenario) -> Result<Vec<Policy>, String> {
         let all = Self::all(scenario);
         let mut out: Vec<Policy> = Vec::new();
@@ -134,6 +135,8 @@ impl Policy {
                 all.clone()
             } else if let Some(p) = Self::experiment(name) {
                 vec![p]
+            } else if let Some(k) = name.strip_prefix("orca-lb/choices=") {
+                vec![Self::orca_with_choices(scenario, k)?]
             } else {
                 let p = all.iter().find(|p| p.name() == name).ok_or_else(|| {
                     let known: Vec<_> = all.iter().map(Policy::name).collect();
@@ -151,6 +154,24 @@ impl Policy {
             return Err("no policy given".into());
         }
         Ok(out)
+    }
+
+    /// `orca-lb/choices=<k>`: orca-lb with the scenario's settings but
+    /// `ScoreConfig::choices = k` (how many random candidates a unary pick
+    /// compares), to compare k without a `[[sim.variants]]` entry.
+    fn orca_with_choices(scenario: &Scenario, k: &str) -> Result<Policy, String> {
+        let choices: usize = k
+            .parse()
+            .map_err(|_| format!("orca-lb/choices={k}: not a whole number"))?;
+        let mut config = scenario.orca_config();
+        config.score.choices = choices;
+        config
+            .validate()
+            .map_err(|e| format!("orca-lb/choices={k}: {e}"))?;
+        Ok(Policy::OrcaLb {
+            name: format!("orca-lb/choices={choices}"),
+            config: Box::new(config),
+        })
     }
 
     /// The experimental policies, named only.

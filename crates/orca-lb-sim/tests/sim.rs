@@ -406,3 +406,25 @@ fn c3_parts_run_by_name_only() {
     assert!(!Policy::all(&s).iter().any(|p| p.name().starts_with("c3/")));
     assert!(Policy::parse_list("c3/nope", &s).is_err());
 }
+
+#[test]
+fn choices_variants_run_by_name_and_two_is_the_pair_picker() {
+    let s = shortened("s4_many_clients.toml", 0.05);
+    let policies = Policy::parse_list("orca-lb,orca-lb/choices=2,orca-lb/choices=8", &s).unwrap();
+    let names: Vec<&str> = policies.iter().map(Policy::name).collect();
+    assert_eq!(names, ["orca-lb", "orca-lb/choices=2", "orca-lb/choices=8"]);
+    for bad in [
+        "orca-lb/choices=1",
+        "orca-lb/choices=9",
+        "orca-lb/choices=x",
+    ] {
+        let err = Policy::parse_list(bad, &s).unwrap_err();
+        assert!(err.contains(bad), "{err}");
+    }
+    let r = simulate(&s, &policies, 3);
+    // The default is 8: orca-lb and orca-lb/choices=8 run the same calls
+    // the same way; 2 (the pair) goes elsewhere.
+    let latencies = |i: usize| r.policies[i].measure.clone();
+    assert_eq!(latencies(0), latencies(2));
+    assert_ne!(latencies(0), latencies(1));
+}

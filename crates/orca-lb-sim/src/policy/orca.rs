@@ -21,7 +21,8 @@ use crate::scenario::OrcaConfig;
 /// - per endpoint, an [`EndpointPolicy`] (signals and breaker) and this
 ///   client's [`LocalLoad`] and the sum of its unary calls' start times
 ///   (`endpoint.rs`);
-/// - a [`P2c`] with the configured tie tolerance, the fleet medians, the
+/// - a [`P2c`] with the configured tie tolerance (best of `choices` for
+///   unary picks), the fleet medians, the
 ///   count of endpoints out and the panic flag (`shared.rs`);
 /// - `pick` as `Balancer::pick` (`balancer.rs`), `done` as
 ///   `CallGuard::finish` (`call.rs`), `tick` as `Shared::maintain`.
@@ -106,7 +107,7 @@ impl OrcaLb {
         self.update_panic();
     }
 
-    /// `Balancer::draw`: one P2C draw (the least of all for a stream)
+    /// `Balancer::draw`: one best-of-`choices` draw (the least of all for a stream)
     /// passing over `excluded`. When the
     /// warm-up draw leaves nothing (every endpoint is new, as at start-up),
     /// `warm_up` is reset to 0 and all endpoints count.
@@ -163,7 +164,12 @@ impl OrcaLb {
                 self.picker
                     .pick_least(&mut self.rng, endpoints.len(), score)
             } else {
-                self.picker.pick(&mut self.rng, endpoints.len(), score)
+                self.picker.pick_best_of(
+                    &mut self.rng,
+                    endpoints.len(),
+                    score_config.choices,
+                    score,
+                )
             };
             if chosen.is_some() || *warm_up == 0.0 {
                 return chosen;

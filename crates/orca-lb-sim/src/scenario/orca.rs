@@ -122,6 +122,8 @@ pub struct OrcaOverrides {
     pub tie_tolerance: Option<f64>,
     /// `ScoreConfig::contention`.
     pub contention: Option<f64>,
+    /// `ScoreConfig::choices`.
+    pub choices: Option<usize>,
     /// `ScoreConfig::backlog_stale_services`.
     pub backlog_stale_services: Option<f64>,
     /// `ScoreConfig::service_time_tolerance`.
@@ -208,6 +210,9 @@ impl OrcaOverrides {
         }
         if let Some(v) = self.contention {
             s.contention = v;
+        }
+        if let Some(v) = self.choices {
+            s.choices = v;
         }
         if let Some(v) = self.backlog_stale_services {
             s.backlog_stale_services = v;

@@ -1,0 +1,336 @@
+//! The cheapest of `k` random candidates, for unary picks among many
+//! independent clients.
+
+use rand::Rng;
+
+use crate::{P2c, Score};
+
+/// The most candidates [`P2c::pick_best_of`] draws for one pick, and the
+/// largest valid [`ScoreConfig::choices`](crate::ScoreConfig::choices).
+/// Candidates live in a fixed array of this size on the stack.
+pub const MAX_CHOICES: usize = 8;
+
+/// How many rounds of draws to try before scanning every candidate, as the
+/// pair picker does: with most candidates ineligible, random draws rarely
+/// find an eligible one.
+const DRAW_ROUNDS: usize = 3;
+
+impl P2c {
+    /// Picks the cheapest of `k` distinct candidates drawn uniformly at
+    /// random from `0..len` (of all of them when `len <= k`). `k` is capped
+    /// at [`MAX_CHOICES`]; `k <= 2` is exactly [`pick`](Self::pick), the pair.
+    /// `None` only when no candidate is eligible.
+    ///
+    /// Candidates within the tie tolerance of the cheapest drawn (see
+    /// [`with_tie_tolerance`](Self::with_tie_tolerance)) tie with it, and the
+    /// pick is uniform among the ties. Ineligible candidates (`score` is
+    /// `None`) are passed over; when none of a round's draws is eligible,
+    /// another round is drawn, and after a few a scan of every candidate
+    /// finds the cheapest eligible one, as the pair picker does.
+    ///
+    /// Why more than two: with many independent clients, each one's view of
+    /// an endpoint's load is a report some calls old, and two random choices
+    /// often hold two loaded endpoints when a lightly loaded one exists
+    /// (`docs/balancing.md`, "Many clients"). Choices stay random: each
+    /// client draws its own subset, so clients acting on the same stale
+    /// picture do not all pick the same endpoint unless `k` covers the fleet.
+    ///
+    /// Scores each drawn candidate once and allocates nothing: the draws
+    /// (Floyd's sampling, `k` random numbers for `k` distinct candidates) sit
+    /// in a fixed array.
+    ///
+    /// ```
+    /// use orca_lb_core::{P2c, Score};
+    /// use rand::SeedableRng;
+    ///
+    /// let costs = [Score::new(3.0), Score::new(1.0), Score::new(2.0), Score::new(4.0)];
+    /// let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    /// // Four candidates, four choices: every one is scored, the cheapest wins.
+    /// let picked = P2c::new().pick_best_of(&mut rng, costs.len(), 4, |i| Some(costs[i]));
+    /// assert_eq!(picked, Some(1));
+    /// ```
+    pub fn pick_best_of<R, F>(&self, rng: &mut R, len: usize, k: usize, score: F) -> Option<usize>
+    where
+        R: Rng + ?Sized,
+        F: FnMut(usize) -> Option<Score>,
+    {
+        if k <= 2 {
+            return self.pick(rng, len, score);
+        }
+        self.best_of_draws(rng, len, k, score)
+    }
+
+    /// The best-of-`k` pick for any `k` (2 included), without the pair
+    /// picker's shortcut: a test compares its distribution at `k = 2` with
+    /// the pair's.
+    pub(crate) fn best_of_draws<R, F>(
+        &self,
+        rng: &mut R,
+        len: usize,
+        k: usize,
+        mut score: F,
+    ) -> Option<usize>
+    where
+        R: Rng + ?Sized,
+        F: FnMut(usize) -> Option<Score>,
+    {
+        let k = k.clamp(1, MAX_CHOICES);
+        if len <= k {
+            // Every candidate fits: score them all.
+            let mut drawn = Drawn::new();
+            for i in 0..len {
+                if let Some(s) = score(i) {
+                    drawn.push(i, s);
+                }
+            }
+            return self.choose(rng, &drawn);
+        }
+        for _ in 0..DRAW_ROUNDS {
+            let mut drawn = Drawn::new();
+            for i in distinct_sample::<R, MAX_CHOICES>(rng, len, k) {
+                if let Some(s) = score(i) {
+                    drawn.push(i, s);
+                }
+            }
+            if let Some(i) = self.choose(rng, &drawn) {
+                return Some(i);
+            }
+        }
+        // Most candidates are ineligible: the cheapest that is not, the scan
+        // starting at a random offset so ties spread out (as `pick`).
+        let start = rng.random_range(0..len);
+        let mut best: Option<(usize, Score)> = None;
+        for j in 0..len {
+            let i = (start + j) % len;
+            if let Some(s) = score(i)
+                && best.is_none_or(|(_, b)| s < b)
+            {
+                best = Some((i, s));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// The cheapest of `drawn`, uniformly at random among those within the
+    /// tie tolerance of it; `None` when `drawn` is empty.
+    fn choose<R: Rng + ?Sized>(&self, rng: &mut R, drawn: &Drawn) -> Option<usize> {
+        let candidates = drawn.as_slice();
+        let least = candidates.iter().map(|&(_, s)| s).min()?;
+        if candidates.len() == 1 {
+            return Some(candidates[0].0);
+        }
+        let tolerance = self.tie_tolerance();
+        // The pair picker's relation: `hi - lo <= tolerance * hi`; equal
+        // scores always tie.
+        let is_tie =
+            |s: Score| s == least || s.seconds() - least.seconds() <= tolerance * s.seconds();
+        let ties = candidates.iter().filter(|&&(_, s)| is_tie(s)).count();
+        let nth = if ties > 1 {
+            rng.random_range(0..ties)
+        } else {
+            0
+        };
+        candidates
+            .iter()
+            .filter(|&&(_, s)| is_tie(s))
+            .nth(nth)
+            .map(|&(i, _)| i)
+    }
+}
+
+/// Up to [`MAX_CHOICES`] scored candidates, on the stack.
+struct Drawn {
+    items: [(usize, Score); MAX_CHOICES],
+    len: usize,
+}
+
+impl Drawn {
+    fn new() -> Self {
+        Self {
+            items: [(0, Score::ZERO); MAX_CHOICES],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, i: usize, s: Score) {
+        self.items[self.len] = (i, s);
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[(usize, Score)] {
+        &self.items[..self.len]
+    }
+}
+
+/// `k` distinct indices of `0..len` (`k <= N`, `k <= len`), every subset of
+/// size `k` equally likely (Floyd's algorithm: `k` random numbers, no
+/// rejection, no allocation).
+fn distinct_sample<R: Rng + ?Sized, const N: usize>(
+    rng: &mut R,
+    len: usize,
+    k: usize,
+) -> impl Iterator<Item = usize> {
+    debug_assert!(k <= N && k <= len);
+    let mut out = [0usize; N];
+    let mut n = 0;
+    for j in len - k..len {
+        let t = rng.random_range(0..=j);
+        // `t` may already be in; then `j` (never drawn before: every
+        // earlier draw is below `j`) takes its place.
+        let next = if out[..n].contains(&t) { j } else { t };
+        out[n] = next;
+        n += 1;
+    }
+    out.into_iter().take(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    fn rng(seed: u64) -> SmallRng {
+        SmallRng::seed_from_u64(seed)
+    }
+
+    #[test]
+    fn samples_are_distinct_in_range_and_uniform() {
+        let mut r = rng(1);
+        for (len, k) in [(9, 8), (10, 3), (1_000, 8), (20, 4)] {
+            let mut seen = vec![0u32; len];
+            let rounds = 20_000;
+            for _ in 0..rounds {
+                let mut got: Vec<usize> =
+                    distinct_sample::<_, MAX_CHOICES>(&mut r, len, k).collect();
+                assert_eq!(got.len(), k);
+                assert!(got.iter().all(|&i| i < len));
+                got.sort_unstable();
+                got.dedup();
+                assert_eq!(got.len(), k, "distinct");
+                for i in got {
+                    seen[i] += 1;
+                }
+            }
+            // Each index is in a sample with probability k / len.
+            let expected = f64::from(rounds) * k as f64 / len as f64;
+            if len <= 20 {
+                for &c in &seen {
+                    assert!(
+                        (f64::from(c) - expected).abs() < expected * 0.06,
+                        "{len} {k}: {seen:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_single_and_nothing_eligible() {
+        let p = P2c::new();
+        let mut r = rng(2);
+        assert_eq!(p.pick_best_of(&mut r, 0, 8, |_| Some(Score::ZERO)), None);
+        assert_eq!(p.pick_best_of(&mut r, 1, 8, |_| Some(Score::ZERO)), Some(0));
+        assert_eq!(p.pick_best_of(&mut r, 1, 8, |_| None), None);
+        assert_eq!(p.pick_best_of(&mut r, 50, 8, |_| None), None);
+    }
+
+    #[test]
+    fn the_least_wins_when_k_covers_the_fleet() {
+        let p = P2c::with_tie_tolerance(0.05);
+        let mut r = rng(3);
+        let costs = [9.0, 4.0, 7.0, 2.0, 8.0, 6.0, 5.0, 3.0];
+        for _ in 0..1_000 {
+            let got = p.pick_best_of(&mut r, costs.len(), 8, |i| Some(Score::new(costs[i])));
+            assert_eq!(got, Some(3));
+        }
+    }
+
+    #[test]
+    fn one_eligible_in_a_large_fleet_is_found() {
+        let p = P2c::new();
+        let mut r = rng(4);
+        for _ in 0..200 {
+            let got = p.pick_best_of(&mut r, 1_000, 8, |i| (i == 613).then_some(Score::new(1.0)));
+            assert_eq!(got, Some(613));
+        }
+    }
+
+    #[test]
+    fn k_above_the_cap_is_the_cap() {
+        let p = P2c::new();
+        let mut r = rng(5);
+        // 9 candidates, the least at 8: with k capped at 8 of 9, it is
+        // missed 1/9 of the time.
+        let mut missed = 0;
+        for _ in 0..9_000 {
+            if p.pick_best_of(&mut r, 9, 100, |i| Some(Score::new(9.0 - i as f64))) != Some(8) {
+                missed += 1;
+            }
+        }
+        assert!((850..1_150).contains(&missed), "{missed}");
+    }
+
+    #[test]
+    fn ties_within_the_tolerance_are_uniform() {
+        let p = P2c::with_tie_tolerance(0.05);
+        let mut r = rng(6);
+        let n = 8;
+        let picks = 80_000;
+        let mut counts = vec![0u32; n];
+        for _ in 0..picks {
+            // 0..4 within 5 % of the least (4), 5..8 far above.
+            let got = p
+                .pick_best_of(&mut r, n, 8, |i| {
+                    Some(Score::new(if i < 5 { 1.0 + 0.01 * i as f64 } else { 2.0 }))
+                })
+                .unwrap();
+            counts[got] += 1;
+        }
+        assert_eq!(counts[5..].iter().sum::<u32>(), 0, "{counts:?}");
+        let mean = f64::from(picks) / 5.0;
+        for &c in &counts[..5] {
+            assert!((f64::from(c) - mean).abs() < mean * 0.05, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn k_two_has_the_pairs_distribution() {
+        // The general path at k = 2 against the pair picker, on a fleet
+        // with ineligible members and near ties.
+        let p = P2c::with_tie_tolerance(0.05);
+        let n = 10;
+        let cost = |i: usize| match i {
+            2 | 7 => None,
+            _ => Some(Score::new(1.0 + 0.03 * i as f64)),
+        };
+        let picks = 200_000;
+        let (mut pair, mut general) = (vec![0u32; n], vec![0u32; n]);
+        let mut r = rng(7);
+        for _ in 0..picks {
+            pair[p.pick(&mut r, n, cost).unwrap()] += 1;
+            general[p.best_of_draws(&mut r, n, 2, cost).unwrap()] += 1;
+        }
+        for i in 0..n {
+            let (a, b) = (f64::from(pair[i]), f64::from(general[i]));
+            assert!(
+                (a - b).abs() <= 0.01 * f64::from(picks),
+                "{pair:?} vs {general:?}"
+            );
+        }
+        assert_eq!(pair[2] + pair[7] + general[2] + general[7], 0);
+    }
+
+    #[test]
+    fn k_two_is_the_pair_picker_exactly() {
+        let p = P2c::with_tie_tolerance(0.05);
+        let (mut a, mut b) = (rng(8), rng(8));
+        for len in 0..40 {
+            let cost = |i: usize| (i % 5 != 1).then(|| Score::new((i * 7 % 11) as f64));
+            assert_eq!(
+                p.pick(&mut a, len, cost),
+                p.pick_best_of(&mut b, len, 2, cost)
+            );
+        }
+    }
+}
