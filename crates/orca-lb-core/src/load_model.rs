@@ -74,7 +74,7 @@ mod utilization;
 pub use defaults::{
     DEFAULT_SAMPLE_INTERVAL, DEFAULT_SERVICE_TIME_DECAY, DEFAULT_WINDOW, MIN_REPORTED_UTILIZATION,
 };
-pub use rate_window::{RateWindow, Rates};
+pub use rate_window::{MIN_RATE_SPAN, RateWindow, Rates};
 pub use service_time::ServiceTimeEwma;
 pub use snapshot::LoadSnapshot;
 pub use totals::Totals;

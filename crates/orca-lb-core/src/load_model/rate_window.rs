@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use super::Totals;
 
+/// The least span request and error rates are counted over.
+pub const MIN_RATE_SPAN: Duration = Duration::from_secs(1);
+
 /// Turns [`Totals`] into rates over a sliding window.
 ///
 /// Once per sample interval the driver calls [`advance`](Self::advance) with
@@ -48,9 +51,6 @@ use super::Totals;
 /// assert_eq!(window.base_at(), t0 + Duration::from_secs(2));
 /// assert_eq!(window.rates(totals, t0 + Duration::from_secs(12)).rps, 0.0);
 /// ```
-/// The least span request and error rates are counted over.
-pub const MIN_RATE_SPAN: Duration = Duration::from_secs(1);
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateWindow {
     window: Duration,
