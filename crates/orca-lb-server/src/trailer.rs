@@ -57,7 +57,11 @@ impl Scratch {
         STANDARD_NO_PAD
             .encode_slice(self.encoded.as_slice(), &mut self.text[..])
             .ok()?;
-        let value = HeaderValue::from_maybe_shared(self.text.split().freeze()).ok()?;
+        let mut value = HeaderValue::from_maybe_shared(self.text.split().freeze()).ok()?;
+        // Never indexed by HPACK: a report is new on nearly every call, so
+        // adding it to the connection's header table (on both ends) would
+        // only evict the entries that do repeat, such as the status.
+        value.set_sensitive(true);
         self.last_encoded.clear();
         self.last_encoded.extend_from_slice(&self.encoded);
         self.last_value = Some(value.clone());
@@ -134,6 +138,7 @@ mod tests {
         let a = s.value().expect("value");
         let b = s.value().expect("value");
         assert_eq!(a, b);
+        assert!(a.is_sensitive(), "reports stay out of the HPACK table");
         // The same bytes, not a second copy cut from the block.
         assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
         s.encoded.push(b'!');
