@@ -170,13 +170,13 @@ impl Endpoint {
         self.zone.as_ref()
     }
 
-    /// Its load as its zone's load counts it (see [`EndpointLoad`]), if
-    /// picks may choose it now; `None` if they may not.
-    pub(crate) fn zone_load(&self) -> Option<f64> {
+    /// Its load at `now` as its zone's load counts it (see
+    /// [`EndpointLoad`]), if picks may choose it now; `None` if they may not.
+    pub(crate) fn zone_load(&self, stale_after: Duration, now: Instant) -> Option<f64> {
         if self.is_draining() || !self.is_healthy() || !self.published.view.read().eligible {
             return None;
         }
-        Some(EndpointLoad::of(self.core.lock().policy.state()).value())
+        Some(EndpointLoad::of(self.core.lock().policy.state(), stale_after, now).value())
     }
 
     /// Its connection.

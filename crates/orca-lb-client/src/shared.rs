@@ -126,7 +126,7 @@ impl Shared {
             let local = list
                 .iter()
                 .filter(|ep| ep.zone() == Some(&locality.local_zone))
-                .filter_map(|ep| ep.zone_load());
+                .filter_map(|ep| ep.zone_load(self.config.score.stale_after, now));
             let spill = pref.lock().update(zone_load(local), now);
             self.spill.store(spill);
             if let Some(gauge) = &self.metrics.zone_spill {

@@ -1,7 +1,7 @@
 //! How much of a client's traffic leaves its own zone: a share that rises
 //! while the local zone is loaded and falls back once it is not.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::{EndpointState, LocalityConfig};
 
@@ -16,13 +16,25 @@ pub const SPILL_RISE_PER_SEC: f64 = 1.0;
 pub const SPILL_FALL_PER_SEC: f64 = 0.25;
 
 /// What one endpoint contributes to its zone's load: its smoothed reported
-/// utilization plus its smoothed queue per worker slot, capped at 1.
+/// utilization plus its smoothed queue per worker slot, capped at 1, weighed
+/// by how fresh its reports are.
+///
+/// The weight matters once a zone spills everything: its endpoints get no
+/// calls, so no reports, and their last (high) load would keep the spill at
+/// 1 for good. As the score relaxes stale estimates, a stale load relaxes
+/// toward 0, so calls come back and bring fresh reports.
 ///
 /// ```
 /// use orca_lb_core::EndpointLoad;
 ///
-/// let load = EndpointLoad { utilization: Some(0.5), queue_depth: Some(2.0), capacity: Some(8.0) };
+/// let load = EndpointLoad {
+///     utilization: Some(0.5),
+///     queue_depth: Some(2.0),
+///     capacity: Some(8.0),
+///     freshness: 1.0,
+/// };
 /// assert_eq!(load.value(), 0.75);
+/// assert_eq!(EndpointLoad { freshness: 0.5, ..load }.value(), 0.375);
 /// // Nothing reported yet: no load.
 /// assert_eq!(EndpointLoad::default().value(), 0.0);
 /// ```
@@ -34,28 +46,42 @@ pub struct EndpointLoad {
     pub queue_depth: Option<f64>,
     /// Reported worker slots (1 when not reported).
     pub capacity: Option<f64>,
+    /// The weight of the reports, 0 to 1: `exp(-age / stale_after)` of the
+    /// last one (as [`CostTerms::freshness`](crate::CostTerms::freshness)).
+    pub freshness: f64,
 }
 
 impl EndpointLoad {
-    /// The load of an endpoint as its signals say now.
-    pub fn of(state: &EndpointState) -> Self {
+    /// The load of an endpoint as its signals say at `now`, its reports
+    /// aging over `stale_after` ([`ScoreConfig::stale_after`](crate::ScoreConfig::stale_after)).
+    pub fn of(state: &EndpointState, stale_after: Duration, now: Instant) -> Self {
+        let stale = stale_after.as_secs_f64();
+        let freshness = state.report_age(now).map_or(0.0, |age| {
+            if stale > 0.0 {
+                (-age.as_secs_f64() / stale).exp()
+            } else {
+                1.0
+            }
+        });
         Self {
             utilization: state.utilization(),
             queue_depth: state.queue_depth(),
             capacity: state.estimate().capacity,
+            freshness,
         }
     }
 
-    /// `utilization + queue_depth / capacity`, capped at 1 (missing values
-    /// count as 0, a missing capacity as 1 slot).
+    /// `freshness * (utilization + queue_depth / capacity)`, the sum capped
+    /// at 1 (missing values count as 0, a missing capacity as 1 slot).
     pub fn value(&self) -> f64 {
         let slots = self.capacity.unwrap_or(1.0).max(1.0);
         let v = self.utilization.unwrap_or(0.0) + self.queue_depth.unwrap_or(0.0) / slots;
-        if v.is_finite() {
+        let v = if v.is_finite() {
             v.clamp(0.0, 1.0)
         } else {
             1.0
-        }
+        };
+        v * self.freshness.clamp(0.0, 1.0)
     }
 }
 
@@ -168,6 +194,7 @@ mod tests {
                 utilization: u,
                 queue_depth: q,
                 capacity: c,
+                freshness: 1.0,
             }
             .value()
         };
@@ -184,6 +211,26 @@ mod tests {
             1.0,
             "fewer than 1 slot: 1"
         );
+    }
+
+    #[test]
+    fn an_endpoint_load_relaxes_toward_zero_as_its_reports_age() {
+        let t = t0();
+        let config = crate::ScoreConfig::default();
+        let mut state = EndpointState::new(&config, t);
+        let load = |state: &EndpointState, at| EndpointLoad::of(state, ms(2_000), at).value();
+        assert_eq!(load(&state, t), 0.0, "no report: no load");
+        let report = crate::LoadReport::try_from(crate::RawLoadReport {
+            application_utilization: 0.9,
+            ..crate::RawLoadReport::default()
+        })
+        .unwrap();
+        state.on_report(&report, crate::LocalLoad::default(), t);
+        assert!((load(&state, t) - 0.9).abs() < 1e-9);
+        // One stale_after later: 1/e of it.
+        let later = load(&state, t + ms(2_000));
+        assert!((later - 0.9 * (-1.0_f64).exp()).abs() < 1e-9, "{later}");
+        assert!(load(&state, t + ms(20_000)) < 0.001);
     }
 
     #[test]
