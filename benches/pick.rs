@@ -28,6 +28,11 @@
 //!   picker (`P2c::pick`, `choices` = 2), for the cost of best of 8 against
 //!   best of 2; the interleaved check prints that ratio, measured in the
 //!   same rounds.
+//! - `pick_locality`: `Balancer::choose(false)` as `orca-lb`, on a second
+//!   balancer over the same backends with locality on: half of them in the
+//!   client's zone, half in another, fed through that balancer (so calls
+//!   stay in its zone). The pick draws its zone side and takes the best of
+//!   8 over the local zone's list, precomputed when the list was published.
 //! - `tower p2c` (the peer): `tower::balance::p2c::Balance` over ready
 //!   `service_fn` services, each wrapped in `PendingRequests`: `poll_ready`
 //!   (where tower picks), `call`, and the response future polled to its
@@ -63,7 +68,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use orca_lb_benches::{hello_request, median};
-use orca_lb_client::{Balancer, BalancerConfig};
+use orca_lb_client::{Balancer, BalancerConfig, LocalityConfig, Zone};
 use orca_lb_core::{
     CandidateView, CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome,
     P2c, PickContext, RawLoadReport, Score, ScoreConfig, named_metrics,
@@ -110,9 +115,12 @@ const COUNTED_PICKS: u64 = 10_000;
 
 // === orca-lb: the balancer ===
 
-/// A balancer over `n` real backends, fed with calls.
+/// A balancer over `n` real backends, fed with calls, and one with
+/// locality on over the same backends.
 struct OrcaFleet {
     balancer: Balancer,
+    /// Locality on: the first half of the backends in its zone, `a`.
+    zoned: Balancer,
     /// Kept so the connections stay up; idle while picks are timed.
     backends: Vec<Backend>,
 }
@@ -135,8 +143,22 @@ impl OrcaFleet {
             Balancer::from_uris(BalancerConfig::default(), backends.iter().map(Backend::url))
                 .expect("balancer");
         balancer.wait_for_endpoints(n).await;
+        let locality = LocalityConfig::new(Zone::new("a").expect("a valid zone"));
+        let zoned = Balancer::from_zoned_uris(
+            BalancerConfig::default().with_locality(locality),
+            backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (b.url(), if i < n.div_ceil(2) { "a" } else { "b" })),
+        )
+        .expect("balancer");
+        zoned.wait_for_endpoints(n).await;
         let created = Instant::now();
-        let fleet = OrcaFleet { balancer, backends };
+        let fleet = OrcaFleet {
+            balancer,
+            zoned,
+            backends,
+        };
         fleet.feed(FEED_CALLS_PER_ENDPOINT).await;
 
         let snapshot = fleet.balancer.snapshot();
@@ -153,14 +175,19 @@ impl OrcaFleet {
         (fleet, created)
     }
 
-    /// Makes about `per_endpoint` calls per endpoint through the balancer.
+    /// Makes about `per_endpoint` calls per endpoint through each balancer.
     async fn feed(&self, per_endpoint: usize) {
         let n = self.backends.len();
         let feeders = FEEDERS.min(SLOTS * n);
         let calls_each = (n * per_endpoint).div_ceil(feeders);
         let mut tasks = JoinSet::new();
-        for _ in 0..feeders {
-            let mut client = GreeterClient::new(self.balancer.clone());
+        for k in 0..feeders {
+            let balancer = if k % 2 == 0 {
+                &self.balancer
+            } else {
+                &self.zoned
+            };
+            let mut client = GreeterClient::new(balancer.clone());
             tasks.spawn(async move {
                 for _ in 0..calls_each {
                     client
@@ -177,6 +204,11 @@ impl OrcaFleet {
 
     fn pick(&mut self) -> Option<usize> {
         self.balancer.choose(false)
+    }
+
+    /// The pick of the balancer with locality on.
+    fn pick_locality(&mut self) -> Option<usize> {
+        self.zoned.choose(false)
     }
 
     /// A stream's pick: the least of all endpoints (`P2c::pick_least`).
@@ -446,11 +478,12 @@ struct Sizes {
 }
 
 /// The variants, in table order.
-const VARIANTS: [&str; 4] = [
+const VARIANTS: [&str; 5] = [
     "orca-lb",
     "orca-lb core only",
     "orca-lb core, pair",
     "tower p2c",
+    "pick_locality",
 ];
 
 /// Where tower's pick is in [`VARIANTS`].
@@ -475,7 +508,10 @@ impl Sizes {
             CORE_PAIR => {
                 black_box(self.core.pick_of(2).expect("an endpoint"));
             }
-            _ => self.tower.pick(),
+            TOWER => self.tower.pick(),
+            _ => {
+                black_box(self.orca.pick_locality().expect("an endpoint"));
+            }
         }
     }
 }
@@ -525,8 +561,8 @@ fn allocation_check(rig: &mut Rig) {
     println!();
     println!("pick cost/allocations: per pick, mean of {COUNTED_PICKS} after as many of warm-up");
     println!(
-        "endpoints  {:>10} {:>18} {:>18} {:>10} {:>15}",
-        VARIANTS[0], VARIANTS[1], VARIANTS[2], VARIANTS[3], "orca-lb stream"
+        "endpoints  {:>10} {:>18} {:>18} {:>10} {:>14} {:>15}",
+        VARIANTS[0], VARIANTS[1], VARIANTS[2], VARIANTS[3], VARIANTS[4], "orca-lb stream"
     );
     let mut failures = Vec::new();
     for s in &mut rig.sizes {
@@ -566,12 +602,13 @@ fn allocation_check(rig: &mut Rig) {
             ));
         }
         println!(
-            "{:<10} {:>10.2} {:>18.2} {:>18.2} {:>10.2} {:>15.2}",
+            "{:<10} {:>10.2} {:>18.2} {:>18.2} {:>10.2} {:>14.2} {:>15.2}",
             s.n,
             row[0],
             row[1],
             row[2],
             row[3],
+            row[4],
             stream_allocations as f64 / COUNTED_PICKS as f64
         );
     }
@@ -589,7 +626,7 @@ fn pick_cost(c: &mut Criterion, rig: &mut Rig, rt: &Runtime) {
         .measurement_time(Duration::from_secs(3));
     for s in &mut rig.sizes {
         for (v, name) in VARIANTS.iter().enumerate() {
-            if v == 0 {
+            if v == 0 || v == 3 {
                 rt.block_on(s.orca.feed(REFRESH_CALLS_PER_ENDPOINT));
             }
             group.bench_function(BenchmarkId::new(*name, s.n), |b| b.iter(|| s.pick(v)));
@@ -649,7 +686,8 @@ impl Rig {
 
 /// Times batches of every pick and part in rotating order and prints the
 /// median and the fastest batch per operation, with each pick's median of
-/// the per-round ratios to tower's pick at the same size.
+/// the per-round ratios to tower's pick and to orca-lb's plain pick at the
+/// same size.
 fn interleaved(rig: &mut Rig, rounds: usize) {
     let mut ops = Vec::new();
     for size in 0..SIZES.len() {
@@ -676,7 +714,7 @@ fn interleaved(rig: &mut Rig, rounds: usize) {
         "pick cost/interleaved: {rounds} rounds of {BATCH} operations each, rotating order; ns per operation"
     );
     println!(
-        "endpoints variant             median ns  fastest ns | median of per-round ratios: to tower p2c, to the core's pair"
+        "endpoints variant             median ns  fastest ns | median of per-round ratios: to tower p2c, to the core's pair, to orca-lb"
     );
     for (op, x) in ops.iter().zip(&ns) {
         let Op::Pick { size, variant } = *op else {
@@ -688,13 +726,14 @@ fn interleaved(rig: &mut Rig, rounds: usize) {
             mid(&ratios)
         };
         println!(
-            "{:<9} {:<18} {:>10.1} {:>11.1} | {:>10.3} {:>10.3}",
+            "{:<9} {:<18} {:>10.1} {:>11.1} | {:>10.3} {:>10.3} {:>8.3}",
             SIZES[size],
             VARIANTS[variant],
             mid(x),
             fastest(x),
             ratio_to(TOWER),
             ratio_to(CORE_PAIR),
+            ratio_to(0),
         );
     }
     println!();

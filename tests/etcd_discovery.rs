@@ -11,8 +11,13 @@ use etcd_support::{
 use orca_lb_client::Change;
 use orca_lb_tests::{wait_until, within};
 
-fn insert(key: &str, addr: &str) -> Change {
-    Change::Insert(key.to_string(), addr.parse().unwrap())
+/// The insertion of an endpoint in zone `zone` (every record here has one).
+fn insert(key: &str, addr: &str, zone: &str) -> Change {
+    Change::InsertInZone(
+        key.to_string(),
+        addr.parse().unwrap(),
+        orca_lb_client::Zone::new(zone).unwrap(),
+    )
 }
 
 fn remove(key: &str) -> Change {
@@ -100,7 +105,7 @@ async fn compacted_history_is_read_again_emitting_only_differences() {
     admin
         .put(key("c"), record("http://127.0.0.1:1003", "z2"), 0)
         .await
-        .unwrap(); // metadata only
+        .unwrap(); // another zone
     let revision = admin
         .put(key("d"), record("http://127.0.0.1:1004", "z1"), 0)
         .await
@@ -115,11 +120,13 @@ async fn compacted_history_is_read_again_emitting_only_differences() {
     .await;
     assert_eq!(
         d.changes_since(seen),
-        // New keys first, then changed addresses, then keys gone.
+        // New keys first, then changed addresses and zones, then keys gone.
         [
-            insert(&key("d"), "http://127.0.0.1:1004"),
+            insert(&key("d"), "http://127.0.0.1:1004", "z1"),
             remove(&key("a")),
-            insert(&key("a"), "http://127.0.0.1:2001"),
+            insert(&key("a"), "http://127.0.0.1:2001", "z1"),
+            remove(&key("c")),
+            insert(&key("c"), "http://127.0.0.1:1003", "z2"),
             remove(&key("b")),
         ]
     );
@@ -162,9 +169,9 @@ async fn malformed_values_are_skipped_and_counted() {
     assert_eq!(
         d.changes_since(0),
         [
-            insert(&key("good"), "http://127.0.0.1:1001"),
+            insert(&key("good"), "http://127.0.0.1:1001", "z1"),
             remove(&key("good")),
-            insert(&key("good"), "http://127.0.0.1:1001"),
+            insert(&key("good"), "http://127.0.0.1:1001", "z1"),
         ]
     );
 }

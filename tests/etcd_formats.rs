@@ -304,3 +304,42 @@ async fn registration_writes_the_key_and_value_go_reads() {
         other => panic!("expected a config error: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_zone_is_read_from_the_configured_metadata_key() {
+    let etcd = Etcd::start().await;
+    let gateway = Gateway::new(&etcd.url());
+    let key = |name: &str| format!("{SERVICE}/{name}");
+    gateway
+        .put(
+            &key("a"),
+            &naming_value(
+                "127.0.0.1:50061".parse().unwrap(),
+                r#"{"az":"z1","zone":"other"}"#,
+            ),
+            0,
+        )
+        .await;
+    // A zone that is no zone name: malformed, skipped and counted.
+    gateway
+        .put(
+            &key("bad"),
+            &naming_value("127.0.0.1:50062".parse().unwrap(), r#"{"az":"a\u001bb"}"#),
+            0,
+        )
+        .await;
+    let d = Discovered::from_discovery(
+        EtcdDiscovery::with_prefix(etcd.client(), "", SERVICE)
+            .value_format(ValueFormat::GoNaming)
+            .zone_key("az"),
+    );
+    wait_until("a discovered", || d.keys() == [key("a")]).await;
+    assert_eq!(d.stats.malformed(), 1);
+    assert_eq!(d.stats.endpoints()[&key("a")].zone.as_deref(), Some("z1"));
+    let zone = d.balancer.snapshot().endpoints[0].zone.clone();
+    assert_eq!(zone.as_ref().map(|z| z.as_str()), Some("z1"));
+    assert!(matches!(
+        d.changes_since(0).as_slice(),
+        [orca_lb_client::Change::InsertInZone(k, _, z)] if *k == key("a") && z.as_str() == "z1"
+    ));
+}

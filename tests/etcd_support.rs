@@ -659,7 +659,7 @@ pub(crate) fn replay(changes: &[Change]) -> Vec<String> {
     let mut present = std::collections::BTreeSet::new();
     for (i, change) in changes.iter().enumerate() {
         match change {
-            Change::Insert(key, _) => {
+            Change::Insert(key, _) | Change::InsertInZone(key, _, _) => {
                 assert!(
                     present.insert(key.clone()),
                     "change {i}: {key} inserted twice: {changes:#?}"
@@ -671,6 +671,7 @@ pub(crate) fn replay(changes: &[Change]) -> Vec<String> {
                     "change {i}: {key} removed while absent: {changes:#?}"
                 )
             }
+            other => panic!("change {i}: unexpected {other:?}"),
         }
     }
     present.into_iter().collect()

@@ -32,6 +32,7 @@ const ALL: &[&str] = &[
     "orca_lb_client_call_duration_seconds",
     "orca_lb_client_repicks_total",
     "orca_lb_client_dns_failures_total",
+    "orca_lb_client_zone_spill",
     "orca_lb_server_rejected_metrics_total",
     "orca_lb_server_dropped_metrics_total",
     "orca_lb_server_shed_calls_total",
@@ -78,6 +79,14 @@ async fn every_registered_metric_has_a_description_and_unit() {
     health.target = "health".into();
     health.health_check = Some(orca_lb_client::HealthCheck::new(""));
     let _health = client::balancer(health, &backends).await;
+    // Locality registers the spill gauge.
+    let zoned =
+        client::config()
+            .with_target("zoned")
+            .with_locality(orca_lb_client::LocalityConfig::new(
+                orca_lb_client::Zone::new("a").unwrap(),
+            ));
+    let _zoned = client::balancer(zoned, &backends).await;
     // DNS discovery registers its counter when its task starts.
     let _dns = Balancer::new(
         BalancerConfig::default().with_target("dns"),
@@ -124,8 +133,8 @@ async fn every_registered_metric_has_a_description_and_unit() {
         assert!(help.len() > 20 && help.ends_with('.'), "{name}: {help:?}");
         let expected = if name.ends_with("_seconds") {
             Some(Unit::Seconds)
-        } else if name == "orca_lb_client_breaker_state" {
-            // A 0-or-1 flag per state: no unit.
+        } else if name == "orca_lb_client_breaker_state" || name == "orca_lb_client_zone_spill" {
+            // A 0-or-1 flag per state, a share from 0 to 1: no unit.
             None
         } else {
             Some(Unit::Count)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::{Admission, P2c, PickContext};
+use orca_lb_core::{Admission, P2c, PickContext, ZoneSide};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -109,12 +109,31 @@ impl Balancer {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let changes = crate::discovery::static_list(uris)?;
+        Self::from_changes(config, crate::discovery::static_list(uris)?)
+    }
+
+    /// A balancer over a fixed list of endpoint URIs, each in a zone (see
+    /// [`static_zoned_list`](crate::static_zoned_list) and
+    /// [`BalancerConfig::locality`]). An unparsable URI or an invalid zone
+    /// is refused, naming the URI.
+    pub fn from_zoned_uris<I, S, Z>(
+        config: BalancerConfig,
+        entries: I,
+    ) -> Result<Balancer, BuildError>
+    where
+        I: IntoIterator<Item = (S, Z)>,
+        S: AsRef<str>,
+        Z: AsRef<str>,
+    {
+        Self::from_changes(config, crate::discovery::static_zoned_list(entries)?)
+    }
+
+    fn from_changes(config: BalancerConfig, changes: Vec<Change>) -> Result<Balancer, BuildError> {
         // A template that cannot connect to an address fails here, not on
         // the first call.
         tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         for change in &changes {
-            if let Change::Insert(_, uri) = change {
+            if let Change::Insert(_, uri) | Change::InsertInZone(_, uri, _) = change {
                 config
                     .endpoint
                     .connect_lazy(uri, config.connect_timeout)
@@ -176,7 +195,15 @@ impl Balancer {
             score: &self.shared.config.score,
             now,
         };
-        draw(&self.picker, &mut self.rng, &self.list, &mut pick, None)
+        let spill = self.shared.spill();
+        draw_zoned(
+            &self.picker,
+            &mut self.rng,
+            &self.list,
+            spill,
+            &mut pick,
+            None,
+        )
     }
 
     /// Picks an endpoint other than `failed` for a call whose attempt there
@@ -217,11 +244,19 @@ impl Balancer {
             now,
         };
         let panic = pick.panic;
+        let spill = self.shared.spill();
         let mut excluded = avoid.and_then(|a| self.list.iter().position(|e| Arc::ptr_eq(e, a)));
         // A HalfOpen endpoint whose probe budget went to another caller
         // between the pick and the admission is excluded and replaced.
         for _ in 0..2 {
-            let Some(i) = draw(&self.picker, &mut self.rng, &self.list, &mut pick, excluded) else {
+            let Some(i) = draw_zoned(
+                &self.picker,
+                &mut self.rng,
+                &self.list,
+                spill,
+                &mut pick,
+                excluded,
+            ) else {
                 break;
             };
             let ep = &self.list[i];
@@ -264,32 +299,60 @@ impl Balancer {
     }
 }
 
-/// One draw over `list`: the best of the configured `choices` random
-/// endpoints (see [`P2c::pick_best_of`]), or for a stream the least of all
-/// (see [`P2c::pick_least`]), passing over `excluded`. When the warm-up draw
-/// leaves nothing (every endpoint is new, as at start-up), `pick.warm_up` is
-/// reset to 0 and all endpoints count.
+/// One draw over `list` as [`draw`] makes it, with locality on first
+/// among the endpoints of the zone side drawn for this pick (other zones
+/// with probability `spill`), then, if none of those is eligible, among all
+/// (see [`ZoneIndex::pick_preferring`](orca_lb_core::ZoneIndex::pick_preferring)).
+/// The split by zone comes with the list: nothing is computed or allocated
+/// here.
+fn draw_zoned(
+    picker: &P2c,
+    rng: &mut SmallRng,
+    list: &EndpointList,
+    spill: f64,
+    pick: &mut PickContext<'_>,
+    excluded: Option<usize>,
+) -> Option<usize> {
+    let Some(zones) = list.zones() else {
+        return draw(picker, rng, list, None, pick, excluded);
+    };
+    let side = ZoneSide::draw(rng, spill);
+    zones.pick_preferring(side, |subset| {
+        draw(picker, rng, list, subset, pick, excluded)
+    })
+}
+
+/// One draw over `list`, or over the list indices in `subset` when given:
+/// the best of the configured `choices` random endpoints (see
+/// [`P2c::pick_best_of`]), or for a stream the least of all (see
+/// [`P2c::pick_least`]), passing over `excluded`; returns a list index. When the warm-up draw leaves
+/// nothing (every endpoint is new, as at start-up), `pick.warm_up` is reset
+/// to 0 and all endpoints count.
 fn draw(
     picker: &P2c,
     rng: &mut SmallRng,
     list: &[Arc<Endpoint>],
+    subset: Option<&[u32]>,
     pick: &mut PickContext<'_>,
     excluded: Option<usize>,
 ) -> Option<usize> {
+    let len = subset.map_or(list.len(), <[u32]>::len);
+    let at = |k: usize| subset.map_or(k, |s| s[k] as usize);
     loop {
-        let score = |i: usize| {
+        let score = |k: usize| {
+            let i = at(k);
             if Some(i) == excluded {
                 return None;
             }
             list[i].candidate(pick)
         };
         let chosen = if pick.stream {
-            picker.pick_least(rng, list.len(), score)
+            picker.pick_least(rng, len, score)
         } else {
-            picker.pick_best_of(rng, list.len(), pick.score.choices, score)
+            picker.pick_best_of(rng, len, pick.score.choices, score)
         };
         if chosen.is_some() || pick.warm_up == 0.0 {
-            return chosen;
+            return chosen.map(at);
         }
         pick.warm_up = 0.0;
     }

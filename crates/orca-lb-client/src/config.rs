@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use orca_lb_core::{CircuitBreakerConfig, EjectionBudget, RetryBudget, ScoreConfig};
+use orca_lb_core::{
+    CircuitBreakerConfig, EjectionBudget, LocalityConfig, RetryBudget, ScoreConfig,
+};
 use orca_lb_proto::StreamingMethods;
 use tonic::Code;
 
@@ -97,6 +99,12 @@ pub struct BalancerConfig {
     /// per endpoint for this service; endpoints that do not answer `SERVING`
     /// get no new calls or streams. Default: off.
     pub health_check: Option<HealthCheck>,
+    /// Locality: prefer endpoints in this client's own zone while that
+    /// zone's load stays under a threshold, and spill calls over to other
+    /// zones beyond it (see `docs/balancing.md`). Endpoints get their zone
+    /// from discovery ([`Change::InsertInZone`](crate::Change::InsertInZone));
+    /// one without a zone counts as another zone's. Default: off.
+    pub locality: Option<LocalityConfig>,
 }
 
 // === setters of BalancerConfig ===
@@ -213,6 +221,23 @@ impl BalancerConfig {
         self.health_check = health_check.into();
         self
     }
+
+    /// Sets [`locality`](Self::locality).
+    ///
+    /// ```
+    /// use orca_lb_client::{BalancerConfig, LocalityConfig, Zone};
+    ///
+    /// let zone = Zone::new("us-east-1a").unwrap();
+    /// let config = BalancerConfig::default()
+    ///     .with_locality(LocalityConfig::new(zone).with_threshold(0.7));
+    /// assert!(config.validate().is_ok());
+    /// assert_eq!(config.locality.unwrap().local_zone.as_str(), "us-east-1a");
+    /// ```
+    #[must_use]
+    pub fn with_locality(mut self, locality: impl Into<Option<LocalityConfig>>) -> Self {
+        self.locality = locality.into();
+        self
+    }
 }
 
 impl Default for BalancerConfig {
@@ -241,6 +266,7 @@ impl Default for BalancerConfig {
             discovery_wait: Duration::from_secs(1),
             report_log_interval: Duration::from_secs(60),
             health_check: None,
+            locality: None,
         }
     }
 }
@@ -295,6 +321,10 @@ impl BalancerConfig {
         if let Some(h) = &self.health_check {
             h.validate()
                 .map_err(|e| ConfigError::new(format!("health_check.{}", e.field()), e))?;
+        }
+        if let Some(l) = &self.locality {
+            l.validate()
+                .map_err(|e| ConfigError::new(format!("locality.{}", e.field()), e))?;
         }
         if self.failure_codes.contains(&Code::Ok) {
             return Err(ConfigError::new("failure_codes", "must not contain OK"));

@@ -14,6 +14,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::Change;
+use orca_lb_core::Zone;
 
 /// Resolves a host name to socket addresses. The default uses the system
 /// resolver (`tokio::net::lookup_host`); tests and custom setups supply
@@ -56,6 +57,7 @@ pub struct DnsDiscovery {
     port: u16,
     interval: Duration,
     resolver: Arc<dyn Resolve>,
+    zone: Option<Zone>,
 }
 
 impl fmt::Debug for DnsDiscovery {
@@ -64,6 +66,7 @@ impl fmt::Debug for DnsDiscovery {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("interval", &self.interval)
+            .field("zone", &self.zone)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +79,7 @@ impl DnsDiscovery {
             port,
             interval: Duration::from_secs(30),
             resolver: Arc::new(SystemResolver),
+            zone: None,
         }
     }
 
@@ -88,6 +92,15 @@ impl DnsDiscovery {
     /// Uses `resolver` instead of the system's.
     pub fn resolver(mut self, resolver: impl Resolve) -> Self {
         self.resolver = Arc::new(resolver);
+        self
+    }
+
+    /// Places every address of the name in `zone` (see
+    /// [`BalancerConfig::locality`](crate::BalancerConfig::locality)): one
+    /// name per zone, as `api.us-east-1a.internal`. Merge the streams of
+    /// several names for several zones.
+    pub fn zone(mut self, zone: Zone) -> Self {
+        self.zone = Some(zone);
         self
     }
 
@@ -130,7 +143,11 @@ impl DnsDiscovery {
                     Ok(uri) => uri,
                     Err(_) => continue,
                 };
-                if tx.send(Change::Insert(key(new), uri)).await.is_err() {
+                let change = match &self.zone {
+                    Some(zone) => Change::InsertInZone(key(new), uri, zone.clone()),
+                    None => Change::Insert(key(new), uri),
+                };
+                if tx.send(change).await.is_err() {
                     return;
                 }
             }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 use orca_lb_core::{
-    Admission, BreakerState, CandidateView, EndpointPolicy, FleetSamples, FleetView, LoadReport,
-    OpenReason, Outcome, PickContext, Score, ScoreConfig, Transition,
+    Admission, BreakerState, CandidateView, EndpointLoad, EndpointPolicy, FleetSamples, FleetView,
+    LoadReport, OpenReason, Outcome, PickContext, Score, ScoreConfig, Transition, Zone,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -81,6 +81,8 @@ struct Totals {
 pub(crate) struct Endpoint {
     key: String,
     uri: Uri,
+    /// The zone discovery placed it in, if any.
+    zone: Option<Zone>,
     channel: Channel,
     core: Mutex<EndpointCore>,
     published: Published,
@@ -116,6 +118,7 @@ impl Endpoint {
     pub(crate) fn new(
         key: String,
         uri: Uri,
+        zone: Option<Zone>,
         channel: Channel,
         config: &BalancerConfig,
         now: Instant,
@@ -126,6 +129,7 @@ impl Endpoint {
         Self {
             key,
             uri,
+            zone,
             channel,
             core: Mutex::new(EndpointCore {
                 policy,
@@ -159,6 +163,20 @@ impl Endpoint {
     /// Its address.
     pub(crate) fn uri(&self) -> &Uri {
         &self.uri
+    }
+
+    /// The zone discovery placed it in, if any.
+    pub(crate) fn zone(&self) -> Option<&Zone> {
+        self.zone.as_ref()
+    }
+
+    /// Its load at `now` as its zone's load counts it (see
+    /// [`EndpointLoad`]), if picks may choose it now; `None` if they may not.
+    pub(crate) fn zone_load(&self, stale_after: Duration, now: Instant) -> Option<f64> {
+        if self.is_draining() || !self.is_healthy() || !self.published.view.read().eligible {
+            return None;
+        }
+        Some(EndpointLoad::of(self.core.lock().policy.state(), stale_after, now).value())
     }
 
     /// Its connection.
@@ -486,6 +504,7 @@ impl Endpoint {
         EndpointSnapshot {
             key: self.key.clone(),
             uri: self.uri.to_string(),
+            zone: self.zone.clone(),
             breaker: breaker.state(),
             last_transition: breaker
                 .last_transition()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use orca_lb_core::{BreakerState, EjectionBudget, LoadReport, Outcome};
+use orca_lb_core::{BreakerState, EjectionBudget, LoadReport, Outcome, Zone, ZoneIndex};
 use parking_lot::{Mutex, RwLock};
 
 use crate::HealthState;
@@ -14,7 +14,40 @@ use crate::endpoint::{BreakerChange, Endpoint};
 
 /// The endpoint list picks read: replaced whole on every discovery change, so
 /// a pick holds an `Arc` of a consistent list and never waits on discovery.
-pub(crate) type EndpointList = Arc<[Arc<Endpoint>]>;
+/// With locality on, it carries the list's split by zone too, computed once
+/// when the list is published, so that a pick only reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointList(Arc<ListInner>);
+
+#[derive(Debug)]
+struct ListInner {
+    endpoints: Box<[Arc<Endpoint>]>,
+    zones: Option<ZoneIndex>,
+}
+
+impl EndpointList {
+    /// `endpoints`, split by zone around `local` if there is one.
+    pub(crate) fn new(endpoints: Vec<Arc<Endpoint>>, local: Option<&Zone>) -> Self {
+        let zones = local.map(|z| ZoneIndex::new(z, endpoints.iter().map(|ep| ep.zone())));
+        Self(Arc::new(ListInner {
+            endpoints: endpoints.into_boxed_slice(),
+            zones,
+        }))
+    }
+
+    /// The endpoints split by zone, with locality on.
+    pub(crate) fn zones(&self) -> Option<&ZoneIndex> {
+        self.0.zones.as_ref()
+    }
+}
+
+impl std::ops::Deref for EndpointList {
+    type Target = [Arc<Endpoint>];
+
+    fn deref(&self) -> &Self::Target {
+        &self.0.endpoints
+    }
+}
 
 /// One member and whether [`Members::ejected`] counts it.
 #[derive(Debug)]
@@ -89,11 +122,11 @@ impl Members {
         }
     }
 
-    /// The members, in key order.
-    fn list(&self) -> EndpointList {
+    /// The members, in key order, split by zone around `local`.
+    fn list(&self, local: Option<&Zone>) -> EndpointList {
         let mut eps: Vec<_> = self.by_key.values().map(|m| m.endpoint.clone()).collect();
         eps.sort_by(|a, b| a.key().cmp(b.key()));
-        Arc::from(eps)
+        EndpointList::new(eps, local)
     }
 }
 
@@ -120,6 +153,8 @@ pub(crate) struct EndpointSet {
     /// The balancer's target name, for logs.
     target: String,
     budget: EjectionBudget,
+    /// The client's zone, with locality on: lists are split around it.
+    local_zone: Option<Zone>,
     members: Mutex<Members>,
     list: RwLock<EndpointList>,
     /// Bumped with every change of `list`, under its write lock; clones
@@ -141,12 +176,14 @@ pub(crate) struct EndpointSet {
 
 impl EndpointSet {
     /// An empty set for the balancer of `target`.
-    pub(crate) fn new(target: String, budget: EjectionBudget) -> Self {
+    pub(crate) fn new(target: String, budget: EjectionBudget, local_zone: Option<Zone>) -> Self {
+        let list = EndpointList::new(Vec::new(), local_zone.as_ref());
         Self {
             target,
             budget,
+            local_zone,
             members: Mutex::new(Members::default()),
-            list: RwLock::new(Arc::from(Vec::new())),
+            list: RwLock::new(list),
             generation: AtomicU64::new(0),
             counts: AtomicU64::new(0),
             panic: AtomicBool::new(false),
@@ -227,7 +264,7 @@ impl EndpointSet {
     }
 
     fn publish_list(&self, members: &mut Members) {
-        let list = members.list();
+        let list = members.list(self.local_zone.as_ref());
         {
             let mut slot = self.list.write();
             *slot = list;

@@ -14,6 +14,11 @@
 //!
 //! - **Discovery** is a stream of [`Change`]s: [`static_list`] and
 //!   [`Balancer::from_uris`], [`DnsDiscovery`], or etcd (`orca-lb-etcd`).
+//!   An endpoint may come with a [`Zone`] ([`static_zoned_list`],
+//!   [`DnsDiscovery::zone`], etcd's `zone_key`).
+//! - **Locality** (optional, [`LocalityConfig`]): calls stay in the
+//!   client's zone while its load is under a threshold, and spill over to
+//!   other zones beyond it.
 //! - **The pick**: the cheaper of two endpoints drawn at random, by expected
 //!   completion time (service time scaled by the calls ahead, plus a failure
 //!   penalty); see `docs/balancing.md`. A pick takes no global lock and
@@ -90,13 +95,14 @@ mod unsent_body;
 pub use balancer::{Balancer, WeakBalancer};
 pub use body::ResponseBody;
 pub use config::{BalancerConfig, ConfigError};
-pub use discovery::{Change, static_list};
+pub use discovery::{Change, static_list, static_zoned_list};
 pub use dns::{DnsDiscovery, Resolve, SystemResolver};
 pub use endpoint_template::EndpointTemplate;
 pub use error::BalanceError;
 pub use future::ResponseFuture;
 pub use health_check::{HealthCheck, HealthCheckError};
 pub use health_state::HealthState;
+pub use orca_lb_core::{InvalidZone, LocalityConfig, Zone};
 pub use report::{ReportError, decode_report};
 pub use snapshot::{BalancerSnapshot, EndpointSnapshot};
 #[cfg(any(feature = "tls-ring", feature = "tls-aws-lc"))]
@@ -116,6 +122,13 @@ pub enum BuildError {
         uri: String,
         /// Why it was refused.
         why: String,
+    },
+    /// An endpoint's zone name was refused.
+    InvalidZone {
+        /// The endpoint URI it was given with.
+        uri: String,
+        /// Why it was refused.
+        why: InvalidZone,
     },
     /// The balancer was built outside a tokio runtime; its tasks need one.
     NoRuntime,
@@ -140,6 +153,9 @@ impl std::fmt::Display for BuildError {
         match self {
             BuildError::Config(e) => e.fmt(f),
             BuildError::InvalidUri { uri, why } => write!(f, "invalid endpoint uri {uri:?}: {why}"),
+            BuildError::InvalidZone { uri, why } => {
+                write!(f, "invalid zone for endpoint {uri:?}: {why}")
+            }
             BuildError::NoRuntime => f.write_str("balancer built outside a tokio runtime"),
             BuildError::Endpoint { uri, why } => {
                 write!(f, "cannot make a connection to endpoint {uri}: {why}")

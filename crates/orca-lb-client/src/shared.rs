@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use orca_lb_core::{FleetSamples, FleetView};
+use orca_lb_core::{FleetSamples, FleetView, ZonePreference, zone_load};
 use parking_lot::Mutex;
 
 use crate::BalancerConfig;
@@ -31,6 +31,12 @@ pub(crate) struct Shared {
     dropped: tokio::sync::watch::Sender<()>,
     /// The maintenance pass's buffers (only that task takes this lock).
     samples: Mutex<FleetSamples>,
+    /// The share of picks sent outside the local zone (0 with locality
+    /// off), set by each maintenance pass, read by every pick.
+    spill: AtomicF64,
+    /// What the spill is computed with (only the maintenance pass takes
+    /// this lock); `None` with locality off.
+    zone_preference: Option<Mutex<ZonePreference>>,
     /// Transparent re-picks left.
     pub(crate) repick: RepickBudget,
     /// The balancer's own metric handles.
@@ -41,10 +47,20 @@ impl Shared {
     pub(crate) fn new(config: BalancerConfig, seed: u64) -> Self {
         crate::metrics::describe();
         let unknown = FleetView::unknown(config.score.default_service_time);
-        let metrics = BalancerMetrics::new(&config.target);
+        let metrics = BalancerMetrics::new(&config.target, config.locality.is_some());
         let repick = RepickBudget::new(config.transparent_retry, &config.target);
-        let set = EndpointSet::new(config.target.clone(), config.ejection);
+        let set = EndpointSet::new(
+            config.target.clone(),
+            config.ejection,
+            config.locality.as_ref().map(|l| l.local_zone.clone()),
+        );
+        let zone_preference = config
+            .locality
+            .as_ref()
+            .map(|l| Mutex::new(ZonePreference::new(l)));
         Self {
+            spill: AtomicF64::new(0.0),
+            zone_preference,
             repick,
             metrics,
             set,
@@ -71,6 +87,11 @@ impl Shared {
             backlog: self.fleet_backlog.load(),
             streams: self.fleet_streams.load(),
         }
+    }
+
+    /// The share of picks sent outside the local zone now.
+    pub(crate) fn spill(&self) -> f64 {
+        self.spill.load()
     }
 
     /// Resolves (with an error) once the balancer is dropped; never before.
@@ -100,6 +121,18 @@ impl Shared {
         self.fleet_service_time.store(fleet.service_time);
         self.fleet_backlog.store(fleet.backlog);
         self.fleet_streams.store(fleet.streams);
+        drop(samples);
+        if let (Some(pref), Some(locality)) = (&self.zone_preference, &self.config.locality) {
+            let local = list
+                .iter()
+                .filter(|ep| ep.zone() == Some(&locality.local_zone))
+                .filter_map(|ep| ep.zone_load(self.config.score.stale_after, now));
+            let spill = pref.lock().update(zone_load(local), now);
+            self.spill.store(spill);
+            if let Some(gauge) = &self.metrics.zone_spill {
+                gauge.set(spill);
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use orca_lb_core::{BreakerState, CostTerms, OpenReason};
+use orca_lb_core::{BreakerState, CostTerms, OpenReason, Zone};
 
 use crate::HealthState;
 use crate::shared::Shared;
@@ -23,6 +23,12 @@ pub struct BalancerSnapshot {
     /// Calls sent to a second endpoint because the first attempt never
     /// reached a server (transparent re-picks), since the balancer started.
     pub repicks: u64,
+    /// The client's own zone, with locality on (see
+    /// [`BalancerConfig::locality`](crate::BalancerConfig::locality)).
+    pub local_zone: Option<Zone>,
+    /// The share of picks sent outside the local zone now, 0 to 1 (0 with
+    /// locality off).
+    pub spill: f64,
     /// Every endpoint, in key order, then those discovery removed that still
     /// carry calls (`draining`), in the order they were removed.
     pub endpoints: Vec<EndpointSnapshot>,
@@ -36,6 +42,8 @@ pub struct EndpointSnapshot {
     pub key: String,
     /// Its address.
     pub uri: String,
+    /// The zone discovery placed it in, if any.
+    pub zone: Option<Zone>,
     /// Its breaker's state.
     pub breaker: BreakerState,
     /// Why and when the breaker last changed state, if it ever did.
@@ -109,6 +117,12 @@ impl BalancerSnapshot {
             panic: shared.set.is_panic(),
             ejected: shared.set.ejected(),
             repicks: shared.repick.total(),
+            local_zone: shared
+                .config
+                .locality
+                .as_ref()
+                .map(|l| l.local_zone.clone()),
+            spill: shared.spill(),
             endpoints,
         }
     }

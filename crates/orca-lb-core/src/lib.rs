@@ -105,6 +105,7 @@ mod ewma;
 mod fleet;
 mod least_pick;
 pub mod load_model;
+mod locality;
 pub mod named_metrics;
 mod p2c;
 mod peak_ewma;
@@ -114,6 +115,8 @@ mod retry_budget;
 mod score;
 mod score_config;
 pub mod splitmix;
+mod zone;
+mod zone_preference;
 
 pub use atomic_f64::AtomicF64;
 pub use backoff::Backoff;
@@ -133,6 +136,10 @@ pub use escaped::{DisplayName, MAX_NAME_CHARS};
 pub use ewma::Ewma;
 pub use fleet::{FleetSamples, FleetView, median};
 pub use least_pick::MAX_LEAST_CANDIDATES;
+pub use locality::{
+    DEFAULT_SPILL_HYSTERESIS, DEFAULT_SPILL_THRESHOLD, InvalidLocality, LocalityConfig, ZoneIndex,
+    ZoneSide,
+};
 pub use p2c::{P2c, distinct_pair};
 pub use peak_ewma::PeakEwma;
 pub use pick_context::PickContext;
@@ -140,6 +147,10 @@ pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};
 pub use retry_budget::RetryBudget;
 pub use score::Score;
 pub use score_config::{InvalidScoreConfig, ScoreConfig};
+pub use zone::{InvalidZone, MAX_ZONE_LEN, Zone};
+pub use zone_preference::{
+    EndpointLoad, SPILL_FALL_PER_SEC, SPILL_RISE_PER_SEC, ZonePreference, zone_load,
+};
 
 // The README's examples, run as doc tests.
 #[cfg(doctest)]

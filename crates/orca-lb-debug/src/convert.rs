@@ -15,6 +15,11 @@ pub fn balancer(name: &str, snapshot: &BalancerSnapshot) -> pb::Balancer {
         panic: snapshot.panic,
         ejected: u32::try_from(snapshot.ejected).unwrap_or(u32::MAX),
         endpoints: snapshot.endpoints.iter().map(endpoint).collect(),
+        local_zone: snapshot
+            .local_zone
+            .as_ref()
+            .map_or_else(String::new, |z| z.to_string()),
+        spill: snapshot.spill,
     }
 }
 
@@ -23,6 +28,7 @@ pub fn endpoint(e: &EndpointSnapshot) -> pb::Endpoint {
     pb::Endpoint {
         key: e.key.clone(),
         address: e.uri.clone(),
+        zone: e.zone.as_ref().map_or_else(String::new, |z| z.to_string()),
         state: endpoint_state(e).into(),
         eligible: e.eligible,
         health: e

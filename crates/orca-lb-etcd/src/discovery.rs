@@ -50,6 +50,7 @@ pub struct EtcdDiscovery {
     client: EtcdClient,
     prefix: String,
     format: ValueFormat,
+    zone_key: String,
     malformed_log: Mutex<MalformedLog>,
     retry_min: Duration,
     retry_max: Duration,
@@ -61,6 +62,7 @@ impl std::fmt::Debug for EtcdDiscovery {
         f.debug_struct("EtcdDiscovery")
             .field("prefix", &self.prefix)
             .field("format", &self.format)
+            .field("zone_key", &self.zone_key)
             .field("retry_min", &self.retry_min)
             .field("retry_max", &self.retry_max)
             .finish_non_exhaustive()
@@ -139,6 +141,7 @@ impl EtcdDiscovery {
             client,
             prefix,
             format: ValueFormat::default(),
+            zone_key: crate::value_format::DEFAULT_ZONE_KEY.to_string(),
             malformed_log: Mutex::new(MalformedLog::default()),
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(2),
@@ -168,6 +171,15 @@ impl EtcdDiscovery {
     /// not in it is skipped as malformed.
     pub fn value_format(mut self, format: ValueFormat) -> Self {
         self.format = format;
+        self
+    }
+
+    /// Reads an endpoint's zone from this key of Go's naming `Metadata`
+    /// (default `zone`; see [`ValueFormat::decode_zoned`]); orca-lb's own
+    /// record has a `zone` field of its own. A zone that is not a valid
+    /// zone name makes the value malformed.
+    pub fn zone_key(mut self, key: impl Into<String>) -> Self {
+        self.zone_key = key.into();
         self
     }
 
@@ -213,7 +225,11 @@ impl EtcdDiscovery {
                     Ok(read) => {
                         retry.healthy();
                         *stats.last_error.lock() = None;
-                        let applied = stats.table.lock().replace(&read.kvs, self.format);
+                        let applied =
+                            stats
+                                .table
+                                .lock()
+                                .replace(&read.kvs, self.format, &self.zone_key);
                         if !first_read {
                             stats.relists.fetch_add(1, Relaxed);
                             stats.metrics.relists.increment(1);
@@ -340,7 +356,7 @@ impl EtcdDiscovery {
                     if event.r#type() == EventType::Delete {
                         table.delete(&kv.key, &mut applied);
                     } else {
-                        table.put(kv, self.format, &mut applied);
+                        table.put(kv, self.format, &self.zone_key, &mut applied);
                     }
                 }
             }
@@ -375,9 +391,13 @@ impl EtcdDiscovery {
                 Change::Insert(key, uri) => {
                     tracing::info!(prefix = %self.prefix, key, %uri, "endpoint registered")
                 }
+                Change::InsertInZone(key, uri, zone) => {
+                    tracing::info!(prefix = %self.prefix, key, %uri, %zone, "endpoint registered")
+                }
                 Change::Remove(key) => {
                     tracing::info!(prefix = %self.prefix, key, "endpoint deregistered")
                 }
+                _ => {}
             }
             if tx.send(change).await.is_err() {
                 return false;

@@ -182,6 +182,14 @@ pub enum ValueError {
     /// In [`ValueFormat::Auto`](crate::ValueFormat::Auto), a JSON object
     /// that shows no one format: which fields it has or lacks.
     UnknownFormat(String),
+    /// The zone (orca-lb's `zone`, or the zone key of Go's `Metadata`) is
+    /// not a valid zone name, or not a string.
+    InvalidZone {
+        /// The zone as found.
+        zone: String,
+        /// Why it was refused.
+        why: String,
+    },
 }
 
 impl fmt::Display for ValueError {
@@ -199,6 +207,7 @@ impl fmt::Display for ValueError {
                 "Go naming value with \"Op\" {op} (only 0, Add, registers an endpoint)"
             ),
             ValueError::UnknownFormat(why) => write!(f, "no known value format: {why}"),
+            ValueError::InvalidZone { zone, why } => write!(f, "invalid zone {zone:?}: {why}"),
         }
     }
 }

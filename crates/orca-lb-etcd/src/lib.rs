@@ -95,7 +95,7 @@ pub use drain::{Drain, DrainConfig, DrainIncoming, DrainIo, DrainReport};
 pub use error::{ConfigError, EtcdError, RegisterError, ValueError};
 pub use record::{DEFAULT_PREFIX, EndpointRecord, RECORD_VERSION, endpoint_key, service_prefix};
 pub use registration::{Registration, RegistrationConfig};
-pub use value_format::{RegistrationFormat, ValueFormat};
+pub use value_format::{DEFAULT_ZONE_KEY, RegistrationFormat, ValueFormat};
 
 /// The generated etcd v3 messages and client stubs, laid out by protobuf
 /// package (the crate's `proto/`).

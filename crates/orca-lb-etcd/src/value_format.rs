@@ -83,6 +83,11 @@ struct GoNamingValue<'a> {
     metadata: Value,
 }
 
+/// The key of Go's naming `Metadata` object that discovery reads an
+/// endpoint's zone from, unless set otherwise
+/// ([`EtcdDiscovery::zone_key`](crate::EtcdDiscovery::zone_key)).
+pub const DEFAULT_ZONE_KEY: &str = "zone";
+
 // === impl ValueFormat ===
 
 impl ValueFormat {
@@ -113,6 +118,51 @@ impl ValueFormat {
                 _ => parse_bare_value(value),
             },
         }
+    }
+}
+
+impl ValueFormat {
+    /// Reads a stored value as [`decode`](Self::decode) does, with its zone:
+    /// orca-lb's record carries it in its `zone` field; in Go's naming form
+    /// it is the string under `zone_key` in `Metadata`, when that is an
+    /// object that has the key. A zone that is not a string or not a valid
+    /// zone name ([`Zone`](orca_lb_client::Zone)) makes the value malformed.
+    ///
+    /// ```
+    /// use orca_lb_etcd::ValueFormat;
+    ///
+    /// let value = br#"{"Op":0,"Addr":"10.0.0.7:50051","Metadata":{"az":"us-east-1a"}}"#;
+    /// let record = ValueFormat::GoNaming.decode_zoned(value, "az").unwrap();
+    /// assert_eq!(record.zone.as_deref(), Some("us-east-1a"));
+    /// let bad = br#"{"Op":0,"Addr":"10.0.0.7:50051","Metadata":{"az":""}}"#;
+    /// assert!(ValueFormat::GoNaming.decode_zoned(bad, "az").is_err());
+    /// ```
+    pub fn decode_zoned(self, value: &[u8], zone_key: &str) -> Result<EndpointRecord, ValueError> {
+        let mut record = self.decode(value)?;
+        if record.zone.is_none()
+            && let Some(metadata) = &record.metadata
+            && let Ok(Value::Object(object)) = serde_json::from_str::<Value>(metadata)
+            && let Some(zone) = object.get(zone_key)
+        {
+            match zone {
+                Value::String(zone) => record.zone = Some(zone.clone()),
+                other => {
+                    return Err(ValueError::InvalidZone {
+                        zone: other.to_string(),
+                        why: "not a string".to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(zone) = &record.zone
+            && let Err(e) = orca_lb_client::Zone::new(zone)
+        {
+            return Err(ValueError::InvalidZone {
+                zone: zone.clone(),
+                why: e.to_string(),
+            });
+        }
+        Ok(record)
     }
 }
 

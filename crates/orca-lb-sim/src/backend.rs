@@ -36,6 +36,9 @@ pub(crate) struct Job {
     pub(crate) arrived: Nanos,
     /// Calls in flight at the server when it arrived, itself excluded.
     pub(crate) rif: u32,
+    /// The one-way network delay between its client and its server (more
+    /// across zones).
+    pub(crate) delay: Nanos,
 }
 
 /// One backend, counting what `orca-lb-server` counts: calls in flight
@@ -253,6 +256,7 @@ mod tests {
             stream_for: 0,
             arrived: 0,
             rif: 0,
+            delay: 0,
         };
         b.enqueue(job, 0);
         // One ends after 1 s of service.

@@ -16,7 +16,7 @@ use crate::call::{Call, CallRef, Calls};
 use crate::central_queue::CentralQueue;
 use crate::clock::{Clock, MILLISECOND, Nanos, SECOND, secs, to_secs};
 use crate::measurements::Measurements;
-use crate::policy::{Client, Done, Policy};
+use crate::policy::{Client, ClientZones, Done, Policy};
 use crate::results::FiredEvent;
 use crate::route::Route;
 use crate::scenario::{Action, Scenario};
@@ -124,8 +124,45 @@ pub(crate) struct Run<'a> {
     measurements: Measurements,
     reads_reports: bool,
     delay: Nanos,
+    /// With zones: each backend's and each client's zone (as an index), and
+    /// the extra one-way delay between zones.
+    zones: Option<ZoneMap>,
     deadline: Nanos,
     end: Nanos,
+}
+
+/// Who runs in which zone, by index into the zone names.
+struct ZoneMap {
+    backends: Vec<u16>,
+    clients: Vec<u16>,
+    cross: Nanos,
+}
+
+impl ZoneMap {
+    fn new(scenario: &Scenario) -> Option<ZoneMap> {
+        let z = scenario.zones.as_ref()?;
+        let mut names: Vec<String> = Vec::new();
+        let mut id = |name: &str| -> u16 {
+            let i = names.iter().position(|n| n == name).unwrap_or_else(|| {
+                names.push(name.to_owned());
+                names.len() - 1
+            });
+            u16::try_from(i).expect("fewer than 65536 zones")
+        };
+        let backends = z.backends.iter().map(|n| id(n)).collect();
+        let clients = (0..scenario.clients as usize)
+            .map(|c| id(z.client(c)))
+            .collect();
+        Some(ZoneMap {
+            backends,
+            clients,
+            cross: z.cross_zone_delay(),
+        })
+    }
+
+    fn is_cross(&self, client: usize, backend: usize) -> bool {
+        self.clients[client] != self.backends[backend]
+    }
 }
 
 impl<'a> Run<'a> {
@@ -160,12 +197,22 @@ impl<'a> Run<'a> {
                         Some(m) if c < k => m,
                         _ => policy,
                     };
+                    let zones = scenario.zones.as_ref().map(|z| {
+                        let zone = |name: &str| {
+                            orca_lb_core::Zone::new(name).expect("checked by Scenario::validate")
+                        };
+                        ClientZones {
+                            local: zone(z.client(c as usize)),
+                            backends: z.backends.iter().map(|n| zone(n)).collect(),
+                        }
+                    });
                     p.client(
                         present,
                         scenario.clients,
                         seed_for(seed, 1000 + c),
                         clock,
                         oob,
+                        zones,
                     )
                 })
                 .collect();
@@ -241,6 +288,7 @@ impl<'a> Run<'a> {
             measurements,
             reads_reports,
             delay: scenario.network_delay(),
+            zones: ZoneMap::new(scenario),
             deadline: scenario.deadline(),
             end,
         }
@@ -249,7 +297,8 @@ impl<'a> Run<'a> {
     /// Runs to the end and returns what was measured.
     pub(crate) fn run(mut self) -> Measurements {
         // Every measured call ends by its deadline.
-        let stop = self.end + self.deadline + 2 * self.delay + FAIL_FAST;
+        let cross = self.zones.as_ref().map_or(0, |z| z.cross);
+        let stop = self.end + self.deadline + 2 * (self.delay + cross) + FAIL_FAST;
         loop {
             let next_event = self.queue.next_at().unwrap_or(Nanos::MAX);
             let next_deadline = self.deadlines.front().map_or(Nanos::MAX, |d| d.0);
@@ -323,7 +372,7 @@ impl<'a> Run<'a> {
             Ev::ProbeArrive { client, backend } => {
                 let (rif, latency) = self.backends[backend].probe();
                 self.queue.push(
-                    now + self.delay,
+                    now + self.delay_between(client, backend),
                     Ev::ProbeReply {
                         client,
                         backend,
@@ -436,6 +485,10 @@ impl<'a> Run<'a> {
             stream,
             probe,
         });
+        let delay = match route {
+            Route::Backend(b) => self.delay_between(client, b as usize),
+            Route::CentralQueue => self.delay,
+        };
         let job = Job {
             call,
             t0: now,
@@ -443,17 +496,22 @@ impl<'a> Run<'a> {
             stream_for,
             arrived: 0,
             rif: 0,
+            delay,
         };
         if !stream {
             self.deadlines.push_back((now + self.deadline, call));
         }
-        let at = now + self.delay;
+        let at = now + delay;
         match route {
             Route::CentralQueue => self.queue.push(at, Ev::CentralQueueArrive { job }),
             Route::Backend(backend) => {
                 let backend = backend as usize;
                 if !stream {
                     self.measurements.sent(now, backend);
+                    if let Some(z) = &self.zones {
+                        let cross = z.is_cross(client, backend);
+                        self.measurements.zone_of_call(now, cross);
+                    }
                 }
                 self.queue.push(at, Ev::ServerArrive { backend, job });
             }
@@ -465,8 +523,17 @@ impl<'a> Run<'a> {
         self.probe_targets.clear();
         self.clients[client].probes(now, &mut self.probe_targets);
         for &backend in &self.probe_targets {
-            self.queue
-                .push(now + self.delay, Ev::ProbeArrive { client, backend });
+            let at = now + self.delay_between(client, backend);
+            self.queue.push(at, Ev::ProbeArrive { client, backend });
+        }
+    }
+
+    /// The one-way network delay between `client` and `backend`: more
+    /// across zones.
+    fn delay_between(&self, client: usize, backend: usize) -> Nanos {
+        match &self.zones {
+            Some(z) if z.is_cross(client, backend) => self.delay + z.cross,
+            _ => self.delay,
         }
     }
 
@@ -513,7 +580,7 @@ impl<'a> Run<'a> {
     /// as `grpc-timeout` or the client's reset, one network delay after the
     /// client gave up.
     fn cutoff(&self, job: &Job) -> Nanos {
-        job.t0 + self.deadline + self.delay
+        job.t0 + self.deadline + job.delay
     }
 
     /// A worker of `backend`, already taken, starts serving `job`; it serves
@@ -610,7 +677,7 @@ impl<'a> Run<'a> {
             .reads_reports
             .then(|| self.backends[backend].snapshot(now));
         self.queue.push(
-            now + self.delay,
+            now + job.delay,
             Ev::Response {
                 call: job.call,
                 failed,

@@ -119,8 +119,8 @@ pub use results::{
     Results, StreamStats,
 };
 pub use scenario::{
-    Action, BackendGroup, Bar, BarWindow, Event, HerdingExperiment, OrcaConfig, OrcaOverrides,
-    Scenario, SimSettings, Streams, Variant,
+    Action, BackendGroup, Bar, BarWindow, Event, HerdingExperiment, LocalitySettings, OrcaConfig,
+    OrcaOverrides, Scenario, SimSettings, Streams, Variant, Zones,
 };
 pub use service_time::{Draw, ServiceTime};
 

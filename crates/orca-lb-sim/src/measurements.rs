@@ -45,6 +45,9 @@ pub(crate) struct Measurements {
     /// the first group. Empty otherwise.
     groups: Vec<(String, Latencies)>,
     split_at: u32,
+    /// With zones: measured unary calls sent to another zone than their
+    /// client's, and all measured unary calls sent to a backend.
+    cross_zone: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +126,7 @@ impl Measurements {
             runs: 1,
             groups: Vec::new(),
             split_at: 0,
+            cross_zone: scenario.zones.as_ref().map(|_| (0, 0)),
         }
     }
 
@@ -149,6 +153,10 @@ impl Measurements {
             a.1.errors += b.1.errors;
         }
         let add = |a: &mut Vec<u64>, b: Vec<u64>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        if let (Some(a), Some(b)) = (&mut self.cross_zone, other.cross_zone) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
         add(&mut self.sent, other.sent);
         add(&mut self.busy, other.busy);
         let add32 = |a: &mut Vec<u32>, b: Vec<u32>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
@@ -184,6 +192,17 @@ impl Measurements {
         }
         if self.in_measure(t0) {
             self.sent[backend] += 1;
+        }
+    }
+
+    /// A unary call meant for `t0` went to a backend in another zone than
+    /// its client's (`cross`) or in the same.
+    pub(crate) fn zone_of_call(&mut self, t0: Nanos, cross: bool) {
+        if self.in_measure(t0)
+            && let Some(c) = &mut self.cross_zone
+        {
+            c.0 += u64::from(cross);
+            c.1 += 1;
         }
     }
 
@@ -363,6 +382,10 @@ impl Measurements {
             events: self.fired,
             cdf,
             client_groups,
+            cross_zone: self
+                .cross_zone
+                .filter(|&(_, all)| all > 0)
+                .map(|(cross, all)| cross as f64 / all as f64),
         }
     }
 }

@@ -9,7 +9,7 @@ mod wrr;
 
 use std::fmt;
 
-use orca_lb_core::LoadReport;
+use orca_lb_core::{LoadReport, Zone};
 
 pub(crate) use self::c3::C3;
 pub(crate) use self::orca::OrcaLb;
@@ -197,7 +197,7 @@ impl Policy {
     }
 
     /// One client's instance of the policy over `backends` endpoints, in a
-    /// fleet of `clients`.
+    /// fleet of `clients`; `zones` where the scenario has them.
     pub(crate) fn client(
         &self,
         backends: usize,
@@ -205,6 +205,7 @@ impl Policy {
         seed: u64,
         clock: Clock,
         oob_period: Option<Nanos>,
+        zones: Option<ClientZones>,
     ) -> Box<dyn Client> {
         match self {
             Policy::Rr => Box::new(RoundRobin::new(backends, seed)),
@@ -223,7 +224,7 @@ impl Policy {
                 Box::new(C3::new(backends, seed, n).with_two_choices(*two_choices))
             }
             Policy::OrcaLb { config, .. } => {
-                Box::new(OrcaLb::new(backends, clients, seed, clock, config))
+                Box::new(OrcaLb::new(backends, clients, seed, clock, config, zones))
             }
             Policy::Limit => unreachable!("the limit has no clients"),
         }
@@ -234,6 +235,16 @@ impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Where one client and every backend run (the scenario's `[zones]`), for
+/// the policies that prefer their own zone.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientZones {
+    /// The client's zone.
+    pub(crate) local: Zone,
+    /// Every backend's zone, by backend index (those yet to join too).
+    pub(crate) backends: Vec<Zone>,
 }
 
 /// Where a client sends a call.

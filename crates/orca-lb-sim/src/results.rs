@@ -86,6 +86,11 @@ pub struct PolicyResult {
     /// other policy's clients first. Empty otherwise.
     #[serde(default)]
     pub client_groups: Vec<ClientGroupStats>,
+    /// With zones: the fraction of measured unary calls sent to a backend in
+    /// another zone than their client's (`None` for the limit, which has
+    /// no zones, and without zones).
+    #[serde(default)]
+    pub cross_zone: Option<f64>,
 }
 
 /// The measured calls of one group of clients.

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::orca::{HerdingExperiment, OrcaConfig, OrcaOverrides, Variant};
+pub use self::orca::{HerdingExperiment, LocalitySettings, OrcaConfig, OrcaOverrides, Variant};
 use crate::ServiceTime;
 use crate::clock::{Nanos, millis, secs};
 
@@ -98,6 +98,9 @@ pub struct Scenario {
     /// What orca-lb must reach, as ratios to the limit.
     #[serde(default)]
     pub bar: Option<Bar>,
+    /// Where backends and clients run, and what crossing zones costs.
+    #[serde(default)]
+    pub zones: Option<Zones>,
     /// Simulator-only settings.
     #[serde(default)]
     pub sim: SimSettings,
@@ -114,6 +117,43 @@ pub struct BackendGroup {
     pub capacity: u32,
     /// Service time of one call at normal speed.
     pub service_time: ServiceTime,
+}
+
+/// Zones: which zone each backend and each client runs in, and the extra
+/// network delay between zones.
+///
+/// ```toml
+/// [zones]
+/// backends = ["a", "a", "a", "a", "b", "b", "b", "b"]
+/// clients = ["a"]
+/// cross_zone_delay_ms = 5.0
+/// ```
+///
+/// A call to a backend in another zone than its client's takes
+/// `cross_zone_delay_ms` longer each way. The limit's central queue has no
+/// zones: it is the bound for a fleet with no cost of crossing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zones {
+    /// The zone of each backend, by backend index: one per backend.
+    pub backends: Vec<String>,
+    /// The zone of each client, by client index; with fewer names than
+    /// clients, client `c` runs in `clients[c % len]`.
+    pub clients: Vec<String>,
+    /// Extra one-way delay between zones, ms.
+    pub cross_zone_delay_ms: f64,
+}
+
+impl Zones {
+    /// The zone of client `c`.
+    pub fn client(&self, c: usize) -> &str {
+        &self.clients[c % self.clients.len()]
+    }
+
+    /// The extra one-way delay between zones.
+    pub fn cross_zone_delay(&self) -> Nanos {
+        (self.cross_zone_delay_ms * 1e6).round() as Nanos
+    }
 }
 
 /// A scripted change to some backends at a time.
@@ -390,6 +430,23 @@ impl Scenario {
         }
         if let Some(p) = self.sim.oob_period_ms {
             positive("sim.oob_period_ms", p)?;
+        }
+        if let Some(z) = &self.zones {
+            if z.backends.len() != n {
+                return Err(format!(
+                    "zones.backends: {} zones for {n} backends",
+                    z.backends.len()
+                ));
+            }
+            if z.clients.is_empty() {
+                return Err("zones.clients: at least one zone is needed".into());
+            }
+            for name in z.backends.iter().chain(&z.clients) {
+                orca_lb_core::Zone::new(name).map_err(|e| format!("zones: {name:?}: {e}"))?;
+            }
+            if !(z.cross_zone_delay_ms >= 0.0 && z.cross_zone_delay_ms.is_finite()) {
+                return Err("zones.cross_zone_delay_ms must be >= 0".into());
+            }
         }
         self.orca_config().validate()?;
         for v in &self.sim.variants {

@@ -428,3 +428,61 @@ fn choices_variants_run_by_name_and_two_is_the_pair_picker() {
     assert_eq!(latencies(0), latencies(2));
     assert_ne!(latencies(0), latencies(1));
 }
+
+#[test]
+fn locality_keeps_calls_in_their_zone_and_spills_when_it_is_overloaded() {
+    let s = shortened("s7_two_zones.toml", 0.5);
+    let policies = Policy::parse_list("rr,orca-lb,orca-lb/locality", &s).unwrap();
+    let r = simulate_seeds(&s, &policies, &[1, 2]);
+    let cross = |name: &str| r.policy(name).unwrap().cross_zone.unwrap();
+    // Round robin ignores zones: half the calls cross, as half the backends
+    // are in the other zone.
+    assert!((cross("rr") - 0.5).abs() < 0.01, "rr {}", cross("rr"));
+    assert!(cross("orca-lb") > 0.4, "orca-lb {}", cross("orca-lb"));
+    // Locality keeps most calls at home, but not all: while zone a is slow
+    // its clients must spill, or its backends would queue past the deadline.
+    let local = cross("orca-lb/locality");
+    assert!((0.03..0.3).contains(&local), "orca-lb/locality {local}");
+    let locality = r.policy("orca-lb/locality").unwrap();
+    assert_eq!(locality.measure.errors, 0);
+    let window = locality.event_window.as_ref().unwrap();
+    let orca = r.policy("orca-lb").unwrap().event_window.as_ref().unwrap();
+    assert!(
+        window.all.p99_ms < 1.5 * orca.all.p99_ms,
+        "locality p99 {} vs orca-lb {}",
+        window.all.p99_ms,
+        orca.all.p99_ms
+    );
+}
+
+#[test]
+fn zones_are_checked() {
+    let base = std::fs::read_to_string(scenarios_dir().join("s7_two_zones.toml")).unwrap();
+    let one_short = base.replace(
+        r#"backends = ["a", "a", "a", "a", "b", "b", "b", "b"]"#,
+        r#"backends = ["a", "b"]"#,
+    );
+    assert!(
+        Scenario::parse(&one_short)
+            .unwrap_err()
+            .contains("2 zones for 8 backends")
+    );
+    let no_clients = base.replace(r#"clients = ["a", "b"]"#, "clients = []");
+    assert!(
+        Scenario::parse(&no_clients)
+            .unwrap_err()
+            .contains("zones.clients")
+    );
+    let bad_name = base.replace(r#"clients = ["a", "b"]"#, r#"clients = [""]"#);
+    assert!(
+        Scenario::parse(&bad_name)
+            .unwrap_err()
+            .contains("invalid zone")
+    );
+    let limit = simulate(
+        &Scenario::parse(&base).unwrap().scaled_in_time(0.1),
+        &[Policy::Limit],
+        1,
+    );
+    assert_eq!(limit.policies[0].cross_zone, None, "the limit has no zones");
+}

@@ -54,7 +54,7 @@ async fn a_full_rotation_inserts_before_it_removes() {
             .expect("a change within two intervals")
             .expect("the stream goes on");
         match &change {
-            Change::Insert(..) => present += 1,
+            Change::Insert(..) | Change::InsertInZone(..) => present += 1,
             Change::Remove(_) => present -= 1,
         }
         if seen.len() >= 3 {
@@ -63,4 +63,22 @@ async fn a_full_rotation_inserts_before_it_removes() {
         seen.push(change);
     }
     assert_eq!(present, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_address_of_a_zoned_name_is_in_its_zone() {
+    let zone = orca_lb_core::Zone::new("us-east-1b").unwrap();
+    let mut stream = Box::pin(
+        DnsDiscovery::new("svc", 80)
+            .zone(zone.clone())
+            .resolver(Rounds(Arc::new(Mutex::new(vec![addrs(1..3)]))))
+            .into_stream(),
+    );
+    for _ in 0..2 {
+        let change = stream.next().await.expect("the stream goes on");
+        assert!(
+            matches!(&change, Change::InsertInZone(_, _, z) if *z == zone),
+            "{change:?}"
+        );
+    }
 }

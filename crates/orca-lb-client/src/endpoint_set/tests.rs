@@ -12,12 +12,12 @@ fn endpoint(config: &BalancerConfig, i: usize, now: Instant) -> Arc<Endpoint> {
     let key = format!("http://127.0.0.1:{}", 1000 + i);
     let uri: http::Uri = key.parse().unwrap();
     let channel = TonicEndpoint::from(uri.clone()).connect_lazy();
-    Arc::new(Endpoint::new(key, uri, channel, config, now))
+    Arc::new(Endpoint::new(key, uri, None, channel, config, now))
 }
 
 fn fleet(n: usize, now: Instant) -> (EndpointSet, Vec<Arc<Endpoint>>) {
     let config = BalancerConfig::default();
-    let set = EndpointSet::new(config.target.clone(), config.ejection);
+    let set = EndpointSet::new(config.target.clone(), config.ejection, None);
     let eps: Vec<_> = (0..n).map(|i| endpoint(&config, i, now)).collect();
     for ep in &eps {
         assert!(set.insert(ep.clone()));

@@ -1,6 +1,6 @@
 //! Metric handles of one balancer, registered when it is built.
 
-use metrics::{Histogram, histogram};
+use metrics::{Gauge, Histogram, gauge, histogram};
 
 use super::TARGET_NAME;
 
@@ -10,13 +10,17 @@ pub(crate) struct BalancerMetrics {
     /// `orca_lb_client_call_duration_seconds`: unary calls from the pick to
     /// their status, one sample per call.
     pub(crate) call_duration: Histogram,
+    /// `orca_lb_client_zone_spill`: the share of picks sent outside the
+    /// local zone; registered with locality on only.
+    pub(crate) zone_spill: Option<Gauge>,
 }
 
 impl BalancerMetrics {
-    pub(crate) fn new(target: &str) -> Self {
+    pub(crate) fn new(target: &str, locality: bool) -> Self {
         let labels = [(TARGET_NAME, target.to_string())];
         Self {
             call_duration: histogram!("orca_lb_client_call_duration_seconds", &labels),
+            zone_spill: locality.then(|| gauge!("orca_lb_client_zone_spill", &labels)),
         }
     }
 }

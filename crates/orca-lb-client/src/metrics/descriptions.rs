@@ -75,6 +75,10 @@ fn describe_all() {
         Unit::Count,
         "Calls sent to a second endpoint because the first attempt never reached a server."
     );
+    describe_gauge!(
+        "orca_lb_client_zone_spill",
+        "The share of picks sent outside the balancer's own zone, 0 to 1, as of the last maintenance pass; with locality on only."
+    );
     describe_counter!(
         "orca_lb_client_dns_failures_total",
         Unit::Count,

@@ -19,6 +19,8 @@ fn balancer(b: &pb::Balancer) -> Value {
         "target": b.target,
         "panic": b.panic,
         "ejected": b.ejected,
+        "local_zone": (!b.local_zone.is_empty()).then_some(&b.local_zone),
+        "spill": b.spill,
         "endpoints": b.endpoints.iter().map(endpoint).collect::<Vec<_>>(),
     })
 }
@@ -27,6 +29,7 @@ fn endpoint(e: &pb::Endpoint) -> Value {
     json!({
         "key": e.key,
         "address": e.address,
+        "zone": (!e.zone.is_empty()).then_some(&e.zone),
         "state": state_word(e.state),
         "eligible": e.eligible,
         "health": health_words(e.health),

@@ -25,6 +25,9 @@ const COLUMNS: [(&str, Align); 10] = [
 /// The health column, where a balancer checks health.
 const HEALTH: (&str, Align) = ("HEALTH", Align::Left);
 
+/// The zone column, after the key, where a balancer knows zones.
+const ZONE: (&str, Align) = ("ZONE", Align::Left);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Align {
     Left,
@@ -38,6 +41,10 @@ enum Align {
 /// (`serving`, `not serving`, `unknown`, `unimplemented`; a column shown
 /// only for balancers that check health), and the circuit with the reason
 /// and age of its last change. Ends with a newline.
+///
+/// With locality on, or with endpoints in zones, the header names the
+/// client's zone and a `ZONE` column follows the key; while picks spill to
+/// other zones a `SPILLING x%` line follows the header.
 /// Names, targets and keys are printed through [`escape`](orca_lb_core::escaped::escape).
 pub fn table(state: &pb::State) -> String {
     let mut out = String::new();
@@ -64,16 +71,34 @@ fn balancer(out: &mut String, b: &pb::Balancer) {
         if b.endpoints.len() == 1 { "" } else { "s" },
         b.ejected
     );
+    if !b.local_zone.is_empty() {
+        let _ = write!(out, ", zone {}", escape(&b.local_zone));
+    }
     if b.panic {
         out.push_str(", PANIC: too few healthy endpoints, ejections ignored");
     }
     out.push('\n');
+    if b.spill > 0.0 {
+        let _ = writeln!(
+            out,
+            "SPILLING {:.0}% of picks to other zones: the local zone is loaded",
+            b.spill * 100.0
+        );
+    }
     let checks_health = b.endpoints.iter().any(|e| health_words(e.health).is_some());
+    let zoned = !b.local_zone.is_empty() || b.endpoints.iter().any(|e| !e.zone.is_empty());
     let mut columns = COLUMNS.to_vec();
     if checks_health {
         columns.insert(columns.len() - 1, HEALTH);
     }
-    let rows: Vec<Vec<String>> = b.endpoints.iter().map(|e| row(e, checks_health)).collect();
+    if zoned {
+        columns.insert(1, ZONE);
+    }
+    let rows: Vec<Vec<String>> = b
+        .endpoints
+        .iter()
+        .map(|e| row(e, checks_health, zoned))
+        .collect();
     let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.len()).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -107,11 +132,18 @@ fn line(out: &mut String, cells: &[String], widths: &[usize], columns: &[(&str, 
     out.push('\n');
 }
 
-fn row(e: &pb::Endpoint, checks_health: bool) -> Vec<String> {
+fn row(e: &pb::Endpoint, checks_health: bool, zoned: bool) -> Vec<String> {
     let score = e.score.unwrap_or_default();
     let signals = e.signals.unwrap_or_default();
-    let mut cells = vec![
-        escape(&e.key).into_owned(),
+    let mut cells = vec![escape(&e.key).into_owned()];
+    if zoned {
+        cells.push(if e.zone.is_empty() {
+            "-".to_string()
+        } else {
+            escape(&e.zone).into_owned()
+        });
+    }
+    cells.extend([
         state_word(e.state).to_string(),
         format!("{:.1}", score.total_seconds * 1e3),
         format!("{:.1}", score.service_time_seconds * 1e3),
@@ -122,7 +154,7 @@ fn row(e: &pb::Endpoint, checks_health: bool) -> Vec<String> {
         e.in_flight.to_string(),
         e.recent_picks.to_string(),
         e.recent_failures.to_string(),
-    ];
+    ]);
     if checks_health {
         cells.push(health_words(e.health).unwrap_or("-").to_string());
     }
@@ -209,6 +241,7 @@ mod tests {
                     endpoint("http://10.0.0.1:80", pb::EndpointState::Ready, closed),
                     endpoint("http://10.0.0.22:80", pb::EndpointState::Ejected, open),
                 ],
+                ..Default::default()
             }],
         };
         let text = table(&state);
@@ -251,6 +284,52 @@ mod tests {
         );
         assert!(lines[2].ends_with("  serving      closed"), "{text}");
         assert!(lines[3].ends_with("  not serving  closed"), "{text}");
+    }
+
+    #[test]
+    fn zone_column_and_spill_line_with_locality() {
+        let closed = pb::Circuit {
+            state: pb::CircuitState::Closed.into(),
+            ..Default::default()
+        };
+        let mut a = endpoint("http://10.0.0.1:80", pb::EndpointState::Ready, closed);
+        a.zone = "us-east-1a".into();
+        let b = endpoint("http://10.0.0.2:80", pb::EndpointState::Ready, closed);
+        let mut state = pb::State {
+            balancers: vec![pb::Balancer {
+                name: "greeter".into(),
+                target: "greeter".into(),
+                endpoints: vec![a, b],
+                local_zone: "us-east-1a".into(),
+                spill: 0.347,
+                ..Default::default()
+            }],
+        };
+        let text = table(&state);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "balancer greeter (target greeter): 2 endpoints, 0 ejected, zone us-east-1a"
+        );
+        assert_eq!(
+            lines[1],
+            "SPILLING 35% of picks to other zones: the local zone is loaded"
+        );
+        assert!(
+            lines[2].starts_with("ENDPOINT            ZONE        STATE"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("http://10.0.0.1:80  us-east-1a  ready"),
+            "{text}"
+        );
+        assert!(
+            lines[4].starts_with("http://10.0.0.2:80  -           ready"),
+            "{text}"
+        );
+        // Not spilling: no line.
+        state.balancers[0].spill = 0.0;
+        assert!(!table(&state).contains("SPILLING"));
     }
 
     #[test]

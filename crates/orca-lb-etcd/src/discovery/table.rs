@@ -35,18 +35,24 @@ impl Table {
     }
 
     /// A key was written; its value is read as `format`.
-    pub(crate) fn put(&mut self, kv: &KeyValue, format: ValueFormat, out: &mut Applied) {
-        match parse(kv, format) {
+    pub(crate) fn put(
+        &mut self,
+        kv: &KeyValue,
+        format: ValueFormat,
+        zone_key: &str,
+        out: &mut Applied,
+    ) {
+        match parse(kv, format, zone_key) {
             Ok((key, record)) => {
                 self.malformed.remove(&kv.key);
-                let addr = record.addr.clone();
+                let insert = insertion(&key, &record);
                 match self.endpoints.insert(key.clone(), record) {
-                    None => out.changes.push(Change::Insert(key, addr)),
+                    None => out.changes.push(insert),
                     // Metadata changed only: nothing for the balancer.
-                    Some(old) if old.addr == addr => {}
+                    Some(old) if same_endpoint(&old, &self.endpoints[&key]) => {}
                     Some(_) => {
-                        out.changes.push(Change::Remove(key.clone()));
-                        out.changes.push(Change::Insert(key, addr));
+                        out.changes.push(Change::Remove(key));
+                        out.changes.push(insert);
                     }
                 }
             }
@@ -79,12 +85,17 @@ impl Table {
     /// even when every address changed at once. A read that finds the prefix
     /// empty removes every endpoint: the fleet is gone (or deregistered), and
     /// calls to it fail either way.
-    pub(crate) fn replace(&mut self, kvs: &[KeyValue], format: ValueFormat) -> Applied {
+    pub(crate) fn replace(
+        &mut self,
+        kvs: &[KeyValue],
+        format: ValueFormat,
+        zone_key: &str,
+    ) -> Applied {
         let mut out = Applied::default();
         let mut fresh = BTreeMap::new();
         let mut malformed = BTreeMap::new();
         for kv in kvs {
-            match parse(kv, format) {
+            match parse(kv, format, zone_key) {
                 Ok((key, record)) => {
                     fresh.insert(key, record);
                 }
@@ -96,17 +107,15 @@ impl Table {
         }
         for (key, new) in &fresh {
             if !self.endpoints.contains_key(key) {
-                out.changes
-                    .push(Change::Insert(key.clone(), new.addr.clone()));
+                out.changes.push(insertion(key, new));
             }
         }
         for (key, old) in &self.endpoints {
             if let Some(new) = fresh.get(key)
-                && new.addr != old.addr
+                && !same_endpoint(old, new)
             {
                 out.changes.push(Change::Remove(key.clone()));
-                out.changes
-                    .push(Change::Insert(key.clone(), new.addr.clone()));
+                out.changes.push(insertion(key, new));
             }
         }
         for key in self.endpoints.keys() {
@@ -131,10 +140,35 @@ impl Table {
     }
 }
 
-fn parse(kv: &KeyValue, format: ValueFormat) -> Result<(String, EndpointRecord), String> {
+fn parse(
+    kv: &KeyValue,
+    format: ValueFormat,
+    zone_key: &str,
+) -> Result<(String, EndpointRecord), String> {
     let key = std::str::from_utf8(&kv.key).map_err(|_| "key is not UTF-8".to_string())?;
-    let record = format.decode(&kv.value).map_err(|e| e.to_string())?;
+    let record = format
+        .decode_zoned(&kv.value, zone_key)
+        .map_err(|e| e.to_string())?;
     Ok((key.to_string(), record))
+}
+
+/// Whether two records of a key are the same endpoint for the balancer: the
+/// same address in the same zone (other metadata does not matter to it).
+fn same_endpoint(a: &EndpointRecord, b: &EndpointRecord) -> bool {
+    a.addr == b.addr && a.zone == b.zone
+}
+
+/// The change that inserts `record` under `key`: in its zone if it has one
+/// (checked by [`ValueFormat::decode_zoned`]).
+fn insertion(key: &str, record: &EndpointRecord) -> Change {
+    let zone = record
+        .zone
+        .as_deref()
+        .and_then(|z| orca_lb_client::Zone::new(z).ok());
+    match zone {
+        Some(zone) => Change::InsertInZone(key.to_string(), record.addr.clone(), zone),
+        None => Change::Insert(key.to_string(), record.addr.clone()),
+    }
 }
 
 #[cfg(test)]
@@ -150,8 +184,10 @@ mod tests {
         }
     }
 
-    fn rec(port: u16, zone: &str) -> String {
-        format!(r#"{{"v":1,"addr":"http://127.0.0.1:{port}","zone":"{zone}"}}"#)
+    /// A record whose metadata (its weight) is named by `tag`.
+    fn rec(port: u16, tag: &str) -> String {
+        let weight: u32 = tag.bytes().map(u32::from).sum();
+        format!(r#"{{"v":1,"addr":"http://127.0.0.1:{port}","weight":{weight}}}"#)
     }
 
     fn insert(key: &str, port: u16) -> Change {
@@ -166,12 +202,89 @@ mod tests {
     }
 
     #[test]
+    fn zones_are_inserted_with_their_endpoint_and_a_zone_change_reinserts() {
+        let zoned = |port: u16, zone: &str| {
+            format!(r#"{{"v":1,"addr":"http://127.0.0.1:{port}","zone":"{zone}"}}"#)
+        };
+        let in_zone = |key: &str, port: u16, zone: &str| {
+            Change::InsertInZone(
+                key.into(),
+                format!("http://127.0.0.1:{port}").parse().unwrap(),
+                orca_lb_client::Zone::new(zone).unwrap(),
+            )
+        };
+        let mut t = Table::default();
+        let mut out = Applied::default();
+        t.put(
+            &kv("/p/a", &zoned(1, "x"), 2),
+            ValueFormat::Auto,
+            "zone",
+            &mut out,
+        );
+        t.put(
+            &kv("/p/a", &zoned(1, "y"), 3),
+            ValueFormat::Auto,
+            "zone",
+            &mut out,
+        );
+        // Go's naming form, the zone under a configured metadata key.
+        let go = r#"{"Op":0,"Addr":"127.0.0.1:2","Metadata":{"az":"z"}}"#;
+        t.put(&kv("/p/b", go, 4), ValueFormat::Auto, "az", &mut out);
+        assert_eq!(
+            out.changes,
+            vec![
+                in_zone("/p/a", 1, "x"),
+                remove("/p/a"),
+                in_zone("/p/a", 1, "y"),
+                in_zone("/p/b", 2, "z"),
+            ]
+        );
+        // A bad zone is a malformed value: counted, and the key removed.
+        let mut out = Applied::default();
+        t.put(
+            &kv("/p/a", &zoned(1, "bad\\u001b"), 5),
+            ValueFormat::Auto,
+            "zone",
+            &mut out,
+        );
+        let bad_type = r#"{"Op":0,"Addr":"127.0.0.1:2","Metadata":{"az":7}}"#;
+        t.put(&kv("/p/b", bad_type, 6), ValueFormat::Auto, "az", &mut out);
+        assert_eq!(out.changes, vec![remove("/p/a"), remove("/p/b")]);
+        assert_eq!(out.malformed.len(), 2);
+        assert!(
+            out.malformed[0].why.contains("invalid zone"),
+            "{:?}",
+            out.malformed
+        );
+        assert!(
+            out.malformed[1].why.contains("not a string"),
+            "{:?}",
+            out.malformed
+        );
+    }
+
+    #[test]
     fn events_insert_update_and_remove() {
         let mut t = Table::default();
         let mut out = Applied::default();
-        t.put(&kv("/p/a", &rec(1, "x"), 2), ValueFormat::Auto, &mut out);
-        t.put(&kv("/p/a", &rec(1, "y"), 3), ValueFormat::Auto, &mut out); // metadata only
-        t.put(&kv("/p/a", &rec(2, "y"), 4), ValueFormat::Auto, &mut out); // new address
+        t.put(
+            &kv("/p/a", &rec(1, "x"), 2),
+            ValueFormat::Auto,
+            "zone",
+            &mut out,
+        );
+        t.put(
+            &kv("/p/a", &rec(1, "y"), 3),
+            ValueFormat::Auto,
+            "zone",
+            &mut out,
+        ); // metadata only
+        t.put(
+            &kv("/p/a", &rec(2, "y"), 4),
+            ValueFormat::Auto,
+            "zone",
+            &mut out,
+        ); // new address
         t.delete(b"/p/a", &mut out);
         t.delete(b"/p/unknown", &mut out);
         assert_eq!(
@@ -191,19 +304,34 @@ mod tests {
     fn a_value_turning_malformed_removes_its_endpoint_and_counts_once() {
         let mut t = Table::default();
         let mut out = Applied::default();
-        t.put(&kv("/p/a", &rec(1, "x"), 2), ValueFormat::Auto, &mut out);
-        t.put(&kv("/p/a", "garbage", 3), ValueFormat::Auto, &mut out);
+        t.put(
+            &kv("/p/a", &rec(1, "x"), 2),
+            ValueFormat::Auto,
+            "zone",
+            &mut out,
+        );
+        t.put(
+            &kv("/p/a", "garbage", 3),
+            ValueFormat::Auto,
+            "zone",
+            &mut out,
+        );
         assert_eq!(out.changes, vec![insert("/p/a", 1), remove("/p/a")]);
         assert_eq!(out.malformed.len(), 1);
         // The same bad value read again (a relist) is not counted again.
-        let again = t.replace(&[kv("/p/a", "garbage", 3)], ValueFormat::Auto);
+        let again = t.replace(&[kv("/p/a", "garbage", 3)], ValueFormat::Auto, "zone");
         assert_eq!(again, Applied::default());
         // A new bad value is.
         let mut out = Applied::default();
-        t.put(&kv("/p/a", "{}", 5), ValueFormat::Auto, &mut out);
+        t.put(&kv("/p/a", "{}", 5), ValueFormat::Auto, "zone", &mut out);
         assert_eq!(out.malformed.len(), 1);
         // Fixed: back in.
-        t.put(&kv("/p/a", &rec(1, "x"), 6), ValueFormat::Auto, &mut out);
+        t.put(
+            &kv("/p/a", &rec(1, "x"), 6),
+            ValueFormat::Auto,
+            "zone",
+            &mut out,
+        );
         assert_eq!(out.changes, vec![insert("/p/a", 1)]);
     }
 
@@ -217,6 +345,7 @@ mod tests {
                 kv("/p/c", &rec(3, "x"), 4),
             ],
             ValueFormat::Auto,
+            "zone",
         );
         assert_eq!(first.changes.len(), 3);
         let next = t.replace(
@@ -227,10 +356,11 @@ mod tests {
                 kv("/p/e", "nope", 11),       // malformed
             ],
             ValueFormat::Auto,
+            "zone",
         );
         assert_eq!(next.changes, vec![insert("/p/d", 4), remove("/p/b")]);
         assert_eq!(next.malformed.len(), 1);
-        assert_eq!(t.endpoints()["/p/c"].zone.as_deref(), Some("z"));
+        assert_eq!(t.endpoints()["/p/c"].weight, Some(u32::from(b'z')));
         assert_eq!(
             t.endpoints().keys().collect::<Vec<_>>(),
             ["/p/a", "/p/c", "/p/d"]
@@ -243,6 +373,7 @@ mod tests {
         t.replace(
             &[kv("/p/a", &rec(1, "x"), 2), kv("/p/b", &rec(2, "x"), 3)],
             ValueFormat::Auto,
+            "zone",
         );
         // Every endpoint replaced at once: the new ones come in first.
         let rotated = t.replace(
@@ -252,6 +383,7 @@ mod tests {
                 kv("/p/d", &rec(4, "x"), 9),
             ],
             ValueFormat::Auto,
+            "zone",
         );
         assert_eq!(
             rotated.changes,
@@ -267,13 +399,14 @@ mod tests {
         let mut live = std::collections::BTreeSet::from(["/p/a", "/p/b"]);
         for change in &rotated.changes {
             match change {
-                Change::Insert(k, _) => live.insert(k.as_str()),
+                Change::Insert(k, _) | Change::InsertInZone(k, _, _) => live.insert(k.as_str()),
                 Change::Remove(k) => live.remove(k.as_str()),
+                other => panic!("unexpected {other:?}"),
             };
             assert!(live.len() >= 2, "{live:?} after {change:?}");
         }
         // A fleet that is really gone is removed.
-        let gone = t.replace(&[], ValueFormat::Auto);
+        let gone = t.replace(&[], ValueFormat::Auto, "zone");
         assert_eq!(gone.changes.len(), 3);
         assert!(t.endpoints().is_empty());
     }
@@ -290,7 +423,7 @@ mod tests {
         let all = [bare, own, go];
         let read = |format| {
             let mut t = Table::default();
-            let out = t.replace(&all, format);
+            let out = t.replace(&all, format, "zone");
             let keys: Vec<String> = t.endpoints().keys().cloned().collect();
             (keys, out.malformed.len())
         };
@@ -302,7 +435,7 @@ mod tests {
         assert_eq!(read(ValueFormat::BareAddress), (vec!["/p/a".into()], 2));
         assert_eq!(read(ValueFormat::GoNaming), (vec!["/p/c".into()], 2));
         let mut t = Table::default();
-        t.replace(&all, ValueFormat::Auto);
+        t.replace(&all, ValueFormat::Auto, "zone");
         assert_eq!(
             t.endpoints()["/p/c"].metadata.as_deref(),
             Some(r#"{"k":1}"#)

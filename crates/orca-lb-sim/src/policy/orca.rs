@@ -1,15 +1,16 @@
 //! orca-lb, composed from the core exactly as `orca-lb-client` composes it.
 
 use orca_lb_core::{
-    Admission, BreakerState, EndpointPolicy, FleetSamples, FleetView, LoadReport, LocalLoad,
-    Outcome, P2c, PickContext, Score, Transition,
+    Admission, BreakerState, EndpointLoad, EndpointPolicy, FleetSamples, FleetView, LoadReport,
+    LocalLoad, Outcome, P2c, PickContext, Score, Transition, ZoneIndex, ZonePreference, ZoneSide,
+    zone_load,
 };
 use std::time::Instant;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Client, Done, Pick};
+use super::{Client, ClientZones, Done, Pick};
 use crate::clock::{Clock, Nanos};
 use crate::scenario::OrcaConfig;
 
@@ -49,6 +50,27 @@ pub(crate) struct OrcaLb {
     clients: u32,
     /// Per endpoint, this client's unary picks since its last report.
     since_report: Vec<u32>,
+    /// With locality on and zones in the scenario: the zones, the split
+    /// of the endpoints by zone, and the spill (`Shared::spill`).
+    locality: Option<Locality>,
+}
+
+/// A client's locality state, as `Shared` and `EndpointList` keep it.
+#[derive(Debug)]
+struct Locality {
+    zones: ClientZones,
+    /// The endpoints present, split around the client's zone.
+    index: ZoneIndex,
+    preference: ZonePreference,
+    spill: f64,
+}
+
+impl Locality {
+    /// `EndpointSet::publish_list`: the split of the first `len` endpoints.
+    fn reindex(&mut self, len: usize) {
+        let zones = &self.zones;
+        self.index = ZoneIndex::new(&zones.local, zones.backends[..len].iter().map(Some));
+    }
 }
 
 impl OrcaLb {
@@ -58,8 +80,20 @@ impl OrcaLb {
         seed: u64,
         clock: Clock,
         config: &OrcaConfig,
+        zones: Option<ClientZones>,
     ) -> Self {
         let start = clock.at(0);
+        let locality = config.locality.zip(zones).map(|(settings, zones)| {
+            let preference = ZonePreference::new(&settings.config(zones.local.clone()));
+            let mut l = Locality {
+                zones,
+                index: ZoneIndex::default(),
+                preference,
+                spill: 0.0,
+            };
+            l.reindex(len);
+            l
+        });
         let endpoints = (0..len)
             .map(|_| EndpointPolicy::new(&config.score, config.breaker.clone(), start))
             .collect();
@@ -77,6 +111,7 @@ impl OrcaLb {
             config: config.clone(),
             clients,
             since_report: vec![0; len],
+            locality,
         }
     }
 
@@ -117,7 +152,10 @@ impl OrcaLb {
         warm_up: &mut f64,
         excluded: Option<usize>,
         now: Instant,
+        subset: Option<&[u32]>,
     ) -> Option<usize> {
+        let len = subset.map_or(self.endpoints.len(), <[u32]>::len);
+        let at = |k: usize| subset.map_or(k, |s| s[k] as usize);
         let (endpoints, local, started) = (&self.endpoints, &self.local, &self.started);
         let (herding, since_report) = (self.config.herding, &self.since_report);
         let others = f64::from(self.clients.saturating_sub(1));
@@ -132,7 +170,8 @@ impl OrcaLb {
                 score: score_config,
                 now,
             };
-            let score = |i: usize| {
+            let score = |k: usize| {
+                let i = at(k);
                 if Some(i) == excluded {
                     return None;
                 }
@@ -161,21 +200,36 @@ impl OrcaLb {
                 ))
             };
             let chosen = if stream {
-                self.picker
-                    .pick_least(&mut self.rng, endpoints.len(), score)
+                self.picker.pick_least(&mut self.rng, len, score)
             } else {
-                self.picker.pick_best_of(
-                    &mut self.rng,
-                    endpoints.len(),
-                    score_config.choices,
-                    score,
-                )
+                self.picker
+                    .pick_best_of(&mut self.rng, len, score_config.choices, score)
             };
             if chosen.is_some() || *warm_up == 0.0 {
-                return chosen;
+                return chosen.map(at);
             }
             *warm_up = 0.0;
         }
+    }
+
+    /// `Balancer::draw_zoned`: with locality on, first among the endpoints
+    /// of the zone side drawn for this pick, then among all.
+    fn draw_zoned(
+        &mut self,
+        stream: bool,
+        warm_up: &mut f64,
+        excluded: Option<usize>,
+        now: Instant,
+    ) -> Option<usize> {
+        let Some(locality) = self.locality.take() else {
+            return self.draw(stream, warm_up, excluded, now, None);
+        };
+        let side = ZoneSide::draw(&mut self.rng, locality.spill);
+        let chosen = locality.index.pick_preferring(side, |subset| {
+            self.draw(stream, warm_up, excluded, now, subset)
+        });
+        self.locality = Some(locality);
+        chosen
     }
 
     /// `Endpoint::on_report`: taken in with this client's load there now.
@@ -199,7 +253,7 @@ impl Client for OrcaLb {
         // A HalfOpen endpoint whose probe budget is gone is excluded and
         // replaced.
         for _ in 0..2 {
-            let i = self.draw(stream, &mut warm_up, excluded, now)?;
+            let i = self.draw_zoned(stream, &mut warm_up, excluded, now)?;
             match self.endpoints[i].admit(panic) {
                 Admission::Refused => excluded = Some(i),
                 admission => {
@@ -275,6 +329,26 @@ impl Client for OrcaLb {
         }
         self.fleet = self.samples.view(self.fleet);
         self.update_panic();
+        if let Some(l) = &mut self.locality {
+            let (endpoints, stale_after) = (&self.endpoints, self.config.score.stale_after);
+            let local = l
+                .index
+                .side(ZoneSide::Local)
+                .iter()
+                .map(|&i| &endpoints[i as usize])
+                .filter(|ep| ep.view().eligible)
+                .map(|ep| EndpointLoad::of(ep.state(), stale_after, at).value());
+            let load = zone_load(local);
+            l.spill = l.preference.update(load, at);
+            if std::env::var_os("SIMDBG").is_some() && now % 1_000_000_000 < 50_000_000 {
+                eprintln!(
+                    "t={} zone={} load={load:?} spill={:.2}",
+                    now / 1_000_000_000,
+                    l.zones.local,
+                    l.spill
+                );
+            }
+        }
     }
 
     fn oob_period(&self) -> Option<Nanos> {
@@ -298,6 +372,9 @@ impl Client for OrcaLb {
             self.local.push(LocalLoad::default());
             self.started.push(0);
             self.since_report.push(0);
+        }
+        if let Some(l) = &mut self.locality {
+            l.reindex(len);
         }
         self.update_panic();
     }

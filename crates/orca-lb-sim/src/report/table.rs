@@ -69,6 +69,10 @@ pub fn table(results: &Results) -> String {
         out.push('\n');
         groups_table(&mut out, results);
     }
+    if results.policies.iter().any(|p| p.cross_zone.is_some()) {
+        out.push('\n');
+        zones_table(&mut out, results);
+    }
     if results.policies.iter().any(|p| p.streams.is_some()) {
         out.push('\n');
         stream_table(&mut out, results);
@@ -113,6 +117,27 @@ fn latency_table(out: &mut String, results: &Results, event: bool) {
             times(r(|s| s.all.p99_ms)),
             times(r(|s| s.all.p999_ms)),
             ms(s.success.p999_ms),
+        );
+    }
+}
+
+/// With zones: the share of calls that crossed zones, next to the whole
+/// measurement's latency ratios (the limit has no zones).
+fn zones_table(out: &mut String, results: &Results) {
+    let lim = limit(results).map(|l| l.measure.clone());
+    out.push_str("Calls sent to another zone than their client's, whole measurement:\n\n");
+    out.push_str("| policy | cross-zone | p50 / limit | p99 / limit |\n");
+    out.push_str("|---|--:|--:|--:|\n");
+    for p in results.policies.iter().filter(|p| p.cross_zone.is_some()) {
+        let s = &p.measure;
+        let r = |f: fn(&LatencyStats) -> f64| lim.as_ref().and_then(|l| ratio(f(s), f(l)));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            p.policy,
+            pct(p.cross_zone.unwrap_or(0.0)),
+            times(r(|s| s.all.p50_ms)),
+            times(r(|s| s.all.p99_ms)),
         );
     }
 }

@@ -28,6 +28,38 @@ pub struct OrcaConfig {
     pub oob_period: Option<Nanos>,
     /// Experiments on herding between many clients, off by default.
     pub herding: HerdingExperiment,
+    /// Locality (`BalancerConfig::locality`): prefer backends in the
+    /// client's zone (the scenario's `[zones]`). Off by default; without
+    /// `[zones]` it changes nothing.
+    pub locality: Option<LocalitySettings>,
+}
+
+/// The settings of locality but the zone, which each client takes from the
+/// scenario's `[zones]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalitySettings {
+    /// `LocalityConfig::threshold`.
+    pub threshold: f64,
+    /// `LocalityConfig::hysteresis`.
+    pub hysteresis: f64,
+}
+
+impl Default for LocalitySettings {
+    fn default() -> Self {
+        Self {
+            threshold: orca_lb_core::DEFAULT_SPILL_THRESHOLD,
+            hysteresis: orca_lb_core::DEFAULT_SPILL_HYSTERESIS,
+        }
+    }
+}
+
+impl LocalitySettings {
+    /// The core's config for a client in `zone`.
+    pub fn config(&self, zone: orca_lb_core::Zone) -> orca_lb_core::LocalityConfig {
+        orca_lb_core::LocalityConfig::new(zone)
+            .with_threshold(self.threshold)
+            .with_hysteresis(self.hysteresis)
+    }
 }
 
 /// Experimental parts against herding between many clients, tried as
@@ -56,6 +88,7 @@ impl Default for OrcaConfig {
             maintenance_interval: 50 * crate::clock::MILLISECOND,
             oob_period: None,
             herding: HerdingExperiment::default(),
+            locality: None,
         }
     }
 }
@@ -71,6 +104,12 @@ impl OrcaConfig {
         }
         if self.oob_period == Some(0) {
             return Err("oob_period must be above zero".into());
+        }
+        if let Some(l) = &self.locality {
+            let zone = orca_lb_core::Zone::new("z").expect("a valid zone");
+            l.config(zone)
+                .validate()
+                .map_err(|e| format!("locality: {e}"))?;
         }
         let h = &self.herding;
         if !(h.pick_compensation >= 0.0 && h.pick_compensation.is_finite()) {
@@ -158,6 +197,12 @@ pub struct OrcaOverrides {
     pub pick_compensation: Option<f64>,
     /// [`HerdingExperiment::cubic_penalty`].
     pub cubic_penalty: Option<f64>,
+    /// Locality on (true) or off ([`OrcaConfig::locality`]).
+    pub locality: Option<bool>,
+    /// [`LocalitySettings::threshold`] (turns locality on).
+    pub locality_threshold: Option<f64>,
+    /// [`LocalitySettings::hysteresis`] (turns locality on).
+    pub locality_hysteresis: Option<f64>,
 }
 
 /// An extra orca-lb run with other settings: `[[sim.variants]]` with a
@@ -261,6 +306,20 @@ impl OrcaOverrides {
         if let Some(v) = self.cubic_penalty {
             c.herding.cubic_penalty = v;
         }
+        if self.locality == Some(false) {
+            c.locality = None;
+        } else if self.locality == Some(true)
+            || self.locality_threshold.is_some()
+            || self.locality_hysteresis.is_some()
+        {
+            let l = c.locality.get_or_insert_with(LocalitySettings::default);
+            if let Some(v) = self.locality_threshold {
+                l.threshold = v;
+            }
+            if let Some(v) = self.locality_hysteresis {
+                l.hysteresis = v;
+            }
+        }
         c
     }
 }
@@ -283,6 +342,19 @@ mod tests {
         assert_eq!(c.oob_period, Some(1_000_000_000));
         assert_eq!(c.score.tie_tolerance, base.score.tie_tolerance);
         assert_eq!(c.herding, HerdingExperiment::default(), "off by default");
+        assert_eq!(c.locality, None, "off by default");
+        let on: OrcaOverrides = toml::from_str("locality = true").unwrap();
+        assert_eq!(on.apply(&base).locality, Some(LocalitySettings::default()));
+        let tuned: OrcaOverrides = toml::from_str("locality_threshold = 0.6").unwrap();
+        let tuned = tuned.apply(&base);
+        assert_eq!(tuned.locality.unwrap().threshold, 0.6);
+        let bad: OrcaOverrides = toml::from_str("locality_hysteresis = 0.9").unwrap();
+        assert!(
+            bad.apply(&base)
+                .validate()
+                .unwrap_err()
+                .contains("hysteresis")
+        );
     }
 
     #[test]
