@@ -445,13 +445,19 @@ fn locality_keeps_calls_in_their_zone_and_spills_when_it_is_overloaded() {
     assert!((0.03..0.3).contains(&local), "orca-lb/locality {local}");
     let locality = r.policy("orca-lb/locality").unwrap();
     assert_eq!(locality.measure.errors, 0);
+    // The price: the local zone is kept busy up to the spill threshold (80 %
+    // load), where calls queue, so while zone a is slow the tail is above
+    // that of orca-lb without locality, which takes the cheapest of all
+    // backends. It stays within twice that, and far from round robin's.
     let window = locality.event_window.as_ref().unwrap();
     let orca = r.policy("orca-lb").unwrap().event_window.as_ref().unwrap();
+    let rr = r.policy("rr").unwrap().event_window.as_ref().unwrap();
     assert!(
-        window.all.p99_ms < 1.5 * orca.all.p99_ms,
-        "locality p99 {} vs orca-lb {}",
+        window.all.p99_ms < 2.0 * orca.all.p99_ms && window.all.p99_ms < 0.5 * rr.all.p99_ms,
+        "locality p99 {} vs orca-lb {} and rr {}",
         window.all.p99_ms,
-        orca.all.p99_ms
+        orca.all.p99_ms,
+        rr.all.p99_ms
     );
 }
 
