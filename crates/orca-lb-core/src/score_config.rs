@@ -26,7 +26,13 @@ pub struct ScoreConfig {
     /// Step of the error rate per outcome (see [`ErrorRate`](crate::ErrorRate)).
     /// Default: 0.25.
     pub error_step: f64,
-    /// Time constant with which the error rate fades. Default: 5 s.
+    /// Time constant with which the error rate fades. An endpoint that
+    /// failed a call or two is picked no more (with best-of-k picks, its
+    /// penalty loses to any of the others drawn), so neither the breaker's
+    /// probes nor new outcomes bring it back: this fading does. Shorter
+    /// brings a recovered endpoint back sooner and sends a failing one more
+    /// calls that fail. Default: 3.5 s (`docs/balancing.md`, "Many
+    /// clients").
     pub error_decay: Duration,
     /// A new endpoint's share of traffic ramps up linearly over this long
     /// (see [`Estimate::warm_up_share`](crate::Estimate::warm_up_share)).
@@ -239,7 +245,7 @@ impl Default for ScoreConfig {
             stale_after: Duration::from_secs(2),
             error_penalty: Duration::from_secs(1),
             error_step: 0.25,
-            error_decay: Duration::from_secs(5),
+            error_decay: Duration::from_millis(3_500),
             slow_start: Duration::from_secs(3),
             default_service_time: Duration::from_millis(20),
             backlog_stale_services: 3.0,
