@@ -185,18 +185,6 @@ fn round(client_rt: &Runtime, client: &Client, latencies: &mut Vec<Duration>) ->
     (wall, cpu)
 }
 
-/// Rounds: the full amount under `cargo bench`, one when the benchmark runs
-/// as a test.
-fn rounds() -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag);
-    if has("--bench") && !has("--test") {
-        40
-    } else {
-        1
-    }
-}
-
 fn main() {
     let server_rt = runtime("server-rt");
     let client_rt = runtime("client-rt");
@@ -209,7 +197,7 @@ fn main() {
     let layered: Vec<BenchServer> = (0..BACKENDS).map(|_| spawn(Variant::Layered)).collect();
     let clients = clients(&client_rt, &bare, &layered);
 
-    let rounds = rounds();
+    let rounds = orca_lb_benches::rounds_or_one(40);
     let n = KINDS.len();
     let mut wall = vec![Vec::with_capacity(rounds); n];
     let mut cpu = vec![Vec::with_capacity(rounds); n];

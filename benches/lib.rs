@@ -245,6 +245,18 @@ impl Drop for BenchServer {
     }
 }
 
+/// How many rounds a benchmark with its own `main` runs: `full` under
+/// `cargo bench` (which passes `--bench`), one when it runs as a test.
+pub fn rounds_or_one(full: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    if has("--bench") && !has("--test") {
+        full
+    } else {
+        1
+    }
+}
+
 /// The request every benchmark sends: no simulated work, no failure.
 pub fn hello_request() -> HelloRequest {
     HelloRequest {

@@ -110,18 +110,6 @@ async fn bytes_per_open_stream(client: &GreeterClient<Channel>) -> f64 {
     held / STREAMS as f64
 }
 
-/// Rounds: the full amount under `cargo bench`, one when the benchmark runs
-/// as a test.
-fn rounds() -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag);
-    if has("--bench") && !has("--test") {
-        15
-    } else {
-        1
-    }
-}
-
 fn main() {
     let rt = runtime();
     let (servers, clients): (Vec<BenchServer>, Vec<GreeterClient<Channel>>) = rt.block_on(async {
@@ -138,7 +126,7 @@ fn main() {
         (servers, clients)
     });
 
-    let rounds = rounds();
+    let rounds = orca_lb_benches::rounds_or_one(15);
     let n = VARIANTS.len();
     let mut rate = vec![Vec::with_capacity(rounds); n];
     let mut bytes = vec![Vec::with_capacity(rounds); n];

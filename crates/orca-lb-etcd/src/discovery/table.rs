@@ -184,6 +184,12 @@ mod tests {
         }
     }
 
+    /// Applies a put of `value` at `key` (revision `rev`), read in any
+    /// format, with the zone under `zone`.
+    fn put(t: &mut Table, key: &str, value: &str, rev: i64, out: &mut Applied) {
+        t.put(&kv(key, value, rev), ValueFormat::Auto, "zone", out);
+    }
+
     /// A record whose metadata (its weight) is named by `tag`.
     fn rec(port: u16, tag: &str) -> String {
         let weight: u32 = tag.bytes().map(u32::from).sum();
@@ -215,18 +221,8 @@ mod tests {
         };
         let mut t = Table::default();
         let mut out = Applied::default();
-        t.put(
-            &kv("/p/a", &zoned(1, "x"), 2),
-            ValueFormat::Auto,
-            "zone",
-            &mut out,
-        );
-        t.put(
-            &kv("/p/a", &zoned(1, "y"), 3),
-            ValueFormat::Auto,
-            "zone",
-            &mut out,
-        );
+        put(&mut t, "/p/a", &zoned(1, "x"), 2, &mut out);
+        put(&mut t, "/p/a", &zoned(1, "y"), 3, &mut out);
         // Go's naming form, the zone under a configured metadata key.
         let go = r#"{"Op":0,"Addr":"127.0.0.1:2","Metadata":{"az":"z"}}"#;
         t.put(&kv("/p/b", go, 4), ValueFormat::Auto, "az", &mut out);
@@ -241,12 +237,7 @@ mod tests {
         );
         // A bad zone is a malformed value: counted, and the key removed.
         let mut out = Applied::default();
-        t.put(
-            &kv("/p/a", &zoned(1, "bad\\u001b"), 5),
-            ValueFormat::Auto,
-            "zone",
-            &mut out,
-        );
+        put(&mut t, "/p/a", &zoned(1, "bad\\u001b"), 5, &mut out);
         let bad_type = r#"{"Op":0,"Addr":"127.0.0.1:2","Metadata":{"az":7}}"#;
         t.put(&kv("/p/b", bad_type, 6), ValueFormat::Auto, "az", &mut out);
         assert_eq!(out.changes, vec![remove("/p/a"), remove("/p/b")]);
@@ -267,24 +258,9 @@ mod tests {
     fn events_insert_update_and_remove() {
         let mut t = Table::default();
         let mut out = Applied::default();
-        t.put(
-            &kv("/p/a", &rec(1, "x"), 2),
-            ValueFormat::Auto,
-            "zone",
-            &mut out,
-        );
-        t.put(
-            &kv("/p/a", &rec(1, "y"), 3),
-            ValueFormat::Auto,
-            "zone",
-            &mut out,
-        ); // metadata only
-        t.put(
-            &kv("/p/a", &rec(2, "y"), 4),
-            ValueFormat::Auto,
-            "zone",
-            &mut out,
-        ); // new address
+        put(&mut t, "/p/a", &rec(1, "x"), 2, &mut out);
+        put(&mut t, "/p/a", &rec(1, "y"), 3, &mut out); // metadata only
+        put(&mut t, "/p/a", &rec(2, "y"), 4, &mut out); // new address
         t.delete(b"/p/a", &mut out);
         t.delete(b"/p/unknown", &mut out);
         assert_eq!(
@@ -304,18 +280,8 @@ mod tests {
     fn a_value_turning_malformed_removes_its_endpoint_and_counts_once() {
         let mut t = Table::default();
         let mut out = Applied::default();
-        t.put(
-            &kv("/p/a", &rec(1, "x"), 2),
-            ValueFormat::Auto,
-            "zone",
-            &mut out,
-        );
-        t.put(
-            &kv("/p/a", "garbage", 3),
-            ValueFormat::Auto,
-            "zone",
-            &mut out,
-        );
+        put(&mut t, "/p/a", &rec(1, "x"), 2, &mut out);
+        put(&mut t, "/p/a", "garbage", 3, &mut out);
         assert_eq!(out.changes, vec![insert("/p/a", 1), remove("/p/a")]);
         assert_eq!(out.malformed.len(), 1);
         // The same bad value read again (a relist) is not counted again.
@@ -326,12 +292,7 @@ mod tests {
         t.put(&kv("/p/a", "{}", 5), ValueFormat::Auto, "zone", &mut out);
         assert_eq!(out.malformed.len(), 1);
         // Fixed: back in.
-        t.put(
-            &kv("/p/a", &rec(1, "x"), 6),
-            ValueFormat::Auto,
-            "zone",
-            &mut out,
-        );
+        put(&mut t, "/p/a", &rec(1, "x"), 6, &mut out);
         assert_eq!(out.changes, vec![insert("/p/a", 1)]);
     }
 
