@@ -398,7 +398,7 @@ impl Estimate {
 /// `reported` (both seconds): it exceeds
 /// [`claim_tolerance`](ScoreConfig::claim_tolerance) times it plus the
 /// [`network_allowance`](ScoreConfig::network_allowance).
-fn contradicts(reported: f64, latency: f64, config: &ScoreConfig) -> bool {
+pub(crate) fn contradicts(reported: f64, latency: f64, config: &ScoreConfig) -> bool {
     latency > config.claim_tolerance * reported + config.network_allowance.as_secs_f64()
 }
 

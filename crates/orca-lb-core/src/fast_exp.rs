@@ -1,0 +1,121 @@
+//! `exp(x)` for the weights of a score, without a library call.
+
+use std::f64::consts::LOG2_E;
+
+/// `ln 2` in two parts: the high part has its low bits zero, so `k * LN2_HI`
+/// is exact for every `k` this function uses (fdlibm's split).
+const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
+const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+
+/// Adding and subtracting it rounds an `f64` below 2^51 to the nearest
+/// integer.
+const ROUND: f64 = 6_755_399_441_055_744.0;
+
+/// Below this, `exp` is less than `3.4e-308`: counted as 0.
+const UNDERFLOW: f64 = -708.0;
+
+/// `exp(x)` for `x <= 0` (the weight `exp(-age / window)` of a value of
+/// age `age`), within a relative 1e-13 of [`f64::exp`] down to
+/// `x = -708`, and 0 below (where `exp` is under `3.4e-308`). NaN gives NaN.
+///
+/// The score computes a few of these per candidate, and a pick scores up
+/// to [`MAX_CHOICES`](crate::MAX_CHOICES) candidates: this is inlined
+/// arithmetic (`x = k ln 2 + r` with `|r| <= ln 2 / 2`, a degree-11
+/// polynomial for `exp(r)`, `2^k` built from its bits), where the library's
+/// `exp` is a call that, for ages far beyond the window, takes its
+/// underflow path and sets `errno`.
+///
+/// ```
+/// use orca_lb_core::exp_neg;
+///
+/// assert_eq!(exp_neg(0.0), 1.0);
+/// assert!((exp_neg(-1.0) / (-1.0f64).exp() - 1.0).abs() < 1e-13);
+/// assert_eq!(exp_neg(-1e6), 0.0);
+/// ```
+#[inline]
+pub fn exp_neg(x: f64) -> f64 {
+    if !(x > UNDERFLOW) {
+        // NaN stays NaN; far below, the weight is 0.
+        return if x.is_nan() { x } else { 0.0 };
+    }
+    // Positive arguments are not expected; the library handles them.
+    if x > 0.0 {
+        return x.exp();
+    }
+    // k = round(x / ln 2), in [-1022, 0].
+    let k = (x * LOG2_E + ROUND) - ROUND;
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    // exp(r) by its Taylor series to r^11 (|r| <= 0.347: truncation under
+    // 7e-15), grouped (Estrin) to shorten the chain of dependent steps.
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let r8 = r4 * r4;
+    let p01 = 1.0 + r;
+    let p23 = 1.0 / 2.0 + r * (1.0 / 6.0);
+    let p45 = 1.0 / 24.0 + r * (1.0 / 120.0);
+    let p67 = 1.0 / 720.0 + r * (1.0 / 5_040.0);
+    let p89 = 1.0 / 40_320.0 + r * (1.0 / 362_880.0);
+    let p1011 = 1.0 / 3_628_800.0 + r * (1.0 / 39_916_800.0);
+    let p03 = p01 + r2 * p23;
+    let p47 = p45 + r2 * p67;
+    let p811 = p89 + r2 * p1011;
+    let p = p03 + r4 * (p47 + r4 * p811);
+    // 2^k from its exponent bits: k + 1023 is in [1, 1023].
+    let biased = (k as i64 + 1023) as u64;
+    p * f64::from_bits(biased << 52)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel_err(x: f64) -> f64 {
+        let (got, want) = (exp_neg(x), x.exp());
+        ((got - want) / want).abs()
+    }
+
+    #[test]
+    fn within_1e13_of_the_library_exp() {
+        let mut worst: (f64, f64) = (0.0, 0.0);
+        // A dense grid near 0 (the weights that matter) and a coarser one
+        // out to the underflow cutoff, plus the edges of each reduction step.
+        let near = (0..200_000).map(|i| -f64::from(i) * 1e-4);
+        let far = (0..700_000).map(|i| -f64::from(i) * 1.011e-3);
+        let edges = (0..1_022).flat_map(|k| {
+            let c = -f64::from(k) * std::f64::consts::LN_2;
+            let h = std::f64::consts::LN_2 / 2.0;
+            [c + h, c - h, c + h * (1.0 - 1e-12), c - h * (1.0 - 1e-12)]
+        });
+        for x in near.chain(far).chain(edges) {
+            if x > UNDERFLOW && x <= 0.0 {
+                let e = rel_err(x);
+                if e > worst.1 {
+                    worst = (x, e);
+                }
+            }
+        }
+        assert!(worst.1 < 1e-13, "worst relative error {worst:?}");
+    }
+
+    #[test]
+    fn exact_at_zero_zero_far_below_and_nan_through() {
+        assert_eq!(exp_neg(0.0), 1.0);
+        assert_eq!(exp_neg(-0.0), 1.0);
+        assert_eq!(exp_neg(UNDERFLOW), 0.0);
+        assert!(UNDERFLOW.exp() < 3.4e-308);
+        assert_eq!(exp_neg(-1e300), 0.0);
+        assert_eq!(exp_neg(f64::NEG_INFINITY), 0.0);
+        assert!(exp_neg(f64::NAN).is_nan());
+        assert_eq!(exp_neg(0.5), 0.5f64.exp());
+    }
+
+    #[test]
+    fn never_above_one_and_decreasing() {
+        let mut prev = exp_neg(0.0);
+        for i in 1..100_000 {
+            let y = exp_neg(-f64::from(i) * 1e-5);
+            assert!(y <= prev && y <= 1.0, "{i}: {y} after {prev}");
+            prev = y;
+        }
+    }
+}
