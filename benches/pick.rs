@@ -6,7 +6,7 @@
 //! The criterion group "pick cost" times one pick per iteration:
 //! - `orca-lb`: `Balancer::choose(false)`, the production pick without the
 //!   send: a clock read, the warm-up draw, and the best of 8 random
-//!   endpoints' published estimates (each behind its own read lock), with
+//!   endpoints' published pick views (each read without a lock), with
 //!   tie tolerance.
 //!   The balancer runs on real backends like the common rig's
 //!   (`orca_lb_testkit::Backend`: the reporting layer, 4 worker slots, service
@@ -20,9 +20,10 @@
 //!   background tasks (discovery, the 50 ms maintenance pass) stay idle and
 //!   the allocation count is exact.
 //! - `orca-lb core only`: the pure pick, `P2c::pick_best_of` with the
-//!   default `ScoreConfig::choices` (8) over a slice of `CandidateView`s
-//!   scored with `CandidateView::score`, with `now` passed in (no clock
-//!   read, no lock, no `Arc`). The views come from `EndpointPolicy`s fed the
+//!   default `ScoreConfig::choices` (8) over a slice of `PickView`s (the
+//!   views prepared for picks, as the balancer publishes them) scored with
+//!   `PickView::score`, with `now` passed in (no clock read, no atomics, no
+//!   `Arc`). The views come from `EndpointPolicy`s fed the
 //!   same kind of reports and responses.
 //! - `orca-lb core, pair`: the same over the same views with the pair
 //!   picker (`P2c::pick`, `choices` = 2), for the cost of best of 8 against
@@ -65,8 +66,8 @@ use criterion::{BenchmarkId, Criterion};
 use orca_lb_benches::{hello_request, median};
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_core::{
-    CandidateView, CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome,
-    P2c, PickContext, RawLoadReport, Score, ScoreConfig, named_metrics,
+    CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome, P2c,
+    PickContext, PickView, RawLoadReport, Score, ScoreConfig, named_metrics,
 };
 use orca_lb_server::FixedSampler;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -192,7 +193,7 @@ impl OrcaFleet {
 struct CoreFleet {
     picker: P2c,
     rng: SmallRng,
-    views: Vec<CandidateView>,
+    views: Vec<PickView>,
     local: Vec<LocalLoad>,
     fleet: FleetView,
     config: ScoreConfig,
@@ -241,7 +242,7 @@ impl CoreFleet {
                     policy.on_report(&r, LocalLoad::default(), true, t);
                     policy.on_outcome(Outcome::Success, Some(latency), false, true, t);
                 }
-                policy.view()
+                policy.pick_view(&config)
             })
             .collect();
         let local = (0..n)
@@ -297,7 +298,7 @@ impl CoreFleet {
 
     /// `view`'s score as a pick at `now` that drew `u` sees it, for endpoint
     /// `i`'s local load.
-    fn score(&self, view: &CandidateView, i: usize, u: f64, now: Instant) -> Option<Score> {
+    fn score(&self, view: &PickView, i: usize, u: f64, now: Instant) -> Option<Score> {
         let pick = PickContext {
             stream: false,
             warm_up: u,
@@ -316,7 +317,7 @@ impl CoreFleet {
 struct Parts {
     core: CoreFleet,
     /// An endpoint that has sent no report and answered no call.
-    unheard: CandidateView,
+    unheard: PickView,
     /// The fed endpoints' scores, computed once.
     scores: Vec<Score>,
 }
@@ -337,8 +338,8 @@ impl Parts {
     fn new() -> Parts {
         let core = CoreFleet::new(8);
         let created = core.now - Duration::from_secs(10);
-        let unheard =
-            EndpointPolicy::new(&core.config, CircuitBreakerConfig::default(), created).view();
+        let unheard = EndpointPolicy::new(&core.config, CircuitBreakerConfig::default(), created)
+            .pick_view(&core.config);
         let scores = (0..core.views.len())
             .map(|i| {
                 core.score(&core.views[i], i, 0.5, core.now)

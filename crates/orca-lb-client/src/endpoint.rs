@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 use crate::invalid_report_log::InvalidReportLog;
 use crate::local_calls::{CallMark, LocalCalls};
 use crate::metrics::EndpointMetrics;
+use crate::seq_view::SeqView;
 use crate::snapshot::{EndpointSnapshot, WINDOW};
 use crate::{BalancerConfig, HealthState};
 
@@ -60,6 +61,9 @@ struct EndpointCore {
 /// pick never takes the core's lock.
 #[derive(Debug)]
 struct Published {
+    /// The view prepared for picks, read without a lock.
+    pick: SeqView,
+    /// The view itself, for snapshots and gauges.
     view: RwLock<CandidateView>,
     /// The breaker's state ([`state_code`]), for the admission's lock-free
     /// fast path and the gauges.
@@ -84,6 +88,8 @@ pub(crate) struct Endpoint {
     channel: Channel,
     core: Mutex<EndpointCore>,
     published: Published,
+    /// The score settings its pick view is prepared with (the balancer's).
+    score: ScoreConfig,
     calls: LocalCalls,
     totals: Totals,
     /// Set once discovery removed it: no new call is sent here.
@@ -106,7 +112,8 @@ fn state_code(s: BreakerState) -> u8 {
     }
 }
 
-// Ordering: every atomic of an endpoint is `Relaxed`. Each is a counter or
+// Ordering: every atomic of an endpoint but its pick view (a sequence lock,
+// see `SeqView`) is `Relaxed`. Each is a counter or
 // a flag read on its own: none publishes other memory (the estimate is
 // behind its own `RwLock`, the policy behind the core's `Mutex`), and a pick
 // or snapshot that sees a value a moment late decides as it would have a
@@ -122,6 +129,7 @@ impl Endpoint {
     ) -> Self {
         let policy = EndpointPolicy::new(&config.score, config.breaker.clone(), now);
         let view = policy.view();
+        let pick = SeqView::new(&view.prepare(&config.score));
         let metrics = EndpointMetrics::new(&config.target, &key, config.health_check.is_some());
         Self {
             key,
@@ -132,9 +140,11 @@ impl Endpoint {
                 history: VecDeque::new(),
             }),
             published: Published {
+                pick,
                 view: RwLock::new(view),
                 breaker_state: AtomicU8::new(state_code(BreakerState::Closed)),
             },
+            score: config.score.clone(),
             calls: LocalCalls::new(now),
             totals: Totals::default(),
             draining: AtomicBool::new(false),
@@ -237,14 +247,14 @@ impl Endpoint {
         Some(before)
     }
 
-    /// This endpoint's score for one pick (see [`CandidateView::score`]),
-    /// or `None` to pass it over. Lock-free but for the endpoint's own read
-    /// lock on its estimate.
+    /// This endpoint's score for one pick (see [`orca_lb_core::PickView::score`]), or
+    /// `None` to pass it over. Takes no lock: the view is read from its
+    /// [`SeqView`].
     pub(crate) fn candidate(&self, pick: &PickContext<'_>) -> Option<Score> {
         if self.is_draining() || !self.is_healthy() {
             return None;
         }
-        let view = *self.published.view.read();
+        let view = self.published.pick.load();
         view.score(self.calls.load(pick.now), pick)
     }
 
@@ -283,7 +293,9 @@ impl Endpoint {
 
     /// Publishes what picks read, from the core (lock held by the caller).
     fn publish(&self, core: &EndpointCore) {
-        *self.published.view.write() = core.policy.view();
+        let view = core.policy.view();
+        self.published.pick.store(&view.prepare(&self.score));
+        *self.published.view.write() = view;
         let state = core.policy.breaker().state();
         let code = state_code(state);
         // Relaxed: see `is_out`. Only written here, under the core's lock:

@@ -49,7 +49,6 @@ pub fn exp_neg(x: f64) -> f64 {
     // 7e-15), grouped (Estrin) to shorten the chain of dependent steps.
     let r2 = r * r;
     let r4 = r2 * r2;
-    let r8 = r4 * r4;
     let p01 = 1.0 + r;
     let p23 = 1.0 / 2.0 + r * (1.0 / 6.0);
     let p45 = 1.0 / 24.0 + r * (1.0 / 120.0);
