@@ -1,29 +1,18 @@
 //! `exp(x)` for the weights of a score, without a library call.
 
-use std::f64::consts::LOG2_E;
-
-/// `ln 2` in two parts: the high part has its low bits zero, so `k * LN2_HI`
-/// is exact for every `k` this function uses (fdlibm's split).
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+use std::f64::consts::{LN_2, LOG2_E};
 
 /// Adding and subtracting it rounds an `f64` below 2^51 to the nearest
 /// integer.
 const ROUND: f64 = 6_755_399_441_055_744.0;
 
-/// Below this, `exp` is less than `3.4e-308`: counted as 0.
-const UNDERFLOW: f64 = -708.0;
+/// At or below this power of two, the result (under `2.3e-308`) counts as 0.
+const UNDERFLOW2: f64 = -1022.0;
 
 /// `exp(x)` for `x <= 0` (the weight `exp(-age / window)` of a value of
-/// age `age`), within a relative 1e-13 of [`f64::exp`] down to
-/// `x = -708`, and 0 below (where `exp` is under `3.4e-308`). NaN gives NaN.
-///
-/// The score computes a few of these per candidate, and a pick scores up
-/// to [`MAX_CHOICES`](crate::MAX_CHOICES) candidates: this is inlined
-/// arithmetic (`x = k ln 2 + r` with `|r| <= ln 2 / 2`, a degree-11
-/// polynomial for `exp(r)`, `2^k` built from its bits), where the library's
-/// `exp` is a call that, for ages far beyond the window, takes its
-/// underflow path and sets `errno`.
+/// age `age`), within a relative 1e-12 of [`f64::exp`] down to
+/// `x = -708`, and 0 where `exp` is under `2.3e-308` (`x <= -708.4`). NaN
+/// gives NaN. It is [`exp2_neg`]`(x * log2(e))`.
 ///
 /// ```
 /// use orca_lb_core::exp_neg;
@@ -34,17 +23,40 @@ const UNDERFLOW: f64 = -708.0;
 /// ```
 #[inline]
 pub fn exp_neg(x: f64) -> f64 {
-    if !(x > UNDERFLOW) {
+    exp2_neg(x * LOG2_E)
+}
+
+/// `2^y` for `y <= 0`, within a relative 1e-13 of [`f64::exp2`] down to
+/// `y = -1022`, and 0 at or below (where it is under `2.3e-308`). NaN gives
+/// NaN. A weight `exp(-age / window)` is `exp2_neg(-age * (log2(e) /
+/// window))`, with the factor computed once.
+///
+/// The score computes a few of these per candidate, and a pick scores up
+/// to [`MAX_CHOICES`](crate::MAX_CHOICES) candidates: this is inlined
+/// arithmetic (`y = k + f` with `k` an integer and `|f| <= 1/2`, a
+/// degree-11 polynomial for `2^f = exp(f ln 2)`, `2^k` built from its
+/// bits), where the library's `exp` is a call that, for ages far beyond the
+/// window, takes its underflow path and sets `errno`.
+///
+/// ```
+/// use orca_lb_core::exp2_neg;
+///
+/// assert_eq!(exp2_neg(-3.0), 0.125);
+/// assert_eq!(exp2_neg(-2000.0), 0.0);
+/// ```
+#[inline]
+pub fn exp2_neg(y: f64) -> f64 {
+    if !(y > UNDERFLOW2) {
         // NaN stays NaN; far below, the weight is 0.
-        return if x.is_nan() { x } else { 0.0 };
+        return if y.is_nan() { y } else { 0.0 };
     }
     // Positive arguments are not expected; the library handles them.
-    if x > 0.0 {
-        return x.exp();
+    if y > 0.0 {
+        return y.exp2();
     }
-    // k = round(x / ln 2), in [-1022, 0].
-    let k = (x * LOG2_E + ROUND) - ROUND;
-    let r = (x - k * LN2_HI) - k * LN2_LO;
+    // k = round(y), in [-1022, 0]; f = y - k is exact.
+    let k = (y + ROUND) - ROUND;
+    let r = (y - k) * LN_2;
     // exp(r) by its Taylor series to r^11 (|r| <= 0.347: truncation under
     // 7e-15), grouped (Estrin) to shorten the chain of dependent steps.
     let r2 = r * r;
@@ -68,28 +80,45 @@ pub fn exp_neg(x: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn rel_err(x: f64) -> f64 {
-        let (got, want) = (exp_neg(x), x.exp());
+    fn rel_err(got: f64, want: f64) -> f64 {
         ((got - want) / want).abs()
     }
 
     #[test]
-    fn within_1e13_of_the_library_exp() {
+    fn within_1e12_of_the_library_exp() {
         let mut worst: (f64, f64) = (0.0, 0.0);
         // A dense grid near 0 (the weights that matter) and a coarser one
-        // out to the underflow cutoff, plus the edges of each reduction step.
+        // out to the underflow cutoff.
         let near = (0..200_000).map(|i| -f64::from(i) * 1e-4);
         let far = (0..700_000).map(|i| -f64::from(i) * 1.011e-3);
+        for x in near.chain(far) {
+            let e = rel_err(exp_neg(x), x.exp());
+            if e > worst.1 {
+                worst = (x, e);
+            }
+        }
+        assert!(worst.1 < 1e-12, "worst relative error {worst:?}");
+        // Within 1e-13 over the ages that weigh anything.
+        for i in 0..400_000 {
+            let x = -f64::from(i) * 1e-4;
+            assert!(rel_err(exp_neg(x), x.exp()) < 1e-13, "{x}");
+        }
+    }
+
+    #[test]
+    fn within_1e13_of_the_library_exp2() {
+        let mut worst: (f64, f64) = (0.0, 0.0);
+        let grid = (0..1_022_000).map(|i| -f64::from(i) * 1e-3);
+        // The edges of each reduction step.
         let edges = (0..1_022).flat_map(|k| {
-            let c = -f64::from(k) * std::f64::consts::LN_2;
-            let h = std::f64::consts::LN_2 / 2.0;
-            [c + h, c - h, c + h * (1.0 - 1e-12), c - h * (1.0 - 1e-12)]
+            let c = -f64::from(k);
+            [c + 0.5, c - 0.5, c + 0.5 - 1e-12, c - 0.5 + 1e-12]
         });
-        for x in near.chain(far).chain(edges) {
-            if x > UNDERFLOW && x <= 0.0 {
-                let e = rel_err(x);
+        for y in grid.chain(edges) {
+            if y > UNDERFLOW2 && y <= 0.0 {
+                let e = rel_err(exp2_neg(y), y.exp2());
                 if e > worst.1 {
-                    worst = (x, e);
+                    worst = (y, e);
                 }
             }
         }
@@ -100,12 +129,15 @@ mod tests {
     fn exact_at_zero_zero_far_below_and_nan_through() {
         assert_eq!(exp_neg(0.0), 1.0);
         assert_eq!(exp_neg(-0.0), 1.0);
-        assert_eq!(exp_neg(UNDERFLOW), 0.0);
-        assert!(UNDERFLOW.exp() < 3.4e-308);
+        assert_eq!(exp2_neg(-1.0), 0.5);
+        assert_eq!(exp2_neg(UNDERFLOW2), 0.0);
+        assert!(UNDERFLOW2.exp2() < 2.3e-308);
+        assert_eq!(exp_neg(-708.4), 0.0);
+        assert!((-708.4f64).exp() < 2.3e-308);
         assert_eq!(exp_neg(-1e300), 0.0);
         assert_eq!(exp_neg(f64::NEG_INFINITY), 0.0);
         assert!(exp_neg(f64::NAN).is_nan());
-        assert_eq!(exp_neg(0.5), 0.5f64.exp());
+        assert_eq!(exp2_neg(0.5), 0.5f64.exp2());
     }
 
     #[test]

@@ -133,7 +133,7 @@ pub use endpoint_state::{
 pub use error_rate::ErrorRate;
 pub use escaped::{DisplayName, MAX_NAME_CHARS};
 pub use ewma::Ewma;
-pub use fast_exp::exp_neg;
+pub use fast_exp::{exp_neg, exp2_neg};
 pub use fleet::{FleetSamples, FleetView, median};
 pub use least_pick::MAX_LEAST_CANDIDATES;
 pub use p2c::{P2c, distinct_pair};

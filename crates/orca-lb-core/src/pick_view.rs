@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use crate::endpoint_state::contradicts;
-use crate::fast_exp::exp_neg;
+use std::f64::consts::LOG2_E;
+
+use crate::fast_exp::exp2_neg;
 use crate::{
     CandidateView, EXPLORATION, FleetView, LocalLoad, MIN_WARM_UP_SHARE, PickContext, Score,
     ScoreConfig,
@@ -12,7 +14,7 @@ use crate::{
 
 /// How many 64-bit words a [`PickView`] is made of besides its creation
 /// time (see [`PickView::to_words`]).
-pub const PICK_VIEW_WORDS: usize = 15;
+pub const PICK_VIEW_WORDS: usize = 16;
 
 // Flag bits of `PickView::flags`.
 const ELIGIBLE: u64 = 1;
@@ -38,7 +40,8 @@ const SERVICE_OBSERVED: u64 = 3;
 ///
 /// [`score`](Self::score) gives the score [`CandidateView::score`] gives,
 /// up to rounding: the weights `exp(-age / window)` come from
-/// [`exp_neg`](crate::exp_neg), within a relative 1e-13 of `f64::exp`.
+/// [`exp2_neg`](crate::exp2_neg) (with `log2(e) / window` worked out at
+/// publish time), within a relative 1e-12 of `f64::exp`.
 ///
 /// It is plain words (see [`to_words`](Self::to_words)) so that a client
 /// can publish it in atomics and picks can read it without a lock.
@@ -58,11 +61,14 @@ pub struct PickView {
     backlog: f64,
     streams: f64,
     capacity: f64,
+    inv_capacity: f64,
     error_rate: f64,
     /// When the error rate was last updated, seconds since `created`.
     error_at: f64,
-    error_inv_decay: f64,
-    inv_stale: f64,
+    /// `log2(e)` over the error rate's decay time, 1/seconds.
+    error_log2: f64,
+    /// `log2(e)` over `stale_after`, 1/seconds.
+    stale_log2: f64,
     error_penalty: f64,
     base: f64,
     slow_start: f64,
@@ -116,10 +122,11 @@ impl CandidateView {
             backlog: e.backlog.unwrap_or(0.0),
             streams: e.streams.unwrap_or(0.0),
             capacity: e.capacity.unwrap_or(1.0),
+            inv_capacity: 1.0 / e.capacity.unwrap_or(1.0),
             error_rate,
             error_at: since(error_updated),
-            error_inv_decay: 1.0 / error_decay,
-            inv_stale: 1.0 / config.stale_after.as_secs_f64(),
+            error_log2: LOG2_E / error_decay,
+            stale_log2: LOG2_E / config.stale_after.as_secs_f64(),
             error_penalty: config.error_penalty.as_secs_f64(),
             base: config.base_latency.as_secs_f64(),
             slow_start: config.slow_start.as_secs_f64(),
@@ -146,10 +153,11 @@ impl PickView {
             self.backlog.to_bits(),
             self.streams.to_bits(),
             self.capacity.to_bits(),
+            self.inv_capacity.to_bits(),
             self.error_rate.to_bits(),
             self.error_at.to_bits(),
-            self.error_inv_decay.to_bits(),
-            self.inv_stale.to_bits(),
+            self.error_log2.to_bits(),
+            self.stale_log2.to_bits(),
             self.error_penalty.to_bits(),
             self.base.to_bits(),
             self.slow_start.to_bits(),
@@ -170,13 +178,14 @@ impl PickView {
             backlog: f(w[5]),
             streams: f(w[6]),
             capacity: f(w[7]),
-            error_rate: f(w[8]),
-            error_at: f(w[9]),
-            error_inv_decay: f(w[10]),
-            inv_stale: f(w[11]),
-            error_penalty: f(w[12]),
-            base: f(w[13]),
-            slow_start: f(w[14]),
+            inv_capacity: f(w[8]),
+            error_rate: f(w[9]),
+            error_at: f(w[10]),
+            error_log2: f(w[11]),
+            stale_log2: f(w[12]),
+            error_penalty: f(w[13]),
+            base: f(w[14]),
+            slow_start: f(w[15]),
         }
     }
 
@@ -221,16 +230,16 @@ impl PickView {
         (now / self.slow_start).clamp(MIN_WARM_UP_SHARE, 1.0)
     }
 
-    /// `exp(-(now - at) / window)` with `inv_window = 1 / window`, for
-    /// times in seconds since `created`.
-    fn weight(now: f64, at: f64, inv_window: f64) -> f64 {
-        exp_neg(-(now - at).max(0.0) * inv_window)
+    /// `exp(-(now - at) / window)` with `log2_window = log2(e) / window`,
+    /// for times in seconds since `created`.
+    fn weight(now: f64, at: f64, log2_window: f64) -> f64 {
+        exp2_neg(-(now - at).max(0.0) * log2_window)
     }
 
     /// The weight of reported values (see [`CostTerms::freshness`](crate::CostTerms::freshness)).
     fn freshness(&self, now: f64) -> f64 {
         if self.has(REPORTED) {
-            Self::weight(now, self.reported_at, self.inv_stale)
+            Self::weight(now, self.reported_at, self.stale_log2)
         } else {
             0.0
         }
@@ -239,9 +248,7 @@ impl PickView {
     /// The failure penalty, seconds.
     fn failure(&self, now: f64) -> f64 {
         if self.has(ERRORS) {
-            self.error_rate
-                * Self::weight(now, self.error_at, self.error_inv_decay)
-                * self.error_penalty
+            self.error_rate * Self::weight(now, self.error_at, self.error_log2) * self.error_penalty
         } else {
             0.0
         }
@@ -259,7 +266,7 @@ impl PickView {
             median + outside.copysign(d)
         };
         let observed = || {
-            let w = Self::weight(now, self.observed_at, self.inv_stale);
+            let w = Self::weight(now, self.observed_at, self.stale_log2);
             relax(self.observed, typical, w)
         };
         let service_time = match (self.flags >> SERVICE_SHIFT) & 3 {
@@ -281,7 +288,7 @@ impl PickView {
             let w = if self.has(REPORTED) {
                 let backlog_stale = (config.backlog_stale_services * service_time).max(1e-3);
                 let age = (now - self.reported_at).max(0.0);
-                exp_neg(-age / backlog_stale)
+                exp2_neg(-(age * LOG2_E) / backlog_stale)
             } else {
                 0.0
             };
@@ -292,7 +299,7 @@ impl PickView {
         let backlog = others + f64::from(local.in_flight);
         let capacity = self.capacity;
         let waiting = (backlog + 1.0 - capacity).max(0.0) + config.contention * backlog;
-        let completion = service_time * (1.0 + waiting / capacity);
+        let completion = service_time * (1.0 + waiting * self.inv_capacity);
         Score::new(self.base + completion + self.failure(now))
     }
 
