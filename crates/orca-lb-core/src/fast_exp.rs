@@ -46,9 +46,12 @@ pub fn exp_neg(x: f64) -> f64 {
 /// ```
 #[inline]
 pub fn exp2_neg(y: f64) -> f64 {
-    if !(y > UNDERFLOW2) {
-        // NaN stays NaN; far below, the weight is 0.
-        return if y.is_nan() { y } else { 0.0 };
+    if y.is_nan() {
+        return y;
+    }
+    if y <= UNDERFLOW2 {
+        // Far below, the weight is 0.
+        return 0.0;
     }
     // Positive arguments are not expected; the library handles them.
     if y > 0.0 {
