@@ -22,7 +22,8 @@
 //! - `orca-lb core only`: the pure pick, `P2c::pick_best_of` with the
 //!   default `ScoreConfig::choices` (8) over a slice of `PickView`s (the
 //!   views prepared for picks, as the balancer publishes them) scored with
-//!   `PickView::score`, with `now` passed in (no clock read, no atomics, no
+//!   `PickView::score_at`, with `now` passed in and its time since the
+//!   views' origin worked out once per pick (no clock read, no atomics, no
 //!   `Arc`). The views come from `EndpointPolicy`s fed the
 //!   same kind of reports and responses.
 //! - `orca-lb core, pair`: the same over the same views with the pair
@@ -291,8 +292,11 @@ impl CoreFleet {
             score: config,
             now: *now,
         };
+        // The views share one origin (the fleet's creation): the pick's time
+        // since it is worked out once, as the balancer does.
+        let at = PickView::seconds_since(views[0].origin(), pick.now);
         picker.pick_best_of(rng, views.len(), choices, |i| {
-            views[i].score(local[i], &pick)
+            views[i].score_at(at, local[i], &pick)
         })
     }
 

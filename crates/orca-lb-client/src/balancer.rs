@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::{Admission, P2c, PickContext};
+use orca_lb_core::{Admission, P2c, PickContext, PickView};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -176,7 +176,15 @@ impl Balancer {
             score: &self.shared.config.score,
             now,
         };
-        draw(&self.picker, &mut self.rng, &self.list, &mut pick, None)
+        let origin = self.shared.origin;
+        draw(
+            &self.picker,
+            &mut self.rng,
+            &self.list,
+            &mut pick,
+            origin,
+            None,
+        )
     }
 
     /// Picks an endpoint other than `failed` for a call whose attempt there
@@ -221,7 +229,15 @@ impl Balancer {
         // A HalfOpen endpoint whose probe budget went to another caller
         // between the pick and the admission is excluded and replaced.
         for _ in 0..2 {
-            let Some(i) = draw(&self.picker, &mut self.rng, &self.list, &mut pick, excluded) else {
+            let origin = self.shared.origin;
+            let Some(i) = draw(
+                &self.picker,
+                &mut self.rng,
+                &self.list,
+                &mut pick,
+                origin,
+                excluded,
+            ) else {
                 break;
             };
             let ep = &self.list[i];
@@ -268,20 +284,24 @@ impl Balancer {
 /// endpoints (see [`P2c::pick_best_of`]), or for a stream the least of all
 /// (see [`P2c::pick_least`]), passing over `excluded`. When the warm-up draw
 /// leaves nothing (every endpoint is new, as at start-up), `pick.warm_up` is
-/// reset to 0 and all endpoints count.
+/// reset to 0 and all endpoints count. `origin` is the balancer's pick
+/// origin ([`Shared::origin`]).
 fn draw(
     picker: &P2c,
     rng: &mut SmallRng,
     list: &[Arc<Endpoint>],
     pick: &mut PickContext<'_>,
+    origin: std::time::Instant,
     excluded: Option<usize>,
 ) -> Option<usize> {
+    // The pick's time as the endpoints' views count it, once for all.
+    let now = PickView::seconds_since(origin, pick.now);
     loop {
         let score = |i: usize| {
             if Some(i) == excluded {
                 return None;
             }
-            list[i].candidate(pick)
+            list[i].candidate(now, pick)
         };
         let chosen = if pick.stream {
             picker.pick_least(rng, list.len(), score)

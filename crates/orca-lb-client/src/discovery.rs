@@ -98,6 +98,7 @@ pub(crate) fn apply(shared: &Arc<Shared>, change: Change) {
                 uri,
                 channel,
                 &shared.config,
+                shared.origin,
                 now,
             ));
             if shared.set.insert(ep.clone()) {

@@ -125,11 +125,12 @@ impl Endpoint {
         uri: Uri,
         channel: Channel,
         config: &BalancerConfig,
+        origin: Instant,
         now: Instant,
     ) -> Self {
         let policy = EndpointPolicy::new(&config.score, config.breaker.clone(), now);
         let view = policy.view();
-        let pick = SeqView::new(&view.prepare(&config.score));
+        let pick = SeqView::new(&view.prepare(&config.score, origin));
         let metrics = EndpointMetrics::new(&config.target, &key, config.health_check.is_some());
         Self {
             key,
@@ -247,15 +248,16 @@ impl Endpoint {
         Some(before)
     }
 
-    /// This endpoint's score for one pick (see [`orca_lb_core::PickView::score`]), or
-    /// `None` to pass it over. Takes no lock: the view is read from its
-    /// [`SeqView`].
-    pub(crate) fn candidate(&self, pick: &PickContext<'_>) -> Option<Score> {
+    /// This endpoint's score for one pick (see
+    /// [`orca_lb_core::PickView::score_at`]), or `None` to pass it over;
+    /// `now` is `pick.now` in seconds since the balancer's pick origin.
+    /// Takes no lock: the view is read from its [`SeqView`].
+    pub(crate) fn candidate(&self, now: f64, pick: &PickContext<'_>) -> Option<Score> {
         if self.is_draining() || !self.is_healthy() {
             return None;
         }
         let view = self.published.pick.load();
-        view.score(self.calls.load(pick.now), pick)
+        view.score_at(now, self.calls.load(pick.now), pick)
     }
 
     /// The cost of a unary call here now.
@@ -294,7 +296,10 @@ impl Endpoint {
     /// Publishes what picks read, from the core (lock held by the caller).
     fn publish(&self, core: &EndpointCore) {
         let view = core.policy.view();
-        self.published.pick.store(&view.prepare(&self.score));
+        let origin = self.published.pick.origin();
+        self.published
+            .pick
+            .store(&view.prepare(&self.score, origin));
         *self.published.view.write() = view;
         let state = core.policy.breaker().state();
         let code = state_code(state);

@@ -28,9 +28,8 @@ use orca_lb_core::{PICK_VIEW_WORDS, PickView};
 pub(crate) struct SeqView {
     seq: AtomicU64,
     words: [AtomicU64; PICK_VIEW_WORDS],
-    /// The endpoint's creation time: the origin of the view's times, the
-    /// same for every view of an endpoint.
-    created: Instant,
+    /// The origin of the view's times, the same for every view published.
+    origin: Instant,
 }
 
 impl SeqView {
@@ -39,14 +38,19 @@ impl SeqView {
         Self {
             seq: AtomicU64::new(0),
             words: view.to_words().map(AtomicU64::new),
-            created: view.created(),
+            origin: view.origin(),
         }
+    }
+
+    /// The origin of the views' times.
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
     }
 
     /// Publishes `view`. Writers must not overlap: callers hold the
     /// endpoint's core lock.
     pub(crate) fn store(&self, view: &PickView) {
-        debug_assert_eq!(view.created(), self.created);
+        debug_assert_eq!(view.origin(), self.origin);
         let seq = self.seq.load(Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
@@ -64,7 +68,7 @@ impl SeqView {
                 let words = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == before {
-                    return PickView::from_words(self.created, words);
+                    return PickView::from_words(self.origin, words);
                 }
             }
             spin_loop();

@@ -90,9 +90,9 @@ impl EndpointPolicy {
     }
 
     /// What picks read, prepared for picks scored with `config` (see
-    /// [`PickView`]).
+    /// [`PickView`]), its times counted from the endpoint's creation.
     pub fn pick_view(&self, config: &ScoreConfig) -> PickView {
-        self.view().prepare(config)
+        self.view().prepare(config, self.state.created())
     }
 
     /// Takes in a report received while this client had `local` calls on

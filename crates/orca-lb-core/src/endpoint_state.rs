@@ -220,6 +220,11 @@ impl EndpointState {
         }
     }
 
+    /// When it was first seen.
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
     /// Smoothed reported effective utilization.
     pub fn utilization(&self) -> Option<f64> {
         self.utilization.value()

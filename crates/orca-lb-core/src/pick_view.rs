@@ -14,7 +14,7 @@ use crate::{
 
 /// How many 64-bit words a [`PickView`] is made of besides its creation
 /// time (see [`PickView::to_words`]).
-pub const PICK_VIEW_WORDS: usize = 16;
+pub const PICK_VIEW_WORDS: usize = 17;
 
 // Flag bits of `PickView::flags`.
 const ELIGIBLE: u64 = 1;
@@ -35,8 +35,10 @@ const SERVICE_OBSERVED: u64 = 3;
 /// on the fleet medians is worked out once, when the view is published
 /// (which report fields are known, whether observed latency contradicts the
 /// reported service time, the settings in seconds), and times are kept as
-/// seconds since the endpoint was created, so that a pick reads one clock
-/// difference per endpoint.
+/// seconds since an origin (see [`prepare`](CandidateView::prepare)): a
+/// pick that scores many views prepared from the same origin works out its
+/// own time since it once ([`seconds_since`](Self::seconds_since)) and
+/// passes it to [`score_at`](Self::score_at).
 ///
 /// [`score`](Self::score) gives the score [`CandidateView::score`] gives,
 /// up to rounding: the weights `exp(-age / window)` come from
@@ -47,8 +49,10 @@ const SERVICE_OBSERVED: u64 = 3;
 /// can publish it in atomics and picks can read it without a lock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PickView {
-    created: Instant,
+    origin: Instant,
     flags: u64,
+    /// When the endpoint was created, seconds since `origin`.
+    created: f64,
     /// When the last report came, seconds since `created`.
     reported_at: f64,
     /// Smoothed reported service time, seconds.
@@ -74,19 +78,14 @@ pub struct PickView {
     slow_start: f64,
 }
 
-/// `t`, in seconds since `created` (0 if earlier).
-fn secs_since(created: Instant, t: Instant) -> f64 {
-    let d = t.saturating_duration_since(created);
-    d.as_secs() as f64 + f64::from(d.subsec_nanos()) * 1e-9
-}
-
 impl CandidateView {
     /// This view prepared for picks scored with `config` (see
-    /// [`PickView`]).
-    pub fn prepare(&self, config: &ScoreConfig) -> PickView {
+    /// [`PickView`]), its times counted from `origin`. Instants before
+    /// `origin` count as `origin`, so it should come before any the
+    /// endpoint sees (its creation, say, or the balancer's).
+    pub fn prepare(&self, config: &ScoreConfig, origin: Instant) -> PickView {
         let e = &self.estimate;
-        let created = e.created;
-        let since = |t: Option<Instant>| t.map_or(0.0, |t| secs_since(created, t));
+        let since = |t: Option<Instant>| t.map_or(0.0, |t| PickView::seconds_since(origin, t));
         let mut flags = 0;
         for (on, bit) in [
             (self.eligible, ELIGIBLE),
@@ -113,8 +112,9 @@ impl CandidateView {
         };
         flags |= source << SERVICE_SHIFT;
         PickView {
-            created,
+            origin,
             flags,
+            created: since(Some(e.created)),
             reported_at: since(e.reported_at),
             service: e.service_time.unwrap_or(0.0),
             observed,
@@ -135,17 +135,26 @@ impl CandidateView {
 }
 
 impl PickView {
-    /// When the endpoint was created: the origin of its times.
-    pub fn created(&self) -> Instant {
-        self.created
+    /// The origin of its times.
+    pub fn origin(&self) -> Instant {
+        self.origin
     }
 
-    /// The view as words, to store (with [`created`](Self::created), which
-    /// never changes for an endpoint) and rebuild with
+    /// `t` in seconds since `origin` (0 if earlier): the time a pick passes
+    /// to [`score_at`](Self::score_at).
+    #[inline]
+    pub fn seconds_since(origin: Instant, t: Instant) -> f64 {
+        let d = t.saturating_duration_since(origin);
+        d.as_secs() as f64 + f64::from(d.subsec_nanos()) * 1e-9
+    }
+
+    /// The view as words, to store (with its [`origin`](Self::origin),
+    /// which a publisher keeps fixed) and rebuild with
     /// [`from_words`](Self::from_words).
     pub fn to_words(&self) -> [u64; PICK_VIEW_WORDS] {
         [
             self.flags,
+            self.created.to_bits(),
             self.reported_at.to_bits(),
             self.service.to_bits(),
             self.observed.to_bits(),
@@ -164,28 +173,29 @@ impl PickView {
         ]
     }
 
-    /// The view of an endpoint created at `created` whose
+    /// The view with times from `origin` whose
     /// [`to_words`](Self::to_words) were `w`.
-    pub fn from_words(created: Instant, w: [u64; PICK_VIEW_WORDS]) -> Self {
+    pub fn from_words(origin: Instant, w: [u64; PICK_VIEW_WORDS]) -> Self {
         let f = f64::from_bits;
         PickView {
-            created,
+            origin,
             flags: w[0],
-            reported_at: f(w[1]),
-            service: f(w[2]),
-            observed: f(w[3]),
-            observed_at: f(w[4]),
-            backlog: f(w[5]),
-            streams: f(w[6]),
-            capacity: f(w[7]),
-            inv_capacity: f(w[8]),
-            error_rate: f(w[9]),
-            error_at: f(w[10]),
-            error_log2: f(w[11]),
-            stale_log2: f(w[12]),
-            error_penalty: f(w[13]),
-            base: f(w[14]),
-            slow_start: f(w[15]),
+            created: f(w[1]),
+            reported_at: f(w[2]),
+            service: f(w[3]),
+            observed: f(w[4]),
+            observed_at: f(w[5]),
+            backlog: f(w[6]),
+            streams: f(w[7]),
+            capacity: f(w[8]),
+            inv_capacity: f(w[9]),
+            error_rate: f(w[10]),
+            error_at: f(w[11]),
+            error_log2: f(w[12]),
+            stale_log2: f(w[13]),
+            error_penalty: f(w[14]),
+            base: f(w[15]),
+            slow_start: f(w[16]),
         }
     }
 
@@ -203,11 +213,18 @@ impl PickView {
     /// one was prepared from, with the same `local` and `pick` (whose score
     /// settings must be the ones it was prepared with).
     pub fn score(&self, local: LocalLoad, pick: &PickContext<'_>) -> Option<Score> {
+        self.score_at(Self::seconds_since(self.origin, pick.now), local, pick)
+    }
+
+    /// [`score`](Self::score), with the pick's time `pick.now` given as
+    /// `now`, in seconds since the view's origin
+    /// ([`seconds_since`](Self::seconds_since)): worked out once for all the
+    /// views a pick scores.
+    pub fn score_at(&self, now: f64, local: LocalLoad, pick: &PickContext<'_>) -> Option<Score> {
         let eligible = self.has(ELIGIBLE);
         if !pick.panic && !eligible {
             return None;
         }
-        let now = secs_since(self.created, pick.now);
         if !pick.stream && pick.warm_up >= self.warm_up_share(now) {
             return None;
         }
@@ -222,16 +239,17 @@ impl PickView {
     }
 
     /// See [`Estimate::warm_up_share`](crate::Estimate::warm_up_share);
-    /// `now` in seconds since `created`.
+    /// `now` in seconds since the origin.
     fn warm_up_share(&self, now: f64) -> f64 {
-        if now >= self.slow_start {
+        let age = (now - self.created).max(0.0);
+        if age >= self.slow_start {
             return 1.0;
         }
-        (now / self.slow_start).clamp(MIN_WARM_UP_SHARE, 1.0)
+        (age / self.slow_start).clamp(MIN_WARM_UP_SHARE, 1.0)
     }
 
     /// `exp(-(now - at) / window)` with `log2_window = log2(e) / window`,
-    /// for times in seconds since `created`.
+    /// for times in seconds since the origin.
     fn weight(now: f64, at: f64, log2_window: f64) -> f64 {
         exp2_neg(-(now - at).max(0.0) * log2_window)
     }

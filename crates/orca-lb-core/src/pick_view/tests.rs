@@ -102,11 +102,21 @@ fn scores_as_the_candidate_view_does() {
         };
         let (policy, last) = fed(&mut rng, &score, t);
         let view = policy.view();
-        let prepared = view.prepare(&score);
+        // From its creation, or (as a balancer does) from an earlier origin
+        // shared by all endpoints.
+        let origin = if case % 2 == 0 {
+            t
+        } else {
+            t.checked_sub(Duration::from_secs(3_600)).unwrap_or(t)
+        };
+        let prepared = view.prepare(&score, origin);
         assert_eq!(
-            PickView::from_words(prepared.created(), prepared.to_words()),
+            PickView::from_words(prepared.origin(), prepared.to_words()),
             prepared
         );
+        if case % 2 == 0 {
+            assert_eq!(policy.pick_view(&score), prepared);
+        }
         assert_eq!(prepared.eligible(), view.eligible);
         for _ in 0..20 {
             // From before the last event (clock skew between threads) to
@@ -138,6 +148,8 @@ fn scores_as_the_candidate_view_does() {
                 now,
             };
             let (want, got) = (view.score(local, &pick), prepared.score(local, &pick));
+            let at = PickView::seconds_since(origin, now);
+            assert_eq!(prepared.score_at(at, local, &pick), got);
             assert!(
                 close(want, got),
                 "case {case}: {want:?} against {got:?}\n{view:?}\n{local:?} {pick:?}"
