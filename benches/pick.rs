@@ -36,11 +36,13 @@
 //!   (immediate) end.
 //!
 //! The group "pick cost parts" times what orca-lb's pick at 8 endpoints is
-//! made of, one part at a time: the clock read, one endpoint's score (with
-//! news a second old, with the same news 1,000 s old, and for an endpoint
-//! never heard from), and `P2c::pick` over scores known in advance. Old news
-//! costs more: the weights `exp(-age / window)` underflow, and glibc's `exp`
-//! then takes its error path (it sets `errno`).
+//! made of, one part at a time: the clock read, one endpoint's score
+//! (`PickView::score_at`, the pick's time since the views' origin given, as
+//! in a pick; with news a second old, with the same news 1,000 s old, and
+//! for an endpoint never heard from), and `P2c::pick` over scores known in
+//! advance. The weights `exp(-age / window)` are `exp2_neg`, which returns 0
+//! at once where they underflow (glibc's `exp` took its error path there
+//! and set `errno`).
 //!
 //! Before the groups, an allocation check counts allocations per pick for
 //! each variant, and for orca-lb's stream pick (`Balancer::choose(true)`,
@@ -301,8 +303,9 @@ impl CoreFleet {
     }
 
     /// `view`'s score as a pick at `now` that drew `u` sees it, for endpoint
-    /// `i`'s local load.
-    fn score(&self, view: &PickView, i: usize, u: f64, now: Instant) -> Option<Score> {
+    /// `i`'s local load; `at` is `now` since the views' origin, which a pick
+    /// works out once for all the endpoints it scores.
+    fn score(&self, view: &PickView, i: usize, u: f64, now: Instant, at: f64) -> Option<Score> {
         let pick = PickContext {
             stream: false,
             warm_up: u,
@@ -311,7 +314,7 @@ impl CoreFleet {
             score: &self.config,
             now,
         };
-        view.score(self.local[i], &pick)
+        view.score_at(at, self.local[i], &pick)
     }
 }
 
@@ -324,6 +327,8 @@ struct Parts {
     unheard: PickView,
     /// The fed endpoints' scores, computed once.
     scores: Vec<Score>,
+    /// `core.now`, and [`LONG_GONE`] after it, since the views' origin.
+    at: (f64, f64),
 }
 
 /// The parts, in table order.
@@ -344,9 +349,15 @@ impl Parts {
         let created = core.now - Duration::from_secs(10);
         let unheard = EndpointPolicy::new(&core.config, CircuitBreakerConfig::default(), created)
             .pick_view(&core.config);
+        let origin = core.views[0].origin();
+        assert_eq!(unheard.origin(), origin);
+        let at = (
+            PickView::seconds_since(origin, core.now),
+            PickView::seconds_since(origin, core.now + LONG_GONE),
+        );
         let scores = (0..core.views.len())
             .map(|i| {
-                core.score(&core.views[i], i, 0.5, core.now)
+                core.score(&core.views[i], i, 0.5, core.now, at.0)
                     .expect("eligible")
             })
             .collect();
@@ -354,6 +365,7 @@ impl Parts {
             core,
             unheard,
             scores,
+            at,
         }
     }
 
@@ -365,16 +377,19 @@ impl Parts {
             }
             1 => {
                 let view = black_box(&self.core.views[0]);
-                black_box(self.core.score(view, 0, black_box(0.5), self.core.now));
+                let at = black_box(self.at.0);
+                black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
             }
             2 => {
                 let view = black_box(&self.core.views[0]);
                 let later = self.core.now + LONG_GONE;
-                black_box(self.core.score(view, 0, black_box(0.5), later));
+                let at = black_box(self.at.1);
+                black_box(self.core.score(view, 0, black_box(0.5), later, at));
             }
             3 => {
                 let view = black_box(&self.unheard);
-                black_box(self.core.score(view, 0, black_box(0.5), self.core.now));
+                let at = black_box(self.at.0);
+                black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
             }
             _ => {
                 let scores = &self.scores;
