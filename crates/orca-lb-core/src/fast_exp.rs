@@ -1,10 +1,26 @@
 //! `exp(x)` for the weights of a score, without a library call.
 
-use std::f64::consts::{LN_2, LOG2_E};
+use std::f64::consts::LOG2_E;
 
 /// Adding and subtracting it rounds an `f64` below 2^51 to the nearest
 /// integer.
 const ROUND: f64 = 6_755_399_441_055_744.0;
+
+/// `ln(2)^n / n!` for `n` in `0..12`: the Taylor coefficients of `2^f`.
+const C: [f64; 12] = [
+    1.0,
+    0.693_147_180_559_945_3,
+    0.240_226_506_959_100_72,
+    0.055_504_108_664_821_58,
+    0.009_618_129_107_628_477,
+    0.001_333_355_814_642_844_3,
+    0.000_154_035_303_933_816_1,
+    1.525_273_380_405_984_1e-5,
+    1.321_548_679_014_431e-6,
+    1.017_808_600_923_97e-7,
+    7.054_911_620_801_123e-9,
+    4.445_538_271_870_811_6e-10,
+];
 
 /// At or below this power of two, the result (under `2.3e-308`) counts as 0.
 const UNDERFLOW2: f64 = -1022.0;
@@ -34,8 +50,8 @@ pub fn exp_neg(x: f64) -> f64 {
 /// The score computes a few of these per candidate, and a pick scores up
 /// to [`MAX_CHOICES`](crate::MAX_CHOICES) candidates: this is inlined
 /// arithmetic (`y = k + f` with `k` an integer and `|f| <= 1/2`, a
-/// degree-11 polynomial for `2^f = exp(f ln 2)`, `2^k` built from its
-/// bits), where the library's `exp` is a call that, for ages far beyond the
+/// degree-11 polynomial in `f` for `2^f = exp(f ln 2)`, `2^k` built from
+/// its bits), where the library's `exp` is a call that, for ages far beyond the
 /// window, takes its underflow path and sets `errno`.
 ///
 /// ```
@@ -59,21 +75,23 @@ pub fn exp2_neg(y: f64) -> f64 {
     }
     // k = round(y), in [-1022, 0]; f = y - k is exact.
     let k = (y + ROUND) - ROUND;
-    let r = (y - k) * LN_2;
-    // exp(r) by its Taylor series to r^11 (|r| <= 0.347: truncation under
-    // 7e-15), grouped (Estrin) to shorten the chain of dependent steps.
-    let r2 = r * r;
-    let r4 = r2 * r2;
-    let p01 = 1.0 + r;
-    let p23 = 1.0 / 2.0 + r * (1.0 / 6.0);
-    let p45 = 1.0 / 24.0 + r * (1.0 / 120.0);
-    let p67 = 1.0 / 720.0 + r * (1.0 / 5_040.0);
-    let p89 = 1.0 / 40_320.0 + r * (1.0 / 362_880.0);
-    let p1011 = 1.0 / 3_628_800.0 + r * (1.0 / 39_916_800.0);
-    let p03 = p01 + r2 * p23;
-    let p47 = p45 + r2 * p67;
-    let p811 = p89 + r2 * p1011;
-    let p = p03 + r4 * (p47 + r4 * p811);
+    let f = y - k;
+    // 2^f = exp(f ln 2) by its Taylor series to (f ln 2)^11, with the
+    // powers of ln 2 in the coefficients (|f ln 2| <= 0.347: truncation
+    // under 7e-15), grouped (Estrin) to shorten the chain of dependent
+    // steps.
+    let f2 = f * f;
+    let f4 = f2 * f2;
+    let p01 = 1.0 + f * C[1];
+    let p23 = C[2] + f * C[3];
+    let p45 = C[4] + f * C[5];
+    let p67 = C[6] + f * C[7];
+    let p89 = C[8] + f * C[9];
+    let p1011 = C[10] + f * C[11];
+    let p03 = p01 + f2 * p23;
+    let p47 = p45 + f2 * p67;
+    let p811 = p89 + f2 * p1011;
+    let p = p03 + f4 * (p47 + f4 * p811);
     // 2^k from its exponent bits: k + 1023 is in [1, 1023].
     let biased = (k as i64 + 1023) as u64;
     p * f64::from_bits(biased << 52)
