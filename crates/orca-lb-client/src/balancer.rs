@@ -33,8 +33,8 @@ use crate::{BalancerConfig, BuildError, ResponseBody, ResponseFuture};
 ///
 /// Cloning is cheap (an `Arc` and a small RNG); clones share endpoints,
 /// connections and state, and may be moved to other tasks. A pick takes no
-/// global lock and allocates nothing: it reads two endpoints' published
-/// estimates.
+/// lock and allocates nothing: it reads the drawn endpoints' published pick
+/// views (see [`PickView`](orca_lb_core::PickView)), each without a lock.
 #[derive(Debug)]
 pub struct Balancer {
     shared: Arc<Shared>,

@@ -114,8 +114,9 @@ fn state_code(s: BreakerState) -> u8 {
 
 // Ordering: every atomic of an endpoint but its pick view (a sequence lock,
 // see `SeqView`) is `Relaxed`. Each is a counter or
-// a flag read on its own: none publishes other memory (the estimate is
-// behind its own `RwLock`, the policy behind the core's `Mutex`), and a pick
+// a flag read on its own: none publishes other memory (the pick view is in
+// its sequence lock, the estimate behind its own `RwLock`, the policy behind
+// the core's `Mutex`), and a pick
 // or snapshot that sees a value a moment late decides as it would have a
 // moment earlier. Where a decision must be exact (admitting a probe), the
 // core's lock decides.

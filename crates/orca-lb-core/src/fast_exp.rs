@@ -1,6 +1,6 @@
 //! `exp(x)` for the weights of a score, without a library call.
 
-use std::f64::consts::LOG2_E;
+use std::f64::consts::{LN_2, LOG2_E};
 
 /// Adding and subtracting it rounds an `f64` below 2^51 to the nearest
 /// integer.
@@ -9,7 +9,7 @@ const ROUND: f64 = 6_755_399_441_055_744.0;
 /// `ln(2)^n / n!` for `n` in `0..12`: the Taylor coefficients of `2^f`.
 const C: [f64; 12] = [
     1.0,
-    0.693_147_180_559_945_3,
+    LN_2,
     0.240_226_506_959_100_72,
     0.055_504_108_664_821_58,
     0.009_618_129_107_628_477,
