@@ -6,7 +6,7 @@
 //! The criterion group "pick cost" times one pick per iteration:
 //! - `orca-lb`: `Balancer::choose(false)`, the production pick without the
 //!   send: a clock read, the warm-up draw, and the best of 8 random
-//!   endpoints' published estimates (each behind its own read lock), with
+//!   endpoints' published pick views (each read without a lock), with
 //!   tie tolerance.
 //!   The balancer runs on real backends like the common rig's
 //!   (`orca_lb_testkit::Backend`: the reporting layer, 4 worker slots, service
@@ -20,9 +20,11 @@
 //!   background tasks (discovery, the 50 ms maintenance pass) stay idle and
 //!   the allocation count is exact.
 //! - `orca-lb core only`: the pure pick, `P2c::pick_best_of` with the
-//!   default `ScoreConfig::choices` (8) over a slice of `CandidateView`s
-//!   scored with `CandidateView::score`, with `now` passed in (no clock
-//!   read, no lock, no `Arc`). The views come from `EndpointPolicy`s fed the
+//!   default `ScoreConfig::choices` (8) over a slice of `PickView`s (the
+//!   views prepared for picks, as the balancer publishes them) scored with
+//!   `PickView::score_at`, with `now` passed in and its time since the
+//!   views' origin worked out once per pick (no clock read, no atomics, no
+//!   `Arc`). The views come from `EndpointPolicy`s fed the
 //!   same kind of reports and responses.
 //! - `orca-lb core, pair`: the same over the same views with the pair
 //!   picker (`P2c::pick`, `choices` = 2), for the cost of best of 8 against
@@ -39,11 +41,13 @@
 //!   (immediate) end.
 //!
 //! The group "pick cost parts" times what orca-lb's pick at 8 endpoints is
-//! made of, one part at a time: the clock read, one endpoint's score (with
-//! news a second old, with the same news 1,000 s old, and for an endpoint
-//! never heard from), and `P2c::pick` over scores known in advance. Old news
-//! costs more: the weights `exp(-age / window)` underflow, and glibc's `exp`
-//! then takes its error path (it sets `errno`).
+//! made of, one part at a time: the clock read, one endpoint's score
+//! (`PickView::score_at`, the pick's time since the views' origin given, as
+//! in a pick; with news a second old, with the same news 1,000 s old, and
+//! for an endpoint never heard from), and `P2c::pick` over scores known in
+//! advance. The weights `exp(-age / window)` are `exp2_neg`, which returns 0
+//! at once where they underflow (glibc's `exp` took its error path there
+//! and set `errno`).
 //!
 //! Before the groups, an allocation check counts allocations per pick for
 //! each variant, and for orca-lb's stream pick (`Balancer::choose(true)`,
@@ -70,8 +74,8 @@ use criterion::{BenchmarkId, Criterion};
 use orca_lb_benches::{hello_request, median};
 use orca_lb_client::{Balancer, BalancerConfig, LocalityConfig, Zone};
 use orca_lb_core::{
-    CandidateView, CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome,
-    P2c, PickContext, RawLoadReport, Score, ScoreConfig, named_metrics,
+    CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome, P2c,
+    PickContext, PickView, RawLoadReport, Score, ScoreConfig, named_metrics,
 };
 use orca_lb_server::FixedSampler;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -224,7 +228,7 @@ impl OrcaFleet {
 struct CoreFleet {
     picker: P2c,
     rng: SmallRng,
-    views: Vec<CandidateView>,
+    views: Vec<PickView>,
     local: Vec<LocalLoad>,
     fleet: FleetView,
     config: ScoreConfig,
@@ -273,7 +277,7 @@ impl CoreFleet {
                     policy.on_report(&r, LocalLoad::default(), true, t);
                     policy.on_outcome(Outcome::Success, Some(latency), false, true, t);
                 }
-                policy.view()
+                policy.pick_view(&config)
             })
             .collect();
         let local = (0..n)
@@ -322,14 +326,18 @@ impl CoreFleet {
             score: config,
             now: *now,
         };
+        // The views share one origin (the fleet's creation): the pick's time
+        // since it is worked out once, as the balancer does.
+        let at = PickView::seconds_since(views[0].origin(), pick.now);
         picker.pick_best_of(rng, views.len(), choices, |i| {
-            views[i].score(local[i], &pick)
+            views[i].score_at(at, local[i], &pick)
         })
     }
 
     /// `view`'s score as a pick at `now` that drew `u` sees it, for endpoint
-    /// `i`'s local load.
-    fn score(&self, view: &CandidateView, i: usize, u: f64, now: Instant) -> Option<Score> {
+    /// `i`'s local load; `at` is `now` since the views' origin, which a pick
+    /// works out once for all the endpoints it scores.
+    fn score(&self, view: &PickView, i: usize, u: f64, now: Instant, at: f64) -> Option<Score> {
         let pick = PickContext {
             stream: false,
             warm_up: u,
@@ -338,7 +346,7 @@ impl CoreFleet {
             score: &self.config,
             now,
         };
-        view.score(self.local[i], &pick)
+        view.score_at(at, self.local[i], &pick)
     }
 }
 
@@ -348,9 +356,11 @@ impl CoreFleet {
 struct Parts {
     core: CoreFleet,
     /// An endpoint that has sent no report and answered no call.
-    unheard: CandidateView,
+    unheard: PickView,
     /// The fed endpoints' scores, computed once.
     scores: Vec<Score>,
+    /// `core.now`, and [`LONG_GONE`] after it, since the views' origin.
+    at: (f64, f64),
 }
 
 /// The parts, in table order.
@@ -369,11 +379,17 @@ impl Parts {
     fn new() -> Parts {
         let core = CoreFleet::new(8);
         let created = core.now - Duration::from_secs(10);
-        let unheard =
-            EndpointPolicy::new(&core.config, CircuitBreakerConfig::default(), created).view();
+        let unheard = EndpointPolicy::new(&core.config, CircuitBreakerConfig::default(), created)
+            .pick_view(&core.config);
+        let origin = core.views[0].origin();
+        assert_eq!(unheard.origin(), origin);
+        let at = (
+            PickView::seconds_since(origin, core.now),
+            PickView::seconds_since(origin, core.now + LONG_GONE),
+        );
         let scores = (0..core.views.len())
             .map(|i| {
-                core.score(&core.views[i], i, 0.5, core.now)
+                core.score(&core.views[i], i, 0.5, core.now, at.0)
                     .expect("eligible")
             })
             .collect();
@@ -381,6 +397,7 @@ impl Parts {
             core,
             unheard,
             scores,
+            at,
         }
     }
 
@@ -392,16 +409,19 @@ impl Parts {
             }
             1 => {
                 let view = black_box(&self.core.views[0]);
-                black_box(self.core.score(view, 0, black_box(0.5), self.core.now));
+                let at = black_box(self.at.0);
+                black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
             }
             2 => {
                 let view = black_box(&self.core.views[0]);
                 let later = self.core.now + LONG_GONE;
-                black_box(self.core.score(view, 0, black_box(0.5), later));
+                let at = black_box(self.at.1);
+                black_box(self.core.score(view, 0, black_box(0.5), later, at));
             }
             3 => {
                 let view = black_box(&self.unheard);
-                black_box(self.core.score(view, 0, black_box(0.5), self.core.now));
+                let at = black_box(self.at.0);
+                black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
             }
             _ => {
                 let scores = &self.scores;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::{Admission, P2c, PickContext, ZoneSide};
+use orca_lb_core::{Admission, P2c, PickContext, PickView, ZoneSide};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -25,16 +25,17 @@ use crate::{BalancerConfig, BuildError, ResponseBody, ResponseFuture};
 /// A load-aware balancer over a changing set of gRPC endpoints.
 ///
 /// Use it wherever tonic takes a `Channel`: `GreeterClient::new(balancer)`.
-/// Every call (and every stream, when it starts) goes to the cheaper of two
-/// endpoints drawn at random, by expected completion time: the service time
+/// Every call goes to the cheapest of a few endpoints drawn at random
+/// ([`ScoreConfig::choices`](orca_lb_core::ScoreConfig::choices), 8 by
+/// default), by expected completion time: the service time
 /// the endpoint reports (or this client observes), scaled by the calls ahead
 /// of this one, plus a penalty for recent failures. Endpoints that fail or
 /// report overload are ejected by their circuit breaker and probed back.
 ///
 /// Cloning is cheap (an `Arc` and a small RNG); clones share endpoints,
 /// connections and state, and may be moved to other tasks. A pick takes no
-/// global lock and allocates nothing: it reads two endpoints' published
-/// estimates.
+/// lock and allocates nothing: it reads the drawn endpoints' published pick
+/// views (see [`PickView`](orca_lb_core::PickView)), each without a lock.
 #[derive(Debug)]
 pub struct Balancer {
     shared: Arc<Shared>,
@@ -196,12 +197,14 @@ impl Balancer {
             now,
         };
         let spill = self.shared.spill();
+        let origin = self.shared.origin;
         draw_zoned(
             &self.picker,
             &mut self.rng,
             &self.list,
             spill,
             &mut pick,
+            origin,
             None,
         )
     }
@@ -249,12 +252,14 @@ impl Balancer {
         // A HalfOpen endpoint whose probe budget went to another caller
         // between the pick and the admission is excluded and replaced.
         for _ in 0..2 {
+            let origin = self.shared.origin;
             let Some(i) = draw_zoned(
                 &self.picker,
                 &mut self.rng,
                 &self.list,
                 spill,
                 &mut pick,
+                origin,
                 excluded,
             ) else {
                 break;
@@ -311,40 +316,45 @@ fn draw_zoned(
     list: &EndpointList,
     spill: f64,
     pick: &mut PickContext<'_>,
+    origin: std::time::Instant,
     excluded: Option<usize>,
 ) -> Option<usize> {
     let Some(zones) = list.zones() else {
-        return draw(picker, rng, list, None, pick, excluded);
+        return draw(picker, rng, list, None, pick, origin, excluded);
     };
     let side = ZoneSide::draw(rng, spill);
     zones.pick_preferring(side, |subset| {
-        draw(picker, rng, list, subset, pick, excluded)
+        draw(picker, rng, list, subset, pick, origin, excluded)
     })
 }
 
 /// One draw over `list`, or over the list indices in `subset` when given:
 /// the best of the configured `choices` random endpoints (see
 /// [`P2c::pick_best_of`]), or for a stream the least of all (see
-/// [`P2c::pick_least`]), passing over `excluded`; returns a list index. When the warm-up draw leaves
-/// nothing (every endpoint is new, as at start-up), `pick.warm_up` is reset
-/// to 0 and all endpoints count.
+/// [`P2c::pick_least`]), passing over `excluded`; returns a list index.
+/// When the warm-up draw leaves nothing (every endpoint is new, as at
+/// start-up), `pick.warm_up` is reset to 0 and all endpoints count.
+/// `origin` is the balancer's pick origin ([`Shared::origin`]).
 fn draw(
     picker: &P2c,
     rng: &mut SmallRng,
     list: &[Arc<Endpoint>],
     subset: Option<&[u32]>,
     pick: &mut PickContext<'_>,
+    origin: std::time::Instant,
     excluded: Option<usize>,
 ) -> Option<usize> {
     let len = subset.map_or(list.len(), <[u32]>::len);
     let at = |k: usize| subset.map_or(k, |s| s[k] as usize);
+    // The pick's time as the endpoints' views count it, once for all.
+    let now = PickView::seconds_since(origin, pick.now);
     loop {
         let score = |k: usize| {
             let i = at(k);
             if Some(i) == excluded {
                 return None;
             }
-            list[i].candidate(pick)
+            list[i].candidate(now, pick)
         };
         let chosen = if pick.stream {
             picker.pick_least(rng, len, score)

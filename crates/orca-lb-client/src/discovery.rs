@@ -162,6 +162,7 @@ fn insert(
         zone,
         channel,
         &shared.config,
+        shared.origin,
         now,
     ));
     if shared.set.insert(ep.clone()) {

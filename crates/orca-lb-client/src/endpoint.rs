@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 use crate::invalid_report_log::InvalidReportLog;
 use crate::local_calls::{CallMark, LocalCalls};
 use crate::metrics::EndpointMetrics;
+use crate::seq_view::SeqView;
 use crate::snapshot::{EndpointSnapshot, WINDOW};
 use crate::{BalancerConfig, HealthState};
 
@@ -60,6 +61,9 @@ struct EndpointCore {
 /// pick never takes the core's lock.
 #[derive(Debug)]
 struct Published {
+    /// The view prepared for picks, read without a lock.
+    pick: SeqView,
+    /// The view itself, for snapshots and gauges.
     view: RwLock<CandidateView>,
     /// The breaker's state ([`state_code`]), for the admission's lock-free
     /// fast path and the gauges.
@@ -86,6 +90,8 @@ pub(crate) struct Endpoint {
     channel: Channel,
     core: Mutex<EndpointCore>,
     published: Published,
+    /// The score settings its pick view is prepared with (the balancer's).
+    score: ScoreConfig,
     calls: LocalCalls,
     totals: Totals,
     /// Set once discovery removed it: no new call is sent here.
@@ -108,9 +114,11 @@ fn state_code(s: BreakerState) -> u8 {
     }
 }
 
-// Ordering: every atomic of an endpoint is `Relaxed`. Each is a counter or
-// a flag read on its own: none publishes other memory (the estimate is
-// behind its own `RwLock`, the policy behind the core's `Mutex`), and a pick
+// Ordering: every atomic of an endpoint but its pick view (a sequence lock,
+// see `SeqView`) is `Relaxed`. Each is a counter or
+// a flag read on its own: none publishes other memory (the pick view is in
+// its sequence lock, the estimate behind its own `RwLock`, the policy behind
+// the core's `Mutex`), and a pick
 // or snapshot that sees a value a moment late decides as it would have a
 // moment earlier. Where a decision must be exact (admitting a probe), the
 // core's lock decides.
@@ -121,10 +129,12 @@ impl Endpoint {
         zone: Option<Zone>,
         channel: Channel,
         config: &BalancerConfig,
+        origin: Instant,
         now: Instant,
     ) -> Self {
         let policy = EndpointPolicy::new(&config.score, config.breaker.clone(), now);
         let view = policy.view();
+        let pick = SeqView::new(&view.prepare(&config.score, origin));
         let metrics = EndpointMetrics::new(&config.target, &key, config.health_check.is_some());
         Self {
             key,
@@ -136,9 +146,11 @@ impl Endpoint {
                 history: VecDeque::new(),
             }),
             published: Published {
+                pick,
                 view: RwLock::new(view),
                 breaker_state: AtomicU8::new(state_code(BreakerState::Closed)),
             },
+            score: config.score.clone(),
             calls: LocalCalls::new(now),
             totals: Totals::default(),
             draining: AtomicBool::new(false),
@@ -255,15 +267,16 @@ impl Endpoint {
         Some(before)
     }
 
-    /// This endpoint's score for one pick (see [`CandidateView::score`]),
-    /// or `None` to pass it over. Lock-free but for the endpoint's own read
-    /// lock on its estimate.
-    pub(crate) fn candidate(&self, pick: &PickContext<'_>) -> Option<Score> {
+    /// This endpoint's score for one pick (see
+    /// [`orca_lb_core::PickView::score_at`]), or `None` to pass it over;
+    /// `now` is `pick.now` in seconds since the balancer's pick origin.
+    /// Takes no lock: the view is read from its [`SeqView`].
+    pub(crate) fn candidate(&self, now: f64, pick: &PickContext<'_>) -> Option<Score> {
         if self.is_draining() || !self.is_healthy() {
             return None;
         }
-        let view = *self.published.view.read();
-        view.score(self.calls.load(pick.now), pick)
+        let view = self.published.pick.load();
+        view.score_at(now, self.calls.load(pick.now), pick)
     }
 
     /// The cost of a unary call here now.
@@ -301,7 +314,12 @@ impl Endpoint {
 
     /// Publishes what picks read, from the core (lock held by the caller).
     fn publish(&self, core: &EndpointCore) {
-        *self.published.view.write() = core.policy.view();
+        let view = core.policy.view();
+        let origin = self.published.pick.origin();
+        self.published
+            .pick
+            .store(&view.prepare(&self.score, origin));
+        *self.published.view.write() = view;
         let state = core.policy.breaker().state();
         let code = state_code(state);
         // Relaxed: see `is_out`. Only written here, under the core's lock:

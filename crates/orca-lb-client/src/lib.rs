@@ -85,6 +85,7 @@ mod oob;
 mod readiness;
 mod repick_budget;
 mod report;
+mod seq_view;
 mod shared;
 mod snapshot;
 mod status;

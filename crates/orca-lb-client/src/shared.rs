@@ -41,6 +41,19 @@ pub(crate) struct Shared {
     pub(crate) repick: RepickBudget,
     /// The balancer's own metric handles.
     pub(crate) metrics: BalancerMetrics,
+    /// The origin of every endpoint's pick view (see
+    /// [`PickView`](orca_lb_core::PickView)), so that a pick works out its
+    /// time since it once, not once per endpoint. An hour before the
+    /// balancer was built (when the clock goes back that far): every
+    /// instant the balancer is given comes after it, even from a paused
+    /// test clock that runs behind the real one.
+    pub(crate) origin: Instant,
+}
+
+/// See [`Shared::origin`].
+fn pick_origin(now: Instant) -> Instant {
+    now.checked_sub(std::time::Duration::from_secs(3_600))
+        .unwrap_or(now)
 }
 
 impl Shared {
@@ -71,6 +84,7 @@ impl Shared {
             seed: AtomicU64::new(seed),
             dropped: tokio::sync::watch::Sender::new(()),
             samples: Mutex::new(FleetSamples::new()),
+            origin: pick_origin(tokio::time::Instant::now().into_std()),
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::{
     BreakerState, CircuitBreaker, CircuitBreakerConfig, EndpointState, Estimate, LoadReport,
-    LocalLoad, PickContext, Score, ScoreConfig, Transition,
+    LocalLoad, PickContext, PickView, Score, ScoreConfig, Transition,
 };
 
 /// How a call ended, as far as the endpoint's health goes.
@@ -87,6 +87,12 @@ impl EndpointPolicy {
             closed: self.breaker.state() == BreakerState::Closed,
             eligible: self.breaker.is_eligible(),
         }
+    }
+
+    /// What picks read, prepared for picks scored with `config` (see
+    /// [`PickView`]), its times counted from the endpoint's creation.
+    pub fn pick_view(&self, config: &ScoreConfig) -> PickView {
+        self.view().prepare(config, self.state.created())
     }
 
     /// Takes in a report received while this client had `local` calls on

@@ -220,6 +220,11 @@ impl EndpointState {
         }
     }
 
+    /// When it was first seen.
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
     /// Smoothed reported effective utilization.
     pub fn utilization(&self) -> Option<f64> {
         self.utilization.value()
@@ -398,7 +403,7 @@ impl Estimate {
 /// `reported` (both seconds): it exceeds
 /// [`claim_tolerance`](ScoreConfig::claim_tolerance) times it plus the
 /// [`network_allowance`](ScoreConfig::network_allowance).
-fn contradicts(reported: f64, latency: f64, config: &ScoreConfig) -> bool {
+pub(crate) fn contradicts(reported: f64, latency: f64, config: &ScoreConfig) -> bool {
     latency > config.claim_tolerance * reported + config.network_allowance.as_secs_f64()
 }
 

@@ -49,6 +49,13 @@ impl ErrorRate {
         }
     }
 
+    /// The rate at its last update, its decay time constant in seconds,
+    /// and when it was last updated: what [`value_at`](Self::value_at)
+    /// computes from.
+    pub(crate) fn parts(&self) -> (f64, f64, Option<Instant>) {
+        (self.rate, self.decay_secs, self.updated)
+    }
+
     /// The rate as of `now`, in `[0, 1]`.
     pub fn value_at(&self, now: Instant) -> f64 {
         match self.updated {

@@ -102,6 +102,7 @@ mod endpoint_state;
 mod error_rate;
 pub mod escaped;
 mod ewma;
+mod fast_exp;
 mod fleet;
 mod least_pick;
 pub mod load_model;
@@ -110,6 +111,7 @@ pub mod named_metrics;
 mod p2c;
 mod peak_ewma;
 mod pick_context;
+mod pick_view;
 mod report;
 mod retry_budget;
 mod score;
@@ -134,6 +136,7 @@ pub use endpoint_state::{
 pub use error_rate::ErrorRate;
 pub use escaped::{DisplayName, MAX_NAME_CHARS};
 pub use ewma::Ewma;
+pub use fast_exp::{exp_neg, exp2_neg};
 pub use fleet::{FleetSamples, FleetView, median};
 pub use least_pick::MAX_LEAST_CANDIDATES;
 pub use locality::{
@@ -143,6 +146,7 @@ pub use locality::{
 pub use p2c::{P2c, distinct_pair};
 pub use peak_ewma::PeakEwma;
 pub use pick_context::PickContext;
+pub use pick_view::{PICK_VIEW_WORDS, PickView};
 pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};
 pub use retry_budget::RetryBudget;
 pub use score::Score;

@@ -12,7 +12,7 @@ fn endpoint(config: &BalancerConfig, i: usize, now: Instant) -> Arc<Endpoint> {
     let key = format!("http://127.0.0.1:{}", 1000 + i);
     let uri: http::Uri = key.parse().unwrap();
     let channel = TonicEndpoint::from(uri.clone()).connect_lazy();
-    Arc::new(Endpoint::new(key, uri, None, channel, config, now))
+    Arc::new(Endpoint::new(key, uri, None, channel, config, now, now))
 }
 
 fn fleet(n: usize, now: Instant) -> (EndpointSet, Vec<Arc<Endpoint>>) {

@@ -181,19 +181,21 @@ impl OrcaLb {
                     ..local[i]
                 };
                 if stream {
-                    return endpoints[i].view().score(local, &pick);
+                    return endpoints[i].pick_view(score_config).score(local, &pick);
                 }
                 // The experiments: the other clients' expected picks since
                 // the report count as calls in flight; a cubic penalty on
                 // the backlog over the slots.
                 let extra = f64::from(since_report[i]) * herding.pick_compensation * others;
                 local.in_flight += extra.round() as u32;
-                let view = endpoints[i].view();
-                let score = view.score(local, &pick)?;
+                let score = endpoints[i].pick_view(score_config).score(local, &pick)?;
                 if herding.cubic_penalty == 0.0 || score == Score::ZERO {
                     return Some(score);
                 }
-                let t = view.estimate.terms(local, fleet, score_config, now);
+                let t = endpoints[i]
+                    .view()
+                    .estimate
+                    .terms(local, fleet, score_config, now);
                 let over = t.backlog / t.capacity;
                 Some(Score::new(
                     score.seconds() + herding.cubic_penalty * t.service_time * over * over * over,

@@ -1,0 +1,338 @@
+//! What a pick reads of one endpoint, prepared when the endpoint's news
+//! changes, so that scoring it is a few multiplies.
+
+use std::time::Instant;
+
+use crate::endpoint_state::contradicts;
+use std::f64::consts::LOG2_E;
+
+use crate::fast_exp::exp2_neg;
+use crate::{
+    CandidateView, EXPLORATION, FleetView, LocalLoad, MIN_WARM_UP_SHARE, PickContext, Score,
+    ScoreConfig,
+};
+
+/// How many 64-bit words a [`PickView`] is made of besides its creation
+/// time (see [`PickView::to_words`]).
+pub const PICK_VIEW_WORDS: usize = 17;
+
+// Flag bits of `PickView::flags`.
+const ELIGIBLE: u64 = 1;
+const CLOSED: u64 = 1 << 1;
+const REPORTED: u64 = 1 << 2;
+const BACKLOG: u64 = 1 << 3;
+const STREAMS: u64 = 1 << 4;
+const ERRORS: u64 = 1 << 5;
+// The service time's source, two bits.
+const SERVICE_SHIFT: u32 = 6;
+const SERVICE_TYPICAL: u64 = 0;
+const SERVICE_REPORTED: u64 = 1;
+const SERVICE_CONTRADICTED: u64 = 2;
+const SERVICE_OBSERVED: u64 = 3;
+
+/// A [`CandidateView`] prepared for picks: everything of its score that
+/// depends neither on the time of the pick, nor on this client's load, nor
+/// on the fleet medians is worked out once, when the view is published
+/// (which report fields are known, whether observed latency contradicts the
+/// reported service time, the settings in seconds), and times are kept as
+/// seconds since an origin (see [`prepare`](CandidateView::prepare)): a
+/// pick that scores many views prepared from the same origin works out its
+/// own time since it once ([`seconds_since`](Self::seconds_since)) and
+/// passes it to [`score_at`](Self::score_at).
+///
+/// [`score`](Self::score) gives the score [`CandidateView::score`] gives,
+/// up to rounding: the weights `exp(-age / window)` come from
+/// [`exp2_neg`](crate::exp2_neg) (with `log2(e) / window` worked out at
+/// publish time), within a relative 1e-12 of `f64::exp`.
+///
+/// It is plain words (see [`to_words`](Self::to_words)) so that a client
+/// can publish it in atomics and picks can read it without a lock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PickView {
+    origin: Instant,
+    flags: u64,
+    /// When the endpoint was created, seconds since `origin`.
+    created: f64,
+    /// When the last report came, seconds since `created`.
+    reported_at: f64,
+    /// Smoothed reported service time, seconds.
+    service: f64,
+    /// Observed latency, seconds: the plain average when it contradicts the
+    /// report, else the peak average.
+    observed: f64,
+    /// When latency was last observed, seconds since `created`.
+    observed_at: f64,
+    backlog: f64,
+    streams: f64,
+    capacity: f64,
+    inv_capacity: f64,
+    error_rate: f64,
+    /// When the error rate was last updated, seconds since `created`.
+    error_at: f64,
+    /// `log2(e)` over the error rate's decay time, 1/seconds.
+    error_log2: f64,
+    /// `log2(e)` over `stale_after`, 1/seconds.
+    stale_log2: f64,
+    error_penalty: f64,
+    base: f64,
+    slow_start: f64,
+}
+
+impl CandidateView {
+    /// This view prepared for picks scored with `config` (see
+    /// [`PickView`]), its times counted from `origin`. Instants before
+    /// `origin` count as `origin`, so it should come before any the
+    /// endpoint sees (its creation, say, or the balancer's).
+    pub fn prepare(&self, config: &ScoreConfig, origin: Instant) -> PickView {
+        let e = &self.estimate;
+        let since = |t: Option<Instant>| t.map_or(0.0, |t| PickView::seconds_since(origin, t));
+        let mut flags = 0;
+        for (on, bit) in [
+            (self.eligible, ELIGIBLE),
+            (self.closed, CLOSED),
+            (e.reported_at.is_some(), REPORTED),
+            (e.backlog.is_some(), BACKLOG),
+            (e.streams.is_some(), STREAMS),
+        ] {
+            if on {
+                flags |= bit;
+            }
+        }
+        let (error_rate, error_decay, error_updated) = e.errors.parts();
+        if error_rate > 0.0 && error_updated.is_some() {
+            flags |= ERRORS;
+        }
+        let (source, observed) = match (e.service_time, e.latency, e.latency_at) {
+            (Some(s), _, Some(_)) if e.mean_latency.is_some_and(|m| contradicts(s, m, config)) => {
+                (SERVICE_CONTRADICTED, e.mean_latency.unwrap_or(s))
+            }
+            (Some(_), _, _) => (SERVICE_REPORTED, 0.0),
+            (None, Some(l), Some(_)) => (SERVICE_OBSERVED, l),
+            _ => (SERVICE_TYPICAL, 0.0),
+        };
+        flags |= source << SERVICE_SHIFT;
+        PickView {
+            origin,
+            flags,
+            created: since(Some(e.created)),
+            reported_at: since(e.reported_at),
+            service: e.service_time.unwrap_or(0.0),
+            observed,
+            observed_at: since(e.latency_at),
+            backlog: e.backlog.unwrap_or(0.0),
+            streams: e.streams.unwrap_or(0.0),
+            capacity: e.capacity.unwrap_or(1.0),
+            inv_capacity: 1.0 / e.capacity.unwrap_or(1.0),
+            error_rate,
+            error_at: since(error_updated),
+            error_log2: LOG2_E / error_decay,
+            stale_log2: LOG2_E / config.stale_after.as_secs_f64(),
+            error_penalty: config.error_penalty.as_secs_f64(),
+            base: config.base_latency.as_secs_f64(),
+            slow_start: config.slow_start.as_secs_f64(),
+        }
+    }
+}
+
+impl PickView {
+    /// The origin of its times.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// `t` in seconds since `origin` (0 if earlier): the time a pick passes
+    /// to [`score_at`](Self::score_at).
+    #[inline]
+    pub fn seconds_since(origin: Instant, t: Instant) -> f64 {
+        let d = t.saturating_duration_since(origin);
+        d.as_secs() as f64 + f64::from(d.subsec_nanos()) * 1e-9
+    }
+
+    /// The view as words, to store (with its [`origin`](Self::origin),
+    /// which a publisher keeps fixed) and rebuild with
+    /// [`from_words`](Self::from_words).
+    pub fn to_words(&self) -> [u64; PICK_VIEW_WORDS] {
+        [
+            self.flags,
+            self.created.to_bits(),
+            self.reported_at.to_bits(),
+            self.service.to_bits(),
+            self.observed.to_bits(),
+            self.observed_at.to_bits(),
+            self.backlog.to_bits(),
+            self.streams.to_bits(),
+            self.capacity.to_bits(),
+            self.inv_capacity.to_bits(),
+            self.error_rate.to_bits(),
+            self.error_at.to_bits(),
+            self.error_log2.to_bits(),
+            self.stale_log2.to_bits(),
+            self.error_penalty.to_bits(),
+            self.base.to_bits(),
+            self.slow_start.to_bits(),
+        ]
+    }
+
+    /// The view with times from `origin` whose
+    /// [`to_words`](Self::to_words) were `w`.
+    pub fn from_words(origin: Instant, w: [u64; PICK_VIEW_WORDS]) -> Self {
+        let f = f64::from_bits;
+        PickView {
+            origin,
+            flags: w[0],
+            created: f(w[1]),
+            reported_at: f(w[2]),
+            service: f(w[3]),
+            observed: f(w[4]),
+            observed_at: f(w[5]),
+            backlog: f(w[6]),
+            streams: f(w[7]),
+            capacity: f(w[8]),
+            inv_capacity: f(w[9]),
+            error_rate: f(w[10]),
+            error_at: f(w[11]),
+            error_log2: f(w[12]),
+            stale_log2: f(w[13]),
+            error_penalty: f(w[14]),
+            base: f(w[15]),
+            slow_start: f(w[16]),
+        }
+    }
+
+    fn has(&self, bit: u64) -> bool {
+        self.flags & bit != 0
+    }
+
+    /// Whether the breaker admits a call (see [`CandidateView::eligible`]).
+    pub fn eligible(&self) -> bool {
+        self.has(ELIGIBLE)
+    }
+
+    /// The score of this endpoint for one pick, or `None` if the pick must
+    /// pass it over: what [`CandidateView::score`] gives for the view this
+    /// one was prepared from, with the same `local` and `pick` (whose score
+    /// settings must be the ones it was prepared with).
+    pub fn score(&self, local: LocalLoad, pick: &PickContext<'_>) -> Option<Score> {
+        self.score_at(Self::seconds_since(self.origin, pick.now), local, pick)
+    }
+
+    /// [`score`](Self::score), with the pick's time `pick.now` given as
+    /// `now`, in seconds since the view's origin
+    /// ([`seconds_since`](Self::seconds_since)): worked out once for all the
+    /// views a pick scores.
+    pub fn score_at(&self, now: f64, local: LocalLoad, pick: &PickContext<'_>) -> Option<Score> {
+        let eligible = self.has(ELIGIBLE);
+        if !pick.panic && !eligible {
+            return None;
+        }
+        if !pick.stream && pick.warm_up >= self.warm_up_share(now) {
+            return None;
+        }
+        if !self.has(CLOSED) && eligible {
+            return Some(Score::ZERO);
+        }
+        Some(if pick.stream {
+            self.stream_cost(now, local, &pick.fleet)
+        } else {
+            self.cost(now, local, pick)
+        })
+    }
+
+    /// See [`Estimate::warm_up_share`](crate::Estimate::warm_up_share);
+    /// `now` in seconds since the origin.
+    fn warm_up_share(&self, now: f64) -> f64 {
+        let age = (now - self.created).max(0.0);
+        if age >= self.slow_start {
+            return 1.0;
+        }
+        (age / self.slow_start).clamp(MIN_WARM_UP_SHARE, 1.0)
+    }
+
+    /// `exp(-(now - at) / window)` with `log2_window = log2(e) / window`,
+    /// for times in seconds since the origin.
+    fn weight(now: f64, at: f64, log2_window: f64) -> f64 {
+        exp2_neg(-(now - at).max(0.0) * log2_window)
+    }
+
+    /// The weight of reported values (see [`CostTerms::freshness`](crate::CostTerms::freshness)).
+    fn freshness(&self, now: f64) -> f64 {
+        if self.has(REPORTED) {
+            Self::weight(now, self.reported_at, self.stale_log2)
+        } else {
+            0.0
+        }
+    }
+
+    /// The failure penalty, seconds.
+    fn failure(&self, now: f64) -> f64 {
+        if self.has(ERRORS) {
+            self.error_rate * Self::weight(now, self.error_at, self.error_log2) * self.error_penalty
+        } else {
+            0.0
+        }
+    }
+
+    /// See [`Estimate::terms`](crate::Estimate::terms): the same arithmetic.
+    fn cost(&self, now: f64, local: LocalLoad, pick: &PickContext<'_>) -> Score {
+        let (fleet, config) = (&pick.fleet, pick.score);
+        let relax = |v: f64, median: f64, w: f64| w * v + (1.0 - w) * median;
+        let median = fleet.service_time;
+        let typical = median * EXPLORATION;
+        let dead_band = |s: f64| {
+            let d = s - median;
+            let outside = (d.abs() - config.service_time_tolerance * median).max(0.0);
+            median + outside.copysign(d)
+        };
+        let observed = || {
+            let w = Self::weight(now, self.observed_at, self.stale_log2);
+            relax(self.observed, typical, w)
+        };
+        let service_time = match (self.flags >> SERVICE_SHIFT) & 3 {
+            SERVICE_REPORTED => relax(dead_band(self.service), typical, self.freshness(now)),
+            SERVICE_CONTRADICTED => {
+                relax(dead_band(self.service), typical, self.freshness(now)).max(observed())
+            }
+            SERVICE_OBSERVED => observed(),
+            _ => typical,
+        };
+        let service_time = match local.in_flight_since {
+            Some(since) if local.in_flight > 0 => {
+                let age = pick.now.saturating_duration_since(since).as_secs_f64();
+                service_time.max(config.in_flight_age_floor * age)
+            }
+            _ => service_time,
+        };
+        let others = if self.has(BACKLOG) {
+            let w = if self.has(REPORTED) {
+                let backlog_stale = (config.backlog_stale_services * service_time).max(1e-3);
+                let age = (now - self.reported_at).max(0.0);
+                exp2_neg(-(age * LOG2_E) / backlog_stale)
+            } else {
+                0.0
+            };
+            relax(self.backlog, fleet.backlog, w)
+        } else {
+            0.0
+        };
+        let backlog = others + f64::from(local.in_flight);
+        let capacity = self.capacity;
+        let waiting = (backlog + 1.0 - capacity).max(0.0) + config.contention * backlog;
+        let completion = service_time * (1.0 + waiting * self.inv_capacity);
+        Score::new(self.base + completion + self.failure(now))
+    }
+
+    /// See [`Estimate::stream_cost`](crate::Estimate::stream_cost).
+    fn stream_cost(&self, now: f64, local: LocalLoad, fleet: &FleetView) -> Score {
+        let others = if self.has(STREAMS) {
+            let freshness = self.freshness(now);
+            freshness * self.streams + (1.0 - freshness) * fleet.streams
+        } else {
+            0.0
+        };
+        let streams = others + f64::from(local.streams) + self.failure(now) * 32.0;
+        Score::new(streams)
+    }
+}
+
+#[cfg(test)]
+mod tests;
