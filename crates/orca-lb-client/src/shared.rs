@@ -137,11 +137,15 @@ impl Shared {
         self.fleet_streams.store(fleet.streams);
         drop(samples);
         if let (Some(pref), Some(locality)) = (&self.zone_preference, &self.config.locality) {
-            let local = list
-                .iter()
-                .filter(|ep| ep.zone() == Some(&locality.local_zone))
-                .filter_map(|ep| ep.zone_load(self.config.score.stale_after, now));
-            let spill = pref.lock().update(zone_load(local), now);
+            let stale_after = self.config.score.stale_after;
+            let side = |local: bool| {
+                list.iter()
+                    .filter(move |ep| (ep.zone() == Some(&locality.local_zone)) == local)
+                    .filter_map(move |ep| ep.zone_load(stale_after, now))
+            };
+            let spill = pref
+                .lock()
+                .update(zone_load(side(true)), zone_load(side(false)), now);
             self.spill.store(spill);
             if let Some(gauge) = &self.metrics.zone_spill {
                 gauge.set(spill);

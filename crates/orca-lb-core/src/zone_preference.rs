@@ -95,13 +95,20 @@ pub fn zone_load(loads: impl IntoIterator<Item = f64>) -> Option<f64> {
 }
 
 /// The share of picks sent to other zones (the spill), as a state machine
-/// driven by the local zone's load, with time passed in.
+/// driven by the local zone's load and the other zones', with time passed
+/// in.
 ///
-/// - Load above `threshold`: the spill rises at [`SPILL_RISE_PER_SEC`].
-/// - Load below `threshold - hysteresis`: it falls at
-///   [`SPILL_FALL_PER_SEC`].
+/// - Local load above `threshold`, and above the other zones' by more than
+///   `hysteresis` (or theirs unknown): the spill rises at
+///   [`SPILL_RISE_PER_SEC`].
+/// - Local load below `threshold - hysteresis`, or the other zones' load
+///   above the local one by more than `hysteresis`: it falls at
+///   [`SPILL_FALL_PER_SEC`]. Spilling into zones busier than this one only
+///   moves the queue and adds the cross-zone round trip: when every zone is
+///   overloaded each keeps its own calls.
 /// - In between: it stays where it is, so that the spill settles where the
-///   local zone's load does, instead of flapping around the threshold.
+///   local zone's load does (or where the zones' loads meet), instead of
+///   flapping around the threshold.
 /// - No eligible endpoint in the local zone: the spill is 1 at once.
 ///
 /// ```
@@ -111,11 +118,12 @@ pub fn zone_load(loads: impl IntoIterator<Item = f64>) -> Option<f64> {
 /// let config = LocalityConfig::new(Zone::new("a").unwrap());
 /// let mut pref = ZonePreference::new(&config);
 /// let t0 = Instant::now();
-/// assert_eq!(pref.update(Some(0.95), t0), 0.0);
+/// // The local zone's load, then the other zones'.
+/// assert_eq!(pref.update(Some(0.95), Some(0.3), t0), 0.0);
 /// // Half a second above the threshold: half the picks leave the zone.
-/// assert_eq!(pref.update(Some(0.95), t0 + Duration::from_millis(500)), 0.5);
+/// assert_eq!(pref.update(Some(0.95), Some(0.3), t0 + Duration::from_millis(500)), 0.5);
 /// // Two seconds well below it: they all come back.
-/// assert_eq!(pref.update(Some(0.2), t0 + Duration::from_millis(2500)), 0.0);
+/// assert_eq!(pref.update(Some(0.2), Some(0.3), t0 + Duration::from_millis(2500)), 0.0);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ZonePreference {
@@ -141,24 +149,26 @@ impl ZonePreference {
         self.spill
     }
 
-    /// Takes in the local zone's load at `now` ([`zone_load`]; `None` when
-    /// no local endpoint is eligible) and returns the new spill share. The
-    /// share moves by the time since the previous update; the first update
-    /// only starts the clock (but for `None`, which spills at once).
-    pub fn update(&mut self, load: Option<f64>, now: Instant) -> f64 {
+    /// Takes in the local zone's load and the other zones' at `now`
+    /// ([`zone_load`] of each side; `None` when the side has no eligible
+    /// endpoint) and returns the new spill share. The share moves by the
+    /// time since the previous update; the first update only starts the
+    /// clock (but for a local `None`, which spills at once).
+    pub fn update(&mut self, local: Option<f64>, remote: Option<f64>, now: Instant) -> f64 {
         let dt = self
             .last
             .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         self.last = Some(now.max(self.last.unwrap_or(now)));
-        match load {
-            None => self.spill = 1.0,
-            Some(l) if l > self.threshold => {
-                self.spill = (self.spill + SPILL_RISE_PER_SEC * dt).min(1.0);
-            }
-            Some(l) if l < self.threshold - self.hysteresis => {
-                self.spill = (self.spill - SPILL_FALL_PER_SEC * dt).max(0.0);
-            }
-            Some(_) => {}
+        let Some(l) = local else {
+            self.spill = 1.0;
+            return self.spill;
+        };
+        let remote_busier = remote.is_some_and(|r| r > l + self.hysteresis);
+        let remote_idler = remote.is_none_or(|r| r < l - self.hysteresis);
+        if l < self.threshold - self.hysteresis || remote_busier {
+            self.spill = (self.spill - SPILL_FALL_PER_SEC * dt).max(0.0);
+        } else if l > self.threshold && remote_idler {
+            self.spill = (self.spill + SPILL_RISE_PER_SEC * dt).min(1.0);
         }
         self.spill
     }
@@ -244,36 +254,36 @@ mod tests {
         let t = t0();
         let mut p = pref();
         assert_eq!(
-            p.update(Some(0.9), t),
+            p.update(Some(0.9), None, t),
             0.0,
             "the first update starts the clock"
         );
-        assert!((p.update(Some(0.9), t + ms(250)) - 0.25).abs() < 1e-9);
-        assert!((p.update(Some(0.9), t + ms(600)) - 0.6).abs() < 1e-9);
-        assert_eq!(p.update(Some(0.9), t + ms(5_000)), 1.0);
+        assert!((p.update(Some(0.9), None, t + ms(250)) - 0.25).abs() < 1e-9);
+        assert!((p.update(Some(0.9), None, t + ms(600)) - 0.6).abs() < 1e-9);
+        assert_eq!(p.update(Some(0.9), None, t + ms(5_000)), 1.0);
     }
 
     #[test]
     fn falls_at_a_quarter_per_second_below_the_hysteresis_band() {
         let t = t0();
         let mut p = pref();
-        p.update(Some(1.0), t);
-        p.update(Some(1.0), t + ms(1_000));
+        p.update(Some(1.0), None, t);
+        p.update(Some(1.0), None, t + ms(1_000));
         assert_eq!(p.spill(), 1.0);
-        assert!((p.update(Some(0.5), t + ms(2_000)) - 0.75).abs() < 1e-9);
-        assert!((p.update(Some(0.69), t + ms(3_000)) - 0.5).abs() < 1e-9);
-        assert_eq!(p.update(Some(0.0), t + ms(10_000)), 0.0);
+        assert!((p.update(Some(0.5), None, t + ms(2_000)) - 0.75).abs() < 1e-9);
+        assert!((p.update(Some(0.69), None, t + ms(3_000)) - 0.5).abs() < 1e-9);
+        assert_eq!(p.update(Some(0.0), None, t + ms(10_000)), 0.0);
     }
 
     #[test]
     fn holds_inside_the_hysteresis_band() {
         let t = t0();
         let mut p = pref();
-        p.update(Some(0.9), t);
-        p.update(Some(0.9), t + ms(400));
+        p.update(Some(0.9), None, t);
+        p.update(Some(0.9), None, t + ms(400));
         // Between 0.7 and 0.8 (the threshold itself included): no change.
         for (i, load) in [0.75, 0.8, 0.71, 0.705].into_iter().enumerate() {
-            let s = p.update(Some(load), t + ms(1_000 * (i as u64 + 1)));
+            let s = p.update(Some(load), None, t + ms(1_000 * (i as u64 + 1)));
             assert!((s - 0.4).abs() < 1e-9, "{load}: {s}");
         }
     }
@@ -282,17 +292,34 @@ mod tests {
     fn no_eligible_local_endpoint_spills_everything_at_once() {
         let t = t0();
         let mut p = pref();
-        assert_eq!(p.update(None, t), 1.0);
+        assert_eq!(p.update(None, None, t), 1.0);
         // Back with a light load: falls from 1 gradually.
-        assert!((p.update(Some(0.1), t + ms(1_000)) - 0.75).abs() < 1e-9);
+        assert!((p.update(Some(0.1), None, t + ms(1_000)) - 0.75).abs() < 1e-9);
     }
 
     #[test]
     fn a_time_going_backwards_moves_nothing() {
         let t = t0() + ms(10_000);
         let mut p = pref();
-        p.update(Some(0.9), t);
-        p.update(Some(0.9), t + ms(500));
-        assert!((p.update(Some(0.9), t) - 0.5).abs() < 1e-9);
+        p.update(Some(0.9), None, t);
+        p.update(Some(0.9), None, t + ms(500));
+        assert!((p.update(Some(0.9), None, t) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_zone_does_not_spill_into_busier_zones_and_takes_its_calls_back_from_them() {
+        let t = t0();
+        let mut p = pref();
+        p.update(Some(0.95), Some(0.95), t);
+        // Every zone overloaded: spilling would only move the queue.
+        assert_eq!(p.update(Some(0.95), Some(0.95), t + ms(1_000)), 0.0);
+        assert_eq!(p.update(Some(0.95), Some(0.9), t + ms(2_000)), 0.0);
+        // The other zones clearly less loaded: spill.
+        assert!((p.update(Some(0.95), Some(0.5), t + ms(2_500)) - 0.5).abs() < 1e-9);
+        // Their load meets ours (within the hysteresis): hold.
+        assert!((p.update(Some(0.9), Some(0.85), t + ms(3_500)) - 0.5).abs() < 1e-9);
+        // Now they are the busier ones: calls come back, though this zone is
+        // still above the threshold.
+        assert!((p.update(Some(0.85), Some(1.0), t + ms(4_500)) - 0.25).abs() < 1e-9);
     }
 }

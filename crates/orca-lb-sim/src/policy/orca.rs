@@ -333,23 +333,19 @@ impl Client for OrcaLb {
         self.update_panic();
         if let Some(l) = &mut self.locality {
             let (endpoints, stale_after) = (&self.endpoints, self.config.score.stale_after);
-            let local = l
-                .index
-                .side(ZoneSide::Local)
-                .iter()
-                .map(|&i| &endpoints[i as usize])
-                .filter(|ep| ep.view().eligible)
-                .map(|ep| EndpointLoad::of(ep.state(), stale_after, at).value());
-            let load = zone_load(local);
-            l.spill = l.preference.update(load, at);
-            if std::env::var_os("SIMDBG").is_some() && now % 1_000_000_000 < 50_000_000 {
-                eprintln!(
-                    "t={} zone={} load={load:?} spill={:.2}",
-                    now / 1_000_000_000,
-                    l.zones.local,
-                    l.spill
-                );
-            }
+            let side = |side: ZoneSide| {
+                l.index
+                    .side(side)
+                    .iter()
+                    .map(|&i| &endpoints[i as usize])
+                    .filter(|ep| ep.view().eligible)
+                    .map(|ep| EndpointLoad::of(ep.state(), stale_after, at).value())
+            };
+            let (local, remote) = (
+                zone_load(side(ZoneSide::Local)),
+                zone_load(side(ZoneSide::Remote)),
+            );
+            l.spill = l.preference.update(local, remote, at);
         }
     }
 
