@@ -19,8 +19,8 @@
 //! - **Locality** (optional, [`LocalityConfig`]): calls stay in the
 //!   client's zone while its load is under a threshold, and spill over to
 //!   other zones beyond it.
-//! - **The pick**: the cheaper of two endpoints drawn at random, by expected
-//!   completion time (service time scaled by the calls ahead, plus a failure
+//! - **The pick**: the cheapest of 8 endpoints drawn at random
+//!   (`ScoreConfig::choices`), by expected completion time (service time scaled by the calls ahead, plus a failure
 //!   penalty); see `docs/balancing.md`. A pick takes no global lock and
 //!   allocates nothing.
 //! - **Feedback**: the response body reads the trailer (or the trailers-only
