@@ -42,6 +42,9 @@ use crate::splitmix::mix64;
 /// The most ring points [`HashRing::pick`] visits for one call.
 pub const MAX_WALK: usize = 512;
 
+/// The ring's size, 2^64, for shares.
+const RING_SIZE: f64 = (1_u128 << 64) as f64;
+
 const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;
 
@@ -153,7 +156,7 @@ impl HashRing {
                 // The arc (prev, p] is this point's; a single point owns all.
                 let arc = p.wrapping_sub(prev);
                 let arc = if points.len() == 1 { u64::MAX } else { arc };
-                shares[i as usize] += arc as f64 / 18_446_744_073_709_551_616.0;
+                shares[i as usize] += arc as f64 / RING_SIZE;
                 prev = p;
             }
         }
