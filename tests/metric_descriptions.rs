@@ -33,6 +33,7 @@ const ALL: &[&str] = &[
     "orca_lb_client_repicks_total",
     "orca_lb_client_dns_failures_total",
     "orca_lb_client_zone_spill",
+    "orca_lb_client_affinity_passed_on_total",
     "orca_lb_server_rejected_metrics_total",
     "orca_lb_server_dropped_metrics_total",
     "orca_lb_server_shed_calls_total",
@@ -87,6 +88,11 @@ async fn every_registered_metric_has_a_description_and_unit() {
                 orca_lb_client::Zone::new("a").unwrap(),
             ));
     let _zoned = client::balancer(zoned, &backends).await;
+    // Affinity registers the passed-on counter with each endpoint.
+    let keyed = client::config()
+        .with_target("keyed")
+        .with_affinity(orca_lb_client::AffinityConfig::metadata("x-user"));
+    let _keyed = client::balancer(keyed, &backends).await;
     // DNS discovery registers its counter when its task starts.
     let _dns = Balancer::new(
         BalancerConfig::default().with_target("dns"),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::{Admission, P2c, PickContext, PickView, ZoneSide};
+use orca_lb_core::{Admission, P2c, PickContext, PickView, RingPick, ZoneSide, capacity};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -36,6 +36,13 @@ use crate::{BalancerConfig, BuildError, ResponseBody, ResponseFuture};
 /// connections and state, and may be moved to other tasks. A pick takes no
 /// lock and allocates nothing: it reads the drawn endpoints' published pick
 /// views (see [`PickView`](orca_lb_core::PickView)), each without a lock.
+///
+/// With [`BalancerConfig::affinity`] on, a call with a key (a metadata
+/// entry, or a [`CallKey`](crate::CallKey) extension) goes to its key's
+/// endpoint on a consistent-hash ring while that endpoint's load is under
+/// the bound, and to the next endpoints on the ring beyond it
+/// (`docs/affinity.md`); the ring is built when the endpoint list changes,
+/// and a keyed pick hashes the key in place, allocating nothing.
 #[derive(Debug)]
 pub struct Balancer {
     shared: Arc<Shared>,
@@ -217,11 +224,41 @@ impl Balancer {
         failed: &Arc<Endpoint>,
         now: std::time::Instant,
     ) -> Result<CallGuard, BalanceError> {
-        Balancer::from_shared(shared.clone()).pick_avoiding(stream, now, Some(failed))
+        Balancer::from_shared(shared.clone()).pick_avoiding(stream, now, Some(failed), None)
     }
 
-    fn pick(&mut self, stream: bool, now: std::time::Instant) -> Result<CallGuard, BalanceError> {
-        self.pick_avoiding(stream, now, None)
+    /// Picks an endpoint for a call; `key` is the ring hash of its affinity
+    /// key, if it has one and affinity is on.
+    fn pick(
+        &mut self,
+        stream: bool,
+        now: std::time::Instant,
+        key: Option<u64>,
+    ) -> Result<CallGuard, BalanceError> {
+        self.pick_avoiding(stream, now, None, key)
+    }
+
+    /// The endpoint for a keyed call (see [`HashRing::pick`](orca_lb_core::HashRing::pick)):
+    /// the first on the ring from the key's point whose load is under
+    /// `1 + epsilon` times the mean (the mean of the last maintenance pass,
+    /// with this call added), passing over `excluded`. `None` without a
+    /// ring or when no endpoint is eligible: the call is then picked as
+    /// any other.
+    fn ring_pick(
+        &self,
+        key: u64,
+        now: std::time::Instant,
+        excluded: Option<usize>,
+    ) -> Option<RingPick> {
+        let ring = self.list.ring()?;
+        let epsilon = self.shared.affinity.as_ref()?.epsilon;
+        let mean = self.shared.affinity_mean() + 1.0 / self.list.len() as f64;
+        ring.pick(key, capacity(mean, epsilon), |i| {
+            if Some(i) == excluded {
+                return None;
+            }
+            self.list[i].affinity_load(now)
+        })
     }
 
     fn pick_avoiding(
@@ -229,6 +266,7 @@ impl Balancer {
         stream: bool,
         now: std::time::Instant,
         avoid: Option<&Arc<Endpoint>>,
+        key: Option<u64>,
     ) -> Result<CallGuard, BalanceError> {
         self.refresh();
         if self.list.is_empty() {
@@ -253,21 +291,34 @@ impl Balancer {
         // between the pick and the admission is excluded and replaced.
         for _ in 0..2 {
             let origin = self.shared.origin;
-            let Some(i) = draw_zoned(
-                &self.picker,
-                &mut self.rng,
-                &self.list,
-                spill,
-                &mut pick,
-                origin,
-                excluded,
-            ) else {
+            // A keyed call goes where the ring says; one without a key, or
+            // whose ring walk found nothing eligible, is drawn as usual.
+            let keyed = key.and_then(|k| self.ring_pick(k, now, excluded));
+            let drawn = match keyed {
+                Some(k) => Some(k.index),
+                None => draw_zoned(
+                    &self.picker,
+                    &mut self.rng,
+                    &self.list,
+                    spill,
+                    &mut pick,
+                    origin,
+                    excluded,
+                ),
+            };
+            let Some(i) = drawn else {
                 break;
             };
             let ep = &self.list[i];
             match ep.admit(panic) {
                 Admission::Refused => excluded = Some(i),
                 admission => {
+                    if let Some(k) = keyed {
+                        ep.on_keyed_pick();
+                        if k.passed_on {
+                            self.list[k.owner].on_passed_on();
+                        }
+                    }
                     let probe = admission.is_probe();
                     tracing::trace!(
                         target_name = %self.shared.config.target,
@@ -400,7 +451,12 @@ impl Service<Request<Body>> for Balancer {
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let now = tokio::time::Instant::now().into_std();
         let stream = self.shared.config.streaming.contains(request.uri().path());
-        match self.pick(stream, now) {
+        let key = self
+            .shared
+            .affinity
+            .as_ref()
+            .and_then(|a| a.key_hash(&request));
+        match self.pick(stream, now, key) {
             // The endpoint's channel sets the request's origin.
             Ok(call) => ResponseFuture::send(call, request),
             Err(e) => ResponseFuture::failed(e),

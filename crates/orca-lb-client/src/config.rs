@@ -4,7 +4,8 @@ use std::fmt;
 use std::time::Duration;
 
 use orca_lb_core::{
-    CircuitBreakerConfig, EjectionBudget, LocalityConfig, RetryBudget, ScoreConfig,
+    AffinityConfig, AffinityKey, CircuitBreakerConfig, EjectionBudget, LocalityConfig, RetryBudget,
+    ScoreConfig,
 };
 use orca_lb_proto::StreamingMethods;
 use tonic::Code;
@@ -105,6 +106,13 @@ pub struct BalancerConfig {
     /// from discovery ([`Change::InsertInZone`](crate::Change::InsertInZone));
     /// one without a zone counts as another zone's. Default: off.
     pub locality: Option<LocalityConfig>,
+    /// Session affinity: calls with the same key (from a request metadata
+    /// entry, or a [`CallKey`](crate::CallKey) the application sets) go to
+    /// the same endpoint while its load stays under `1 + epsilon` times the
+    /// average, and to the next endpoints on a consistent-hash ring beyond
+    /// it (see `docs/affinity.md`). Calls without a key are picked as
+    /// usual. Default: off.
+    pub affinity: Option<AffinityConfig>,
 }
 
 // === setters of BalancerConfig ===
@@ -240,6 +248,26 @@ impl BalancerConfig {
     }
 }
 
+impl BalancerConfig {
+    /// Sets [`affinity`](Self::affinity).
+    ///
+    /// ```
+    /// use orca_lb_client::{AffinityConfig, BalancerConfig};
+    ///
+    /// let config = BalancerConfig::default()
+    ///     .with_affinity(AffinityConfig::metadata("x-user-id").with_epsilon(0.5));
+    /// assert!(config.validate().is_ok());
+    ///
+    /// let bad = BalancerConfig::default().with_affinity(AffinityConfig::metadata("X User"));
+    /// assert_eq!(bad.validate().unwrap_err().field(), "affinity.key");
+    /// ```
+    #[must_use]
+    pub fn with_affinity(mut self, affinity: impl Into<Option<AffinityConfig>>) -> Self {
+        self.affinity = affinity.into();
+        self
+    }
+}
+
 impl Default for BalancerConfig {
     fn default() -> Self {
         Self {
@@ -267,6 +295,7 @@ impl Default for BalancerConfig {
             report_log_interval: Duration::from_secs(60),
             health_check: None,
             locality: None,
+            affinity: None,
         }
     }
 }
@@ -325,6 +354,19 @@ impl BalancerConfig {
         if let Some(l) = &self.locality {
             l.validate()
                 .map_err(|e| ConfigError::new(format!("locality.{}", e.field()), e))?;
+        }
+        if let Some(a) = &self.affinity {
+            a.validate()
+                .map_err(|e| ConfigError::new(format!("affinity.{}", e.field()), e))?;
+            if let AffinityKey::Metadata(name) = &a.key
+                && (http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                    || name.bytes().any(|b| b.is_ascii_uppercase()))
+            {
+                return Err(ConfigError::new(
+                    "affinity.key",
+                    format!("{name:?} is not a lowercase metadata name"),
+                ));
+            }
         }
         if self.failure_codes.contains(&Code::Ok) {
             return Err(ConfigError::new("failure_codes", "must not contain OK"));

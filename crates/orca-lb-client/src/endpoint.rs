@@ -78,6 +78,11 @@ struct Totals {
     invalid_reports: AtomicU64,
     /// Out-of-band reports dropped for coming sooner than `oob_min_spacing`.
     oob_reports_dropped: AtomicU64,
+    /// Calls sent here by their affinity key.
+    keyed: AtomicU64,
+    /// Keyed calls whose first choice was here and that went elsewhere
+    /// because of the load bound.
+    passed_on: AtomicU64,
 }
 
 /// A backend the balancer can send calls to.
@@ -135,7 +140,12 @@ impl Endpoint {
         let policy = EndpointPolicy::new(&config.score, config.breaker.clone(), now);
         let view = policy.view();
         let pick = SeqView::new(&view.prepare(&config.score, origin));
-        let metrics = EndpointMetrics::new(&config.target, &key, config.health_check.is_some());
+        let metrics = EndpointMetrics::new(
+            &config.target,
+            &key,
+            config.health_check.is_some(),
+            config.affinity.is_some(),
+        );
         Self {
             key,
             uri,
@@ -277,6 +287,37 @@ impl Endpoint {
         }
         let view = self.published.pick.load();
         view.score_at(now, self.calls.load(pick.now), pick)
+    }
+
+    /// Its load as session affinity weighs it (see
+    /// [`HashRing`](orca_lb_core::HashRing)), in calls: this client's calls
+    /// and streams open here plus the other clients' calls it reports (its
+    /// backlog); `None` if picks may not choose it now (draining, unhealthy,
+    /// or its breaker not admitting calls). Takes no lock.
+    pub(crate) fn affinity_load(&self, now: Instant) -> Option<f64> {
+        if self.is_draining() || !self.is_healthy() {
+            return None;
+        }
+        let view = self.published.pick.load();
+        if !view.eligible() {
+            return None;
+        }
+        let local = self.calls.load(now);
+        Some(view.backlog() + f64::from(local.in_flight) + f64::from(local.streams))
+    }
+
+    /// Counts a call sent here by its affinity key.
+    pub(crate) fn on_keyed_pick(&self) {
+        self.totals.keyed.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a keyed call whose first choice was here and that went
+    /// elsewhere because of the load bound.
+    pub(crate) fn on_passed_on(&self) {
+        self.totals.passed_on.fetch_add(1, Relaxed);
+        if let Some(c) = &self.metrics.passed_on {
+            c.increment(1);
+        }
     }
 
     /// The cost of a unary call here now.
@@ -553,6 +594,9 @@ impl Endpoint {
                 .latency_at
                 .map(|t| now.saturating_duration_since(t)),
             error_rate: estimate.errors.value_at(now),
+            ring_share: 0.0,
+            keyed_calls: self.totals.keyed.load(Relaxed),
+            passed_on: self.totals.passed_on.load(Relaxed),
         }
     }
 

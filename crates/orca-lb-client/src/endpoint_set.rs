@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use orca_lb_core::{BreakerState, EjectionBudget, LoadReport, Outcome, Zone, ZoneIndex};
+use orca_lb_core::{BreakerState, EjectionBudget, HashRing, LoadReport, Outcome, Zone, ZoneIndex};
 use parking_lot::{Mutex, RwLock};
 
 use crate::HealthState;
@@ -14,7 +14,8 @@ use crate::endpoint::{BreakerChange, Endpoint};
 
 /// The endpoint list picks read: replaced whole on every discovery change, so
 /// a pick holds an `Arc` of a consistent list and never waits on discovery.
-/// With locality on, it carries the list's split by zone too, computed once
+/// With locality on, it carries the list's split by zone too, and with
+/// affinity on the hash ring over the endpoints' keys, each computed once
 /// when the list is published, so that a pick only reads it.
 #[derive(Debug, Clone)]
 pub(crate) struct EndpointList(Arc<ListInner>);
@@ -23,16 +24,29 @@ pub(crate) struct EndpointList(Arc<ListInner>);
 struct ListInner {
     endpoints: Box<[Arc<Endpoint>]>,
     zones: Option<ZoneIndex>,
+    ring: Option<HashRing>,
 }
 
 impl EndpointList {
-    /// `endpoints`, split by zone around `local` if there is one.
-    pub(crate) fn new(endpoints: Vec<Arc<Endpoint>>, local: Option<&Zone>) -> Self {
+    /// `endpoints`, split by zone around `local` if there is one, with a
+    /// hash ring of `virtual_nodes` points per endpoint if given.
+    pub(crate) fn new(
+        endpoints: Vec<Arc<Endpoint>>,
+        local: Option<&Zone>,
+        virtual_nodes: Option<u32>,
+    ) -> Self {
         let zones = local.map(|z| ZoneIndex::new(z, endpoints.iter().map(|ep| ep.zone())));
+        let ring = virtual_nodes.map(|v| HashRing::new(endpoints.iter().map(|ep| ep.key()), v));
         Self(Arc::new(ListInner {
             endpoints: endpoints.into_boxed_slice(),
             zones,
+            ring,
         }))
+    }
+
+    /// The hash ring over the endpoints, with affinity on.
+    pub(crate) fn ring(&self) -> Option<&HashRing> {
+        self.0.ring.as_ref()
     }
 
     /// The endpoints split by zone, with locality on.
@@ -122,11 +136,12 @@ impl Members {
         }
     }
 
-    /// The members, in key order, split by zone around `local`.
-    fn list(&self, local: Option<&Zone>) -> EndpointList {
+    /// The members, in key order, split by zone around `local`, with a hash
+    /// ring of `virtual_nodes` points each if given.
+    fn list(&self, local: Option<&Zone>, virtual_nodes: Option<u32>) -> EndpointList {
         let mut eps: Vec<_> = self.by_key.values().map(|m| m.endpoint.clone()).collect();
         eps.sort_by(|a, b| a.key().cmp(b.key()));
-        EndpointList::new(eps, local)
+        EndpointList::new(eps, local, virtual_nodes)
     }
 }
 
@@ -155,6 +170,8 @@ pub(crate) struct EndpointSet {
     budget: EjectionBudget,
     /// The client's zone, with locality on: lists are split around it.
     local_zone: Option<Zone>,
+    /// Ring points per endpoint, with affinity on: lists carry a hash ring.
+    virtual_nodes: Option<u32>,
     members: Mutex<Members>,
     list: RwLock<EndpointList>,
     /// Bumped with every change of `list`, under its write lock; clones
@@ -176,12 +193,18 @@ pub(crate) struct EndpointSet {
 
 impl EndpointSet {
     /// An empty set for the balancer of `target`.
-    pub(crate) fn new(target: String, budget: EjectionBudget, local_zone: Option<Zone>) -> Self {
-        let list = EndpointList::new(Vec::new(), local_zone.as_ref());
+    pub(crate) fn new(
+        target: String,
+        budget: EjectionBudget,
+        local_zone: Option<Zone>,
+        virtual_nodes: Option<u32>,
+    ) -> Self {
+        let list = EndpointList::new(Vec::new(), local_zone.as_ref(), virtual_nodes);
         Self {
             target,
             budget,
             local_zone,
+            virtual_nodes,
             members: Mutex::new(Members::default()),
             list: RwLock::new(list),
             generation: AtomicU64::new(0),
@@ -264,7 +287,7 @@ impl EndpointSet {
     }
 
     fn publish_list(&self, members: &mut Members) {
-        let list = members.list(self.local_zone.as_ref());
+        let list = members.list(self.local_zone.as_ref(), self.virtual_nodes);
         {
             let mut slot = self.list.write();
             *slot = list;

@@ -65,6 +65,7 @@
 mod balancer;
 mod body;
 mod call;
+mod call_key;
 mod change_batch;
 mod config;
 mod discovery;
@@ -95,6 +96,7 @@ mod unsent_body;
 
 pub use balancer::{Balancer, WeakBalancer};
 pub use body::ResponseBody;
+pub use call_key::CallKey;
 pub use config::{BalancerConfig, ConfigError};
 pub use discovery::{Change, static_list, static_zoned_list};
 pub use dns::{DnsDiscovery, Resolve, SystemResolver};
@@ -103,7 +105,7 @@ pub use error::BalanceError;
 pub use future::ResponseFuture;
 pub use health_check::{HealthCheck, HealthCheckError};
 pub use health_state::HealthState;
-pub use orca_lb_core::{InvalidZone, LocalityConfig, Zone};
+pub use orca_lb_core::{AffinityConfig, AffinityKey, InvalidZone, LocalityConfig, Zone};
 pub use report::{ReportError, decode_report};
 pub use snapshot::{BalancerSnapshot, EndpointSnapshot};
 #[cfg(any(feature = "tls-ring", feature = "tls-aws-lc"))]

@@ -4,14 +4,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use orca_lb_core::{FleetSamples, FleetView, ZonePreference, zone_load};
+use orca_lb_core::{
+    AffinityConfig, AffinityKey, FleetSamples, FleetView, ZonePreference, key_hash, zone_load,
+};
 use parking_lot::Mutex;
 
-use crate::BalancerConfig;
 use crate::endpoint::{Endpoint, Tick, can_connect};
 use crate::endpoint_set::EndpointSet;
 use crate::metrics::BalancerMetrics;
 use crate::repick_budget::RepickBudget;
+use crate::{BalancerConfig, CallKey};
 use orca_lb_core::AtomicF64;
 use orca_lb_core::splitmix::{GOLDEN_GAMMA, splitmix64};
 
@@ -48,6 +50,44 @@ pub(crate) struct Shared {
     /// instant the balancer is given comes after it, even from a paused
     /// test clock that runs behind the real one.
     pub(crate) origin: Instant,
+    /// How keyed calls find their key, with affinity on.
+    pub(crate) affinity: Option<Affinity>,
+    /// The mean [`Endpoint::affinity_load`] of the eligible endpoints, as of
+    /// the last maintenance pass (0 with affinity off).
+    affinity_mean: AtomicF64,
+}
+
+/// Session affinity's settings, prepared for picks.
+#[derive(Debug)]
+pub(crate) struct Affinity {
+    /// The metadata entry keys come from, if any.
+    pub(crate) header: Option<http::HeaderName>,
+    pub(crate) epsilon: f64,
+}
+
+impl Affinity {
+    fn new(config: &AffinityConfig) -> Self {
+        let header = match &config.key {
+            // Validated with the config.
+            AffinityKey::Metadata(name) => http::HeaderName::from_bytes(name.as_bytes()).ok(),
+            _ => None,
+        };
+        Self {
+            header,
+            epsilon: config.epsilon,
+        }
+    }
+
+    /// The ring hash of `request`'s affinity key: its [`CallKey`]
+    /// extension, else its metadata entry; `None` for a call without a key.
+    /// Allocates nothing.
+    pub(crate) fn key_hash<B>(&self, request: &http::Request<B>) -> Option<u64> {
+        if let Some(key) = request.extensions().get::<CallKey>() {
+            return Some(key_hash(key.as_bytes()));
+        }
+        let value = request.headers().get(self.header.as_ref()?)?;
+        Some(key_hash(value.as_bytes()))
+    }
 }
 
 /// See [`Shared::origin`].
@@ -66,7 +106,9 @@ impl Shared {
             config.target.clone(),
             config.ejection,
             config.locality.as_ref().map(|l| l.local_zone.clone()),
+            config.affinity.as_ref().map(|a| a.virtual_nodes),
         );
+        let affinity = config.affinity.as_ref().map(Affinity::new);
         let zone_preference = config
             .locality
             .as_ref()
@@ -85,6 +127,8 @@ impl Shared {
             dropped: tokio::sync::watch::Sender::new(()),
             samples: Mutex::new(FleetSamples::new()),
             origin: pick_origin(tokio::time::Instant::now().into_std()),
+            affinity,
+            affinity_mean: AtomicF64::new(0.0),
         }
     }
 
@@ -106,6 +150,12 @@ impl Shared {
     /// The share of picks sent outside the local zone now.
     pub(crate) fn spill(&self) -> f64 {
         self.spill.load()
+    }
+
+    /// The mean load of the eligible endpoints as session affinity weighs
+    /// it, as of the last maintenance pass.
+    pub(crate) fn affinity_mean(&self) -> f64 {
+        self.affinity_mean.load()
     }
 
     /// Resolves (with an error) once the balancer is dropped; never before.
@@ -136,6 +186,14 @@ impl Shared {
         self.fleet_backlog.store(fleet.backlog);
         self.fleet_streams.store(fleet.streams);
         drop(samples);
+        if self.affinity.is_some() {
+            let (sum, n) = list
+                .iter()
+                .filter_map(|ep| ep.affinity_load(now))
+                .fold((0.0, 0u32), |(s, n), l| (s + l, n + 1));
+            self.affinity_mean
+                .store(if n > 0 { sum / f64::from(n) } else { 0.0 });
+        }
         if let (Some(pref), Some(locality)) = (&self.zone_preference, &self.config.locality) {
             let stale_after = self.config.score.stale_after;
             let side = |local: bool| {

@@ -100,6 +100,15 @@ pub struct EndpointSnapshot {
     pub response_age: Option<Duration>,
     /// Recent failure rate, 0 to 1, now.
     pub error_rate: f64,
+    /// Its share of the affinity ring, 0 to 1: the share of keys whose
+    /// first choice it is (0 with affinity off, and while draining).
+    pub ring_share: f64,
+    /// Calls sent here by their affinity key, since it was added.
+    pub keyed_calls: u64,
+    /// Keyed calls whose first choice was here and that went to another
+    /// endpoint because this one was at or over the load bound, since it
+    /// was added.
+    pub passed_on: u64,
 }
 
 impl BalancerSnapshot {
@@ -107,11 +116,16 @@ impl BalancerSnapshot {
         let (list, _) = shared.set.list();
         let fleet = shared.fleet();
         let draining = shared.set.draining();
-        let endpoints = list
+        let mut endpoints: Vec<EndpointSnapshot> = list
             .iter()
             .chain(draining.iter())
             .map(|ep| ep.snapshot(&fleet, &shared.config.score, now))
             .collect();
+        if let Some(ring) = list.ring() {
+            for (i, e) in endpoints.iter_mut().take(list.len()).enumerate() {
+                e.ring_share = ring.share(i);
+            }
+        }
         BalancerSnapshot {
             target: shared.config.target.clone(),
             panic: shared.set.is_panic(),

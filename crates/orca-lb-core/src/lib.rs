@@ -91,6 +91,7 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod affinity_config;
 mod atomic_f64;
 mod backoff;
 pub mod baseline;
@@ -104,6 +105,7 @@ pub mod escaped;
 mod ewma;
 mod fast_exp;
 mod fleet;
+mod hash_ring;
 mod least_pick;
 pub mod load_model;
 mod locality;
@@ -120,6 +122,10 @@ pub mod splitmix;
 mod zone;
 mod zone_preference;
 
+pub use affinity_config::{
+    AffinityConfig, AffinityKey, DEFAULT_EPSILON, DEFAULT_VIRTUAL_NODES, InvalidAffinity,
+    MAX_VIRTUAL_NODES,
+};
 pub use atomic_f64::AtomicF64;
 pub use backoff::Backoff;
 pub use best_of_pick::MAX_CHOICES;
@@ -138,6 +144,7 @@ pub use escaped::{DisplayName, MAX_NAME_CHARS};
 pub use ewma::Ewma;
 pub use fast_exp::{exp_neg, exp2_neg};
 pub use fleet::{FleetSamples, FleetView, median};
+pub use hash_ring::{HashRing, MAX_WALK, RingPick, capacity, key_hash, point_hash};
 pub use least_pick::MAX_LEAST_CANDIDATES;
 pub use locality::{
     DEFAULT_SPILL_HYSTERESIS, DEFAULT_SPILL_THRESHOLD, InvalidLocality, LocalityConfig, ZoneIndex,

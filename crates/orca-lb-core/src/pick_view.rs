@@ -203,6 +203,12 @@ impl PickView {
         self.flags & bit != 0
     }
 
+    /// The smoothed reported number of other clients' unary calls on the
+    /// endpoint (its backlog), 0 when not reported.
+    pub fn backlog(&self) -> f64 {
+        if self.has(BACKLOG) { self.backlog } else { 0.0 }
+    }
+
     /// Whether the breaker admits a call (see [`CandidateView::eligible`]).
     pub fn eligible(&self) -> bool {
         self.has(ELIGIBLE)

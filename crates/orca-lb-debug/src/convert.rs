@@ -65,6 +65,9 @@ pub fn endpoint(e: &EndpointSnapshot) -> pb::Endpoint {
         streams: e.streams,
         recent_picks: e.recent_picks,
         recent_failures: e.recent_failures,
+        ring_share: e.ring_share,
+        keyed_calls: e.keyed_calls,
+        passed_on: e.passed_on,
         circuit: Some(pb::Circuit {
             state: circuit_state(e.breaker).into(),
             ejections: e.ejections,

@@ -39,6 +39,8 @@ pub(crate) struct Job {
     /// The one-way network delay between its client and its server (more
     /// across zones).
     pub(crate) delay: Nanos,
+    /// Its key, for a keyed unary call.
+    pub(crate) key: Option<u32>,
 }
 
 /// One backend, counting what `orca-lb-server` counts: calls in flight
@@ -257,6 +259,7 @@ mod tests {
             arrived: 0,
             rif: 0,
             delay: 0,
+            key: None,
         };
         b.enqueue(job, 0);
         // One ends after 1 s of service.

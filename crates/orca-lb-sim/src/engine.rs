@@ -15,6 +15,7 @@ use crate::backend::{Backend, Job, SAMPLE_INTERVAL, decoded_report};
 use crate::call::{Call, CallRef, Calls};
 use crate::central_queue::CentralQueue;
 use crate::clock::{Clock, MILLISECOND, Nanos, SECOND, secs, to_secs};
+use crate::keys::{KeyCache, ZipfKeys};
 use crate::measurements::Measurements;
 use crate::policy::{Client, ClientZones, Done, Policy};
 use crate::results::FiredEvent;
@@ -129,6 +130,18 @@ pub(crate) struct Run<'a> {
     zones: Option<ZoneMap>,
     deadline: Nanos,
     end: Nanos,
+    /// With keyed calls: the key distribution, its own random stream (the
+    /// same keys for every policy), each backend's cache and the service
+    /// time factor of a hit.
+    keys: Option<KeyedCalls>,
+}
+
+/// Keyed calls and the backends' caches.
+struct KeyedCalls {
+    zipf: ZipfKeys,
+    rng: SmallRng,
+    caches: Vec<KeyCache>,
+    hit_factor: f64,
 }
 
 /// Who runs in which zone, by index into the zone names.
@@ -291,6 +304,14 @@ impl<'a> Run<'a> {
             zones: ZoneMap::new(scenario),
             deadline: scenario.deadline(),
             end,
+            keys: scenario.keys.as_ref().map(|k| KeyedCalls {
+                zipf: ZipfKeys::new(k.count, k.zipf_s),
+                rng: SmallRng::seed_from_u64(seed_for(seed, 5)),
+                caches: (0..scenario.backend_count())
+                    .map(|_| KeyCache::new(k.cache_size))
+                    .collect(),
+                hit_factor: k.hit_factor,
+            }),
         }
     }
 
@@ -427,7 +448,8 @@ impl<'a> Run<'a> {
         if next < self.end {
             self.queue.push(next, Ev::Arrival);
         }
-        self.send(now, client, draw, 0);
+        let key = self.keys.as_mut().map(|k| k.zipf.draw(&mut k.rng));
+        self.send(now, client, draw, 0, key);
     }
 
     /// A stream is due; the next one is scheduled if `steady` (a stream of
@@ -448,11 +470,12 @@ impl<'a> Run<'a> {
                 self.queue.push(next, Ev::StreamArrival);
             }
         }
-        self.send(now, client, draw, open_for);
+        self.send(now, client, draw, open_for, None);
     }
 
-    /// A client sends a call (or opens a stream if `stream_for > 0`).
-    fn send(&mut self, now: Nanos, client: usize, draw: Draw, stream_for: Nanos) {
+    /// A client sends a call (or opens a stream if `stream_for > 0`), with
+    /// `key` if it is keyed.
+    fn send(&mut self, now: Nanos, client: usize, draw: Draw, stream_for: Nanos, key: Option<u32>) {
         let stream = stream_for > 0;
         let (route, probe) = match &mut self.central {
             // The limit has no central queue for streams: each goes to the
@@ -462,7 +485,7 @@ impl<'a> Run<'a> {
                 false,
             ),
             Some(_) => (Route::CentralQueue, false),
-            None => match self.clients[client].pick(stream, now) {
+            None => match self.clients[client].pick_keyed(stream, key, now) {
                 Some(p) => {
                     self.send_probes(now, client);
                     (Route::Backend(backend_index(p.backend)), p.probe)
@@ -497,6 +520,7 @@ impl<'a> Run<'a> {
             arrived: 0,
             rif: 0,
             delay,
+            key,
         };
         if !stream {
             self.deadlines.push_back((now + self.deadline, call));
@@ -587,7 +611,14 @@ impl<'a> Run<'a> {
     /// until the call's cut-off at the latest, as a tonic server drops a
     /// handler whose deadline passed.
     fn start_service(&mut self, now: Nanos, backend: usize, job: Job) {
-        let service = self.backends[backend].service_time(job.draw);
+        let mut service = self.backends[backend].service_time(job.draw);
+        if let (Some(keys), Some(key)) = (&mut self.keys, job.key) {
+            let hit = keys.caches[backend].access(key);
+            if hit {
+                service = ((service as f64) * keys.hit_factor).round() as Nanos;
+            }
+            self.measurements.cache_access(job.t0, hit);
+        }
         let cutoff = self.cutoff(&job);
         if now + service > cutoff {
             let ran = cutoff.saturating_sub(now);
@@ -725,7 +756,7 @@ impl<'a> Run<'a> {
         // A stream ended at its max age is opened again at once: the client
         // sees UNAVAILABLE and calls again, and the new call is picked anew.
         if let Some(r) = reopen {
-            self.send(now, call.client as usize, r.draw, r.rest);
+            self.send(now, call.client as usize, r.draw, r.rest, None);
         }
     }
 

@@ -99,6 +99,7 @@ mod central_queue;
 mod clock;
 mod engine;
 mod erlang;
+mod keys;
 mod measurements;
 mod policy;
 pub mod report;
@@ -119,8 +120,8 @@ pub use results::{
     Results, StreamStats,
 };
 pub use scenario::{
-    Action, BackendGroup, Bar, BarWindow, Event, HerdingExperiment, LocalitySettings, OrcaConfig,
-    OrcaOverrides, Scenario, SimSettings, Streams, Variant, Zones,
+    Action, BackendGroup, Bar, BarWindow, Event, HerdingExperiment, Keys, LocalitySettings,
+    OrcaConfig, OrcaOverrides, Scenario, SimSettings, Streams, Variant, Zones,
 };
 pub use service_time::{Draw, ServiceTime};
 

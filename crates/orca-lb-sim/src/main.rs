@@ -22,7 +22,8 @@ struct Args {
     scenario: PathBuf,
     /// Comma-separated policies: rr, random (or tonic), p2c_lr,
     /// p2c_peakewma, wrr_orca, prequal, c3, orca-lb, orca-lb/<variant>,
-    /// limit; or all. (c3/p2c and c3/no-compensation, parts of C3, and
+    /// ring_hash and orca-lb/affinity (with keyed calls), limit; or all.
+    /// (c3/p2c and c3/no-compensation, parts of C3, and
     /// orca-lb/choices=<k>, orca-lb with k candidates per pick, by name.)
     #[arg(long, default_value = "all")]
     policies: String,

@@ -48,6 +48,9 @@ pub(crate) struct Measurements {
     /// With zones: measured unary calls sent to another zone than their
     /// client's, and all measured unary calls sent to a backend.
     cross_zone: Option<(u64, u64)>,
+    /// With keyed calls: measured unary calls whose key their backend had
+    /// cached, and all measured keyed calls served.
+    cache: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +130,7 @@ impl Measurements {
             groups: Vec::new(),
             split_at: 0,
             cross_zone: scenario.zones.as_ref().map(|_| (0, 0)),
+            cache: scenario.keys.as_ref().map(|_| (0, 0)),
         }
     }
 
@@ -154,6 +158,10 @@ impl Measurements {
         }
         let add = |a: &mut Vec<u64>, b: Vec<u64>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
         if let (Some(a), Some(b)) = (&mut self.cross_zone, other.cross_zone) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+        if let (Some(a), Some(b)) = (&mut self.cache, other.cache) {
             a.0 += b.0;
             a.1 += b.1;
         }
@@ -202,6 +210,17 @@ impl Measurements {
             && let Some(c) = &mut self.cross_zone
         {
             c.0 += u64::from(cross);
+            c.1 += 1;
+        }
+    }
+
+    /// A keyed unary call meant for `t0` started service: its key was in
+    /// its backend's cache (`hit`) or not.
+    pub(crate) fn cache_access(&mut self, t0: Nanos, hit: bool) {
+        if self.in_measure(t0)
+            && let Some(c) = &mut self.cache
+        {
+            c.0 += u64::from(hit);
             c.1 += 1;
         }
     }
@@ -386,6 +405,10 @@ impl Measurements {
                 .cross_zone
                 .filter(|&(_, all)| all > 0)
                 .map(|(cross, all)| cross as f64 / all as f64),
+            hit_ratio: self
+                .cache
+                .filter(|&(_, all)| all > 0)
+                .map(|(hits, all)| hits as f64 / all as f64),
         }
     }
 }

@@ -4,6 +4,7 @@ mod c3;
 mod orca;
 mod peak_ewma;
 mod prequal;
+mod ring_hash;
 mod simple;
 mod wrr;
 
@@ -15,6 +16,7 @@ pub(crate) use self::c3::C3;
 pub(crate) use self::orca::OrcaLb;
 pub(crate) use self::peak_ewma::PeakEwmaP2c;
 pub(crate) use self::prequal::Prequal;
+pub(crate) use self::ring_hash::RingHash;
 pub(crate) use self::simple::{LeastRequestP2c, Random, RoundRobin};
 pub(crate) use self::wrr::Wrr;
 use crate::clock::{Clock, Nanos};
@@ -61,6 +63,21 @@ pub enum Policy {
         /// The settings.
         config: Box<OrcaConfig>,
     },
+    /// Ring hash without load (gRPC's `ring_hash`, Envoy's ring hash): a
+    /// keyed call goes to its key's owner on the ring. In `all` only for
+    /// scenarios with keyed calls.
+    RingHash,
+    /// orca-lb with session affinity: a keyed call goes to the first
+    /// endpoint on the ring from its key whose load is under `1 + epsilon`
+    /// times the mean (consistent hashing with bounded loads), as
+    /// `orca-lb-client` with `BalancerConfig::affinity`. In `all` only for
+    /// scenarios with keyed calls.
+    OrcaAffinity {
+        /// The bound's epsilon.
+        epsilon: f64,
+        /// The settings.
+        config: Box<OrcaConfig>,
+    },
     /// The central-queue oracle: the physical limit.
     Limit,
 }
@@ -89,6 +106,8 @@ impl Policy {
             Policy::C3 => "c3",
             Policy::C3Part { name, .. } => name,
             Policy::OrcaLb { name, .. } => name,
+            Policy::RingHash => "ring_hash",
+            Policy::OrcaAffinity { .. } => "orca-lb/affinity",
             Policy::Limit => "limit",
         }
     }
@@ -111,6 +130,13 @@ impl Policy {
             name: format!("orca-lb/{}", var.name),
             config: Box::new(var.config(&base)),
         }));
+        if let Some(keys) = &scenario.keys {
+            v.push(Policy::RingHash);
+            v.push(Policy::OrcaAffinity {
+                epsilon: keys.epsilon,
+                config: Box::new(base),
+            });
+        }
         v.push(Policy::Limit);
         v
     }
@@ -226,6 +252,10 @@ impl Policy {
             Policy::OrcaLb { config, .. } => {
                 Box::new(OrcaLb::new(backends, clients, seed, clock, config, zones))
             }
+            Policy::RingHash => Box::new(RingHash::new(backends, seed)),
+            Policy::OrcaAffinity { epsilon, config } => Box::new(
+                OrcaLb::new(backends, clients, seed, clock, config, zones).with_affinity(*epsilon),
+            ),
             Policy::Limit => unreachable!("the limit has no clients"),
         }
     }
@@ -277,6 +307,12 @@ pub(crate) trait Client {
     /// Picks a backend for a new call (or stream), counting it as the
     /// client's own load there; `None` when none is available.
     fn pick(&mut self, stream: bool, now: Nanos) -> Option<Pick>;
+
+    /// Picks a backend for a new call with affinity key `key` (`None`: no
+    /// key); by default the key is ignored (see [`pick`](Self::pick)).
+    fn pick_keyed(&mut self, stream: bool, _key: Option<u32>, now: Nanos) -> Option<Pick> {
+        self.pick(stream, now)
+    }
 
     /// A call (or stream) ended.
     fn done(&mut self, done: Done<'_>);

@@ -91,6 +91,10 @@ pub struct PolicyResult {
     /// no zones, and without zones).
     #[serde(default)]
     pub cross_zone: Option<f64>,
+    /// With keyed calls: the fraction of measured keyed calls whose key
+    /// their backend had cached (served faster).
+    #[serde(default)]
+    pub hit_ratio: Option<f64>,
 }
 
 /// The measured calls of one group of clients.

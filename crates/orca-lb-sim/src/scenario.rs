@@ -101,9 +101,33 @@ pub struct Scenario {
     /// Where backends and clients run, and what crossing zones costs.
     #[serde(default)]
     pub zones: Option<Zones>,
+    /// Keyed unary calls and the backends' caches, for session affinity.
+    #[serde(default)]
+    pub keys: Option<Keys>,
     /// Simulator-only settings.
     #[serde(default)]
     pub sim: SimSettings,
+}
+
+/// Every unary call carries a key drawn from a Zipf distribution; each
+/// backend caches the keys it served last, and a call whose key its backend
+/// has cached is served in `hit_factor` of its service time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    /// Distinct keys.
+    pub count: u32,
+    /// The Zipf exponent: key `k` (from 0) is drawn with probability
+    /// proportional to `1 / (k + 1)^zipf_s`.
+    pub zipf_s: f64,
+    /// Keys each backend caches (least recently used evicted).
+    pub cache_size: u32,
+    /// A cache hit's service time over a miss's. Default 0.5.
+    #[serde(default = "half")]
+    pub hit_factor: f64,
+    /// The affinity bound's epsilon for `orca-lb/affinity`. Default 0.25.
+    #[serde(default = "quarter")]
+    pub epsilon: f64,
 }
 
 /// `count` identical backends.
@@ -302,6 +326,10 @@ fn half() -> f64 {
     0.5
 }
 
+fn quarter() -> f64 {
+    0.25
+}
+
 fn default_deadline_ms() -> f64 {
     1000.0
 }
@@ -430,6 +458,21 @@ impl Scenario {
         }
         if let Some(p) = self.sim.oob_period_ms {
             positive("sim.oob_period_ms", p)?;
+        }
+        if let Some(k) = &self.keys {
+            if k.count == 0 || k.cache_size == 0 {
+                return Err("keys.count and keys.cache_size must be at least 1".into());
+            }
+            if !(k.zipf_s >= 0.0 && k.zipf_s.is_finite()) {
+                return Err(format!("keys.zipf_s must be >= 0, got {}", k.zipf_s));
+            }
+            if !(k.hit_factor > 0.0 && k.hit_factor <= 1.0) {
+                return Err(format!(
+                    "keys.hit_factor must be in (0, 1], got {}",
+                    k.hit_factor
+                ));
+            }
+            positive("keys.epsilon", k.epsilon)?;
         }
         if let Some(z) = &self.zones {
             if z.backends.len() != n {

@@ -492,3 +492,48 @@ fn zones_are_checked() {
     );
     assert_eq!(limit.policies[0].cross_zone, None, "the limit has no zones");
 }
+
+#[test]
+fn bounded_load_hashing_keeps_most_cache_hits_without_the_slow_backends_tail() {
+    let s = shortened("s8_affinity.toml", 0.5);
+    let policies = Policy::parse_list("orca-lb,ring_hash,orca-lb/affinity", &s).unwrap();
+    let r = simulate_seeds(&s, &policies, &[1, 2]);
+    let hits = |name: &str| r.policy(name).unwrap().hit_ratio.unwrap();
+    let window = |name: &str| r.policy(name).unwrap().event_window.clone().unwrap();
+    // Without affinity a key's calls land anywhere: about the hit ratio of
+    // a cache of 1,500 of 20,000 Zipf keys. Ring hash keeps every key home,
+    // and bounded loads most of them.
+    assert!(hits("ring_hash") > hits("orca-lb") + 0.2, "{r:?}");
+    assert!(hits("orca-lb/affinity") > hits("orca-lb") + 0.08, "{r:?}");
+    assert!(hits("orca-lb/affinity") < hits("ring_hash"));
+    // While backend 0 is 4x slower, ring hash keeps sending it its keys and
+    // its calls queue to the deadline; bounded loads pass them on.
+    let ring = window("ring_hash");
+    let bounded = window("orca-lb/affinity");
+    assert!(ring.errors > 0, "{ring:?}");
+    assert_eq!(bounded.errors, 0);
+    assert!(
+        bounded.all.p99_ms < 0.25 * ring.all.p99_ms
+            && bounded.all.p99_ms < 1.5 * window("orca-lb").all.p99_ms,
+        "p99 {} vs ring hash {} and orca-lb {}",
+        bounded.all.p99_ms,
+        ring.all.p99_ms,
+        window("orca-lb").all.p99_ms
+    );
+}
+
+#[test]
+fn keys_are_checked_and_only_keyed_scenarios_run_the_ring_policies() {
+    let base = std::fs::read_to_string(scenarios_dir().join("s8_affinity.toml")).unwrap();
+    let bad = base.replace("epsilon = 0.25", "epsilon = 0.0");
+    assert!(Scenario::parse(&bad).is_err());
+    let bad = base.replace("cache_size = 1500", "cache_size = 0");
+    assert!(Scenario::parse(&bad).is_err());
+    let keyed = Scenario::parse(&base).unwrap();
+    let names = |s: &Scenario| -> Vec<String> {
+        Policy::all(s).iter().map(|p| p.name().to_owned()).collect()
+    };
+    assert!(names(&keyed).contains(&"orca-lb/affinity".to_owned()));
+    let plain = shortened("s2_degrade.toml", 1.0);
+    assert!(!names(&plain).contains(&"ring_hash".to_owned()));
+}

@@ -17,7 +17,7 @@ fn endpoint(config: &BalancerConfig, i: usize, now: Instant) -> Arc<Endpoint> {
 
 fn fleet(n: usize, now: Instant) -> (EndpointSet, Vec<Arc<Endpoint>>) {
     let config = BalancerConfig::default();
-    let set = EndpointSet::new(config.target.clone(), config.ejection, None);
+    let set = EndpointSet::new(config.target.clone(), config.ejection, None, None);
     let eps: Vec<_> = (0..n).map(|i| endpoint(&config, i, now)).collect();
     for ep in &eps {
         assert!(set.insert(ep.clone()));

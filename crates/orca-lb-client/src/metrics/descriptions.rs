@@ -17,6 +17,11 @@ pub(crate) fn describe() {
 
 fn describe_all() {
     describe_counter!(
+        "orca_lb_client_affinity_passed_on_total",
+        Unit::Count,
+        "Keyed calls whose key's first choice was the endpoint and that went to another endpoint because it was at or over the load bound; with affinity on only."
+    );
+    describe_counter!(
         "orca_lb_client_picks_total",
         Unit::Count,
         "Calls and streams the balancer sent to the endpoint."

@@ -22,10 +22,13 @@ pub(crate) struct EndpointMetrics {
     /// Health state changes, one counter per state entered (label
     /// [`STATE`]); registered with health checking on only.
     health_changes: Option<[Counter; 4]>,
+    /// Keyed calls whose first choice was this endpoint and that went
+    /// elsewhere because of the load bound; registered with affinity on only.
+    pub(crate) passed_on: Option<Counter>,
 }
 
 impl EndpointMetrics {
-    pub(crate) fn new(target: &str, endpoint: &str, health_checked: bool) -> Self {
+    pub(crate) fn new(target: &str, endpoint: &str, health_checked: bool, affinity: bool) -> Self {
         let labels = [
             (TARGET_NAME, target.to_string()),
             (ENDPOINT, endpoint.to_string()),
@@ -40,6 +43,8 @@ impl EndpointMetrics {
             in_flight: gauge!("orca_lb_client_in_flight", &labels),
             score: gauge!("orca_lb_client_score_seconds", &labels),
             breaker_state: BreakerStateGauges::new(target, endpoint),
+            passed_on: affinity
+                .then(|| counter!("orca_lb_client_affinity_passed_on_total", &labels)),
             health_changes: health_checked.then(|| {
                 HealthState::ALL.map(|state| {
                     counter!(

@@ -39,6 +39,9 @@ fn endpoint(e: &pb::Endpoint) -> Value {
         "streams": e.streams,
         "recent_picks": e.recent_picks,
         "recent_failures": e.recent_failures,
+        "ring_share": e.ring_share,
+        "keyed_calls": e.keyed_calls,
+        "passed_on": e.passed_on,
         "circuit": e.circuit.as_ref().map(circuit),
     })
 }

@@ -25,6 +25,11 @@ const COLUMNS: [(&str, Align); 10] = [
 /// The health column, where a balancer checks health.
 const HEALTH: (&str, Align) = ("HEALTH", Align::Left);
 
+/// The affinity columns, before the circuit (and health), where a balancer
+/// keys calls: the endpoint's share of the hash ring and the keyed calls it
+/// passed on because of the load bound.
+const AFFINITY: [(&str, Align); 2] = [("KEYS %", Align::Right), ("PASSED ON", Align::Right)];
+
 /// The zone column, after the key, where a balancer knows zones.
 const ZONE: (&str, Align) = ("ZONE", Align::Left);
 
@@ -45,6 +50,11 @@ enum Align {
 /// With locality on, or with endpoints in zones, the header names the
 /// client's zone and a `ZONE` column follows the key; while picks spill to
 /// other zones a `SPILLING x%` line follows the header.
+///
+/// With affinity on (some endpoint owns a share of the hash ring), `KEYS %`
+/// (its share of the ring, so of the keys, in percent) and `PASSED ON`
+/// (keyed calls whose first choice it was that went elsewhere because it
+/// was at or over the load bound) follow `FAILS/10S`.
 /// Names, targets and keys are printed through [`escape`](orca_lb_core::escaped::escape).
 pub fn table(state: &pb::State) -> String {
     let mut out = String::new();
@@ -87,7 +97,12 @@ fn balancer(out: &mut String, b: &pb::Balancer) {
     }
     let checks_health = b.endpoints.iter().any(|e| health_words(e.health).is_some());
     let zoned = !b.local_zone.is_empty() || b.endpoints.iter().any(|e| !e.zone.is_empty());
+    let keyed = b.endpoints.iter().any(|e| e.ring_share > 0.0);
     let mut columns = COLUMNS.to_vec();
+    if keyed {
+        let at = columns.len() - 1;
+        columns.splice(at..at, AFFINITY);
+    }
     if checks_health {
         columns.insert(columns.len() - 1, HEALTH);
     }
@@ -97,7 +112,7 @@ fn balancer(out: &mut String, b: &pb::Balancer) {
     let rows: Vec<Vec<String>> = b
         .endpoints
         .iter()
-        .map(|e| row(e, checks_health, zoned))
+        .map(|e| row(e, checks_health, zoned, keyed))
         .collect();
     let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.len()).collect();
     for r in &rows {
@@ -132,7 +147,7 @@ fn line(out: &mut String, cells: &[String], widths: &[usize], columns: &[(&str, 
     out.push('\n');
 }
 
-fn row(e: &pb::Endpoint, checks_health: bool, zoned: bool) -> Vec<String> {
+fn row(e: &pb::Endpoint, checks_health: bool, zoned: bool, keyed: bool) -> Vec<String> {
     let score = e.score.unwrap_or_default();
     let signals = e.signals.unwrap_or_default();
     let mut cells = vec![escape(&e.key).into_owned()];
@@ -155,6 +170,10 @@ fn row(e: &pb::Endpoint, checks_health: bool, zoned: bool) -> Vec<String> {
         e.recent_picks.to_string(),
         e.recent_failures.to_string(),
     ]);
+    if keyed {
+        cells.push(format!("{:.1}", e.ring_share * 100.0));
+        cells.push(e.passed_on.to_string());
+    }
     if checks_health {
         cells.push(health_words(e.health).unwrap_or("-").to_string());
     }
@@ -284,6 +303,38 @@ mod tests {
         );
         assert!(lines[2].ends_with("  serving      closed"), "{text}");
         assert!(lines[3].ends_with("  not serving  closed"), "{text}");
+    }
+
+    #[test]
+    fn affinity_columns_with_a_hash_ring() {
+        let closed = pb::Circuit {
+            state: pb::CircuitState::Closed.into(),
+            ..Default::default()
+        };
+        let mut a = endpoint("http://10.0.0.1:80", pb::EndpointState::Ready, closed);
+        a.ring_share = 0.625;
+        a.passed_on = 17;
+        let mut b = endpoint("http://10.0.0.2:80", pb::EndpointState::Ready, closed);
+        b.ring_share = 0.375;
+        let state = pb::State {
+            balancers: vec![pb::Balancer {
+                name: "keyed".into(),
+                target: "keyed".into(),
+                endpoints: vec![a, b],
+                ..Default::default()
+            }],
+        };
+        let text = table(&state);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1..],
+            [
+                "ENDPOINT            STATE  SCORE MS  SERVICE MS  BACKLOG  UTIL  IN-FLIGHT  PICKS/10S  FAILS/10S  KEYS %  PASSED ON  CIRCUIT",
+                "http://10.0.0.1:80  ready      12.5        10.0      1.5  0.50          2        120          3    62.5         17  closed",
+                "http://10.0.0.2:80  ready      12.5        10.0      1.5  0.50          2        120          3    37.5          0  closed",
+            ],
+            "{text}"
+        );
     }
 
     #[test]

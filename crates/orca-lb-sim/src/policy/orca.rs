@@ -1,9 +1,10 @@
 //! orca-lb, composed from the core exactly as `orca-lb-client` composes it.
 
+use orca_lb_core::HashRing;
 use orca_lb_core::{
     Admission, BreakerState, EndpointLoad, EndpointPolicy, FleetSamples, FleetView, LoadReport,
     LocalLoad, Outcome, P2c, PickContext, Score, Transition, ZoneIndex, ZonePreference, ZoneSide,
-    zone_load,
+    capacity, zone_load,
 };
 use std::time::Instant;
 
@@ -53,6 +54,18 @@ pub(crate) struct OrcaLb {
     /// With locality on and zones in the scenario: the zones, the split
     /// of the endpoints by zone, and the spill (`Shared::spill`).
     locality: Option<Locality>,
+    /// With session affinity: the ring, as `EndpointList` carries it.
+    affinity: Option<Affinity>,
+}
+
+/// Session affinity's state, as `Shared` and `EndpointList` keep it.
+#[derive(Debug)]
+struct Affinity {
+    ring: HashRing,
+    epsilon: f64,
+    /// The mean load of the eligible endpoints, as of the last tick
+    /// (`Shared::affinity_mean`).
+    mean: f64,
 }
 
 /// A client's locality state, as `Shared` and `EndpointList` keep it.
@@ -112,7 +125,46 @@ impl OrcaLb {
             clients,
             since_report: vec![0; len],
             locality,
+            affinity: None,
         }
+    }
+
+    /// Session affinity on, with bound `1 + epsilon`
+    /// (`BalancerConfig::affinity`).
+    pub(crate) fn with_affinity(mut self, epsilon: f64) -> Self {
+        self.affinity = Some(Affinity {
+            ring: super::ring_hash::ring(self.endpoints.len()),
+            epsilon,
+            mean: 0.0,
+        });
+        self
+    }
+
+    /// `Endpoint::affinity_load`: this client's calls and streams there
+    /// plus the backlog it reports, if eligible.
+    fn affinity_load(&self, i: usize) -> Option<f64> {
+        let view = self.endpoints[i].view();
+        if !view.eligible {
+            return None;
+        }
+        let local = self.local[i];
+        Some(
+            view.estimate.backlog.unwrap_or(0.0)
+                + f64::from(local.in_flight)
+                + f64::from(local.streams),
+        )
+    }
+
+    /// `CallGuard::new`: counts the call picked at `at` on endpoint `i`.
+    fn start(&mut self, i: usize, stream: bool, at: Nanos, probe: bool) -> Pick {
+        if stream {
+            self.local[i].streams += 1;
+        } else {
+            self.local[i].in_flight += 1;
+            self.started[i] += u128::from(at);
+            self.since_report[i] += 1;
+        }
+        Pick { backend: i, probe }
     }
 
     /// `Shared::may_eject`.
@@ -258,20 +310,32 @@ impl Client for OrcaLb {
             let i = self.draw_zoned(stream, &mut warm_up, excluded, now)?;
             match self.endpoints[i].admit(panic) {
                 Admission::Refused => excluded = Some(i),
-                admission => {
-                    let probe = admission.is_probe();
-                    if stream {
-                        self.local[i].streams += 1;
-                    } else {
-                        self.local[i].in_flight += 1;
-                        self.started[i] += u128::from(at);
-                        self.since_report[i] += 1;
-                    }
-                    return Some(Pick { backend: i, probe });
-                }
+                admission => return Some(self.start(i, stream, at, admission.is_probe())),
             }
         }
         None
+    }
+
+    /// `Balancer::ring_pick`: a keyed call to the first endpoint on the
+    /// ring from its key under the bound; otherwise, or refused, `pick`.
+    fn pick_keyed(&mut self, stream: bool, key: Option<u32>, at: Nanos) -> Option<Pick> {
+        let chosen = match (key, &self.affinity) {
+            (Some(k), Some(a)) => {
+                let mean = a.mean + 1.0 / self.endpoints.len().max(1) as f64;
+                a.ring
+                    .pick(super::ring_hash::hash(k), capacity(mean, a.epsilon), |i| {
+                        self.affinity_load(i)
+                    })
+            }
+            _ => None,
+        };
+        if let Some(p) = chosen {
+            let admission = self.endpoints[p.index].admit(self.panic);
+            if !matches!(admission, Admission::Refused) {
+                return Some(self.start(p.index, stream, at, admission.is_probe()));
+            }
+        }
+        self.pick(stream, at)
     }
 
     /// `CallGuard::finish`: release this call first (a report counts the
@@ -331,6 +395,14 @@ impl Client for OrcaLb {
         }
         self.fleet = self.samples.view(self.fleet);
         self.update_panic();
+        if self.affinity.is_some() {
+            let (sum, n) = (0..self.endpoints.len())
+                .filter_map(|i| self.affinity_load(i))
+                .fold((0.0, 0u32), |(s, n), l| (s + l, n + 1));
+            if let Some(a) = &mut self.affinity {
+                a.mean = if n > 0 { sum / f64::from(n) } else { 0.0 };
+            }
+        }
         if let Some(l) = &mut self.locality {
             let (endpoints, stale_after) = (&self.endpoints, self.config.score.stale_after);
             let side = |side: ZoneSide| {
@@ -373,6 +445,9 @@ impl Client for OrcaLb {
         }
         if let Some(l) = &mut self.locality {
             l.reindex(len);
+        }
+        if let Some(a) = &mut self.affinity {
+            a.ring = super::ring_hash::ring(len);
         }
         self.update_panic();
     }

@@ -73,6 +73,10 @@ pub fn table(results: &Results) -> String {
         out.push('\n');
         zones_table(&mut out, results);
     }
+    if results.policies.iter().any(|p| p.hit_ratio.is_some()) {
+        out.push('\n');
+        keys_table(&mut out, results);
+    }
     if results.policies.iter().any(|p| p.streams.is_some()) {
         out.push('\n');
         stream_table(&mut out, results);
@@ -117,6 +121,32 @@ fn latency_table(out: &mut String, results: &Results, event: bool) {
             times(r(|s| s.all.p99_ms)),
             times(r(|s| s.all.p999_ms)),
             ms(s.success.p999_ms),
+        );
+    }
+}
+
+/// With keyed calls: the share of calls whose key their backend had
+/// cached, next to the latency of the whole measurement and of the event
+/// window.
+fn keys_table(out: &mut String, results: &Results) {
+    out.push_str(
+        "Keyed calls: cache hit ratio and latency (ms), whole measurement and event window:\n\n",
+    );
+    out.push_str("| policy | hit ratio | p50 | p99 | errors | event p50 | event p99 |\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
+    for p in results.policies.iter().filter(|p| p.hit_ratio.is_some()) {
+        let s = &p.measure;
+        let e = p.event_window.as_ref();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            p.policy,
+            pct(p.hit_ratio.unwrap_or(0.0)),
+            ms(s.all.p50_ms),
+            ms(s.all.p99_ms),
+            pct(s.error_rate),
+            e.map_or("-".into(), |e| ms(e.all.p50_ms)),
+            e.map_or("-".into(), |e| ms(e.all.p99_ms)),
         );
     }
 }
