@@ -253,11 +253,12 @@ impl Balancer {
         let ring = self.list.ring()?;
         let epsilon = self.shared.affinity.as_ref()?.epsilon;
         let mean = self.shared.affinity_mean() + 1.0 / self.list.len() as f64;
+        let median = self.shared.fleet_service_time();
         ring.pick(key, capacity(mean, epsilon), |i| {
             if Some(i) == excluded {
                 return None;
             }
-            self.list[i].affinity_load(now)
+            self.list[i].affinity_load(median, now)
         })
     }
 

@@ -14,6 +14,7 @@ use http::Uri;
 use orca_lb_core::{
     Admission, BreakerState, CandidateView, EndpointLoad, EndpointPolicy, FleetSamples, FleetView,
     LoadReport, OpenReason, Outcome, PickContext, Score, ScoreConfig, Transition, Zone,
+    affinity_load,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -290,11 +291,12 @@ impl Endpoint {
     }
 
     /// Its load as session affinity weighs it (see
-    /// [`HashRing`](orca_lb_core::HashRing)), in calls: this client's calls
+    /// [`affinity_load`](orca_lb_core::affinity_load)): this client's calls
     /// and streams open here plus the other clients' calls it reports (its
-    /// backlog); `None` if picks may not choose it now (draining, unhealthy,
-    /// or its breaker not admitting calls). Takes no lock.
-    pub(crate) fn affinity_load(&self, now: Instant) -> Option<f64> {
+    /// backlog), each counted in `fleet_service_time`s (the fleet's median);
+    /// `None` if picks may not choose it now (draining, unhealthy, or its
+    /// breaker not admitting calls). Takes no lock.
+    pub(crate) fn affinity_load(&self, fleet_service_time: f64, now: Instant) -> Option<f64> {
         if self.is_draining() || !self.is_healthy() {
             return None;
         }
@@ -303,7 +305,12 @@ impl Endpoint {
             return None;
         }
         let local = self.calls.load(now);
-        Some(view.backlog() + f64::from(local.in_flight) + f64::from(local.streams))
+        let calls = view.backlog() + f64::from(local.in_flight) + f64::from(local.streams);
+        Some(affinity_load(
+            calls,
+            view.service_time(),
+            fleet_service_time,
+        ))
     }
 
     /// Counts a call sent here by its affinity key.

@@ -139,6 +139,12 @@ impl Shared {
         splitmix64(self.seed.fetch_add(GOLDEN_GAMMA, Relaxed))
     }
 
+    /// The fleet's median service time, as of the last maintenance pass.
+    pub(crate) fn fleet_service_time(&self) -> f64 {
+        self.fleet_service_time.load()
+    }
+
+    /// The fleet's medians, as of the last maintenance pass.
     pub(crate) fn fleet(&self) -> FleetView {
         FleetView {
             service_time: self.fleet_service_time.load(),
@@ -189,7 +195,7 @@ impl Shared {
         if self.affinity.is_some() {
             let (sum, n) = list
                 .iter()
-                .filter_map(|ep| ep.affinity_load(now))
+                .filter_map(|ep| ep.affinity_load(fleet.service_time, now))
                 .fold((0.0, 0u32), |(s, n), l| (s + l, n + 1));
             self.affinity_mean
                 .store(if n > 0 { sum / f64::from(n) } else { 0.0 });

@@ -92,6 +92,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod affinity_config;
+mod affinity_load;
 mod atomic_f64;
 mod backoff;
 pub mod baseline;
@@ -126,6 +127,7 @@ pub use affinity_config::{
     AffinityConfig, AffinityKey, DEFAULT_EPSILON, DEFAULT_VIRTUAL_NODES, InvalidAffinity,
     MAX_VIRTUAL_NODES,
 };
+pub use affinity_load::affinity_load;
 pub use atomic_f64::AtomicF64;
 pub use backoff::Backoff;
 pub use best_of_pick::MAX_CHOICES;

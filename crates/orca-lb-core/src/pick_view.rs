@@ -209,6 +209,16 @@ impl PickView {
         if self.has(BACKLOG) { self.backlog } else { 0.0 }
     }
 
+    /// The endpoint's service time as last known, seconds: the reported one,
+    /// else the latency this client observed there; `None` before either.
+    pub fn service_time(&self) -> Option<f64> {
+        match (self.flags >> SERVICE_SHIFT) & 3 {
+            SERVICE_REPORTED | SERVICE_CONTRADICTED => Some(self.service),
+            SERVICE_OBSERVED => Some(self.observed),
+            _ => None,
+        }
+    }
+
     /// Whether the breaker admits a call (see [`CandidateView::eligible`]).
     pub fn eligible(&self) -> bool {
         self.has(ELIGIBLE)

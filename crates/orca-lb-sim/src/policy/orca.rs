@@ -4,7 +4,7 @@ use orca_lb_core::HashRing;
 use orca_lb_core::{
     Admission, BreakerState, EndpointLoad, EndpointPolicy, FleetSamples, FleetView, LoadReport,
     LocalLoad, Outcome, P2c, PickContext, Score, Transition, ZoneIndex, ZonePreference, ZoneSide,
-    capacity, zone_load,
+    affinity_load, capacity, zone_load,
 };
 use std::time::Instant;
 
@@ -141,18 +141,19 @@ impl OrcaLb {
     }
 
     /// `Endpoint::affinity_load`: this client's calls and streams there
-    /// plus the backlog it reports, if eligible.
+    /// plus the backlog it reports, in median service times
+    /// ([`affinity_load`]), if eligible.
     fn affinity_load(&self, i: usize) -> Option<f64> {
         let view = self.endpoints[i].view();
         if !view.eligible {
             return None;
         }
         let local = self.local[i];
-        Some(
-            view.estimate.backlog.unwrap_or(0.0)
-                + f64::from(local.in_flight)
-                + f64::from(local.streams),
-        )
+        let calls = view.estimate.backlog.unwrap_or(0.0)
+            + f64::from(local.in_flight)
+            + f64::from(local.streams);
+        let service_time = view.estimate.service_time.or(view.estimate.latency);
+        Some(affinity_load(calls, service_time, self.fleet.service_time))
     }
 
     /// `CallGuard::new`: counts the call picked at `at` on endpoint `i`.
