@@ -334,3 +334,25 @@ async fn connect_all(uris: &[String]) -> Result<Vec<Channel>, String> {
     }
     Ok(channels)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_policies_need_keys() {
+        assert_eq!(Policy::parse_list("all", false).unwrap(), Policy::ALL.to_vec());
+        let all = Policy::parse_list("all", true).unwrap();
+        assert_eq!(&all[..6], &Policy::ALL[..]);
+        assert_eq!(&all[6..], &Policy::KEYED[..]);
+        assert_eq!(
+            Policy::parse_list("orca-lb,orca-lb/affinity,ring_hash", true).unwrap(),
+            vec![Policy::OrcaLb, Policy::OrcaAffinity, Policy::RingHash]
+        );
+        for name in ["ring_hash", "orca-lb/affinity"] {
+            let e = Policy::parse_list(&format!("rr,{name}"), false).unwrap_err();
+            assert!(e.contains("no [keys]"), "{e}");
+        }
+        assert!(Policy::parse_list("nope", true).is_err());
+    }
+}
