@@ -341,7 +341,10 @@ mod tests {
 
     #[test]
     fn keyed_policies_need_keys() {
-        assert_eq!(Policy::parse_list("all", false).unwrap(), Policy::ALL.to_vec());
+        assert_eq!(
+            Policy::parse_list("all", false).unwrap(),
+            Policy::ALL.to_vec()
+        );
         let all = Policy::parse_list("all", true).unwrap();
         assert_eq!(&all[..6], &Policy::ALL[..]);
         assert_eq!(&all[6..], &Policy::KEYED[..]);

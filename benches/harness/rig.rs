@@ -69,13 +69,14 @@ impl Fleet {
             let st = service_time(&group.service_time)?;
             let attribution = attribution.clone();
             let name = format!("backend-{b}");
-            let mut greeter = TestGreeter::new(&name)
-                .with_service_time(st)
-                .with_hook(move |request| {
-                    if let Ok(call) = request.get_ref().name.parse::<u32>() {
-                        attribution.record(call, b);
-                    }
-                });
+            let mut greeter =
+                TestGreeter::new(&name)
+                    .with_service_time(st)
+                    .with_hook(move |request| {
+                        if let Ok(call) = request.get_ref().name.parse::<u32>() {
+                            attribution.record(call, b);
+                        }
+                    });
             if let Some(caches) = caches {
                 let caches = caches.clone();
                 greeter = greeter.with_work_factor(move |request| {

@@ -35,7 +35,10 @@ pub(crate) fn service(
     seed: u64,
 ) -> CallService {
     super::boxed(RingHashService {
-        ring: Arc::new(HashRing::new(uris.iter().map(String::as_str), VIRTUAL_NODES)),
+        ring: Arc::new(HashRing::new(
+            uris.iter().map(String::as_str),
+            VIRTUAL_NODES,
+        )),
         channels: channels.into(),
         attribution,
         key,
