@@ -2,6 +2,7 @@
 //! `GreeterClient` sends its calls through.
 
 mod p2c;
+mod ring_hash;
 mod round_robin;
 mod wrr;
 
@@ -10,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orca_lb_client::{Balancer, BalancerConfig, BoxError, static_list};
+use orca_lb_client::{AffinityConfig, Balancer, BalancerConfig, BoxError, static_list};
 use orca_lb_core::baseline::WrrConfig;
 use orca_lb_proto::StreamingMethods;
 use orca_lb_sim::Scenario;
@@ -24,6 +25,7 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::attribution::{Attribution, Tagged};
+use crate::keys::KEY_METADATA;
 
 /// What every policy looks like to the harness: tonic's request in, its
 /// response out.
@@ -87,6 +89,12 @@ pub(crate) enum Policy {
     WrrOrca,
     /// `orca_lb_client::Balancer`.
     OrcaLb,
+    /// gRPC's `ring_hash`: each keyed call to its key's owner on a
+    /// consistent-hash ring, whatever its load.
+    RingHash,
+    /// `orca_lb_client::Balancer` with session affinity on the key's
+    /// metadata entry (bounded loads, the scenario's epsilon).
+    OrcaAffinity,
 }
 
 /// Settings the policies take from the run.
@@ -94,6 +102,8 @@ pub(crate) enum Policy {
 pub(crate) struct Settings {
     /// `wrr_orca`'s configuration.
     pub(crate) wrr: WrrConfig,
+    /// With keyed calls, `orca-lb/affinity`'s epsilon.
+    pub(crate) epsilon: Option<f64>,
 }
 
 impl Policy {
@@ -107,6 +117,10 @@ impl Policy {
         Policy::OrcaLb,
     ];
 
+    /// The policies for keyed calls only (scenarios with `[keys]`), in
+    /// the order tables show them, after [`Policy::ALL`].
+    pub(crate) const KEYED: [Policy; 2] = [Policy::RingHash, Policy::OrcaAffinity];
+
     /// The name in tables and on the command line.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -116,23 +130,38 @@ impl Policy {
             Policy::P2cPeakEwma => "p2c_peakewma",
             Policy::WrrOrca => "wrr_orca",
             Policy::OrcaLb => "orca-lb",
+            Policy::RingHash => "ring_hash",
+            Policy::OrcaAffinity => "orca-lb/affinity",
         }
     }
 
-    /// Parses a comma-separated list of names, or `all`.
-    pub(crate) fn parse_list(list: &str) -> Result<Vec<Policy>, String> {
+    /// Whether the policy is `orca_lb_client::Balancer` (its picks are
+    /// read from its trace events).
+    pub(crate) fn is_orca_lb(self) -> bool {
+        matches!(self, Policy::OrcaLb | Policy::OrcaAffinity)
+    }
+
+    /// Parses a comma-separated list of names, or `all` (with the keyed
+    /// policies if `keyed`: the scenario has `[keys]`). A keyed policy on
+    /// a scenario without keys is refused, as the simulator refuses it.
+    pub(crate) fn parse_list(list: &str, keyed: bool) -> Result<Vec<Policy>, String> {
+        let every = || Policy::ALL.into_iter().chain(Policy::KEYED);
         let mut out = Vec::new();
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let found: Vec<Policy> = if name == "all" {
-                Policy::ALL.to_vec()
+                every()
+                    .filter(|p| keyed || !Policy::KEYED.contains(p))
+                    .collect()
             } else {
-                let p = Policy::ALL
-                    .into_iter()
-                    .find(|p| p.name() == name)
-                    .ok_or_else(|| {
-                        let known: Vec<_> = Policy::ALL.iter().map(|p| p.name()).collect();
-                        format!("unknown policy {name:?}; known: {}, all", known.join(", "))
-                    })?;
+                let p = every().find(|p| p.name() == name).ok_or_else(|| {
+                    let known: Vec<_> = every().map(Policy::name).collect();
+                    format!("unknown policy {name:?}; known: {}, all", known.join(", "))
+                })?;
+                if !keyed && Policy::KEYED.contains(&p) {
+                    return Err(format!(
+                        "{name} needs keyed calls, and the scenario has no [keys] section"
+                    ));
+                }
                 vec![p]
             };
             for p in found {
@@ -156,13 +185,21 @@ impl Policy {
             Policy::P2cPeakEwma => orca_lb_sim::Policy::P2cPeakEwma,
             Policy::WrrOrca => orca_lb_sim::Policy::WrrOrca,
             Policy::OrcaLb => orca_lb_sim::Policy::orca(scenario),
+            Policy::RingHash => orca_lb_sim::Policy::RingHash,
+            Policy::OrcaAffinity => orca_lb_sim::Policy::OrcaAffinity {
+                epsilon: scenario.keys.as_ref().map_or(0.25, |k| k.epsilon),
+                config: Box::new(scenario.orca_config()),
+            },
         }
     }
 
     /// Whether the policy follows backends that join during a run (see
     /// [`Policy::client`]).
     pub(crate) fn follows_joins(self) -> bool {
-        matches!(self, Policy::Rr | Policy::P2cLr | Policy::OrcaLb)
+        matches!(
+            self,
+            Policy::Rr | Policy::P2cLr | Policy::OrcaLb | Policy::OrcaAffinity
+        )
     }
 
     /// One client's instance of the policy over the backends at `uris`,
@@ -211,12 +248,30 @@ impl Policy {
                 let channels = connect_all(&uris[..initial]).await?;
                 wrr::service(channels, attribution.clone(), settings.wrr.clone(), seed)
             }
-            Policy::OrcaLb => {
+            Policy::RingHash => {
+                let channels = connect_all(&uris[..initial]).await?;
+                ring_hash::service(
+                    &uris[..initial],
+                    channels,
+                    attribution.clone(),
+                    KEY_METADATA,
+                    seed,
+                )
+            }
+            Policy::OrcaLb | Policy::OrcaAffinity => {
                 let streaming = StreamingMethods::from_file_descriptor_set(GREETER_DESCRIPTOR_SET)
                     .map_err(|e| e.to_string())?;
-                let config = BalancerConfig::default()
+                let mut config = BalancerConfig::default()
                     .with_target("harness")
                     .with_streaming(streaming);
+                if self == Policy::OrcaAffinity {
+                    let epsilon = settings
+                        .epsilon
+                        .ok_or("orca-lb/affinity needs keyed calls ([keys])")?;
+                    config = config.with_affinity(
+                        AffinityConfig::metadata(KEY_METADATA).with_epsilon(epsilon),
+                    );
+                }
                 // `Balancer::from_uris`, with a seed, and an insert for
                 // each backend that joins.
                 let changes = static_list(uris).map_err(|e| e.to_string())?;
@@ -278,4 +333,29 @@ async fn connect_all(uris: &[String]) -> Result<Vec<Channel>, String> {
         channels.push(channel);
     }
     Ok(channels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_policies_need_keys() {
+        assert_eq!(
+            Policy::parse_list("all", false).unwrap(),
+            Policy::ALL.to_vec()
+        );
+        let all = Policy::parse_list("all", true).unwrap();
+        assert_eq!(&all[..6], &Policy::ALL[..]);
+        assert_eq!(&all[6..], &Policy::KEYED[..]);
+        assert_eq!(
+            Policy::parse_list("orca-lb,orca-lb/affinity,ring_hash", true).unwrap(),
+            vec![Policy::OrcaLb, Policy::OrcaAffinity, Policy::RingHash]
+        );
+        for name in ["ring_hash", "orca-lb/affinity"] {
+            let e = Policy::parse_list(&format!("rr,{name}"), false).unwrap_err();
+            assert!(e.contains("no [keys]"), "{e}");
+        }
+        assert!(Policy::parse_list("nope", true).is_err());
+    }
 }

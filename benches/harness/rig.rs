@@ -12,6 +12,7 @@ use tokio::runtime::Runtime;
 use tonic::Code;
 
 use crate::attribution::Attribution;
+use crate::keys::{self, Caches};
 use orca_lb_benches::cpu::{CLIENT_PREFIX, Cores, CpuTimes, SERVER_PREFIX};
 
 /// The servers' runtime and the clients', on threads of their own so that
@@ -50,11 +51,14 @@ pub(crate) struct Fleet {
 
 impl Fleet {
     /// Starts the backends on the server runtime. Each greeter's hook
-    /// records the call number it serves in `attribution`.
+    /// records the call number it serves in `attribution`; with `caches`
+    /// (keyed calls), a call's key is looked up in its backend's cache when
+    /// it is served, and a hit shortens its service time.
     pub(crate) fn spawn(
         runtime: &Runtime,
         scenario: &Scenario,
         attribution: &Arc<Attribution>,
+        caches: Option<&Arc<Caches>>,
     ) -> Result<Fleet, String> {
         let mut fleet = Fleet {
             backends: Vec::new(),
@@ -65,13 +69,23 @@ impl Fleet {
             let st = service_time(&group.service_time)?;
             let attribution = attribution.clone();
             let name = format!("backend-{b}");
-            let greeter = TestGreeter::new(&name)
-                .with_service_time(st)
-                .with_hook(move |request| {
-                    if let Ok(call) = request.get_ref().name.parse::<u32>() {
-                        attribution.record(call, b);
-                    }
+            let mut greeter =
+                TestGreeter::new(&name)
+                    .with_service_time(st)
+                    .with_hook(move |request| {
+                        if let Ok(call) = request.get_ref().name.parse::<u32>() {
+                            attribution.record(call, b);
+                        }
+                    });
+            if let Some(caches) = caches {
+                let caches = caches.clone();
+                greeter = greeter.with_work_factor(move |request| {
+                    keys::key_of(request.metadata()).map_or(1.0, |key| {
+                        let call = request.get_ref().name.parse::<u32>().ok();
+                        caches.serve(b, call, key)
+                    })
                 });
+            }
             let mut config = BackendConfig::named(&name);
             config.capacity = Some(group.capacity as usize);
             config.greeter = Some(greeter);

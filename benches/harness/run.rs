@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::attribution::{Attribution, CallId, InCall, PickTarget, capture_picks};
+use crate::keys::{CacheCounts, Caches, KEY_METADATA};
 use crate::policy::{Client, Policy, Settings};
 use crate::rig::{Fleet, LoadSample, Rig};
 use crate::schedule::{Planned, PlannedStream};
@@ -44,6 +45,14 @@ pub(crate) struct RunStats {
     /// typical backend actually gave (the sleep timer's resolution
     /// included).
     pub(crate) mean_service_ms: f64,
+    /// With keyed calls: each backend's cache hits and misses over the
+    /// whole run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cache: Option<Vec<CacheCounts>>,
+    /// The mean factor the caches applied to the service times served (1
+    /// without keyed calls): `mean_service_ms` over it is what a typical
+    /// backend took per miss.
+    pub(crate) service_factor: f64,
     /// Wall-clock seconds the run took, set-up included.
     pub(crate) wall_s: f64,
     /// Each backend's reported and measured load, once a second.
@@ -93,9 +102,13 @@ pub(crate) fn run(
 ) -> Result<RunOutcome, String> {
     let began = Instant::now();
     let attribution = Attribution::new(schedule.len());
-    let fleet = Fleet::spawn(&rig.server, scenario, &attribution)?;
+    let caches = scenario
+        .keys
+        .as_ref()
+        .map(|k| Arc::new(Caches::new(k, scenario.backend_count(), schedule.len())));
+    let fleet = Fleet::spawn(&rig.server, scenario, &attribution, caches.as_ref())?;
     let uris = fleet.uris();
-    if policy == Policy::OrcaLb {
+    if policy.is_orca_lb() {
         capture_picks(Some(PickTarget {
             uris: uris.clone(),
             attribution: attribution.clone(),
@@ -200,6 +213,9 @@ pub(crate) fn run(
             }
         }
         log.concluded(p.t0, latency);
+        if let Some(hit) = caches.as_ref().and_then(|c| c.hit(i)) {
+            log.cache_access(p.t0, hit);
+        }
     }
     let window = to - from;
     for (b, &busy) in sampled.busy_ns.iter().enumerate() {
@@ -255,6 +271,8 @@ pub(crate) fn run(
                 lags.last().map_or(0.0, |&ns| ns as f64 / 1e3),
             ],
             mean_service_ms: service_ms.get(service_ms.len() / 2).copied().unwrap_or(0.0),
+            cache: caches.as_ref().map(|c| c.counts()),
+            service_factor: caches.as_ref().map_or(1.0, |c| c.mean_factor()),
             wall_s: began.elapsed().as_secs_f64(),
             load: sampled.load,
         },
@@ -273,7 +291,7 @@ fn drive(handle: &tokio::runtime::Handle, calls: &Arc<Calls>, schedule: &[Planne
             std::thread::sleep(at - now);
         }
         lags.push(at.elapsed().as_nanos() as u64);
-        handle.spawn(call(calls.clone(), i, p.t0, p.client as usize));
+        handle.spawn(call(calls.clone(), i, *p));
     }
     lags
 }
@@ -321,15 +339,19 @@ async fn stream(calls: Arc<Calls>, s: PlannedStream, run_end: Instant) {
 }
 
 /// One unary call, its deadline counted from its intended send time and
-/// propagated as `grpc-timeout`. No retries.
-async fn call(calls: Arc<Calls>, i: usize, t0: Nanos, client: usize) {
-    let intended = calls.start + Duration::from_nanos(t0);
+/// propagated as `grpc-timeout`, its key (if keyed) as the
+/// [`KEY_METADATA`] entry. No retries.
+async fn call(calls: Arc<Calls>, i: usize, p: Planned) {
+    let intended = calls.start + Duration::from_nanos(p.t0);
     let deadline = intended + calls.deadline;
-    let mut client = calls.clients[client].clone();
+    let mut client = calls.clients[p.client as usize].clone();
     let mut request = tonic::Request::new(HelloRequest {
         name: i.to_string(),
         ..Default::default()
     });
+    if let Some(key) = p.key {
+        request.metadata_mut().insert(KEY_METADATA, key.into());
+    }
     request.set_timeout(deadline.saturating_duration_since(Instant::now()));
     request.extensions_mut().insert(CallId(i as u32));
     let reply = InCall::new(i as u32, async move { client.say_hello(request).await });

@@ -13,6 +13,8 @@ pub(crate) struct Planned {
     pub(crate) t0: Nanos,
     /// Which client sends it.
     pub(crate) client: u32,
+    /// With keyed calls (`[keys]`), its key (see `keys::assign`).
+    pub(crate) key: Option<u32>,
 }
 
 /// A Poisson process at `rate` calls per second over `[0, end)`, each call
@@ -34,6 +36,7 @@ pub(crate) fn poisson(rate: f64, clients: u32, end: Nanos, seed: u64) -> Vec<Pla
         out.push(Planned {
             t0: t,
             client: rng.random_range(0..clients),
+            key: None,
         });
         t += gap(&mut rng);
     }

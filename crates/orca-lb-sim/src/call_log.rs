@@ -96,6 +96,13 @@ impl CallLog {
         self.measurements.busy(backend, start, end);
     }
 
+    /// With keyed calls: the unary call meant for `t0` started service on
+    /// a backend that had its key cached (`hit`) or not. Only calls in the
+    /// measurement window count toward the hit ratio.
+    pub fn cache_access(&mut self, t0: Nanos, hit: bool) {
+        self.measurements.cache_access(t0, hit);
+    }
+
     /// A stream (or a stream opened again after its server ended it at its
     /// max age) meant for `t0` ended; `failed`: with a failure.
     pub fn stream_ended(&mut self, t0: Nanos, failed: bool) {

@@ -8,13 +8,14 @@ use rand::Rng;
 /// Keys `0..count` drawn with probability proportional to `1 / (k + 1)^s`
 /// (Zipf): a few hot keys and a long tail.
 #[derive(Debug, Clone)]
-pub(crate) struct ZipfKeys {
+pub struct ZipfKeys {
     /// The cumulative distribution, ending at 1.
     cdf: Vec<f64>,
 }
 
 impl ZipfKeys {
-    pub(crate) fn new(count: u32, s: f64) -> Self {
+    /// Keys `0..count` with exponent `s`.
+    pub fn new(count: u32, s: f64) -> Self {
         let weights: Vec<f64> = (1..=count).map(|k| f64::from(k).powf(-s)).collect();
         let total: f64 = weights.iter().sum();
         let mut sum = 0.0;
@@ -29,7 +30,7 @@ impl ZipfKeys {
     }
 
     /// One key.
-    pub(crate) fn draw(&self, rng: &mut impl Rng) -> u32 {
+    pub fn draw(&self, rng: &mut impl Rng) -> u32 {
         let u: f64 = rng.random();
         let k = self
             .cdf
@@ -42,7 +43,7 @@ impl ZipfKeys {
 /// A backend's cache of the last `capacity` keys it served (least recently
 /// used evicted).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct KeyCache {
+pub struct KeyCache {
     capacity: usize,
     /// Key to the stamp of its last use.
     stamps: HashMap<u32, u64>,
@@ -52,7 +53,8 @@ pub(crate) struct KeyCache {
 }
 
 impl KeyCache {
-    pub(crate) fn new(capacity: u32) -> Self {
+    /// An empty cache of `capacity` keys.
+    pub fn new(capacity: u32) -> Self {
         Self {
             capacity: capacity as usize,
             ..Self::default()
@@ -61,7 +63,7 @@ impl KeyCache {
 
     /// Serves `key`: whether it was cached; it is cached (most recently
     /// used) after.
-    pub(crate) fn access(&mut self, key: u32) -> bool {
+    pub fn access(&mut self, key: u32) -> bool {
         self.clock += 1;
         let hit = if let Some(old) = self.stamps.insert(key, self.clock) {
             self.order.remove(&old);

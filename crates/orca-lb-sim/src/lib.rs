@@ -114,6 +114,7 @@ use std::time::Instant;
 pub use call_log::CallLog;
 pub use clock::{MILLISECOND, Nanos, SECOND};
 pub use erlang::{ErlangC, erlang_c};
+pub use keys::{KeyCache, ZipfKeys};
 pub use policy::{PEERS, Policy};
 pub use results::{
     BackendStats, Balance, ClientGroupStats, FiredEvent, LatencyStats, PolicyResult, Quantiles,

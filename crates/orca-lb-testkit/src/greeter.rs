@@ -15,6 +15,7 @@ use crate::pb::greeter_server::Greeter;
 use crate::pb::{HelloReply, HelloRequest};
 
 type Hook = Arc<dyn Fn(&Request<HelloRequest>) + Send + Sync>;
+type WorkFactor = Arc<dyn Fn(&Request<HelloRequest>) -> f64 + Send + Sync>;
 
 /// A [`Greeter`] with knobs for tests: a service time, an optional gate that
 /// holds unary calls until the test opens it, a count of calls that entered
@@ -27,6 +28,7 @@ pub struct TestGreeter {
     entered_changed: Arc<Notify>,
     gate: Option<Arc<Semaphore>>,
     hook: Option<Hook>,
+    work_factor: Option<WorkFactor>,
     failing: Arc<Mutex<Option<Code>>>,
 }
 
@@ -51,6 +53,7 @@ impl TestGreeter {
             entered_changed: Arc::default(),
             gate: None,
             hook: None,
+            work_factor: None,
             failing: Arc::default(),
         }
     }
@@ -74,6 +77,17 @@ impl TestGreeter {
         hook: impl Fn(&Request<HelloRequest>) + Send + Sync + 'static,
     ) -> Self {
         self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Multiplies each unary call's drawn service time by what `factor`
+    /// returns for its request, called once the call is served (after any
+    /// gate, not when failing): e.g. a cache model, whose hits are cheaper.
+    pub fn with_work_factor(
+        mut self,
+        factor: impl Fn(&Request<HelloRequest>) -> f64 + Send + Sync + 'static,
+    ) -> Self {
+        self.work_factor = Some(Arc::new(factor));
         self
     }
 
@@ -118,13 +132,14 @@ impl TestGreeter {
         }
     }
 
-    async fn work(&self, work_ms: u32) {
+    async fn work(&self, work_ms: u32, factor: f64) {
         let d = if work_ms > 0 {
             Duration::from_millis(u64::from(work_ms))
         } else {
             let st = *self.service_time.lock();
             st.sample(&mut rand::rng())
         };
+        let d = if factor == 1.0 { d } else { d.mul_f64(factor) };
         if !d.is_zero() {
             tokio::time::sleep(d).await;
         }
@@ -156,12 +171,16 @@ impl Greeter for TestGreeter {
         if let Some(gate) = &self.gate {
             gate.acquire().await.expect("gate never closes").forget();
         }
-        let req = request.into_inner();
         let failing = *self.failing.lock();
         if let Some(code) = failing {
             return Err(Status::new(code, "this backend is failing"));
         }
-        self.work(req.work_ms).await;
+        let factor = self
+            .work_factor
+            .as_ref()
+            .map_or(1.0, |f| f(&request).max(0.0));
+        let req = request.into_inner();
+        self.work(req.work_ms, factor).await;
         if let Some(status) = failure(req.fail_with_code) {
             return Err(status);
         }
@@ -183,7 +202,7 @@ impl Greeter for TestGreeter {
         tokio::spawn(async move {
             let n = req.count.max(1);
             for _ in 0..n {
-                this.work(req.work_ms).await;
+                this.work(req.work_ms, 1.0).await;
                 if tx.send(Ok(this.reply(&req.name))).await.is_err() {
                     return;
                 }
@@ -232,7 +251,7 @@ impl Greeter for TestGreeter {
                     Ok(req) => match failure(req.fail_with_code) {
                         Some(status) => (Err(status), true),
                         None => {
-                            this.work(req.work_ms).await;
+                            this.work(req.work_ms, 1.0).await;
                             (Ok(this.reply(&req.name)), false)
                         }
                     },
