@@ -146,6 +146,16 @@ impl TestGreeter {
     }
 }
 
+/// A work factor as the greeter applies it: from 0 to 1,000; anything not
+/// finite counts as 1 (the drawn time as it is).
+fn work_factor(f: f64) -> f64 {
+    if f.is_finite() {
+        f.clamp(0.0, 1e3)
+    } else {
+        1.0
+    }
+}
+
 fn failure(code: u32) -> Option<Status> {
     (code != 0).then(|| {
         Status::new(
@@ -178,7 +188,7 @@ impl Greeter for TestGreeter {
         let factor = self
             .work_factor
             .as_ref()
-            .map_or(1.0, |f| f(&request).max(0.0));
+            .map_or(1.0, |f| work_factor(f(&request)));
         let req = request.into_inner();
         self.work(req.work_ms, factor).await;
         if let Some(status) = failure(req.fail_with_code) {
@@ -263,5 +273,48 @@ impl Greeter for TestGreeter {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServiceTime;
+
+    fn named(name: &str) -> Request<HelloRequest> {
+        Request::new(HelloRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_work_factor_scales_the_service_time_and_garbage_counts_as_one() {
+        let greeter = TestGreeter::new("a")
+            .with_service_time(ServiceTime::Fixed(Duration::from_millis(100)))
+            .with_work_factor(
+                |r: &Request<HelloRequest>| match r.get_ref().name.as_str() {
+                    "hit" => 0.5,
+                    "nan" => f64::NAN,
+                    "inf" => f64::INFINITY,
+                    "negative" => -3.0,
+                    _ => 1.0,
+                },
+            );
+        for (name, expected_ms) in [
+            ("hit", 50),
+            ("miss", 100),
+            ("nan", 100),
+            ("inf", 100),
+            ("negative", 0),
+        ] {
+            let start = tokio::time::Instant::now();
+            greeter.say_hello(named(name)).await.expect("reply");
+            assert_eq!(
+                start.elapsed(),
+                Duration::from_millis(expected_ms),
+                "{name}"
+            );
+        }
     }
 }
