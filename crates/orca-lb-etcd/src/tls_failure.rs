@@ -28,6 +28,10 @@ pub(crate) fn classify(status: &tonic::Status, transport: Option<Transport>) -> 
     let text = chain.to_ascii_lowercase();
     let has = |pattern: &str| text.contains(pattern);
     let closed = has("tls handshake eof")
+        || has("close_notify")
+        || has("unexpected eof")
+        || has("unexpectedeof")
+        || has("early eof")
         || has("brokenpipe")
         || has("broken pipe")
         || has("connectionreset")
