@@ -57,6 +57,8 @@ pub(crate) fn classify(status: &tonic::Status, transport: Option<Transport>) -> 
         && (has("frame with invalid size")
             || has("connection closed")
             || has("connection error")
+            || has("protocol error")
+            || has("http2 error")
             || closed)
     {
         "etcd broke off a plain HTTP/2 connection: is it serving TLS (https://) on this port?"
