@@ -126,17 +126,6 @@ pub fn exit_code(result: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
     let Err(e) = result else {
         return ExitCode::SUCCESS;
     };
-    let mut line = format!("error: {e}");
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Many errors repeat their cause in their own message.
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    eprintln!("{line}");
+    eprintln!("error: {}", orca_lb_core::error_chain(e.as_ref()));
     ExitCode::FAILURE
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use orca_lb_core::append_sources;
 use tonic::{Code, Status};
 
 use crate::error::BalanceError;
@@ -58,17 +59,4 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     append_sources(&mut text, e.source());
     text
-}
-
-/// Appends `source` and its own sources to `text`, each after `": "`,
-/// leaving out any whose text `text` already shows.
-fn append_sources(text: &mut String, mut source: Option<&(dyn std::error::Error + 'static)>) {
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
 }

@@ -101,6 +101,7 @@ mod circuit_breaker;
 mod ejection_budget;
 mod endpoint_policy;
 mod endpoint_state;
+mod error_chain;
 mod error_rate;
 pub mod escaped;
 mod ewma;
@@ -141,6 +142,7 @@ pub use endpoint_state::{
     CostTerms, EXPLORATION, EndpointState, Estimate, LocalLoad, MIN_CLAIM_CHECK_SAMPLES,
     MIN_WARM_UP_SHARE,
 };
+pub use error_chain::{append_sources, error_chain};
 pub use error_rate::ErrorRate;
 pub use escaped::{DisplayName, MAX_NAME_CHARS};
 pub use ewma::Ewma;

@@ -140,21 +140,7 @@ impl From<ConfigError> for EtcdError {
     }
 }
 
-/// An error and its sources, as one line.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        // Wrappers often repeat their source's text.
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
-}
+pub(crate) use orca_lb_core::error_chain;
 
 /// An etcd value under the discovery prefix does not describe an endpoint in
 /// the format it was read as.
