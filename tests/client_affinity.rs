@@ -66,14 +66,6 @@ fn key_owned_by(urls: &[String], url: &str) -> String {
         .unwrap()
 }
 
-fn state_of(b: &Balancer, url: &str) -> orca_lb_client::EndpointSnapshot {
-    b.snapshot()
-        .endpoints
-        .into_iter()
-        .find(|e| e.key == url)
-        .expect("endpoint known")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_key_goes_to_the_same_backend_and_unkeyed_calls_spread() {
     let bs = client::backends(&[("a", 1, 8), ("b", 1, 8), ("c", 1, 8), ("d", 1, 8)]).await;
@@ -134,12 +126,12 @@ async fn keys_move_off_an_ejected_backend_and_come_back() {
         assert_eq!(call_keyed(&b, &key).await, elsewhere);
     }
     // An ejected owner did not pass its key on because of load.
-    assert_eq!(state_of(&b, &urls[0]).passed_on, 0);
+    assert_eq!(client::endpoint_state(&b, &urls[0]).passed_on, 0);
 
     // Healed and closed again (unkeyed calls carry the probe): back home.
     bs[0].greeter().set_failing(None);
     let mut calls = GreeterClient::new(b.clone());
-    while state_of(&b, &urls[0]).breaker != BreakerState::Closed {
+    while client::endpoint_state(&b, &urls[0]).breaker != BreakerState::Closed {
         let _ = within("call", calls.say_hello(HelloRequest::default())).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -173,7 +165,7 @@ async fn keys_move_off_a_loaded_backend_and_come_back() {
         async move { call_keyed(&b, &key).await }
     });
     wait_until("a call in flight on the owner", || {
-        state_of(&b, &urls[0]).in_flight == 1
+        client::endpoint_state(&b, &urls[0]).in_flight == 1
     })
     .await;
 
@@ -183,17 +175,20 @@ async fn keys_move_off_a_loaded_backend_and_come_back() {
     for _ in 0..9 {
         assert_eq!(call_keyed(&b, &key).await, next);
     }
-    let owner = state_of(&b, &urls[0]);
+    let owner = client::endpoint_state(&b, &urls[0]);
     assert_eq!(owner.passed_on, 10, "{owner:?}");
 
     // Load gone: the key is home again.
     bs[0].greeter().open_gate(100);
     assert_eq!(within("held call", held).await.unwrap(), "slow");
-    wait_until("the owner idle", || state_of(&b, &urls[0]).in_flight == 0).await;
+    wait_until("the owner idle", || {
+        client::endpoint_state(&b, &urls[0]).in_flight == 0
+    })
+    .await;
     for _ in 0..5 {
         assert_eq!(call_keyed(&b, &key).await, "slow");
     }
-    assert_eq!(state_of(&b, &urls[0]).passed_on, 10);
+    assert_eq!(client::endpoint_state(&b, &urls[0]).passed_on, 10);
 }
 
 #[tokio::test]

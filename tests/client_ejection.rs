@@ -25,14 +25,6 @@ fn breaker_config(consecutive: u32, base_ejection: Duration) -> BalancerConfig {
     )
 }
 
-fn state_of(b: &Balancer, url: &str) -> orca_lb_client::EndpointSnapshot {
-    b.snapshot()
-        .endpoints
-        .into_iter()
-        .find(|e| e.key == url)
-        .expect("endpoint known")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_backend_is_ejected_and_gets_no_calls_while_open() {
     let bs = client::backends(&[("a", 1, 4), ("b", 1, 4), ("bad", 1, 4)]).await;
@@ -41,7 +33,7 @@ async fn a_failing_backend_is_ejected_and_gets_no_calls_while_open() {
     let b = client::balancer(breaker_config(3, Duration::from_secs(60)), &bs).await;
 
     let failures = client::eject(&b, &bs[2].url()).await;
-    let bad = state_of(&b, &bs[2].url());
+    let bad = client::endpoint_state(&b, &bs[2].url());
     assert_eq!(bad.breaker, BreakerState::Open, "{bad:?}");
     assert!(matches!(
         bad.last_transition,
@@ -82,11 +74,11 @@ async fn an_ejected_backend_comes_back_after_its_ejection_time() {
     let probe = b.clone();
     let mut calls = GreeterClient::new(b.clone());
     let deadline = tokio::time::Instant::now() + orca_lb_tests::WAIT_LIMIT;
-    while state_of(&probe, &url).breaker != BreakerState::Closed {
+    while client::endpoint_state(&probe, &url).breaker != BreakerState::Closed {
         assert!(
             tokio::time::Instant::now() < deadline,
             "never recovered: {:?}",
-            state_of(&probe, &url)
+            client::endpoint_state(&probe, &url)
         );
         calls.say_hello(HelloRequest::default()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -198,7 +190,7 @@ async fn a_killed_backend_loses_only_the_calls_in_flight_to_it() {
     let after = within("calls", client::drive(&b, 200, 4)).await;
     assert!(after.failed.is_empty(), "{:?}", after.failed);
     assert_eq!(after.ok("doomed"), 0);
-    let dead = state_of(&b, &url);
+    let dead = client::endpoint_state(&b, &url);
     assert!(dead.recent_failures >= 1, "{dead:?}");
 }
 
@@ -277,7 +269,7 @@ async fn a_backend_reporting_sustained_overload_is_ejected() {
     // Out-of-band reports alone carry the news: no call is needed.
     wait_until("the hot backend is ejected for overload", || {
         matches!(
-            state_of(&b, &bs[2].url()).last_transition,
+            client::endpoint_state(&b, &bs[2].url()).last_transition,
             Some((_, BreakerState::Open, Some(OpenReason::Overload(_))))
         )
     })

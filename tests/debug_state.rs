@@ -86,8 +86,8 @@ async fn scenario() -> Scenario {
     // Every healthy endpoint's load has arrived (out of band), the deep
     // queue included.
     wait_until("every load reported", || {
-        let a = endpoint(&balancer, &backends[A].url());
-        let deep = endpoint(&balancer, &backends[DEEP].url());
+        let a = client::endpoint_state(&balancer, &backends[A].url());
+        let deep = client::endpoint_state(&balancer, &backends[DEEP].url());
         a.service_time.is_some() && deep.service_time.is_some() && deep.queue_depth == Some(40.0)
     })
     .await;
@@ -102,14 +102,6 @@ async fn scenario() -> Scenario {
         server,
         _balancer: balancer,
     }
-}
-
-fn endpoint(b: &Balancer, url: &str) -> orca_lb_client::EndpointSnapshot {
-    b.snapshot()
-        .endpoints
-        .into_iter()
-        .find(|e| e.key == url)
-        .expect("endpoint known")
 }
 
 async fn debug_client(server: &DebugServer) -> BalancerDebugClient<Channel> {

@@ -151,6 +151,20 @@ pub mod client {
         panic!("{url} never ejected: {:#?}", balancer.snapshot());
     }
 
+    /// The balancer's snapshot of the endpoint at `url`.
+    ///
+    /// # Panics
+    ///
+    /// If the balancer does not know it.
+    pub fn endpoint_state(balancer: &Balancer, url: &str) -> orca_lb_client::EndpointSnapshot {
+        balancer
+            .snapshot()
+            .endpoints
+            .into_iter()
+            .find(|e| e.key == url)
+            .expect("endpoint known")
+    }
+
     /// A balancer over `backends`, once it has discovered them all.
     pub async fn balancer(config: BalancerConfig, backends: &[Backend]) -> Balancer {
         let b =
