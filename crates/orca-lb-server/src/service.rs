@@ -172,9 +172,13 @@ mod tests {
     use crate::{FixedSampler, ReportingLayer};
 
     /// A handler that answers with a gRPC OK in its trailers and says whether
-    /// it found a `CallRecorder`.
-    #[derive(Clone)]
-    struct Probe;
+    /// it found a `CallRecorder`; with a `cost`, it records it as the
+    /// request cost `db_reads`, and with `kept`, it keeps its recorder there.
+    #[derive(Clone, Default)]
+    struct Probe {
+        cost: Option<f64>,
+        kept: Option<Arc<parking_lot::Mutex<Option<CallRecorder>>>>,
+    }
 
     impl Service<Request<()>> for Probe {
         type Response = Response<http_body_util::combinators::BoxBody<bytes::Bytes, Infallible>>;
@@ -186,42 +190,20 @@ mod tests {
         }
 
         fn call(&mut self, req: Request<()>) -> Self::Future {
-            let found = req.extensions().get::<CallRecorder>().is_some();
+            let recorder = req.extensions().get::<CallRecorder>();
+            if let (Some(recorder), Some(cost)) = (recorder, self.cost) {
+                recorder.record_request_cost("db_reads", cost).unwrap();
+            }
+            if let (Some(recorder), Some(kept)) = (recorder, &self.kept) {
+                *kept.lock() = Some(recorder.clone());
+            }
             let mut trailers = http::HeaderMap::new();
             trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-            let body = Full::new(bytes::Bytes::from(if found { "found" } else { "none" }))
+            let found = if recorder.is_some() { "found" } else { "none" };
+            let body = Full::new(bytes::Bytes::from(found))
                 .with_trailers(std::future::ready(Some(Ok(trailers))))
                 .boxed();
             std::future::ready(Ok(Response::new(body)))
-        }
-    }
-
-    /// A handler that records the request cost it is given, if any, and
-    /// keeps its recorder in `kept` when asked to.
-    #[derive(Clone, Default)]
-    struct Recording {
-        cost: Option<f64>,
-        kept: Option<Arc<parking_lot::Mutex<Option<CallRecorder>>>>,
-    }
-
-    impl Service<Request<()>> for Recording {
-        type Response = Response<http_body_util::combinators::BoxBody<bytes::Bytes, Infallible>>;
-        type Error = Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, req: Request<()>) -> Self::Future {
-            let recorder = req.extensions().get::<CallRecorder>().expect("recorder");
-            if let Some(cost) = self.cost {
-                recorder.record_request_cost("db_reads", cost).unwrap();
-            }
-            if let Some(kept) = &self.kept {
-                *kept.lock() = Some(recorder.clone());
-            }
-            Probe.call(req)
         }
     }
 
@@ -258,12 +240,12 @@ mod tests {
             .build()
             .unwrap();
         // One thread: the second call gets the first call's recorder back.
-        let mut recording = layer.layer(Recording {
+        let mut recording = layer.layer(Probe {
             cost: Some(3.0),
             kept: None,
         });
         assert!(mentions(&report_of(&mut recording).await, "db_reads"));
-        let mut silent = layer.layer(Recording::default());
+        let mut silent = layer.layer(Probe::default());
         for _ in 0..3 {
             let report = report_of(&mut silent).await;
             assert!(!mentions(&report, "db_reads"), "{report:?}");
@@ -277,7 +259,7 @@ mod tests {
             .build()
             .unwrap();
         let kept = Arc::new(parking_lot::Mutex::new(None));
-        let mut svc = layer.layer(Recording {
+        let mut svc = layer.layer(Probe {
             cost: Some(1.0),
             kept: Some(kept.clone()),
         });
@@ -288,7 +270,7 @@ mod tests {
             Err(crate::RecordError::CallEnded)
         );
         // The kept recorder was not handed to the next call.
-        let mut silent = layer.layer(Recording::default());
+        let mut silent = layer.layer(Probe::default());
         let report = report_of(&mut silent).await;
         assert!(!mentions(&report, "db_reads") && !mentions(&report, "late"));
         drop(late);
@@ -309,7 +291,7 @@ mod tests {
     }
 
     async fn call_with(layer: &ReportingLayer, content_type: &str) -> (String, bool) {
-        let mut svc = layer.layer(Probe);
+        let mut svc = layer.layer(Probe::default());
         let response = svc.call(request(content_type)).await.unwrap();
         let collected = response.into_body().collect().await.unwrap();
         let has_report = collected
@@ -345,7 +327,7 @@ mod tests {
             call_with(&layer, "application/json").await,
             ("none".to_string(), false)
         );
-        let mut svc = layer.layer(Probe);
+        let mut svc = layer.layer(Probe::default());
         let pending = svc.call(request("text/html"));
         assert_eq!(recorder.in_flight(), 0, "a plain HTTP request is no call");
         drop(pending);
