@@ -41,6 +41,9 @@ pub(crate) struct Job {
     pub(crate) delay: Nanos,
     /// Its key, for a keyed unary call.
     pub(crate) key: Option<u32>,
+    /// The client offers it to be handed back unserved (it will pick
+    /// again).
+    pub(crate) may_hand_back: bool,
 }
 
 /// One backend, counting what `orca-lb-server` counts: calls in flight
@@ -154,6 +157,11 @@ impl Backend {
     /// Whether a worker is free.
     pub(crate) fn has_free_worker(&self) -> bool {
         self.busy < self.capacity
+    }
+
+    /// Calls waiting for a worker.
+    pub(crate) fn waiting(&self) -> usize {
+        self.queue.len()
     }
 
     /// The call waits for a worker.

@@ -22,6 +22,10 @@ pub(crate) struct Call {
     pub(crate) t0: Nanos,
     pub(crate) stream: bool,
     pub(crate) probe: bool,
+    /// When this attempt was picked (later than `t0` after a hand-back).
+    pub(crate) picked: Nanos,
+    /// Times it was handed back and picked again.
+    pub(crate) hand_backs: u32,
 }
 
 #[derive(Debug)]
@@ -59,6 +63,14 @@ impl Calls {
                 CallRef { id, generation: 0 }
             }
         }
+    }
+
+    /// The call `r` refers to, if still there.
+    pub(crate) fn get_mut(&mut self, r: CallRef) -> Option<&mut Call> {
+        self.slots
+            .get_mut(r.id as usize)
+            .filter(|s| s.generation == r.generation)
+            .and_then(|s| s.call.as_mut())
     }
 
     /// Takes the call out, if it is still there.

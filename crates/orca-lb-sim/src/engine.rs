@@ -66,6 +66,9 @@ enum Ev {
         failed: bool,
         report: Option<LoadSnapshot>,
         reopen: Option<Reopen>,
+        /// The server handed the call back unserved: its random numbers
+        /// and key, for the client to send it again.
+        handed_back: Option<(Draw, Option<u32>)>,
     },
     /// The spread of open streams is due for a sample (after a scale-out).
     Balance,
@@ -124,6 +127,9 @@ pub(crate) struct Run<'a> {
     present: usize,
     measurements: Measurements,
     reads_reports: bool,
+    /// The servers hand back a unary call its client offers when no worker
+    /// is free and at least this many calls wait.
+    hand_back_queue_depth: Option<u32>,
     delay: Nanos,
     /// With zones: each backend's and each client's zone (as an index), and
     /// the extra one-way delay between zones.
@@ -300,6 +306,7 @@ impl<'a> Run<'a> {
             present,
             measurements,
             reads_reports,
+            hand_back_queue_depth: scenario.sim.hand_back_queue_depth,
             delay: scenario.network_delay(),
             zones: ZoneMap::new(scenario),
             deadline: scenario.deadline(),
@@ -381,6 +388,17 @@ impl<'a> Run<'a> {
                 failed,
                 report,
                 reopen,
+                handed_back: Some((draw, key)),
+            } => {
+                debug_assert!(!failed && reopen.is_none());
+                self.on_handed_back(now, call, report, draw, key);
+            }
+            Ev::Response {
+                call,
+                failed,
+                report,
+                reopen,
+                handed_back: None,
             } => self.on_response(now, call, failed, report, reopen),
             Ev::Balance => {
                 self.measurements
@@ -507,6 +525,8 @@ impl<'a> Run<'a> {
             t0: now,
             stream,
             probe,
+            picked: now,
+            hand_backs: 0,
         });
         let delay = match route {
             Route::Backend(b) => self.delay_between(client, b as usize),
@@ -521,6 +541,9 @@ impl<'a> Run<'a> {
             rif: 0,
             delay,
             key,
+            may_hand_back: !stream
+                && matches!(route, Route::Backend(_))
+                && self.clients[client].hand_backs() > 0,
         };
         if !stream {
             self.deadlines.push_back((now + self.deadline, call));
@@ -564,6 +587,27 @@ impl<'a> Run<'a> {
     fn on_server_arrive(&mut self, now: Nanos, backend: usize, mut job: Job) {
         let stream = job.stream_for > 0;
         let b = &mut self.backends[backend];
+        if job.may_hand_back
+            && !b.fail_fast
+            && !b.has_free_worker()
+            && self
+                .hand_back_queue_depth
+                .is_some_and(|q| b.waiting() >= q as usize)
+        {
+            // Handed back unserved: answered at once, with a report.
+            let report = self.reads_reports.then(|| b.snapshot(now));
+            self.queue.push(
+                now + job.delay,
+                Ev::Response {
+                    call: job.call,
+                    failed: false,
+                    report,
+                    reopen: None,
+                    handed_back: Some((job.draw, job.key)),
+                },
+            );
+            return;
+        }
         job.arrived = now;
         job.rif = b.in_flight();
         b.call_started(stream);
@@ -714,6 +758,7 @@ impl<'a> Run<'a> {
                 failed,
                 report,
                 reopen,
+                handed_back: None,
             },
         );
     }
@@ -748,7 +793,9 @@ impl<'a> Run<'a> {
                 stream: call.stream,
                 probe: call.probe,
                 failed,
-                latency: (!call.stream).then_some(latency),
+                // This attempt's: from its pick (later than `t0` after a
+                // hand-back).
+                latency: (!call.stream).then_some(now - call.picked),
                 report: report.as_ref(),
                 now,
             });
@@ -758,6 +805,63 @@ impl<'a> Run<'a> {
         if let Some(r) = reopen {
             self.send(now, call.client as usize, r.draw, r.rest, None);
         }
+    }
+
+    /// A call came back handed back: its client picks again and sends it
+    /// on, no longer offered once its hand-backs are spent.
+    fn on_handed_back(
+        &mut self,
+        now: Nanos,
+        r: CallRef,
+        report: Option<LoadSnapshot>,
+        draw: Draw,
+        key: Option<u32>,
+    ) {
+        // Gone: the client gave up at the deadline.
+        let Some(call) = self.calls.get_mut(r) else {
+            return;
+        };
+        let Route::Backend(backend) = call.route else {
+            unreachable!("only calls sent to a backend are handed back");
+        };
+        let client = call.client as usize;
+        let report = report.map(|s| decoded_report(&s));
+        let picked = call.picked;
+        let Some(p) =
+            self.clients[client].repick_handed_back(backend as usize, report.as_ref(), picked, now)
+        else {
+            let call = self.calls.remove(r).expect("present");
+            self.measurements.concluded_by(call.client, call.t0, None);
+            return;
+        };
+        let call = self.calls.get_mut(r).expect("present");
+        call.hand_backs += 1;
+        call.picked = now;
+        call.route = Route::Backend(backend_index(p.backend));
+        call.probe = p.probe;
+        let may_hand_back = call.hand_backs < self.clients[client].hand_backs();
+        let t0 = call.t0;
+        self.measurements.handed_back(t0);
+        let delay = self.delay_between(client, p.backend);
+        let job = Job {
+            call: r,
+            t0,
+            draw,
+            stream_for: 0,
+            arrived: 0,
+            rif: 0,
+            delay,
+            key,
+            may_hand_back,
+        };
+        self.measurements.sent(now, p.backend);
+        self.queue.push(
+            now + delay,
+            Ev::ServerArrive {
+                backend: p.backend,
+                job,
+            },
+        );
     }
 
     fn on_deadline(&mut self, now: Nanos, r: CallRef) {
@@ -774,7 +878,7 @@ impl<'a> Run<'a> {
                 stream: false,
                 probe: call.probe,
                 failed: true,
-                latency: Some(now - call.t0),
+                latency: Some(now - call.picked),
                 report: None,
                 now,
             });

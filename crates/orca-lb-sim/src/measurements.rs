@@ -51,6 +51,8 @@ pub(crate) struct Measurements {
     /// With keyed calls: measured unary calls whose key their backend had
     /// cached, and all measured keyed calls served.
     cache: Option<(u64, u64)>,
+    /// Measured unary calls a server handed back, counted once per hand-back.
+    hand_backs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +133,7 @@ impl Measurements {
             split_at: 0,
             cross_zone: scenario.zones.as_ref().map(|_| (0, 0)),
             cache: scenario.keys.as_ref().map(|_| (0, 0)),
+            hand_backs: 0,
         }
     }
 
@@ -165,6 +168,7 @@ impl Measurements {
             a.0 += b.0;
             a.1 += b.1;
         }
+        self.hand_backs += other.hand_backs;
         add(&mut self.sent, other.sent);
         add(&mut self.busy, other.busy);
         let add32 = |a: &mut Vec<u32>, b: Vec<u32>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
@@ -188,6 +192,13 @@ impl Measurements {
 
     fn in_measure(&self, t: Nanos) -> bool {
         (self.measure.0..self.measure.1).contains(&t)
+    }
+
+    /// A server handed back a unary call meant for `t0`.
+    pub(crate) fn handed_back(&mut self, t0: Nanos) {
+        if self.in_measure(t0) {
+            self.hand_backs += 1;
+        }
     }
 
     /// A unary call meant for `t0` went to `backend`.
@@ -386,6 +397,7 @@ impl Measurements {
                 stats: stats(l, deadline),
             })
             .collect();
+        let calls = self.measured.ok.len() as u64 + self.measured.errors;
         PolicyResult {
             policy: policy.to_owned(),
             measure: stats(self.measured, deadline),
@@ -409,6 +421,7 @@ impl Measurements {
                 .cache
                 .filter(|&(_, all)| all > 0)
                 .map(|(hits, all)| hits as f64 / all as f64),
+            hand_backs: (self.hand_backs > 0).then(|| self.hand_backs as f64 / calls.max(1) as f64),
         }
     }
 }

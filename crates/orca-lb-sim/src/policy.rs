@@ -314,6 +314,25 @@ pub(crate) trait Client {
         self.pick(stream, now)
     }
 
+    /// How many times a server may hand one unary call back unserved for
+    /// this client to pick again (0: its calls are never offered).
+    fn hand_backs(&self) -> u32 {
+        0
+    }
+
+    /// A unary call picked at `picked` on `backend` was handed back
+    /// unserved with `report`: forget it there and pick again, avoiding
+    /// `backend`.
+    fn repick_handed_back(
+        &mut self,
+        _backend: usize,
+        _report: Option<&LoadReport>,
+        _picked: Nanos,
+        _now: Nanos,
+    ) -> Option<Pick> {
+        None
+    }
+
     /// A call (or stream) ended.
     fn done(&mut self, done: Done<'_>);
 

@@ -95,6 +95,10 @@ pub struct PolicyResult {
     /// their backend had cached (served faster).
     #[serde(default)]
     pub hit_ratio: Option<f64>,
+    /// Hand-backs per measured unary call: calls a busy server answered
+    /// unserved for the client to pick again (`None`: none).
+    #[serde(default)]
+    pub hand_backs: Option<f64>,
 }
 
 /// The measured calls of one group of clients.

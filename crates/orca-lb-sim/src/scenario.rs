@@ -298,6 +298,12 @@ pub struct SimSettings {
     /// gRPC's weighted round robin weighs backends by it.
     #[serde(default)]
     pub utilization_includes_queue: bool,
+    /// The servers hand a unary call back unserved, when its client offers
+    /// it (orca-lb with `hand_backs` above 0), if no worker is free and at
+    /// least this many calls wait (`ReportingConfig::hand_back_queue_depth`,
+    /// default 1); none: never.
+    #[serde(default = "default_hand_back_queue_depth")]
+    pub hand_back_queue_depth: Option<u32>,
     /// Overrides of orca-lb's production defaults, for every orca-lb run.
     #[serde(default)]
     pub orca: OrcaOverrides,
@@ -312,10 +318,15 @@ impl Default for SimSettings {
             network_delay_us: default_delay_us(),
             oob_period_ms: None,
             utilization_includes_queue: false,
+            hand_back_queue_depth: default_hand_back_queue_depth(),
             orca: OrcaOverrides::default(),
             variants: Vec::new(),
         }
     }
+}
+
+fn default_hand_back_queue_depth() -> Option<u32> {
+    Some(1)
 }
 
 fn one() -> u32 {

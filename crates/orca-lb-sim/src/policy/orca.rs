@@ -239,7 +239,8 @@ impl OrcaLb {
                 // The experiments: the other clients' expected picks since
                 // the report count as calls in flight; a cubic penalty on
                 // the backlog over the slots.
-                let extra = f64::from(since_report[i]) * herding.pick_compensation * others;
+                let extra = f64::from(since_report[i]) * herding.pick_compensation * others
+                    + f64::from(local.in_flight) * herding.own_compensation * others;
                 local.in_flight += extra.round() as u32;
                 let score = endpoints[i].pick_view(score_config).score(local, &pick)?;
                 if herding.cubic_penalty == 0.0 || score == Score::ZERO {
@@ -294,17 +295,19 @@ impl OrcaLb {
         let t = self.endpoints[i].on_report(report, self.local[i], may_eject, self.clock.at(now));
         self.after(t);
     }
-}
 
-impl Client for OrcaLb {
-    /// `Balancer::pick` and `CallGuard::new`.
-    fn pick(&mut self, stream: bool, at: Nanos) -> Option<Pick> {
+    /// `Balancer::pick`, passing over `excluded`.
+    fn pick_avoiding(
+        &mut self,
+        stream: bool,
+        mut excluded: Option<usize>,
+        at: Nanos,
+    ) -> Option<Pick> {
         let now = self.clock.at(at);
         let panic = self.panic;
         // Endpoints still warming up are considered with probability equal
         // to their warm-up share: one draw per pick.
         let mut warm_up: f64 = self.rng.random();
-        let mut excluded = None;
         // A HalfOpen endpoint whose probe budget is gone is excluded and
         // replaced.
         for _ in 0..2 {
@@ -315,6 +318,33 @@ impl Client for OrcaLb {
             }
         }
         None
+    }
+}
+
+impl Client for OrcaLb {
+    /// `Balancer::pick` and `CallGuard::new`.
+    fn pick(&mut self, stream: bool, at: Nanos) -> Option<Pick> {
+        self.pick_avoiding(stream, None, at)
+    }
+
+    fn hand_backs(&self) -> u32 {
+        self.config.hand_backs
+    }
+
+    /// `CallGuard::finish_handed_back` and `Balancer::repick`.
+    fn repick_handed_back(
+        &mut self,
+        backend: usize,
+        report: Option<&LoadReport>,
+        picked: Nanos,
+        now: Nanos,
+    ) -> Option<Pick> {
+        self.local[backend].in_flight -= 1;
+        self.started[backend] -= u128::from(picked);
+        if let Some(report) = report {
+            self.on_report(backend, report, now);
+        }
+        self.pick_avoiding(false, Some(backend), now)
     }
 
     /// `Balancer::ring_pick`: a keyed call to the first endpoint on the

@@ -65,6 +65,7 @@ pub fn table(results: &Results) -> String {
     latency_table(&mut out, results, false);
     out.push('\n');
     balance_table(&mut out, results);
+    hand_backs_line(&mut out, results);
     if results.policies.iter().any(|p| !p.client_groups.is_empty()) {
         out.push('\n');
         groups_table(&mut out, results);
@@ -121,6 +122,23 @@ fn latency_table(out: &mut String, results: &Results, event: bool) {
             times(r(|s| s.all.p99_ms)),
             times(r(|s| s.all.p999_ms)),
             ms(s.success.p999_ms),
+        );
+    }
+}
+
+/// The calls busy servers handed back, per measured call, for the policies
+/// whose calls they may hand back.
+fn hand_backs_line(out: &mut String, results: &Results) {
+    let handed: Vec<String> = results
+        .policies
+        .iter()
+        .filter_map(|p| p.hand_backs.map(|h| format!("{} {h:.2}", p.policy)))
+        .collect();
+    if !handed.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nHand-backs per measured call: {}.",
+            handed.join(", ")
         );
     }
 }

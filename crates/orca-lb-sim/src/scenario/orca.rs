@@ -26,6 +26,9 @@ pub struct OrcaConfig {
     pub maintenance_interval: Nanos,
     /// Out-of-band report period, if subscribed.
     pub oob_period: Option<Nanos>,
+    /// `BalancerConfig::hand_backs`: times a busy server may hand one unary
+    /// call back unserved for another pick (0: calls are never offered).
+    pub hand_backs: u32,
     /// Experiments on herding between many clients, off by default.
     pub herding: HerdingExperiment,
     /// Locality (`BalancerConfig::locality`): prefer backends in the
@@ -77,6 +80,11 @@ pub struct HerdingExperiment {
     /// whose expected backlog exceeds its slots costs much more. 0 turns it
     /// off.
     pub cubic_penalty: f64,
+    /// Compensation for this client's own unary calls in flight: each
+    /// counts `1 + own_compensation * (n - 1)` calls in the backlog
+    /// (rounded), `n` the number of clients: the calls the other clients,
+    /// drawing like this one, are expected to have there. 0 turns it off.
+    pub own_compensation: f64,
 }
 
 impl Default for OrcaConfig {
@@ -87,6 +95,7 @@ impl Default for OrcaConfig {
             ejection: EjectionBudget::default(),
             maintenance_interval: 50 * crate::clock::MILLISECOND,
             oob_period: None,
+            hand_backs: 1,
             herding: HerdingExperiment::default(),
             locality: None,
         }
@@ -116,6 +125,12 @@ impl OrcaConfig {
             return Err(format!(
                 "pick_compensation must be >= 0, got {}",
                 h.pick_compensation
+            ));
+        }
+        if !(h.own_compensation >= 0.0 && h.own_compensation.is_finite()) {
+            return Err(format!(
+                "own_compensation must be >= 0, got {}",
+                h.own_compensation
             ));
         }
         if !(h.cubic_penalty >= 0.0 && h.cubic_penalty.is_finite()) {
@@ -197,6 +212,10 @@ pub struct OrcaOverrides {
     pub pick_compensation: Option<f64>,
     /// [`HerdingExperiment::cubic_penalty`].
     pub cubic_penalty: Option<f64>,
+    /// [`HerdingExperiment::own_compensation`].
+    pub own_compensation: Option<f64>,
+    /// [`OrcaConfig::hand_backs`].
+    pub hand_backs: Option<u32>,
     /// Locality on (true) or off ([`OrcaConfig::locality`]).
     pub locality: Option<bool>,
     /// [`LocalitySettings::threshold`] (turns locality on).
@@ -305,6 +324,12 @@ impl OrcaOverrides {
         }
         if let Some(v) = self.cubic_penalty {
             c.herding.cubic_penalty = v;
+        }
+        if let Some(v) = self.own_compensation {
+            c.herding.own_compensation = v;
+        }
+        if let Some(v) = self.hand_backs {
+            c.hand_backs = v;
         }
         if self.locality == Some(false) {
             c.locality = None;
