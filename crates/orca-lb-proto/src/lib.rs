@@ -100,6 +100,23 @@ pub const STREAM_ENDED_TRAILER: &str = "orca-lb-stream-ended";
 /// The value of [`STREAM_ENDED_TRAILER`] for a stream ended at its max age.
 pub const STREAM_ENDED_MAX_AGE: &str = "max-age";
 
+/// The request header with which an `orca-lb-client` offers a unary call to
+/// be handed back: the client holds the whole request and will send it to
+/// another backend if this one answers it unserved (value `1`). Servers that
+/// do not know it ignore it.
+pub const MAY_HAND_BACK_HEADER: &str = "orca-lb-may-hand-back";
+
+/// The header of a trailers-only `UNAVAILABLE` response with which an
+/// `orca-lb-server` hands back a call offered with [`MAY_HAND_BACK_HEADER`]
+/// (value `busy`): every worker slot was taken and calls were already
+/// waiting, so the handler never ran and the client may pick another
+/// backend at once. The response carries the server's load report like any
+/// other.
+pub const HANDED_BACK_HEADER: &str = "orca-lb-handed-back";
+
+/// The value of [`HANDED_BACK_HEADER`].
+pub const HANDED_BACK_BUSY: &str = "busy";
+
 // The README's examples, run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

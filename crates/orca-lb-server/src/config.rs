@@ -60,6 +60,21 @@ pub struct ReportingConfig {
     /// arriving with the queue full is answered `RESOURCE_EXHAUSTED` at once.
     /// Default: 1024.
     pub max_queue_depth: usize,
+    /// Hand back a unary call that an `orca-lb-client` offers (the
+    /// [`MAY_HAND_BACK_HEADER`](orca_lb_proto::MAY_HAND_BACK_HEADER) request
+    /// header) when every worker slot is taken and at least this many calls
+    /// already wait (with `capacity`): the call is answered at once, its
+    /// handler never run, with a trailers-only `UNAVAILABLE`, the
+    /// [`HANDED_BACK_HEADER`](orca_lb_proto::HANDED_BACK_HEADER) header and
+    /// the load report, and the client sends it to another backend. Among
+    /// many independent clients, each balancing on its own view, this is
+    /// how a call that landed on a backend others just filled gets a second
+    /// choice, instead of waiting behind them (see `docs/balancing.md`). A
+    /// handed-back call counts in neither the request rate nor the error
+    /// rate. Calls from other clients never carry the header and queue as
+    /// before. `None` turns it off; `Some(0)` hands back an offered call
+    /// whenever no slot is free. Default: `Some(1)`.
+    pub hand_back_queue_depth: Option<usize>,
     /// Longest a unary call waits for a worker slot before it is answered
     /// `RESOURCE_EXHAUSTED`. Default: 10 s.
     pub max_queue_wait: Duration,
@@ -173,6 +188,13 @@ impl ReportingConfig {
         self
     }
 
+    /// Sets [`hand_back_queue_depth`](Self::hand_back_queue_depth).
+    #[must_use]
+    pub fn with_hand_back_queue_depth(mut self, depth: impl Into<Option<usize>>) -> Self {
+        self.hand_back_queue_depth = depth.into();
+        self
+    }
+
     /// Sets [`max_oob_subscribers`](Self::max_oob_subscribers).
     #[must_use]
     pub fn with_max_oob_subscribers(mut self, max_oob_subscribers: usize) -> Self {
@@ -197,6 +219,7 @@ impl Default for ReportingConfig {
             max_report_bytes: 3072,
             max_name_len: 64,
             max_queue_depth: 1024,
+            hand_back_queue_depth: Some(1),
             max_queue_wait: Duration::from_secs(10),
             backpressure: false,
             max_oob_subscribers: 1024,

@@ -114,6 +114,21 @@ impl InFlightCall {
     }
 }
 
+impl InFlightCall {
+    /// The call leaves unserved, handed back before it queued or ran: no
+    /// longer in flight, and counted in neither the request rate nor the
+    /// error rate, since another backend serves it.
+    pub(crate) fn finish_unserved(&mut self) {
+        if self.finished {
+            return;
+        }
+        debug_assert!(self.queued.is_none() && self.service_start.is_none());
+        self.finished = true;
+        self.permit = None;
+        self.tracker.call_released(self.stream);
+    }
+}
+
 impl Drop for InFlightCall {
     fn drop(&mut self) {
         self.finish(None);

@@ -121,6 +121,12 @@ impl Builder {
         self
     }
 
+    /// Sets [`ReportingConfig::hand_back_queue_depth`].
+    pub fn hand_back_queue_depth(mut self, calls: impl Into<Option<usize>>) -> Self {
+        self.config.hand_back_queue_depth = calls.into();
+        self
+    }
+
     /// Sets [`ReportingConfig::max_queue_wait`].
     pub fn max_queue_wait(mut self, wait: Duration) -> Self {
         self.config.max_queue_wait = wait;

@@ -30,8 +30,10 @@
 //! - **What is refused.** With worker slots, unary calls beyond
 //!   [`ReportingConfig::max_queue_depth`] waiting, or waiting longer than
 //!   [`ReportingConfig::max_queue_wait`], are answered `RESOURCE_EXHAUSTED`;
-//!   out-of-band subscribers beyond [`ReportingConfig::max_oob_subscribers`]
-//!   too. `docs/reliability.md` lists every limit and what it costs.
+//!   a call an `orca-lb-client` offers is handed back `UNAVAILABLE`, unserved,
+//!   when slots are full and [`ReportingConfig::hand_back_queue_depth`] calls
+//!   wait, for the client to send elsewhere; out-of-band subscribers beyond
+//!   [`ReportingConfig::max_oob_subscribers`] are refused too. `docs/reliability.md` lists every limit and what it costs.
 //! - **What is a call.** A request whose `content-type` is
 //!   `application/grpc` (or a variant such as `application/grpc+proto`). The
 //!   layer may wrap a router that also serves plain HTTP routes (an axum

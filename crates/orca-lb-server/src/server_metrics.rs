@@ -22,6 +22,7 @@ pub(crate) struct ServerMetrics {
     pub(crate) refused_oob_subscribers: Counter,
     shed_queue_full: Counter,
     shed_queue_wait: Counter,
+    shed_hand_back: Counter,
 }
 
 impl ServerMetrics {
@@ -34,6 +35,7 @@ impl ServerMetrics {
             refused_oob_subscribers: counter!("orca_lb_server_refused_oob_subscribers_total"),
             shed_queue_full: shed(Shed::QueueFull),
             shed_queue_wait: shed(Shed::QueueWait),
+            shed_hand_back: shed(Shed::HandBack),
         }
     }
 
@@ -42,6 +44,7 @@ impl ServerMetrics {
         match shed {
             Shed::QueueFull => &self.shed_queue_full,
             Shed::QueueWait => &self.shed_queue_wait,
+            Shed::HandBack => &self.shed_hand_back,
         }
     }
 }
@@ -65,7 +68,7 @@ fn describe() {
         describe_counter!(
             "orca_lb_server_shed_calls_total",
             Unit::Count,
-            "Unary calls answered RESOURCE_EXHAUSTED by the layer: its queue held max_queue_depth calls (queue_full), or the call waited max_queue_wait (queue_wait)."
+            "Unary calls the layer answered without running them: RESOURCE_EXHAUSTED because its queue held max_queue_depth calls (queue_full) or the call waited max_queue_wait (queue_wait); UNAVAILABLE, handed back to an orca-lb client that offered it, with every slot taken and hand_back_queue_depth calls waiting (hand_back)."
         );
         describe_counter!(
             "orca_lb_server_refused_oob_subscribers_total",

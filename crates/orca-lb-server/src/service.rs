@@ -27,7 +27,9 @@ use crate::tracker::{LoadTracker, OOB_METHOD};
 /// beside gRPC are not counted and get no report.
 ///
 /// With worker slots, a unary call that finds `max_queue_depth` calls waiting,
-/// or waits `max_queue_wait` for a slot, is answered `RESOURCE_EXHAUSTED`. With
+/// or waits `max_queue_wait` for a slot, is answered `RESOURCE_EXHAUSTED`; one
+/// its client offers for hand-back that finds every slot taken and
+/// `hand_back_queue_depth` calls waiting is handed back `UNAVAILABLE`. With
 /// [`backpressure`](crate::ReportingConfig::backpressure), `poll_ready` is
 /// pending while the queue is full; otherwise it is the wrapped service's.
 #[derive(Debug)]
@@ -140,6 +142,9 @@ where
                     guard.begin_service(Some(permit), now);
                     ResponseFuture::running(self.inner.call(request), guard, recorder)
                 }
+                Err(_) if self.tracker.hands_back() && offers_hand_back(&request) => {
+                    ResponseFuture::refused(Shed::HandBack, guard)
+                }
                 Err(_) if self.tracker.queue_full() => {
                     ResponseFuture::refused(Shed::QueueFull, guard)
                 }
@@ -155,6 +160,14 @@ where
             },
         }
     }
+}
+
+/// Whether the call's client offers it to be handed back.
+fn offers_hand_back<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(orca_lb_proto::MAY_HAND_BACK_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1")
 }
 
 impl<S: NamedService> NamedService for Reporting<S> {

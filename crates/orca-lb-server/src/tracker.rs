@@ -105,12 +105,25 @@ impl LoadTracker {
     }
 
     pub(crate) fn call_finished(&self, stream: bool, failed: bool) {
+        self.call_released(stream);
+        self.window.record_call(failed);
+    }
+
+    /// The call is no longer in flight; it counts in no rate (handed back).
+    pub(crate) fn call_released(&self, stream: bool) {
         // Relaxed: counters read on their own (see the struct).
         self.in_flight.fetch_sub(1, Relaxed);
         if stream {
             self.active_streams.fetch_sub(1, Relaxed);
         }
-        self.window.record_call(failed);
+    }
+
+    /// Whether a unary call offered for hand-back that finds no free slot
+    /// is handed back: `hand_back_queue_depth` calls already wait.
+    pub(crate) fn hands_back(&self) -> bool {
+        self.config
+            .hand_back_queue_depth
+            .is_some_and(|depth| self.layer_queue() >= depth)
     }
 
     pub(crate) fn enqueued(&self) {

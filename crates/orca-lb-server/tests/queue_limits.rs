@@ -57,6 +57,113 @@ async fn a_call_beyond_a_full_queue_is_refused_at_once_with_the_report() {
     assert_eq!((recorder.in_flight(), recorder.queue_depth()), (0, 0));
 }
 
+/// A call whose client offers it to be handed back.
+fn offered_call() -> http::Request<()> {
+    let mut request = grpc_call();
+    request.headers_mut().insert(
+        orca_lb_proto::MAY_HAND_BACK_HEADER,
+        http::HeaderValue::from_static("1"),
+    );
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_offered_call_is_handed_back_unserved_once_slots_are_full_and_calls_wait() {
+    let (layer, recorder) = layer(one_slot(8)).await;
+    let gated = Gated::default();
+    let svc = layer.layer(gated.clone());
+
+    // The slot is free, then taken with nobody waiting: offered calls are
+    // served, or wait, as any other.
+    let running = tokio::spawn(svc.clone().oneshot(offered_call()));
+    wait_until("the first call runs", || gated.entered() == 1).await;
+    let queued = tokio::spawn(svc.clone().oneshot(offered_call()));
+    wait_until("the second call waits", || recorder.queue_depth() == 1).await;
+
+    // A call waits already: the next offered call is handed back at once.
+    let handed = tokio::time::timeout(Duration::from_secs(1), svc.clone().oneshot(offered_call()))
+        .await
+        .expect("handed back at once")
+        .unwrap();
+    assert_eq!(status(handed.headers()), Some("14"), "UNAVAILABLE");
+    assert_eq!(
+        handed.headers()[orca_lb_proto::HANDED_BACK_HEADER],
+        orca_lb_proto::HANDED_BACK_BUSY
+    );
+    let (pb, _) = report(handed.headers());
+    assert_eq!(
+        pb.named_metrics[orca_lb_core::named_metrics::QUEUE_DEPTH],
+        1.0
+    );
+    assert_eq!(
+        pb.named_metrics[orca_lb_core::named_metrics::IN_FLIGHT],
+        2.0,
+        "the handed-back call is no longer in flight"
+    );
+    assert_eq!(recorder.queue_depth(), 1, "it never queued");
+
+    // A call not offered waits behind the others.
+    let plain = tokio::spawn(svc.clone().oneshot(grpc_call()));
+    wait_until("the plain call waits", || recorder.queue_depth() == 2).await;
+
+    gated.open(3);
+    for call in [running, queued, plain] {
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(status(response.headers()), Some("0"));
+        assert!(
+            response
+                .headers()
+                .get(orca_lb_proto::HANDED_BACK_HEADER)
+                .is_none()
+        );
+    }
+    assert_eq!(
+        gated.entered(),
+        3,
+        "the handed-back call's handler never ran"
+    );
+    assert_eq!((recorder.in_flight(), recorder.queue_depth()), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_hand_back_an_offered_call_waits_like_any_other() {
+    let (layer, recorder) = layer(one_slot(8).with_hand_back_queue_depth(None)).await;
+    let gated = Gated::default();
+    let svc = layer.layer(gated.clone());
+
+    let running = tokio::spawn(svc.clone().oneshot(offered_call()));
+    wait_until("the first call runs", || gated.entered() == 1).await;
+    let queued = tokio::spawn(svc.clone().oneshot(offered_call()));
+    let also = tokio::spawn(svc.clone().oneshot(offered_call()));
+    wait_until("two calls wait", || recorder.queue_depth() == 2).await;
+
+    gated.open(3);
+    for call in [running, queued, also] {
+        assert_eq!(status(call.await.unwrap().unwrap().headers()), Some("0"));
+    }
+    assert_eq!(gated.entered(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_depth_zero_an_offered_call_is_handed_back_whenever_no_slot_is_free() {
+    let (layer, recorder) = layer(one_slot(8).with_hand_back_queue_depth(0)).await;
+    let gated = Gated::default();
+    let svc = layer.layer(gated.clone());
+
+    let running = tokio::spawn(svc.clone().oneshot(grpc_call()));
+    wait_until("a call runs", || gated.entered() == 1).await;
+    let handed = svc.clone().oneshot(offered_call()).await.unwrap();
+    assert_eq!(status(handed.headers()), Some("14"));
+    assert_eq!(recorder.queue_depth(), 0);
+
+    gated.open(1);
+    assert_eq!(status(running.await.unwrap().unwrap().headers()), Some("0"));
+    // The slot is free again: an offered call is served.
+    gated.open(1);
+    let served = svc.clone().oneshot(offered_call()).await.unwrap();
+    assert_eq!(status(served.headers()), Some("0"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_call_that_waits_past_the_queue_wait_is_refused() {
     let (layer, recorder) = layer(one_slot(8).with_max_queue_wait(Duration::from_secs(2))).await;
