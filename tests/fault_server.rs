@@ -18,6 +18,10 @@ pub enum Fault {
     /// Refuses the stream (RST_STREAM REFUSED_STREAM) before reading it:
     /// nothing was processed.
     RefuseStream,
+    /// Claims to hand every call back: a trailers-only UNAVAILABLE with
+    /// `orca-lb-handed-back: busy`, and with a load report if `true` (a
+    /// queue of 100 calls on 1 slot), whether the call was offered or not.
+    HandBack(bool),
 }
 
 /// A running fault server; stops when dropped.
@@ -57,6 +61,23 @@ impl FaultServer {
                             }
                             Fault::GoneMidCall => return,
                             Fault::RefuseStream => respond.send_reset(h2::Reason::REFUSED_STREAM),
+                            Fault::HandBack(with_report) => {
+                                let mut response = http::Response::builder()
+                                    .header("content-type", "application/grpc")
+                                    .header("grpc-status", "14")
+                                    .header(
+                                        orca_lb_proto::HANDED_BACK_HEADER,
+                                        orca_lb_proto::HANDED_BACK_BUSY,
+                                    )
+                                    .body(())
+                                    .expect("valid response");
+                                if with_report {
+                                    response
+                                        .headers_mut()
+                                        .insert(orca_lb_proto::TRAILER_KEY, busy_report());
+                                }
+                                let _ = respond.send_response(response, true);
+                            }
                         }
                     }
                 });
@@ -78,6 +99,24 @@ impl FaultServer {
         }
         n
     }
+}
+
+/// A valid report of a server with 1 slot, taken, and 100 calls waiting.
+fn busy_report() -> http::HeaderValue {
+    use base64::Engine;
+    use prost::Message;
+    let pb = orca_lb_proto::pb::OrcaLoadReport {
+        cpu_utilization: 0.9,
+        named_metrics: [
+            (orca_lb_core::named_metrics::QUEUE_DEPTH.to_string(), 100.0),
+            (orca_lb_core::named_metrics::IN_FLIGHT.to_string(), 101.0),
+            (orca_lb_core::named_metrics::CAPACITY.to_string(), 1.0),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(pb.encode_to_vec());
+    http::HeaderValue::from_str(&text).expect("base64 is a valid header value")
 }
 
 impl Drop for FaultServer {

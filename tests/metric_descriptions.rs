@@ -31,6 +31,7 @@ const ALL: &[&str] = &[
     "orca_lb_client_health_changes_total",
     "orca_lb_client_call_duration_seconds",
     "orca_lb_client_repicks_total",
+    "orca_lb_client_hand_backs_total",
     "orca_lb_client_dns_failures_total",
     "orca_lb_client_zone_spill",
     "orca_lb_client_affinity_passed_on_total",

@@ -457,9 +457,16 @@ impl Service<Request<Body>> for Balancer {
             .affinity
             .as_ref()
             .and_then(|a| a.key_hash(&request));
+        // A unary call without a key may be handed back by a busy server,
+        // when there is another endpoint to send it to.
+        let hand_backs = if stream || key.is_some() || self.list.len() < 2 {
+            0
+        } else {
+            self.shared.config.hand_backs
+        };
         match self.pick(stream, now, key) {
             // The endpoint's channel sets the request's origin.
-            Ok(call) => ResponseFuture::send(call, request),
+            Ok(call) => ResponseFuture::send(call, request, hand_backs),
             Err(e) => ResponseFuture::failed(e),
         }
     }

@@ -118,6 +118,16 @@ impl CallGuard {
         self.end_attempt(outcome, None, now);
     }
 
+    /// This attempt was handed back unserved by its server, with these
+    /// trailers-only headers, and the call goes on elsewhere: releases it
+    /// and feeds the report back, but no outcome or latency (the server
+    /// did nothing wrong, and did no work); the call's duration is left to
+    /// the attempt that ends it.
+    pub(crate) fn finish_handed_back(&mut self, headers: &HeaderMap) {
+        let now = tokio::time::Instant::now().into_std();
+        self.end_attempt(Outcome::Cancelled, Some(headers), now);
+    }
+
     /// Records the call's duration, once, for a unary call that ended with a
     /// status or an error (not one the caller dropped). One histogram
     /// sample into a handle registered with the balancer: no allocation, no

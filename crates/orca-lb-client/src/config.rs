@@ -85,6 +85,22 @@ pub struct BalancerConfig {
     /// Default: 10 % of the calls over 10 s, at least 10 per window.
     /// [`RetryBudget::off`] turns re-picks off.
     pub transparent_retry: RetryBudget,
+    /// How many times one unary call may be handed back by a busy
+    /// `orca-lb-server` and sent to another endpoint. A call is offered
+    /// (the `orca-lb-may-hand-back` header) when the balancer knows more than
+    /// one endpoint, the call has no affinity key, and its request body is
+    /// complete when the call is made and at most 64 KiB, as a generated
+    /// client's unary request is; the balancer keeps the body to send it
+    /// again. A server with every worker slot taken and calls already
+    /// waiting answers an offered call at once, unserved, and the balancer
+    /// picks another endpoint for it, passing over that one: among many
+    /// clients, a call that lands where others just sent theirs gets a
+    /// second choice instead of waiting (see `docs/balancing.md`). The last
+    /// attempt is not offered, so a call is served somewhere. Servers that
+    /// do not know the header ignore it. Hand-backs are not charged to
+    /// `transparent_retry`: the server did no work. 0 turns it off.
+    /// Default: 1.
+    pub hand_backs: u32,
     /// How long `poll_ready` waits for discovery's first endpoint when the
     /// balancer knows none, before letting the call fail with UNAVAILABLE.
     /// Default: 1 s.
@@ -202,6 +218,13 @@ impl BalancerConfig {
         self
     }
 
+    /// Sets [`hand_backs`](Self::hand_backs).
+    #[must_use]
+    pub fn with_hand_backs(mut self, hand_backs: u32) -> Self {
+        self.hand_backs = hand_backs;
+        self
+    }
+
     /// Sets [`discovery_wait`](Self::discovery_wait).
     #[must_use]
     pub fn with_discovery_wait(mut self, discovery_wait: Duration) -> Self {
@@ -290,6 +313,7 @@ impl Default for BalancerConfig {
             connect_timeout: Duration::from_secs(1),
             endpoint: EndpointTemplate::plain(),
             transparent_retry: RetryBudget::default(),
+            hand_backs: 1,
             maintenance_interval: Duration::from_millis(50),
             discovery_wait: Duration::from_secs(1),
             report_log_interval: Duration::from_secs(60),

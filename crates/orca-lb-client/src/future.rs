@@ -13,6 +13,7 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::call::CallGuard;
 use crate::error::{BalanceError, boxed};
+use crate::offered_call::{OfferedCall, handed_back};
 use crate::unsent_body::Resendable;
 use orca_lb_core::Outcome;
 use orca_lb_proto::grpc_status;
@@ -20,7 +21,9 @@ use orca_lb_proto::grpc_status;
 pin_project! {
     /// Sends the call on the picked endpoint's connection and wraps the
     /// response so its trailers feed the balancer. A call that never reached
-    /// the endpoint goes to another one, once, within the retry budget.
+    /// the endpoint goes to another one, once, within the retry budget; a
+    /// call its server handed back unserved goes to another one, within
+    /// `BalancerConfig::hand_backs`.
     pub struct ResponseFuture {
         #[pin]
         state: State,
@@ -28,6 +31,8 @@ pin_project! {
         // The head of the call and the way back of its body, until it is
         // re-picked once; `None` when re-picks are off.
         resend: Option<Resendable>,
+        // The whole request of a call offered for hand-back.
+        offered: Option<OfferedCall>,
     }
 }
 
@@ -46,16 +51,23 @@ impl ResponseFuture {
             state: State::Failed { error: Some(error) },
             call: None,
             resend: None,
+            offered: None,
         }
     }
 
-    pub(crate) fn send(call: CallGuard, request: Request<Body>) -> Self {
-        let channel = call.endpoint().channel().clone();
-        let (resend, request) = if call.shared().repick.enabled() {
-            let (resend, request) = Resendable::wrap(request);
-            (Some(resend), request)
+    /// Sends `request` for `call`, offered for up to `hand_backs` hand-backs
+    /// if it can be.
+    pub(crate) fn send(call: CallGuard, request: Request<Body>, hand_backs: u32) -> Self {
+        let (request, offered) = if hand_backs > 0 {
+            OfferedCall::offer(request, hand_backs)
         } else {
-            (None, request)
+            (request, None)
+        };
+        let channel = call.endpoint().channel().clone();
+        // An offered call keeps its whole request already.
+        let (resend, request) = match offered {
+            Some(_) => (None, request),
+            None => resendable(&call, request),
         };
         Self {
             state: State::Connecting {
@@ -64,8 +76,55 @@ impl ResponseFuture {
             },
             call: Some(call),
             resend,
+            offered,
         }
     }
+}
+
+/// `request`, wrapped so its body comes back if never sent, when re-picks
+/// are on.
+fn resendable(call: &CallGuard, request: Request<Body>) -> (Option<Resendable>, Request<Body>) {
+    if call.shared().repick.enabled() {
+        let (resend, request) = Resendable::wrap(request);
+        (Some(resend), request)
+    } else {
+        (None, request)
+    }
+}
+
+/// Sends the call on to another endpoint after its server handed it back
+/// unserved with these trailers-only `headers`: ends the attempt with the
+/// report and no outcome, picks again passing over that endpoint (or, with
+/// no other to pick, sends it there again, not offered), and returns the
+/// channel and request of the next attempt.
+fn hand_on(
+    call: &mut Option<CallGuard>,
+    offered: &mut OfferedCall,
+    headers: &http::HeaderMap,
+) -> (CallGuard, Channel, Request<Body>) {
+    let mut handed = call.take().expect("an attempt in flight");
+    handed.finish_handed_back(headers);
+    let shared = handed.shared().clone();
+    let now = tokio::time::Instant::now().into_std();
+    let next = match crate::Balancer::repick(&shared, false, handed.endpoint(), now) {
+        Ok(next) => next,
+        // Nowhere else to go: the endpoint that handed it back serves it.
+        Err(_) => {
+            offered.exhaust();
+            CallGuard::new(handed.endpoint().clone(), shared.clone(), false, false, now)
+        }
+    }
+    .continuing(&handed);
+    shared.record_hand_back();
+    tracing::debug!(
+        target_name = %shared.config.target,
+        from = %handed.endpoint().key(),
+        to = %next.endpoint().key(),
+        "call handed back by a busy server: picked again"
+    );
+    let request = offered.attempt();
+    let channel = next.endpoint().channel().clone();
+    (next, channel, request)
 }
 
 impl std::fmt::Debug for ResponseFuture {
@@ -148,6 +207,7 @@ pub(crate) fn never_reached_server(e: &tonic::transport::Error) -> bool {
 fn try_repick(
     call: &mut Option<CallGuard>,
     resend: &mut Option<Resendable>,
+    offered: &mut Option<OfferedCall>,
     handed: Option<Request<Body>>,
     error: &tonic::transport::Error,
     outcome: Outcome,
@@ -156,14 +216,19 @@ fn try_repick(
         return None;
     }
     let failed = call.as_mut()?;
+    if !failed.shared().repick.enabled() {
+        return None;
+    }
     let shared = failed.shared().clone();
-    let resend = resend.take()?;
-    let request = match handed {
-        Some(handed) => resend.unwrap(handed),
+    let request = match (offered.as_ref(), resend.take(), handed) {
+        // The whole request is kept: sent again as it was.
+        (Some(offered), _, _) => offered.request(),
+        (None, Some(resend), Some(handed)) => resend.unwrap(handed)?,
         // The connection polled the body, so bytes of it may have gone:
         // never sent again.
-        None => resend.take(),
-    }?;
+        (None, Some(resend), None) => resend.take()?,
+        (None, None, _) => return None,
+    };
     if !shared.repick.try_take() {
         return None;
     }
@@ -211,7 +276,7 @@ impl Future for ResponseFuture {
                         };
                         let handed = request.take();
                         if let Some((channel, request)) =
-                            try_repick(this.call, this.resend, handed, &e, outcome)
+                            try_repick(this.call, this.resend, this.offered, handed, &e, outcome)
                         {
                             this.state.set(State::Connecting {
                                 channel,
@@ -235,7 +300,7 @@ impl Future for ResponseFuture {
                                 Outcome::Failure
                             };
                             if let Some((channel, request)) =
-                                try_repick(this.call, this.resend, None, &e, outcome)
+                                try_repick(this.call, this.resend, this.offered, None, &e, outcome)
                             {
                                 this.state.set(State::Connecting {
                                     channel,
@@ -246,8 +311,22 @@ impl Future for ResponseFuture {
                             return Poll::Ready(Err(transport_error(this.call, e, outcome, true)));
                         }
                     };
+                    if let Some(offered) = this.offered.as_mut()
+                        && offered.was_offered()
+                        && handed_back(response.headers())
+                    {
+                        let (next, channel, request) =
+                            hand_on(this.call, offered, response.headers());
+                        *this.call = Some(next);
+                        this.state.set(State::Connecting {
+                            channel,
+                            request: Some(request),
+                        });
+                        continue;
+                    }
                     // Answered: nothing to send again.
                     *this.resend = None;
+                    *this.offered = None;
                     let mut call = this.call.take().expect("polled after completion");
                     let (parts, body) = response.into_parts();
                     if grpc_status(&parts.headers).is_some() {

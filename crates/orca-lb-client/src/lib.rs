@@ -82,6 +82,7 @@ mod invalid_report_log;
 mod local_calls;
 mod maintenance;
 mod metrics;
+mod offered_call;
 mod oob;
 mod readiness;
 mod repick_budget;

@@ -41,6 +41,9 @@ pub(crate) struct Shared {
     zone_preference: Option<Mutex<ZonePreference>>,
     /// Transparent re-picks left.
     pub(crate) repick: RepickBudget,
+    /// Calls handed back by a busy server and picked again, since the
+    /// balancer started.
+    hand_backs: AtomicU64,
     /// The balancer's own metric handles.
     pub(crate) metrics: BalancerMetrics,
     /// The origin of every endpoint's pick view (see
@@ -117,6 +120,7 @@ impl Shared {
             spill: AtomicF64::new(0.0),
             zone_preference,
             repick,
+            hand_backs: AtomicU64::new(0),
             metrics,
             set,
             config,
@@ -130,6 +134,19 @@ impl Shared {
             affinity,
             affinity_mean: AtomicF64::new(0.0),
         }
+    }
+
+    /// A call was handed back and picked again.
+    pub(crate) fn record_hand_back(&self) {
+        // Relaxed: a counter read on its own.
+        self.hand_backs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.hand_backs.increment(1);
+    }
+
+    /// Calls handed back and picked again so far.
+    pub(crate) fn hand_backs(&self) -> u64 {
+        self.hand_backs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A fresh RNG seed for a new clone (splitmix64 over a counter).

@@ -23,6 +23,11 @@ pub struct BalancerSnapshot {
     /// Calls sent to a second endpoint because the first attempt never
     /// reached a server (transparent re-picks), since the balancer started.
     pub repicks: u64,
+    /// Calls a busy server handed back unserved and the balancer sent to
+    /// another endpoint (see
+    /// [`BalancerConfig::hand_backs`](crate::BalancerConfig::hand_backs)),
+    /// since the balancer started.
+    pub hand_backs: u64,
     /// The client's own zone, with locality on (see
     /// [`BalancerConfig::locality`](crate::BalancerConfig::locality)).
     pub local_zone: Option<Zone>,
@@ -131,6 +136,7 @@ impl BalancerSnapshot {
             panic: shared.set.is_panic(),
             ejected: shared.set.ejected(),
             repicks: shared.repick.total(),
+            hand_backs: shared.hand_backs(),
             local_zone: shared
                 .config
                 .locality

@@ -80,6 +80,11 @@ fn describe_all() {
         Unit::Count,
         "Calls sent to a second endpoint because the first attempt never reached a server."
     );
+    describe_counter!(
+        "orca_lb_client_hand_backs_total",
+        Unit::Count,
+        "Unary calls a busy orca-lb server handed back unserved (every worker slot taken, calls waiting) and the balancer sent to another endpoint."
+    );
     describe_gauge!(
         "orca_lb_client_zone_spill",
         "The share of picks sent outside the balancer's own zone, 0 to 1, as of the last maintenance pass; with locality on only."
