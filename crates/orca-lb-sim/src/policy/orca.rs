@@ -344,7 +344,9 @@ impl Client for OrcaLb {
         if let Some(report) = report {
             self.on_report(backend, report, now);
         }
+        // With nowhere else to go, the endpoint that handed it back.
         self.pick_avoiding(false, Some(backend), now)
+            .or_else(|| self.pick_avoiding(false, None, now))
     }
 
     /// `Balancer::ring_pick`: a keyed call to the first endpoint on the
