@@ -268,6 +268,7 @@ mod tests {
             rif: 0,
             delay: 0,
             key: None,
+            may_hand_back: false,
         };
         b.enqueue(job, 0);
         // One ends after 1 s of service.

@@ -98,10 +98,14 @@ mod tests {
             t0: 5,
             stream: false,
             probe: false,
+            picked: 5,
+            hand_backs: 0,
         };
         let a = calls.insert(call);
+        assert_eq!(calls.get_mut(a).map(|c| c.t0), Some(5));
         assert!(calls.remove(a).is_some());
         assert!(calls.remove(a).is_none());
+        assert!(calls.get_mut(a).is_none());
         let b = calls.insert(call);
         assert_ne!(a, b, "same slot, new generation");
         assert!(calls.remove(a).is_none());
