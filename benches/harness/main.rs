@@ -198,8 +198,7 @@ fn run_all(args: &Args) -> Result<(), String> {
         epsilon: scenario.keys.as_ref().map(|k| k.epsilon),
         clients: scenario.clients,
     };
-    let weights =
-        (!scenario.client_weights.is_empty()).then(|| scenario.client_rate_weights());
+    let weights = (!scenario.client_weights.is_empty()).then(|| scenario.client_rate_weights());
     let rig = Rig::new(args.server_threads, args.client_threads).map_err(|e| e.to_string())?;
     let machine_before = Machine::read();
     let seeds: Vec<u64> = (0..u64::from(args.repeat)).map(|r| args.seed + r).collect();

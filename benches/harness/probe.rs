@@ -300,6 +300,65 @@ mod tests {
         assert_eq!(l.estimate(1000), Some(7), "shared last bucket");
     }
 
+    /// A probe over a real backend's connection: the calls in flight,
+    /// queued ones included, then the latency seen at RIF 0 once they are
+    /// answered.
+    #[tokio::test]
+    async fn a_backend_answers_probes_over_the_calls_connection() {
+        use std::time::Duration;
+
+        use orca_lb_testkit::pb::HelloRequest;
+        use orca_lb_testkit::pb::greeter_client::GreeterClient;
+        use orca_lb_testkit::{Backend, BackendConfig, ServiceTime};
+        use tonic::transport::Channel;
+        use tower::ServiceExt;
+
+        let state = ProbeState::new();
+        let mut config = BackendConfig::named("probed");
+        config.capacity = Some(1);
+        config.service_time = ServiceTime::Fixed(Duration::from_millis(150));
+        config.wrap = Some(state.wrap());
+        let backend = Backend::spawn(config).await.unwrap();
+        let channel = Channel::from_shared(backend.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let probe = |channel: Channel| async move {
+            let response = channel.oneshot(probe_request()).await.unwrap();
+            read_answer(response.headers()).expect("an answer")
+        };
+        assert_eq!(probe(channel.clone()).await, (0, None));
+        let calls: Vec<_> = (0..2)
+            .map(|i| {
+                let mut client = GreeterClient::new(channel.clone());
+                tokio::spawn(async move {
+                    client
+                        .say_hello(HelloRequest {
+                            name: i.to_string(),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // One call served, one waiting for the only worker slot.
+        assert_eq!(probe(channel.clone()).await, (2, None));
+        for call in calls {
+            call.await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (rif, latency) = probe(channel.clone()).await;
+        assert_eq!(rif, 0);
+        // The call that arrived to no other: its own service time.
+        let ms = latency.expect("a latency at RIF 0") as f64 / 1e6;
+        assert!((150.0..250.0).contains(&ms), "{ms} ms");
+        assert_eq!(state.answered(), 3);
+        assert_eq!(backend.recorder().in_flight(), 0);
+    }
+
     #[test]
     fn answers_read_back() {
         let mut h = http::HeaderMap::new();

@@ -155,10 +155,7 @@ mod tests {
             let k = calls.iter().filter(|p| p.client == c).count() as f64;
             assert!((k / n - 1.0 / 62.0).abs() < 0.006, "client {c}: {k}");
         }
-        assert_eq!(
-            calls,
-            poisson(1000.0, 32, Some(&weights), 20 * SECOND, 7)
-        );
+        assert_eq!(calls, poisson(1000.0, 32, Some(&weights), 20 * SECOND, 7));
     }
 
     #[test]

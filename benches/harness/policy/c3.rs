@@ -225,8 +225,10 @@ impl Outcome {
         }
         // Pick to outcome for unary calls (a failure's too), none for
         // streams, as the simulator has it.
-        let latency = (!self.stream)
-            .then(|| self.latency.unwrap_or_else(|| self.picked.elapsed().as_secs_f64()));
+        let latency = (!self.stream).then(|| {
+            self.latency
+                .unwrap_or_else(|| self.picked.elapsed().as_secs_f64())
+        });
         self.state
             .lock()
             .done(self.backend, latency, self.report.as_ref());

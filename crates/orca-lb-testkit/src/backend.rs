@@ -80,10 +80,7 @@ struct WrapLayer(Wrap);
 
 impl<S, B> tower::Layer<S> for WrapLayer
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
+    S: tower::Service<http::Request<Body>, Response = http::Response<B>> + Clone + Send + 'static,
     S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -92,11 +89,8 @@ where
     type Service = BackendService;
 
     fn layer(&self, inner: S) -> BackendService {
-        let boxed = BoxCloneService::new(
-            inner
-                .map_response(|r| r.map(Body::new))
-                .map_err(Into::into),
-        );
+        let boxed =
+            BoxCloneService::new(inner.map_response(|r| r.map(Body::new)).map_err(Into::into));
         (self.0.0)(boxed)
     }
 }
