@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn keys_are_the_same_for_a_seed_and_leave_the_times_alone() {
-        let base = crate::schedule::poisson(100.0, 1, 10 * orca_lb_sim::SECOND, 3);
+        let base = crate::schedule::poisson(100.0, 1, None, 10 * orca_lb_sim::SECOND, 3);
         let mut a = base.clone();
         let mut b = base.clone();
         assign(&mut a, &keys(10), 3);

@@ -4,8 +4,18 @@
 //! Each run starts a fresh fleet of backends (`orca_lb_testkit::Backend`: the
 //! reporting layer, worker slots, a sleep-based service time) and offers it
 //! an open-loop Poisson load on an absolute schedule through one policy,
-//! with the scenario's deadline propagated and no retries. Policies take
-//! turns, repetition after repetition. The calls are summarized by the
+//! with the scenario's deadline propagated and no retries; with
+//! `client_weights`, each client sends its weight's share of the calls.
+//! Policies take turns, repetition after repetition.
+//!
+//! The policies: `rr` (gRPC's `round_robin`), `tonic` (its
+//! `balance_list`), `p2c_lr` and `p2c_peakewma` (tower's P2C), `wrr_orca`
+//! (gRPC's `weighted_round_robin` on per-call reports), `orca-lb`, the
+//! peers from the literature `prequal` (Prequal's probes and hot-cold pick;
+//! the backends answer its probes with a layer of the harness, `probe`)
+//! and `c3` (C3's replica ranking on the per-call reports), and for keyed
+//! scenarios `ring_hash` and `orca-lb/affinity`. `prequal` and `c3` follow
+//! the simulator's models of them, parameter for parameter. The calls are summarized by the
 //! simulator's own code (`orca_lb_sim::CallLog`), the limit comes from the
 //! simulator on the same scenario, and the tables, JSON and plots are the
 //! simulator's. The simulator also runs every policy on the scenario as
@@ -24,6 +34,7 @@ mod attribution;
 mod keys;
 mod machine;
 mod policy;
+mod probe;
 mod rig;
 mod run;
 mod schedule;
@@ -55,7 +66,7 @@ struct Args {
     #[arg(long)]
     scenario: PathBuf,
     /// Comma-separated policies: rr, tonic, p2c_lr, p2c_peakewma, wrr_orca,
-    /// orca-lb, and for scenarios with `[keys]` ring_hash and
+    /// orca-lb, prequal, c3, and for scenarios with `[keys]` ring_hash and
     /// orca-lb/affinity; or all. Default: all (with --smoke: rr,orca-lb).
     #[arg(long)]
     policies: Option<String>,
@@ -169,14 +180,14 @@ fn run_all(args: &Args) -> Result<(), String> {
         && let Some(p) = policies.iter().find(|p| !p.follows_joins())
     {
         return Err(format!(
-            "{}: backends join during the run, and {} does not follow joins in the harness (rr, p2c_lr and orca-lb do)",
+            "{}: backends join during the run, and {} does not follow joins in the harness (rr, p2c_lr, orca-lb, prequal and c3 do)",
             scenario.name,
             p.name()
         ));
     }
-    if scenario.mixed_with.is_some() || !scenario.client_weights.is_empty() {
+    if scenario.mixed_with.is_some() {
         return Err(format!(
-            "{}: mixed fleets (mixed_with) and client_weights are not run by the harness yet (the simulator runs them)",
+            "{}: mixed fleets (mixed_with) are not run by the harness yet (the simulator runs them)",
             scenario.name
         ));
     }
@@ -185,7 +196,9 @@ fn run_all(args: &Args) -> Result<(), String> {
     let settings = Settings {
         wrr,
         epsilon: scenario.keys.as_ref().map(|k| k.epsilon),
+        clients: scenario.clients,
     };
+    let weights = (!scenario.client_weights.is_empty()).then(|| scenario.client_rate_weights());
     let rig = Rig::new(args.server_threads, args.client_threads).map_err(|e| e.to_string())?;
     let machine_before = Machine::read();
     let seeds: Vec<u64> = (0..u64::from(args.repeat)).map(|r| args.seed + r).collect();
@@ -197,7 +210,13 @@ fn run_all(args: &Args) -> Result<(), String> {
     let mut runs: Vec<RunStats> = Vec::new();
     let started = Instant::now();
     for (r, &seed) in seeds.iter().enumerate() {
-        let mut planned = schedule::poisson(scenario.rate, scenario.clients, scenario.end(), seed);
+        let mut planned = schedule::poisson(
+            scenario.rate,
+            scenario.clients,
+            weights.as_deref(),
+            scenario.end(),
+            seed,
+        );
         if let Some(k) = &scenario.keys {
             keys::assign(&mut planned, k, seed);
         }
@@ -213,8 +232,12 @@ fn run_all(args: &Args) -> Result<(), String> {
                 &rig, &scenario, policy, &schedule, &streams, seed, r as u32, &settings,
             )
             .map_err(|e| format!("{} (repetition {}): {e}", policy.name(), r + 1))?;
+            let probes = out
+                .stats
+                .probes_per_call
+                .map_or_else(String::new, |p| format!(", {p:.2} probes per call"));
             eprintln!(
-                "{} repetition {}/{}: {} calls measured, {} unattributed, client {:.3} cores, {:.1} s",
+                "{} repetition {}/{}: {} calls measured, {} unattributed, client {:.3} cores{probes}, {:.1} s",
                 policy.name(),
                 r + 1,
                 seeds.len(),

@@ -1,7 +1,9 @@
 //! The policies measured, each a tower `Service` a generated
 //! `GreeterClient` sends its calls through.
 
+mod c3;
 mod p2c;
+mod prequal;
 mod ring_hash;
 mod round_robin;
 mod wrr;
@@ -89,6 +91,12 @@ pub(crate) enum Policy {
     WrrOrca,
     /// `orca_lb_client::Balancer`.
     OrcaLb,
+    /// Prequal: probes of each backend's requests in flight and latency
+    /// (answered by the backends' probe layer), hot-cold pick.
+    Prequal,
+    /// C3's replica ranking on the per-call reports (without its rate
+    /// control).
+    C3,
     /// gRPC's `ring_hash`: each keyed call to its key's owner on a
     /// consistent-hash ring, whatever its load.
     RingHash,
@@ -104,17 +112,21 @@ pub(crate) struct Settings {
     pub(crate) wrr: WrrConfig,
     /// With keyed calls, `orca-lb/affinity`'s epsilon.
     pub(crate) epsilon: Option<f64>,
+    /// The scenario's clients: C3's `n`.
+    pub(crate) clients: u32,
 }
 
 impl Policy {
     /// Every policy, in the order tables show them.
-    pub(crate) const ALL: [Policy; 6] = [
+    pub(crate) const ALL: [Policy; 8] = [
         Policy::Rr,
         Policy::Tonic,
         Policy::P2cLr,
         Policy::P2cPeakEwma,
         Policy::WrrOrca,
         Policy::OrcaLb,
+        Policy::Prequal,
+        Policy::C3,
     ];
 
     /// The policies for keyed calls only (scenarios with `[keys]`), in
@@ -130,6 +142,8 @@ impl Policy {
             Policy::P2cPeakEwma => "p2c_peakewma",
             Policy::WrrOrca => "wrr_orca",
             Policy::OrcaLb => "orca-lb",
+            Policy::Prequal => "prequal",
+            Policy::C3 => "c3",
             Policy::RingHash => "ring_hash",
             Policy::OrcaAffinity => "orca-lb/affinity",
         }
@@ -139,6 +153,11 @@ impl Policy {
     /// read from its trace events).
     pub(crate) fn is_orca_lb(self) -> bool {
         matches!(self, Policy::OrcaLb | Policy::OrcaAffinity)
+    }
+
+    /// Whether the backends must answer probes (`probe`'s layer).
+    pub(crate) fn probes(self) -> bool {
+        self == Policy::Prequal
     }
 
     /// Parses a comma-separated list of names, or `all` (with the keyed
@@ -185,6 +204,8 @@ impl Policy {
             Policy::P2cPeakEwma => orca_lb_sim::Policy::P2cPeakEwma,
             Policy::WrrOrca => orca_lb_sim::Policy::WrrOrca,
             Policy::OrcaLb => orca_lb_sim::Policy::orca(scenario),
+            Policy::Prequal => orca_lb_sim::Policy::Prequal,
+            Policy::C3 => orca_lb_sim::Policy::C3,
             Policy::RingHash => orca_lb_sim::Policy::RingHash,
             Policy::OrcaAffinity => orca_lb_sim::Policy::OrcaAffinity {
                 epsilon: scenario.keys.as_ref().map_or(0.25, |k| k.epsilon),
@@ -198,7 +219,12 @@ impl Policy {
     pub(crate) fn follows_joins(self) -> bool {
         matches!(
             self,
-            Policy::Rr | Policy::P2cLr | Policy::OrcaLb | Policy::OrcaAffinity
+            Policy::Rr
+                | Policy::P2cLr
+                | Policy::OrcaLb
+                | Policy::OrcaAffinity
+                | Policy::Prequal
+                | Policy::C3
         )
     }
 
@@ -243,6 +269,20 @@ impl Policy {
                 } else {
                     p2c::peak_ewma(tagged[..initial].to_vec(), seed)
                 }
+            }
+            Policy::Prequal => {
+                let channels = connect_all(uris).await?;
+                prequal::service(channels, attribution.clone(), seed, present.clone())
+            }
+            Policy::C3 => {
+                let channels = connect_all(uris).await?;
+                c3::service(
+                    channels,
+                    attribution.clone(),
+                    seed,
+                    settings.clients,
+                    present.clone(),
+                )
             }
             Policy::WrrOrca => {
                 let channels = connect_all(&uris[..initial]).await?;
@@ -346,8 +386,8 @@ mod tests {
             Policy::ALL.to_vec()
         );
         let all = Policy::parse_list("all", true).unwrap();
-        assert_eq!(&all[..6], &Policy::ALL[..]);
-        assert_eq!(&all[6..], &Policy::KEYED[..]);
+        assert_eq!(&all[..8], &Policy::ALL[..]);
+        assert_eq!(&all[8..], &Policy::KEYED[..]);
         assert_eq!(
             Policy::parse_list("orca-lb,orca-lb/affinity,ring_hash", true).unwrap(),
             vec![Policy::OrcaLb, Policy::OrcaAffinity, Policy::RingHash]
@@ -356,6 +396,10 @@ mod tests {
             let e = Policy::parse_list(&format!("rr,{name}"), false).unwrap_err();
             assert!(e.contains("no [keys]"), "{e}");
         }
+        assert_eq!(
+            Policy::parse_list("prequal,c3", false).unwrap(),
+            vec![Policy::Prequal, Policy::C3]
+        );
         assert!(Policy::parse_list("nope", true).is_err());
     }
 }

@@ -13,6 +13,7 @@ use tonic::Code;
 
 use crate::attribution::Attribution;
 use crate::keys::{self, Caches};
+use crate::probe::ProbeState;
 use orca_lb_benches::cpu::{CLIENT_PREFIX, Cores, CpuTimes, SERVER_PREFIX};
 
 /// The servers' runtime and the clients', on threads of their own so that
@@ -47,23 +48,28 @@ pub(crate) struct Fleet {
     backends: Vec<Backend>,
     base: Vec<ServiceTime>,
     capacities: Vec<usize>,
+    /// With probes, each backend's probe layer.
+    probes: Vec<Arc<ProbeState>>,
 }
 
 impl Fleet {
     /// Starts the backends on the server runtime. Each greeter's hook
     /// records the call number it serves in `attribution`; with `caches`
     /// (keyed calls), a call's key is looked up in its backend's cache when
-    /// it is served, and a hit shortens its service time.
+    /// it is served, and a hit shortens its service time. With `probes`,
+    /// each backend answers Prequal's probes (`probe`'s layer, outermost).
     pub(crate) fn spawn(
         runtime: &Runtime,
         scenario: &Scenario,
         attribution: &Arc<Attribution>,
         caches: Option<&Arc<Caches>>,
+        probes: bool,
     ) -> Result<Fleet, String> {
         let mut fleet = Fleet {
             backends: Vec::new(),
             base: Vec::new(),
             capacities: Vec::new(),
+            probes: Vec::new(),
         };
         for (b, group) in scenario.backend_groups().enumerate() {
             let st = service_time(&group.service_time)?;
@@ -94,6 +100,11 @@ impl Fleet {
                 .as_ref()
                 .and_then(|s| s.max_age_s)
                 .map(Duration::from_secs_f64);
+            if probes {
+                let state = ProbeState::new();
+                config.wrap = Some(state.wrap());
+                fleet.probes.push(state);
+            }
             let backend = runtime
                 .block_on(Backend::spawn(config))
                 .map_err(|e| format!("cannot start {name}: {e}"))?;
@@ -102,6 +113,11 @@ impl Fleet {
             fleet.capacities.push(group.capacity as usize);
         }
         Ok(fleet)
+    }
+
+    /// Probes the backends answered so far, in all (0 without probes).
+    pub(crate) fn probes_answered(&self) -> u64 {
+        self.probes.iter().map(|p| p.answered()).sum()
     }
 
     /// `http://127.0.0.1:PORT` of each backend, by index.

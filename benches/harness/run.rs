@@ -53,6 +53,10 @@ pub(crate) struct RunStats {
     /// without keyed calls): `mean_service_ms` over it is what a typical
     /// backend took per miss.
     pub(crate) service_factor: f64,
+    /// With probes (`prequal`): probes the backends answered over the
+    /// whole run, per call of the schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) probes_per_call: Option<f64>,
     /// Wall-clock seconds the run took, set-up included.
     pub(crate) wall_s: f64,
     /// Each backend's reported and measured load, once a second.
@@ -106,7 +110,13 @@ pub(crate) fn run(
         .keys
         .as_ref()
         .map(|k| Arc::new(Caches::new(k, scenario.backend_count(), schedule.len())));
-    let fleet = Fleet::spawn(&rig.server, scenario, &attribution, caches.as_ref())?;
+    let fleet = Fleet::spawn(
+        &rig.server,
+        scenario,
+        &attribution,
+        caches.as_ref(),
+        policy.probes(),
+    )?;
     let uris = fleet.uris();
     if policy.is_orca_lb() {
         capture_picks(Some(PickTarget {
@@ -252,6 +262,9 @@ pub(crate) fn run(
         lags.get(((q * lags.len() as f64) as usize).min(lags.len().saturating_sub(1)))
             .map_or(0.0, |&ns| ns as f64 / 1e3)
     };
+    let probes_per_call = policy
+        .probes()
+        .then(|| fleet.probes_answered() as f64 / schedule.len().max(1) as f64);
     // Close the clients' connections before the servers go.
     drop(calls);
     std::thread::sleep(Duration::from_millis(200));
@@ -273,6 +286,7 @@ pub(crate) fn run(
             mean_service_ms: service_ms.get(service_ms.len() / 2).copied().unwrap_or(0.0),
             cache: caches.as_ref().map(|c| c.counts()),
             service_factor: caches.as_ref().map_or(1.0, |c| c.mean_factor()),
+            probes_per_call,
             wall_s: began.elapsed().as_secs_f64(),
             load: sampled.load,
         },

@@ -18,11 +18,29 @@ pub(crate) struct Planned {
 }
 
 /// A Poisson process at `rate` calls per second over `[0, end)`, each call
-/// from a client drawn uniformly, as the simulator splits its load. The
-/// same seed gives the same calls, so every policy of a repetition is
-/// offered the same load.
-pub(crate) fn poisson(rate: f64, clients: u32, end: Nanos, seed: u64) -> Vec<Planned> {
+/// from a client drawn uniformly, or in proportion to `weights` (the
+/// scenario's `client_rate_weights`, one per client) if given, as the
+/// simulator splits its load. The same seed gives the same calls, so every
+/// policy of a repetition is offered the same load.
+pub(crate) fn poisson(
+    rate: f64,
+    clients: u32,
+    weights: Option<&[f64]>,
+    end: Nanos,
+    seed: u64,
+) -> Vec<Planned> {
     assert!(rate > 0.0 && clients > 0);
+    // As the simulator draws a weighted client: a uniform draw over the
+    // running sums.
+    let cumulative: Option<Vec<f64>> = weights.map(|w| {
+        assert_eq!(w.len(), clients as usize, "one weight per client");
+        w.iter()
+            .scan(0.0, |sum, w| {
+                *sum += w;
+                Some(*sum)
+            })
+            .collect()
+    });
     // Not the simulator's stream: the two need the same process, not the
     // same draws.
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x6861_726e_6573_7331);
@@ -33,9 +51,19 @@ pub(crate) fn poisson(rate: f64, clients: u32, end: Nanos, seed: u64) -> Vec<Pla
     let mut out = Vec::with_capacity((rate * end as f64 / SECOND as f64 * 1.05) as usize + 16);
     let mut t = gap(&mut rng);
     while t < end {
+        let client = match &cumulative {
+            None => rng.random_range(0..clients),
+            Some(cumulative) => {
+                let total = cumulative.last().copied().unwrap_or(1.0);
+                let u = rng.random::<f64>() * total;
+                cumulative
+                    .partition_point(|&c| c <= u)
+                    .min(cumulative.len() - 1) as u32
+            }
+        };
         out.push(Planned {
             t0: t,
-            client: rng.random_range(0..clients),
+            client,
             key: None,
         });
         t += gap(&mut rng);
@@ -101,7 +129,7 @@ mod tests {
 
     #[test]
     fn rate_and_clients() {
-        let calls = poisson(1000.0, 4, 20 * SECOND, 7);
+        let calls = poisson(1000.0, 4, None, 20 * SECOND, 7);
         let n = calls.len() as f64;
         assert!((n - 20_000.0).abs() < 600.0, "{n}");
         assert!(calls.windows(2).all(|w| w[0].t0 <= w[1].t0));
@@ -109,8 +137,25 @@ mod tests {
             let k = calls.iter().filter(|p| p.client == c).count() as f64;
             assert!((k / n - 0.25).abs() < 0.02, "client {c}: {k}");
         }
-        assert_eq!(calls, poisson(1000.0, 4, 20 * SECOND, 7));
-        assert_ne!(calls, poisson(1000.0, 4, 20 * SECOND, 8));
+        assert_eq!(calls, poisson(1000.0, 4, None, 20 * SECOND, 7));
+        assert_ne!(calls, poisson(1000.0, 4, None, 20 * SECOND, 8));
+    }
+
+    #[test]
+    fn weighted_clients_share_the_rate_by_their_weights() {
+        // As s4h_skewed_clients: client 0 weighs as much as the other 31.
+        let mut weights = vec![1.0; 32];
+        weights[0] = 31.0;
+        let calls = poisson(1000.0, 32, Some(&weights), 20 * SECOND, 7);
+        let n = calls.len() as f64;
+        assert!((n - 20_000.0).abs() < 600.0, "{n}");
+        let first = calls.iter().filter(|p| p.client == 0).count() as f64;
+        assert!((first / n - 0.5).abs() < 0.02, "client 0: {first}");
+        for c in 1..32 {
+            let k = calls.iter().filter(|p| p.client == c).count() as f64;
+            assert!((k / n - 1.0 / 62.0).abs() < 0.006, "client {c}: {k}");
+        }
+        assert_eq!(calls, poisson(1000.0, 32, Some(&weights), 20 * SECOND, 7));
     }
 
     #[test]

@@ -224,6 +224,15 @@ fn cpu_table(out: &mut String, harness: &Results, runs: &[RunStats]) {
             max(|r| r.mean_service_ms),
         );
     }
+    let probed: Vec<f64> = runs.iter().filter_map(|r| r.probes_per_call).collect();
+    if !probed.is_empty() {
+        let mean = probed.iter().sum::<f64>() / probed.len() as f64;
+        let _ = writeln!(
+            out,
+            "\nProbes the backends answered (prequal), per call of the schedule over the whole run: {mean:.2} on average over {} runs.",
+            probed.len()
+        );
+    }
     let worst = runs.iter().map(|r| r.cores.client).fold(0.0, f64::max);
     let _ = writeln!(
         out,

@@ -1,15 +1,21 @@
 //! A real tonic server on loopback with the reporting layer.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use orca_lb_server::{FixedSampler, LoadRecorder, ReportingLayer, StreamingMethods};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::body::Body;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Server, ServerTlsConfig};
+use tower::ServiceExt;
+use tower::util::BoxCloneService;
 
 use crate::pb::greeter_server::GreeterServer;
 use crate::{GREETER_DESCRIPTOR_SET, ServiceTime, TestGreeter};
@@ -37,6 +43,56 @@ pub struct BackendConfig {
     /// The layer's stream max age
     /// ([`ReportingConfig::max_stream_age`](orca_lb_server::ReportingConfig::max_stream_age)).
     pub max_stream_age: Option<Duration>,
+    /// Wraps the whole service (the reporting layer and the routes), as
+    /// the outermost layer: what it adds sees every request first and is
+    /// not counted by the reporting layer. `None` serves the service as
+    /// it is.
+    pub wrap: Option<Wrap>,
+}
+
+/// A backend's service as [`Wrap`] receives and returns it: the reporting
+/// layer over the routes, boxed.
+pub type BackendService =
+    BoxCloneService<http::Request<Body>, http::Response<Body>, tower::BoxError>;
+
+/// A function that wraps a backend's service in a layer of the caller's
+/// ([`BackendConfig::wrap`]): for instance one that answers some requests
+/// itself, or watches every call.
+#[derive(Clone)]
+pub struct Wrap(Arc<dyn Fn(BackendService) -> BackendService + Send + Sync>);
+
+impl Wrap {
+    /// Wraps with `f`, called once per backend when it starts.
+    pub fn new(f: impl Fn(BackendService) -> BackendService + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl fmt::Debug for Wrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Wrap").finish_non_exhaustive()
+    }
+}
+
+/// [`Wrap`] as a tower layer over the reporting layer's service.
+#[derive(Debug, Clone)]
+struct WrapLayer(Wrap);
+
+impl<S, B> tower::Layer<S> for WrapLayer
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    type Service = BackendService;
+
+    fn layer(&self, inner: S) -> BackendService {
+        let boxed =
+            BoxCloneService::new(inner.map_response(|r| r.map(Body::new)).map_err(Into::into));
+        (self.0.0)(boxed)
+    }
 }
 
 impl BackendConfig {
@@ -52,6 +108,7 @@ impl BackendConfig {
             tls: None,
             health: false,
             max_stream_age: None,
+            wrap: None,
         }
     }
 }
@@ -103,18 +160,34 @@ impl Backend {
             server = server.tls_config(tls).map_err(io::Error::other)?;
         }
         let health = config.health.then(tonic_health::server::health_reporter);
-        let router = server
-            .layer(layer)
-            .add_service(GreeterServer::new(greeter.clone()))
-            .add_service(recorder.oob_service())
-            .add_optional_service(health.as_ref().map(|(_, service)| service.clone()));
+        let mut routes =
+            Routes::new(GreeterServer::new(greeter.clone())).add_service(recorder.oob_service());
+        if let Some((_, service)) = &health {
+            routes = routes.add_service(service.clone());
+        }
         // tonic sets TCP_NODELAY only on sockets it binds itself: without it,
         // small frames (replies, out-of-band reports) wait on Nagle and the
         // peer's delayed ACK.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let shutdown = async {
             let _ = rx.await;
-        }));
+        };
+        // The first layer given is the outermost.
+        let task = match config.wrap {
+            None => tokio::spawn(
+                server
+                    .layer(layer)
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, shutdown),
+            ),
+            Some(wrap) => tokio::spawn(
+                server
+                    .layer(WrapLayer(wrap))
+                    .layer(layer)
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, shutdown),
+            ),
+        };
         Ok(Backend {
             addr,
             recorder,

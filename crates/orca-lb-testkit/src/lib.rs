@@ -30,7 +30,7 @@ pub mod scoped_logs;
 mod service_time;
 mod test_pki;
 
-pub use backend::{Backend, BackendConfig};
+pub use backend::{Backend, BackendConfig, BackendService, Wrap};
 pub use greeter::TestGreeter;
 pub use service_time::ServiceTime;
 pub use test_pki::TestPki;
