@@ -16,6 +16,9 @@
 //! - `channel`: `GreeterClient<Channel>` to one bare server (the baseline);
 //! - `balancer_1`: `GreeterClient<Balancer>` over that same server;
 //! - `balancer_8`: a `Balancer` over 8 bare servers;
+//! - `balancer_8_no_offer`: the same with `hand_backs(0)`: calls are not
+//!   offered for hand-back, so their bodies are not read ahead and kept
+//!   (bare servers never hand back: the difference is the offer's cost);
 //! - `tonic_balance_8`: tonic's `Channel::balance_list` over the same 8;
 //! - `channel_reporting`: a `Channel` to one server behind `ReportingLayer`
 //!   (the client receives a report per call and ignores it);
@@ -50,15 +53,17 @@ enum Kind {
     Channel,
     Balancer1,
     Balancer8,
+    Balancer8NoOffer,
     TonicBalance8,
     ChannelReporting,
     Balancer8Reporting,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::Channel,
     Kind::Balancer1,
     Kind::Balancer8,
+    Kind::Balancer8NoOffer,
     Kind::TonicBalance8,
     Kind::ChannelReporting,
     Kind::Balancer8Reporting,
@@ -70,6 +75,7 @@ impl Kind {
             Kind::Channel => "channel",
             Kind::Balancer1 => "balancer_1",
             Kind::Balancer8 => "balancer_8",
+            Kind::Balancer8NoOffer => "balancer_8_no_offer",
             Kind::TonicBalance8 => "tonic_balance_8",
             Kind::ChannelReporting => "channel_reporting",
             Kind::Balancer8Reporting => "balancer_8_reporting",
@@ -112,11 +118,12 @@ fn clients(client_rt: &Runtime, bare: &[BenchServer], layered: &[BenchServer]) -
     let urls = |servers: &[BenchServer]| servers.iter().map(BenchServer::url).collect::<Vec<_>>();
     let (bare, layered) = (urls(bare), urls(layered));
     client_rt.block_on(async {
-        let balancer = |urls: Vec<String>| async move {
+        let balancer = |urls: Vec<String>, hand_backs: u32| async move {
             let n = urls.len();
-            let balancer =
-                Balancer::from_uris(BalancerConfig::default().with_target("bench"), urls)
-                    .expect("balancer");
+            let config = BalancerConfig::default()
+                .with_target("bench")
+                .with_hand_backs(hand_backs);
+            let balancer = Balancer::from_uris(config, urls).expect("balancer");
             balancer.wait_for_endpoints(n).await;
             Client::Balancer(GreeterClient::new(balancer))
         };
@@ -132,8 +139,9 @@ fn clients(client_rt: &Runtime, bare: &[BenchServer], layered: &[BenchServer]) -
         for kind in KINDS {
             let client = match kind {
                 Kind::Channel => channel(bare[0].clone()).await,
-                Kind::Balancer1 => balancer(bare[..1].to_vec()).await,
-                Kind::Balancer8 => balancer(bare.clone()).await,
+                Kind::Balancer1 => balancer(bare[..1].to_vec(), 1).await,
+                Kind::Balancer8 => balancer(bare.clone(), 1).await,
+                Kind::Balancer8NoOffer => balancer(bare.clone(), 0).await,
                 Kind::TonicBalance8 => {
                     let endpoints = bare
                         .iter()
@@ -141,7 +149,7 @@ fn clients(client_rt: &Runtime, bare: &[BenchServer], layered: &[BenchServer]) -
                     Client::Channel(GreeterClient::new(Channel::balance_list(endpoints)))
                 }
                 Kind::ChannelReporting => channel(layered[0].clone()).await,
-                Kind::Balancer8Reporting => balancer(layered.clone()).await,
+                Kind::Balancer8Reporting => balancer(layered.clone(), 1).await,
             };
             // Warm: connections up, and a few calls each.
             let mut c = client.clone();
