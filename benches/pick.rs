@@ -75,7 +75,8 @@ use orca_lb_benches::{hello_request, median};
 use orca_lb_client::{Balancer, BalancerConfig, LocalityConfig, Zone};
 use orca_lb_core::{
     CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome, P2c,
-    PickContext, PickView, RawLoadReport, Score, ScoreConfig, named_metrics,
+    PickContext, PickSettings, PickTime, PickView, RawLoadReport, Score, ScoreConfig,
+    named_metrics,
 };
 use orca_lb_server::FixedSampler;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -232,6 +233,7 @@ struct CoreFleet {
     local: Vec<LocalLoad>,
     fleet: FleetView,
     config: ScoreConfig,
+    settings: PickSettings,
     now: Instant,
 }
 
@@ -296,6 +298,7 @@ impl CoreFleet {
                 backlog: 2.0,
                 streams: 0.0,
             },
+            settings: PickSettings::new(&config),
             config,
             now,
         }
@@ -316,6 +319,7 @@ impl CoreFleet {
             local,
             fleet,
             config,
+            settings,
             now,
         } = self;
         let pick = PickContext {
@@ -328,16 +332,26 @@ impl CoreFleet {
         };
         // The views share one origin (the fleet's creation): the pick's time
         // since it is worked out once, as the balancer does.
-        let at = PickView::seconds_since(views[0].origin(), pick.now);
+        let time = PickTime::new(
+            settings,
+            PickView::seconds_since(views[0].origin(), pick.now),
+        );
         picker.pick_best_of(rng, views.len(), choices, |i| {
-            views[i].score_at(at, local[i], &pick)
+            views[i].score_at(&time, local[i], &pick)
         })
     }
 
     /// `view`'s score as a pick at `now` that drew `u` sees it, for endpoint
-    /// `i`'s local load; `at` is `now` since the views' origin, which a pick
+    /// `i`'s local load; `time` is `now` as the views count it, which a pick
     /// works out once for all the endpoints it scores.
-    fn score(&self, view: &PickView, i: usize, u: f64, now: Instant, at: f64) -> Option<Score> {
+    fn score(
+        &self,
+        view: &PickView,
+        i: usize,
+        u: f64,
+        now: Instant,
+        time: &PickTime,
+    ) -> Option<Score> {
         let pick = PickContext {
             stream: false,
             warm_up: u,
@@ -346,7 +360,7 @@ impl CoreFleet {
             score: &self.config,
             now,
         };
-        view.score_at(at, self.local[i], &pick)
+        view.score_at(time, self.local[i], &pick)
     }
 }
 
@@ -359,8 +373,8 @@ struct Parts {
     unheard: PickView,
     /// The fed endpoints' scores, computed once.
     scores: Vec<Score>,
-    /// `core.now`, and [`LONG_GONE`] after it, since the views' origin.
-    at: (f64, f64),
+    /// `core.now`, and [`LONG_GONE`] after it, as the views count them.
+    at: (PickTime, PickTime),
 }
 
 /// The parts, in table order.
@@ -383,13 +397,11 @@ impl Parts {
             .pick_view(&core.config);
         let origin = core.views[0].origin();
         assert_eq!(unheard.origin(), origin);
-        let at = (
-            PickView::seconds_since(origin, core.now),
-            PickView::seconds_since(origin, core.now + LONG_GONE),
-        );
+        let time = |t| PickTime::new(&core.settings, PickView::seconds_since(origin, t));
+        let at = (time(core.now), time(core.now + LONG_GONE));
         let scores = (0..core.views.len())
             .map(|i| {
-                core.score(&core.views[i], i, 0.5, core.now, at.0)
+                core.score(&core.views[i], i, 0.5, core.now, &at.0)
                     .expect("eligible")
             })
             .collect();
@@ -409,18 +421,18 @@ impl Parts {
             }
             1 => {
                 let view = black_box(&self.core.views[0]);
-                let at = black_box(self.at.0);
+                let at = black_box(&self.at.0);
                 black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
             }
             2 => {
                 let view = black_box(&self.core.views[0]);
                 let later = self.core.now + LONG_GONE;
-                let at = black_box(self.at.1);
+                let at = black_box(&self.at.1);
                 black_box(self.core.score(view, 0, black_box(0.5), later, at));
             }
             3 => {
                 let view = black_box(&self.unheard);
-                let at = black_box(self.at.0);
+                let at = black_box(&self.at.0);
                 black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
             }
             _ => {

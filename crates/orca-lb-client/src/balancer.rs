@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::{Admission, P2c, PickContext, PickView, RingPick, ZoneSide, capacity};
+use orca_lb_core::{Admission, P2c, PickContext, PickTime, PickView, RingPick, ZoneSide, capacity};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -204,14 +204,14 @@ impl Balancer {
             now,
         };
         let spill = self.shared.spill();
-        let origin = self.shared.origin;
+        let time = pick_time(&self.shared, now);
         draw_zoned(
             &self.picker,
             &mut self.rng,
             &self.list,
             spill,
             &mut pick,
-            origin,
+            &time,
             None,
         )
     }
@@ -290,8 +290,8 @@ impl Balancer {
         let mut excluded = avoid.and_then(|a| self.list.iter().position(|e| Arc::ptr_eq(e, a)));
         // A HalfOpen endpoint whose probe budget went to another caller
         // between the pick and the admission is excluded and replaced.
+        let time = pick_time(&self.shared, now);
         for _ in 0..2 {
-            let origin = self.shared.origin;
             // A keyed call goes where the ring says; one without a key, or
             // whose ring walk found nothing eligible, is drawn as usual.
             let keyed = key.and_then(|k| self.ring_pick(k, now, excluded));
@@ -303,7 +303,7 @@ impl Balancer {
                     &self.list,
                     spill,
                     &mut pick,
-                    origin,
+                    &time,
                     excluded,
                 ),
             };
@@ -356,6 +356,15 @@ impl Balancer {
     }
 }
 
+/// The time of a pick at `now` as the endpoints' pick views count it
+/// (see [`PickTime`]), worked out once per pick.
+fn pick_time(shared: &Shared, now: std::time::Instant) -> PickTime {
+    PickTime::new(
+        &shared.pick_settings,
+        PickView::seconds_since(shared.origin, now),
+    )
+}
+
 /// One draw over `list` as [`draw`] makes it, with locality on first
 /// among the endpoints of the zone side drawn for this pick (other zones
 /// with probability `spill`), then, if none of those is eligible, among all
@@ -368,15 +377,15 @@ fn draw_zoned(
     list: &EndpointList,
     spill: f64,
     pick: &mut PickContext<'_>,
-    origin: std::time::Instant,
+    time: &PickTime,
     excluded: Option<usize>,
 ) -> Option<usize> {
     let Some(zones) = list.zones() else {
-        return draw(picker, rng, list, None, pick, origin, excluded);
+        return draw(picker, rng, list, None, pick, time, excluded);
     };
     let side = ZoneSide::draw(rng, spill);
     zones.pick_preferring(side, |subset| {
-        draw(picker, rng, list, subset, pick, origin, excluded)
+        draw(picker, rng, list, subset, pick, time, excluded)
     })
 }
 
@@ -386,27 +395,25 @@ fn draw_zoned(
 /// [`P2c::pick_least`]), passing over `excluded`; returns a list index.
 /// When the warm-up draw leaves nothing (every endpoint is new, as at
 /// start-up), `pick.warm_up` is reset to 0 and all endpoints count.
-/// `origin` is the balancer's pick origin ([`Shared::origin`]).
+/// `time` is `pick.now` as the endpoints' views count it ([`pick_time`]).
 fn draw(
     picker: &P2c,
     rng: &mut SmallRng,
     list: &[Arc<Endpoint>],
     subset: Option<&[u32]>,
     pick: &mut PickContext<'_>,
-    origin: std::time::Instant,
+    time: &PickTime,
     excluded: Option<usize>,
 ) -> Option<usize> {
     let len = subset.map_or(list.len(), <[u32]>::len);
     let at = |k: usize| subset.map_or(k, |s| s[k] as usize);
-    // The pick's time as the endpoints' views count it, once for all.
-    let now = PickView::seconds_since(origin, pick.now);
     loop {
         let score = |k: usize| {
             let i = at(k);
             if Some(i) == excluded {
                 return None;
             }
-            list[i].candidate(now, pick)
+            list[i].candidate(time, pick)
         };
         let chosen = if pick.stream {
             picker.pick_least(rng, len, score)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use http::Uri;
 use orca_lb_core::{
     Admission, BreakerState, CandidateView, EndpointLoad, EndpointPolicy, FleetSamples, FleetView,
-    LoadReport, OpenReason, Outcome, PickContext, Score, ScoreConfig, Transition, Zone,
+    LoadReport, OpenReason, Outcome, PickContext, PickTime, Score, ScoreConfig, Transition, Zone,
     affinity_load,
 };
 use parking_lot::{Mutex, RwLock};
@@ -280,14 +280,15 @@ impl Endpoint {
 
     /// This endpoint's score for one pick (see
     /// [`orca_lb_core::PickView::score_at`]), or `None` to pass it over;
-    /// `now` is `pick.now` in seconds since the balancer's pick origin.
+    /// `time` is `pick.now` as the balancer's pick views count it.
     /// Takes no lock: the view is read from its [`SeqView`].
-    pub(crate) fn candidate(&self, now: f64, pick: &PickContext<'_>) -> Option<Score> {
+    #[inline]
+    pub(crate) fn candidate(&self, time: &PickTime, pick: &PickContext<'_>) -> Option<Score> {
         if self.is_draining() || !self.is_healthy() {
             return None;
         }
         let view = self.published.pick.load();
-        view.score_at(now, self.calls.load(pick.now), pick)
+        view.score_at(time, self.calls.load(pick.now), pick)
     }
 
     /// Its load as session affinity weighs it (see

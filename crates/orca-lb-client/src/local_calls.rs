@@ -110,6 +110,7 @@ impl LocalCalls {
     }
 
     /// The calls as of `now`, with the mean start time of the unary ones.
+    #[inline]
     pub(crate) fn load(&self, now: Instant) -> LocalLoad {
         let word = self.unary.load(Relaxed);
         LocalLoad {

@@ -61,6 +61,7 @@ impl SeqView {
     }
 
     /// The last view published, whole.
+    #[inline]
     pub(crate) fn load(&self) -> PickView {
         loop {
             let before = self.seq.load(Ordering::Acquire);

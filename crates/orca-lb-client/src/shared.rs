@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use orca_lb_core::{
-    AffinityConfig, AffinityKey, FleetSamples, FleetView, ZonePreference, key_hash, zone_load,
+    AffinityConfig, AffinityKey, FleetSamples, FleetView, PickSettings, ZonePreference, key_hash,
+    zone_load,
 };
 use parking_lot::Mutex;
 
@@ -53,6 +54,9 @@ pub(crate) struct Shared {
     /// instant the balancer is given comes after it, even from a paused
     /// test clock that runs behind the real one.
     pub(crate) origin: Instant,
+    /// The score settings as every pick scores the endpoints' pick views
+    /// with them, worked out once.
+    pub(crate) pick_settings: PickSettings,
     /// How keyed calls find their key, with affinity on.
     pub(crate) affinity: Option<Affinity>,
     /// The mean [`Endpoint::affinity_load`] of the eligible endpoints, as of
@@ -117,6 +121,7 @@ impl Shared {
             .as_ref()
             .map(|l| Mutex::new(ZonePreference::new(l)));
         Self {
+            pick_settings: PickSettings::new(&config.score),
             spill: AtomicF64::new(0.0),
             zone_preference,
             repick,

@@ -98,6 +98,7 @@ mod backoff;
 pub mod baseline;
 mod best_of_pick;
 mod circuit_breaker;
+mod decay_stamp;
 mod ejection_budget;
 mod endpoint_policy;
 mod endpoint_state;
@@ -115,6 +116,8 @@ pub mod named_metrics;
 mod p2c;
 mod peak_ewma;
 mod pick_context;
+mod pick_settings;
+mod pick_time;
 mod pick_view;
 mod report;
 mod retry_budget;
@@ -136,6 +139,7 @@ pub use circuit_breaker::{
     BreakerState, CircuitBreaker, CircuitBreakerConfig, InvalidConfig, OpenReason, OverloadSignal,
     Transition,
 };
+pub use decay_stamp::{DecayClock, DecayStamp};
 pub use ejection_budget::EjectionBudget;
 pub use endpoint_policy::{Admission, CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{
@@ -157,6 +161,8 @@ pub use locality::{
 pub use p2c::{P2c, distinct_pair};
 pub use peak_ewma::PeakEwma;
 pub use pick_context::PickContext;
+pub use pick_settings::PickSettings;
+pub use pick_time::PickTime;
 pub use pick_view::{PICK_VIEW_WORDS, PickView};
 pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};
 pub use retry_budget::RetryBudget;

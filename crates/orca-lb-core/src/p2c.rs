@@ -60,6 +60,7 @@ impl P2c {
     }
 
     /// The relative difference under which two scores tie.
+    #[inline]
     pub fn tie_tolerance(&self) -> f64 {
         self.tie_tolerance
     }

@@ -1,20 +1,19 @@
 //! What a pick reads of one endpoint, prepared when the endpoint's news
 //! changes, so that scoring it is a few multiplies.
 
+use std::f64::consts::LOG2_E;
 use std::time::Instant;
 
 use crate::endpoint_state::contradicts;
-use std::f64::consts::LOG2_E;
-
 use crate::fast_exp::exp2_neg;
 use crate::{
-    CandidateView, EXPLORATION, FleetView, LocalLoad, MIN_WARM_UP_SHARE, PickContext, Score,
-    ScoreConfig,
+    CandidateView, DecayStamp, EXPLORATION, FleetView, LocalLoad, MIN_WARM_UP_SHARE, PickContext,
+    PickSettings, PickTime, Score, ScoreConfig,
 };
 
-/// How many 64-bit words a [`PickView`] is made of besides its creation
-/// time (see [`PickView::to_words`]).
-pub const PICK_VIEW_WORDS: usize = 17;
+/// How many 64-bit words a [`PickView`] is made of besides its origin (see
+/// [`PickView::to_words`]).
+pub const PICK_VIEW_WORDS: usize = 16;
 
 // Flag bits of `PickView::flags`.
 const ELIGIBLE: u64 = 1;
@@ -34,16 +33,18 @@ const SERVICE_OBSERVED: u64 = 3;
 /// depends neither on the time of the pick, nor on this client's load, nor
 /// on the fleet medians is worked out once, when the view is published
 /// (which report fields are known, whether observed latency contradicts the
-/// reported service time, the settings in seconds), and times are kept as
-/// seconds since an origin (see [`prepare`](CandidateView::prepare)): a
-/// pick that scores many views prepared from the same origin works out its
-/// own time since it once ([`seconds_since`](Self::seconds_since)) and
-/// passes it to [`score_at`](Self::score_at).
+/// reported service time), and times are kept as seconds since an origin
+/// (see [`prepare`](CandidateView::prepare)). The times whose weights decay
+/// over a window the settings fix (the report's and the observed latency's
+/// over `stale_after`, the error rate's over `error_decay`) are kept as
+/// [`DecayStamp`]s too. A pick that scores many views prepared from the same
+/// origin works out its own time once ([`PickTime`]) and passes it to
+/// [`score_at`](Self::score_at): each of those weights is then a multiply.
 ///
 /// [`score`](Self::score) gives the score [`CandidateView::score`] gives,
-/// up to rounding: the weights `exp(-age / window)` come from
-/// [`exp2_neg`](crate::exp2_neg) (with `log2(e) / window` worked out at
-/// publish time), within a relative 1e-12 of `f64::exp`.
+/// up to rounding: the weights `exp(-age / window)` are within a relative
+/// 1e-12 of `f64::exp` (see [`DecayStamp::weight`] and
+/// [`exp2_neg`](crate::exp2_neg)).
 ///
 /// It is plain words (see [`to_words`](Self::to_words)) so that a client
 /// can publish it in atomics and picks can read it without a lock.
@@ -53,29 +54,24 @@ pub struct PickView {
     flags: u64,
     /// When the endpoint was created, seconds since `origin`.
     created: f64,
-    /// When the last report came, seconds since `created`.
+    /// When the last report came, seconds since the origin.
     reported_at: f64,
+    /// `reported_at` on the scale of `stale_after`.
+    reported: DecayStamp,
     /// Smoothed reported service time, seconds.
     service: f64,
     /// Observed latency, seconds: the plain average when it contradicts the
     /// report, else the peak average.
     observed: f64,
-    /// When latency was last observed, seconds since `created`.
-    observed_at: f64,
+    /// When latency was last observed, on the scale of `stale_after`.
+    observed_at: DecayStamp,
     backlog: f64,
     streams: f64,
     capacity: f64,
     inv_capacity: f64,
     error_rate: f64,
-    /// When the error rate was last updated, seconds since `created`.
-    error_at: f64,
-    /// `log2(e)` over the error rate's decay time, 1/seconds.
-    error_log2: f64,
-    /// `log2(e)` over `stale_after`, 1/seconds.
-    stale_log2: f64,
-    error_penalty: f64,
-    base: f64,
-    slow_start: f64,
+    /// When the error rate was last updated, on the scale of its decay.
+    error_at: DecayStamp,
 }
 
 impl CandidateView {
@@ -98,7 +94,8 @@ impl CandidateView {
                 flags |= bit;
             }
         }
-        let (error_rate, error_decay, error_updated) = e.errors.parts();
+        let settings = PickSettings::new(config);
+        let (error_rate, _, error_updated) = e.errors.parts();
         if error_rate > 0.0 && error_updated.is_some() {
             flags |= ERRORS;
         }
@@ -111,25 +108,22 @@ impl CandidateView {
             _ => (SERVICE_TYPICAL, 0.0),
         };
         flags |= source << SERVICE_SHIFT;
+        let reported_at = since(e.reported_at);
         PickView {
             origin,
             flags,
             created: since(Some(e.created)),
-            reported_at: since(e.reported_at),
+            reported_at,
+            reported: DecayStamp::new(reported_at, settings.stale_rate),
             service: e.service_time.unwrap_or(0.0),
             observed,
-            observed_at: since(e.latency_at),
+            observed_at: DecayStamp::new(since(e.latency_at), settings.stale_rate),
             backlog: e.backlog.unwrap_or(0.0),
             streams: e.streams.unwrap_or(0.0),
             capacity: e.capacity.unwrap_or(1.0),
             inv_capacity: 1.0 / e.capacity.unwrap_or(1.0),
             error_rate,
-            error_at: since(error_updated),
-            error_log2: LOG2_E / error_decay,
-            stale_log2: LOG2_E / config.stale_after.as_secs_f64(),
-            error_penalty: config.error_penalty.as_secs_f64(),
-            base: config.base_latency.as_secs_f64(),
-            slow_start: config.slow_start.as_secs_f64(),
+            error_at: DecayStamp::new(since(error_updated), settings.error_rate),
         }
     }
 }
@@ -140,8 +134,8 @@ impl PickView {
         self.origin
     }
 
-    /// `t` in seconds since `origin` (0 if earlier): the time a pick passes
-    /// to [`score_at`](Self::score_at).
+    /// `t` in seconds since `origin` (0 if earlier): the time a pick's
+    /// [`PickTime`] is made from.
     #[inline]
     pub fn seconds_since(origin: Instant, t: Instant) -> f64 {
         let d = t.saturating_duration_since(origin);
@@ -152,29 +146,32 @@ impl PickView {
     /// which a publisher keeps fixed) and rebuild with
     /// [`from_words`](Self::from_words).
     pub fn to_words(&self) -> [u64; PICK_VIEW_WORDS] {
+        let [reported_whole, reported_power] = self.reported.to_words();
+        let [observed_whole, observed_power] = self.observed_at.to_words();
+        let [error_whole, error_power] = self.error_at.to_words();
         [
             self.flags,
             self.created.to_bits(),
             self.reported_at.to_bits(),
+            reported_whole,
+            reported_power,
             self.service.to_bits(),
             self.observed.to_bits(),
-            self.observed_at.to_bits(),
+            observed_whole,
+            observed_power,
             self.backlog.to_bits(),
             self.streams.to_bits(),
             self.capacity.to_bits(),
             self.inv_capacity.to_bits(),
             self.error_rate.to_bits(),
-            self.error_at.to_bits(),
-            self.error_log2.to_bits(),
-            self.stale_log2.to_bits(),
-            self.error_penalty.to_bits(),
-            self.base.to_bits(),
-            self.slow_start.to_bits(),
+            error_whole,
+            error_power,
         ]
     }
 
     /// The view with times from `origin` whose
     /// [`to_words`](Self::to_words) were `w`.
+    #[inline]
     pub fn from_words(origin: Instant, w: [u64; PICK_VIEW_WORDS]) -> Self {
         let f = f64::from_bits;
         PickView {
@@ -182,23 +179,20 @@ impl PickView {
             flags: w[0],
             created: f(w[1]),
             reported_at: f(w[2]),
-            service: f(w[3]),
-            observed: f(w[4]),
-            observed_at: f(w[5]),
-            backlog: f(w[6]),
-            streams: f(w[7]),
-            capacity: f(w[8]),
-            inv_capacity: f(w[9]),
-            error_rate: f(w[10]),
-            error_at: f(w[11]),
-            error_log2: f(w[12]),
-            stale_log2: f(w[13]),
-            error_penalty: f(w[14]),
-            base: f(w[15]),
-            slow_start: f(w[16]),
+            reported: DecayStamp::from_words([w[3], w[4]]),
+            service: f(w[5]),
+            observed: f(w[6]),
+            observed_at: DecayStamp::from_words([w[7], w[8]]),
+            backlog: f(w[9]),
+            streams: f(w[10]),
+            capacity: f(w[11]),
+            inv_capacity: f(w[12]),
+            error_rate: f(w[13]),
+            error_at: DecayStamp::from_words([w[14], w[15]]),
         }
     }
 
+    #[inline]
     fn has(&self, bit: u64) -> bool {
         self.flags & bit != 0
     }
@@ -229,67 +223,75 @@ impl PickView {
     /// one was prepared from, with the same `local` and `pick` (whose score
     /// settings must be the ones it was prepared with).
     pub fn score(&self, local: LocalLoad, pick: &PickContext<'_>) -> Option<Score> {
-        self.score_at(Self::seconds_since(self.origin, pick.now), local, pick)
+        let time = PickTime::new(
+            &PickSettings::new(pick.score),
+            Self::seconds_since(self.origin, pick.now),
+        );
+        self.score_at(&time, local, pick)
     }
 
     /// [`score`](Self::score), with the pick's time `pick.now` given as
-    /// `now`, in seconds since the view's origin
-    /// ([`seconds_since`](Self::seconds_since)): worked out once for all the
-    /// views a pick scores.
-    pub fn score_at(&self, now: f64, local: LocalLoad, pick: &PickContext<'_>) -> Option<Score> {
+    /// `time` ([`PickTime`], from [`seconds_since`](Self::seconds_since) the
+    /// view's origin and the [`PickSettings`] of `pick.score`): worked out
+    /// once for all the views a pick scores.
+    #[inline]
+    pub fn score_at(
+        &self,
+        time: &PickTime,
+        local: LocalLoad,
+        pick: &PickContext<'_>,
+    ) -> Option<Score> {
         let eligible = self.has(ELIGIBLE);
         if !pick.panic && !eligible {
             return None;
         }
-        if !pick.stream && pick.warm_up >= self.warm_up_share(now) {
+        if !pick.stream && pick.warm_up >= self.warm_up_share(time) {
             return None;
         }
         if !self.has(CLOSED) && eligible {
             return Some(Score::ZERO);
         }
         Some(if pick.stream {
-            self.stream_cost(now, local, &pick.fleet)
+            self.stream_cost(time, local, &pick.fleet)
         } else {
-            self.cost(now, local, pick)
+            self.cost(time, local, pick)
         })
     }
 
-    /// See [`Estimate::warm_up_share`](crate::Estimate::warm_up_share);
-    /// `now` in seconds since the origin.
-    fn warm_up_share(&self, now: f64) -> f64 {
-        let age = (now - self.created).max(0.0);
-        if age >= self.slow_start {
+    /// See [`Estimate::warm_up_share`](crate::Estimate::warm_up_share).
+    #[inline]
+    fn warm_up_share(&self, time: &PickTime) -> f64 {
+        let slow_start = time.settings.slow_start;
+        let age = (time.now - self.created).max(0.0);
+        if age >= slow_start {
             return 1.0;
         }
-        (age / self.slow_start).clamp(MIN_WARM_UP_SHARE, 1.0)
-    }
-
-    /// `exp(-(now - at) / window)` with `log2_window = log2(e) / window`,
-    /// for times in seconds since the origin.
-    fn weight(now: f64, at: f64, log2_window: f64) -> f64 {
-        exp2_neg(-(now - at).max(0.0) * log2_window)
+        (age / slow_start).clamp(MIN_WARM_UP_SHARE, 1.0)
     }
 
     /// The weight of reported values (see [`CostTerms::freshness`](crate::CostTerms::freshness)).
-    fn freshness(&self, now: f64) -> f64 {
+    #[inline]
+    fn freshness(&self, time: &PickTime) -> f64 {
         if self.has(REPORTED) {
-            Self::weight(now, self.reported_at, self.stale_log2)
+            self.reported.weight(time.stale)
         } else {
             0.0
         }
     }
 
     /// The failure penalty, seconds.
-    fn failure(&self, now: f64) -> f64 {
+    #[inline]
+    fn failure(&self, time: &PickTime) -> f64 {
         if self.has(ERRORS) {
-            self.error_rate * Self::weight(now, self.error_at, self.error_log2) * self.error_penalty
+            self.error_rate * self.error_at.weight(time.errors) * time.settings.error_penalty
         } else {
             0.0
         }
     }
 
     /// See [`Estimate::terms`](crate::Estimate::terms): the same arithmetic.
-    fn cost(&self, now: f64, local: LocalLoad, pick: &PickContext<'_>) -> Score {
+    #[inline]
+    fn cost(&self, time: &PickTime, local: LocalLoad, pick: &PickContext<'_>) -> Score {
         let (fleet, config) = (&pick.fleet, pick.score);
         let relax = |v: f64, median: f64, w: f64| w * v + (1.0 - w) * median;
         let median = fleet.service_time;
@@ -299,14 +301,11 @@ impl PickView {
             let outside = (d.abs() - config.service_time_tolerance * median).max(0.0);
             median + outside.copysign(d)
         };
-        let observed = || {
-            let w = Self::weight(now, self.observed_at, self.stale_log2);
-            relax(self.observed, typical, w)
-        };
+        let observed = || relax(self.observed, typical, self.observed_at.weight(time.stale));
         let service_time = match (self.flags >> SERVICE_SHIFT) & 3 {
-            SERVICE_REPORTED => relax(dead_band(self.service), typical, self.freshness(now)),
+            SERVICE_REPORTED => relax(dead_band(self.service), typical, self.freshness(time)),
             SERVICE_CONTRADICTED => {
-                relax(dead_band(self.service), typical, self.freshness(now)).max(observed())
+                relax(dead_band(self.service), typical, self.freshness(time)).max(observed())
             }
             SERVICE_OBSERVED => observed(),
             _ => typical,
@@ -321,7 +320,7 @@ impl PickView {
         let others = if self.has(BACKLOG) {
             let w = if self.has(REPORTED) {
                 let backlog_stale = (config.backlog_stale_services * service_time).max(1e-3);
-                let age = (now - self.reported_at).max(0.0);
+                let age = (time.now - self.reported_at).max(0.0);
                 exp2_neg(-(age * LOG2_E) / backlog_stale)
             } else {
                 0.0
@@ -334,18 +333,19 @@ impl PickView {
         let capacity = self.capacity;
         let waiting = (backlog + 1.0 - capacity).max(0.0) + config.contention * backlog;
         let completion = service_time * (1.0 + waiting * self.inv_capacity);
-        Score::new(self.base + completion + self.failure(now))
+        Score::new(time.settings.base + completion + self.failure(time))
     }
 
     /// See [`Estimate::stream_cost`](crate::Estimate::stream_cost).
-    fn stream_cost(&self, now: f64, local: LocalLoad, fleet: &FleetView) -> Score {
+    #[inline]
+    fn stream_cost(&self, time: &PickTime, local: LocalLoad, fleet: &FleetView) -> Score {
         let others = if self.has(STREAMS) {
-            let freshness = self.freshness(now);
+            let freshness = self.freshness(time);
             freshness * self.streams + (1.0 - freshness) * fleet.streams
         } else {
             0.0
         };
-        let streams = others + f64::from(local.streams) + self.failure(now) * 32.0;
+        let streams = others + f64::from(local.streams) + self.failure(time) * 32.0;
         Score::new(streams)
     }
 }

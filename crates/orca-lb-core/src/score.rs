@@ -19,6 +19,7 @@ impl Score {
 
     /// A score of `seconds`. NaN, infinite or huge values become
     /// [`Score::MAX`]; negative values become zero.
+    #[inline]
     pub fn new(seconds: f64) -> Score {
         if seconds.is_nan() || seconds >= f64::MAX {
             Score::MAX
@@ -28,6 +29,7 @@ impl Score {
     }
 
     /// The cost in seconds.
+    #[inline]
     pub fn seconds(self) -> f64 {
         self.0
     }
@@ -36,12 +38,14 @@ impl Score {
 impl Eq for Score {}
 
 impl PartialOrd for Score {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
 impl Ord for Score {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         self.0.total_cmp(&other.0)
     }

@@ -148,8 +148,11 @@ fn scores_as_the_candidate_view_does() {
                 now,
             };
             let (want, got) = (view.score(local, &pick), prepared.score(local, &pick));
-            let at = PickView::seconds_since(origin, now);
-            assert_eq!(prepared.score_at(at, local, &pick), got);
+            let time = PickTime::new(
+                &PickSettings::new(&score),
+                PickView::seconds_since(origin, now),
+            );
+            assert_eq!(prepared.score_at(&time, local, &pick), got);
             assert!(
                 close(want, got),
                 "case {case}: {want:?} against {got:?}\n{view:?}\n{local:?} {pick:?}"

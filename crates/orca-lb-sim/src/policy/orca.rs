@@ -3,8 +3,8 @@
 use orca_lb_core::HashRing;
 use orca_lb_core::{
     Admission, BreakerState, EndpointLoad, EndpointPolicy, FleetSamples, FleetView, LoadReport,
-    LocalLoad, Outcome, P2c, PickContext, Score, Transition, ZoneIndex, ZonePreference, ZoneSide,
-    affinity_load, capacity, zone_load,
+    LocalLoad, Outcome, P2c, PickContext, PickSettings, PickTime, PickView, Score, Transition,
+    ZoneIndex, ZonePreference, ZoneSide, affinity_load, capacity, zone_load,
 };
 use std::time::Instant;
 
@@ -40,6 +40,12 @@ pub(crate) struct OrcaLb {
     /// calls in flight there, for their mean age (`Endpoint::in_flight_started`).
     started: Vec<u128>,
     fleet: FleetView,
+    /// The origin of the pick views' times, the clock's zero
+    /// (`Shared::origin`).
+    origin: Instant,
+    /// The score settings as pick views are scored with them
+    /// (`Shared::pick_settings`).
+    settings: PickSettings,
     /// Endpoints whose breaker is not Closed.
     ejected: usize,
     panic: bool,
@@ -118,6 +124,8 @@ impl OrcaLb {
             local: vec![LocalLoad::default(); len],
             started: vec![0; len],
             fleet: FleetView::unknown(config.score.default_service_time),
+            origin: start,
+            settings: PickSettings::new(&config.score),
             ejected: 0,
             panic: false,
             samples: FleetSamples::new(),
@@ -214,6 +222,9 @@ impl OrcaLb {
         let others = f64::from(self.clients.saturating_sub(1));
         let (fleet, score_config, panic, clock) =
             (&self.fleet, &self.config.score, self.panic, &self.clock);
+        // The pick's time as the endpoints' views count it, once for all.
+        let time = PickTime::new(&self.settings, PickView::seconds_since(self.origin, now));
+        let origin = self.origin;
         loop {
             let pick = PickContext {
                 stream,
@@ -233,8 +244,9 @@ impl OrcaLb {
                     in_flight_since: (n > 0).then(|| clock.at((started[i] / n) as Nanos)),
                     ..local[i]
                 };
+                let view = endpoints[i].view().prepare(score_config, origin);
                 if stream {
-                    return endpoints[i].pick_view(score_config).score(local, &pick);
+                    return view.score_at(&time, local, &pick);
                 }
                 // The experiments: the other clients' expected picks since
                 // the report count as calls in flight; a cubic penalty on
@@ -242,7 +254,7 @@ impl OrcaLb {
                 let extra = f64::from(since_report[i]) * herding.pick_compensation * others
                     + f64::from(local.in_flight) * herding.own_compensation * others;
                 local.in_flight += extra.round() as u32;
-                let score = endpoints[i].pick_view(score_config).score(local, &pick)?;
+                let score = view.score_at(&time, local, &pick)?;
                 if herding.cubic_penalty == 0.0 || score == Score::ZERO {
                     return Some(score);
                 }
