@@ -6,8 +6,8 @@
 //! The criterion group "pick cost" times one pick per iteration:
 //! - `orca-lb`: `Balancer::choose(false)`, the production pick without the
 //!   send: a clock read, the warm-up draw, and the best of 8 random
-//!   endpoints' published pick views (each read without a lock), with
-//!   tie tolerance.
+//!   endpoints' published pick views (each read without a lock, then their
+//!   costs computed together), with tie tolerance.
 //!   The balancer runs on real backends like the common rig's
 //!   (`orca_lb_testkit::Backend`: the reporting layer, 4 worker slots, service
 //!   time Exp(20 ms)), and is fed first: 20 calls per endpoint through the
@@ -19,17 +19,18 @@
 //!   a current-thread one that is not driven while picks are timed, so its
 //!   background tasks (discovery, the 50 ms maintenance pass) stay idle and
 //!   the allocation count is exact.
-//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of` with the
+//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of_drawn` with the
 //!   default `ScoreConfig::choices` (8) over a slice of `PickView`s (the
-//!   views prepared for picks, as the balancer publishes them) scored with
-//!   `PickView::score_at`, with `now` passed in and its time since the
-//!   views' origin worked out once per pick (no clock read, no atomics, no
-//!   `Arc`). The views come from `EndpointPolicy`s fed the
+//!   views prepared for picks, as the balancer publishes them), the drawn
+//!   ones read with `PickView::unary_cost` and their costs computed together
+//!   (`CostBatch`), as the balancer does, with `now` passed in and the
+//!   pick's time (`PickTime`) worked out once per pick (no clock read, no
+//!   atomics, no `Arc`). The views come from `EndpointPolicy`s fed the
 //!   same kind of reports and responses.
 //! - `orca-lb core, pair`: the same over the same views with the pair
-//!   picker (`P2c::pick`, `choices` = 2), for the cost of best of 8 against
-//!   best of 2; the interleaved check prints that ratio, measured in the
-//!   same rounds.
+//!   picker (`P2c::pick`, `choices` = 2, one score at a time), for the cost
+//!   of best of 8 against best of 2; the interleaved check prints that
+//!   ratio, measured in the same rounds.
 //! - `pick_locality`: `Balancer::choose(false)` as `orca-lb`, on a second
 //!   balancer over the same backends with locality on: half of them in the
 //!   client's zone, half in another, fed through that balancer (so calls
@@ -41,13 +42,13 @@
 //!   (immediate) end.
 //!
 //! The group "pick cost parts" times what orca-lb's pick at 8 endpoints is
-//! made of, one part at a time: the clock read, one endpoint's score
-//! (`PickView::score_at`, the pick's time since the views' origin given, as
+//! made of, one part at a time: the clock read, the pick's time
+//! (`PickTime::new` with the time since the views' origin, once per pick),
+//! one endpoint's score (`PickView::score_at`, the pick's time given, as
 //! in a pick; with news a second old, with the same news 1,000 s old, and
-//! for an endpoint never heard from), and `P2c::pick` over scores known in
-//! advance. The weights `exp(-age / window)` are `exp2_neg`, which returns 0
-//! at once where they underflow (glibc's `exp` took its error path there
-//! and set `errno`).
+//! for an endpoint never heard from), the 8 fed endpoints' costs computed
+//! together (`PickView::unary_cost` for each, then `CostBatch::scores`),
+//! and `P2c::pick` over scores known in advance.
 //!
 //! Before the groups, an allocation check counts allocations per pick for
 //! each variant, and for orca-lb's stream pick (`Balancer::choose(true)`,
@@ -74,8 +75,8 @@ use criterion::{BenchmarkId, Criterion};
 use orca_lb_benches::{hello_request, median};
 use orca_lb_client::{Balancer, BalancerConfig, LocalityConfig, Zone};
 use orca_lb_core::{
-    CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome, P2c,
-    PickContext, PickSettings, PickTime, PickView, RawLoadReport, Score, ScoreConfig,
+    CircuitBreakerConfig, CostBatch, DrawnScores, EndpointPolicy, FleetView, LoadReport, LocalLoad,
+    Outcome, P2c, PickContext, PickSettings, PickTime, PickView, RawLoadReport, Score, ScoreConfig,
     named_metrics,
 };
 use orca_lb_server::FixedSampler;
@@ -336,8 +337,14 @@ impl CoreFleet {
             settings,
             PickView::seconds_since(views[0].origin(), pick.now),
         );
-        picker.pick_best_of(rng, views.len(), choices, |i| {
-            views[i].score_at(&time, local[i], &pick)
+        // As the balancer does: the drawn views are read, then their costs
+        // computed together.
+        picker.pick_best_of_drawn(rng, views.len(), choices, |drawn, scores| {
+            let mut batch = CostBatch::new();
+            for &i in drawn {
+                batch.push(i, views[i].unary_cost(&time, local[i], &pick));
+            }
+            batch.scores(&time, scores);
         })
     }
 
@@ -378,11 +385,13 @@ struct Parts {
 }
 
 /// The parts, in table order.
-const PARTS: [&str; 5] = [
+const PARTS: [&str; 7] = [
     "clock read",
+    "pick time (PickTime::new)",
     "score, with news",
     "score, news 1,000 s old",
     "score, never heard from",
+    "8 costs together (CostBatch)",
     "P2c::pick, scores given",
 ];
 
@@ -420,20 +429,44 @@ impl Parts {
                 black_box(tokio::time::Instant::now());
             }
             1 => {
+                let origin = black_box(self.core.views[0].origin());
+                let seconds = PickView::seconds_since(origin, black_box(self.core.now));
+                black_box(PickTime::new(black_box(&self.core.settings), seconds));
+            }
+            2 => {
                 let view = black_box(&self.core.views[0]);
                 let at = black_box(&self.at.0);
                 black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
             }
-            2 => {
+            3 => {
                 let view = black_box(&self.core.views[0]);
                 let later = self.core.now + LONG_GONE;
                 let at = black_box(&self.at.1);
                 black_box(self.core.score(view, 0, black_box(0.5), later, at));
             }
-            3 => {
+            4 => {
                 let view = black_box(&self.unheard);
                 let at = black_box(&self.at.0);
                 black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
+            }
+            5 => {
+                let core = &self.core;
+                let pick = PickContext {
+                    stream: false,
+                    warm_up: black_box(0.5),
+                    panic: false,
+                    fleet: core.fleet,
+                    score: &core.config,
+                    now: core.now,
+                };
+                let time = black_box(&self.at.0);
+                let mut batch = CostBatch::new();
+                for (i, view) in black_box(&core.views).iter().enumerate() {
+                    batch.push(i, view.unary_cost(time, core.local[i], &pick));
+                }
+                let mut scores = DrawnScores::new();
+                batch.scores(time, &mut scores);
+                black_box(&scores);
             }
             _ => {
                 let scores = &self.scores;

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::{Admission, P2c, PickContext, PickTime, PickView, RingPick, ZoneSide, capacity};
+use orca_lb_core::{
+    Admission, CostBatch, P2c, PickContext, PickTime, PickView, RingPick, UnaryCost, ZoneSide,
+    capacity,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -408,17 +411,31 @@ fn draw(
     let len = subset.map_or(list.len(), <[u32]>::len);
     let at = |k: usize| subset.map_or(k, |s| s[k] as usize);
     loop {
-        let score = |k: usize| {
-            let i = at(k);
-            if Some(i) == excluded {
-                return None;
-            }
-            list[i].candidate(time, pick)
-        };
         let chosen = if pick.stream {
-            picker.pick_least(rng, len, score)
+            picker.pick_least(rng, len, |k: usize| {
+                let i = at(k);
+                if Some(i) == excluded {
+                    return None;
+                }
+                list[i].candidate(time, pick)
+            })
         } else {
-            picker.pick_best_of(rng, len, pick.score.choices, score)
+            // The drawn candidates are read first, then their costs are
+            // computed side by side (see `CostBatch`).
+            let pick = &*pick;
+            picker.pick_best_of_drawn(rng, len, pick.score.choices, |drawn, scores| {
+                let mut batch = CostBatch::new();
+                for &k in drawn {
+                    let i = at(k);
+                    let cost = if Some(i) == excluded {
+                        UnaryCost::PassOver
+                    } else {
+                        list[i].unary_pick_cost(time, pick)
+                    };
+                    batch.push(k, cost);
+                }
+                batch.scores(time, scores);
+            })
         };
         if chosen.is_some() || pick.warm_up == 0.0 {
             return chosen.map(at);

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use http::Uri;
 use orca_lb_core::{
     Admission, BreakerState, CandidateView, EndpointLoad, EndpointPolicy, FleetSamples, FleetView,
-    LoadReport, OpenReason, Outcome, PickContext, PickTime, Score, ScoreConfig, Transition, Zone,
-    affinity_load,
+    LoadReport, OpenReason, Outcome, PickContext, PickTime, Score, ScoreConfig, Transition,
+    UnaryCost, Zone, affinity_load,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -289,6 +289,20 @@ impl Endpoint {
         }
         let view = self.published.pick.load();
         view.score_at(time, self.calls.load(pick.now), pick)
+    }
+
+    /// What a unary pick makes of this endpoint (see
+    /// [`orca_lb_core::PickView::unary_cost`]), for a pick that gathers its
+    /// drawn candidates and computes their costs together
+    /// ([`CostBatch`](orca_lb_core::CostBatch)): [`candidate`](Self::candidate)
+    /// for a unary pick, halfway. Takes no lock.
+    #[inline]
+    pub(crate) fn unary_pick_cost(&self, time: &PickTime, pick: &PickContext<'_>) -> UnaryCost {
+        if self.is_draining() || !self.is_healthy() {
+            return UnaryCost::PassOver;
+        }
+        let view = self.published.pick.load();
+        view.unary_cost(time, self.calls.load(pick.now), pick)
     }
 
     /// Its load as session affinity weighs it (see

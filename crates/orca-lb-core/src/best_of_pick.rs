@@ -3,12 +3,15 @@
 
 use rand::Rng;
 
-use crate::{P2c, Score};
+use crate::{DrawnScores, P2c, Score};
 
 /// The most candidates [`P2c::pick_best_of`] draws for one pick, and the
 /// largest valid [`ScoreConfig::choices`](crate::ScoreConfig::choices).
 /// Candidates live in a fixed array of this size on the stack.
 pub const MAX_CHOICES: usize = 8;
+
+/// `0..MAX_CHOICES`, the candidates of a fleet no larger than the draw.
+const FIRST: [usize; MAX_CHOICES] = [0, 1, 2, 3, 4, 5, 6, 7];
 
 /// How many rounds of draws to try before scanning every candidate, as the
 /// pair picker does: with most candidates ineligible, random draws rarely
@@ -49,21 +52,7 @@ impl P2c {
     /// let picked = P2c::new().pick_best_of(&mut rng, costs.len(), 4, |i| Some(costs[i]));
     /// assert_eq!(picked, Some(1));
     /// ```
-    pub fn pick_best_of<R, F>(&self, rng: &mut R, len: usize, k: usize, score: F) -> Option<usize>
-    where
-        R: Rng + ?Sized,
-        F: FnMut(usize) -> Option<Score>,
-    {
-        if k <= 2 {
-            return self.pick(rng, len, score);
-        }
-        self.best_of_draws(rng, len, k, score)
-    }
-
-    /// The best-of-`k` pick for any `k` (2 included), without the pair
-    /// picker's shortcut: a test compares its distribution at `k = 2` with
-    /// the pair's.
-    pub(crate) fn best_of_draws<R, F>(
+    pub fn pick_best_of<R, F>(
         &self,
         rng: &mut R,
         len: usize,
@@ -74,24 +63,66 @@ impl P2c {
         R: Rng + ?Sized,
         F: FnMut(usize) -> Option<Score>,
     {
+        if k <= 2 {
+            return self.pick(rng, len, score);
+        }
+        self.best_of_draws(rng, len, k, one_by_one(&mut score))
+    }
+
+    /// [`pick_best_of`](Self::pick_best_of), with each draw's candidates
+    /// scored together: `score_drawn` is given the indices drawn (distinct,
+    /// at most [`MAX_CHOICES`]) and adds the eligible ones with their scores
+    /// to the [`DrawnScores`], in the order given. The same picks as
+    /// `pick_best_of` with a `score` that scores each the same, from the
+    /// same RNG state.
+    ///
+    /// A caller that scores candidates in two steps (read each, then run
+    /// the arithmetic over all of them, as with a
+    /// [`CostBatch`](crate::CostBatch)) lets their costs be computed side by
+    /// side. The pair picker (`k <= 2`) and the scan of every candidate that
+    /// follows draws that found none eligible score one at a time.
+    pub fn pick_best_of_drawn<R, F>(
+        &self,
+        rng: &mut R,
+        len: usize,
+        k: usize,
+        mut score_drawn: F,
+    ) -> Option<usize>
+    where
+        R: Rng + ?Sized,
+        F: FnMut(&[usize], &mut DrawnScores),
+    {
+        if k <= 2 {
+            return self.pick(rng, len, |i| single(&mut score_drawn, i));
+        }
+        self.best_of_draws(rng, len, k, score_drawn)
+    }
+
+    /// The best-of-`k` pick for any `k` (2 included), without the pair
+    /// picker's shortcut: a test compares its distribution at `k = 2` with
+    /// the pair's.
+    pub(crate) fn best_of_draws<R, F>(
+        &self,
+        rng: &mut R,
+        len: usize,
+        k: usize,
+        mut score_drawn: F,
+    ) -> Option<usize>
+    where
+        R: Rng + ?Sized,
+        F: FnMut(&[usize], &mut DrawnScores),
+    {
         let k = k.clamp(1, MAX_CHOICES);
         if len <= k {
             // Every candidate fits: score them all.
-            let mut drawn = Drawn::new();
-            for i in 0..len {
-                if let Some(s) = score(i) {
-                    drawn.push(i, s);
-                }
-            }
+            let mut drawn = DrawnScores::new();
+            score_drawn(&FIRST[..len], &mut drawn);
             return self.choose(rng, &drawn);
         }
         for _ in 0..DRAW_ROUNDS {
-            let mut drawn = Drawn::new();
-            for i in distinct_sample::<R, MAX_CHOICES>(rng, len, k) {
-                if let Some(s) = score(i) {
-                    drawn.push(i, s);
-                }
-            }
+            let (indices, n) = distinct_sample::<R, MAX_CHOICES>(rng, len, k);
+            let mut drawn = DrawnScores::new();
+            score_drawn(&indices[..n], &mut drawn);
             if let Some(i) = self.choose(rng, &drawn) {
                 return Some(i);
             }
@@ -102,7 +133,7 @@ impl P2c {
         let mut best: Option<(usize, Score)> = None;
         for j in 0..len {
             let i = (start + j) % len;
-            if let Some(s) = score(i)
+            if let Some(s) = single(&mut score_drawn, i)
                 && best.is_none_or(|(_, b)| s < b)
             {
                 best = Some((i, s));
@@ -113,7 +144,7 @@ impl P2c {
 
     /// The cheapest of `drawn`, uniformly at random among those within the
     /// tie tolerance of it; `None` when `drawn` is empty.
-    fn choose<R: Rng + ?Sized>(&self, rng: &mut R, drawn: &Drawn) -> Option<usize> {
+    fn choose<R: Rng + ?Sized>(&self, rng: &mut R, drawn: &DrawnScores) -> Option<usize> {
         let candidates = drawn.as_slice();
         let least = candidates.iter().map(|&(_, s)| s).min()?;
         if candidates.len() == 1 {
@@ -138,38 +169,40 @@ impl P2c {
     }
 }
 
-/// Up to [`MAX_CHOICES`] scored candidates, on the stack.
-struct Drawn {
-    items: [(usize, Score); MAX_CHOICES],
-    len: usize,
-}
-
-impl Drawn {
-    fn new() -> Self {
-        Self {
-            items: [(0, Score::ZERO); MAX_CHOICES],
-            len: 0,
+/// A per-candidate `score` as a scorer of drawn candidates (see
+/// [`P2c::pick_best_of_drawn`]).
+fn one_by_one<F>(score: &mut F) -> impl FnMut(&[usize], &mut DrawnScores) + '_
+where
+    F: FnMut(usize) -> Option<Score>,
+{
+    |drawn, out| {
+        for &i in drawn {
+            if let Some(s) = score(i) {
+                out.push(i, s);
+            }
         }
     }
+}
 
-    fn push(&mut self, i: usize, s: Score) {
-        self.items[self.len] = (i, s);
-        self.len += 1;
-    }
-
-    fn as_slice(&self) -> &[(usize, Score)] {
-        &self.items[..self.len]
-    }
+/// Candidate `i`'s score from a scorer of drawn candidates, `None` if it
+/// is passed over.
+fn single<F>(score_drawn: &mut F, i: usize) -> Option<Score>
+where
+    F: FnMut(&[usize], &mut DrawnScores),
+{
+    let mut out = DrawnScores::new();
+    score_drawn(&[i], &mut out);
+    out.as_slice().first().map(|&(_, s)| s)
 }
 
 /// `k` distinct indices of `0..len` (`k <= N`, `k <= len`), every subset of
 /// size `k` equally likely (Floyd's algorithm: `k` random numbers, no
-/// rejection, no allocation).
+/// rejection, no allocation), in the first `k` places of the array.
 fn distinct_sample<R: Rng + ?Sized, const N: usize>(
     rng: &mut R,
     len: usize,
     k: usize,
-) -> impl Iterator<Item = usize> {
+) -> ([usize; N], usize) {
     debug_assert!(k <= N && k <= len);
     let mut out = [0usize; N];
     let mut n = 0;
@@ -181,7 +214,7 @@ fn distinct_sample<R: Rng + ?Sized, const N: usize>(
         out[n] = next;
         n += 1;
     }
-    out.into_iter().take(n)
+    (out, n)
 }
 
 #[cfg(test)]
@@ -201,8 +234,8 @@ mod tests {
             let mut seen = vec![0u32; len];
             let rounds = 20_000;
             for _ in 0..rounds {
-                let mut got: Vec<usize> =
-                    distinct_sample::<_, MAX_CHOICES>(&mut r, len, k).collect();
+                let (sample, n) = distinct_sample::<_, MAX_CHOICES>(&mut r, len, k);
+                let mut got = sample[..n].to_vec();
                 assert_eq!(got.len(), k);
                 assert!(got.iter().all(|&i| i < len));
                 got.sort_unstable();
@@ -309,7 +342,9 @@ mod tests {
         let mut r = rng(7);
         for _ in 0..picks {
             pair[p.pick(&mut r, n, cost).unwrap()] += 1;
-            general[p.best_of_draws(&mut r, n, 2, cost).unwrap()] += 1;
+            general[p
+                .best_of_draws(&mut r, n, 2, one_by_one(&mut { cost }))
+                .unwrap()] += 1;
         }
         for i in 0..n {
             let (a, b) = (f64::from(pair[i]), f64::from(general[i]));
@@ -319,6 +354,36 @@ mod tests {
             );
         }
         assert_eq!(pair[2] + pair[7] + general[2] + general[7], 0);
+    }
+
+    #[test]
+    fn scoring_the_drawn_together_picks_as_one_by_one() {
+        let p = P2c::with_tie_tolerance(0.05);
+        for (len, k) in [
+            (0, 8),
+            (1, 8),
+            (5, 8),
+            (8, 8),
+            (9, 8),
+            (1_000, 8),
+            (40, 3),
+            (40, 2),
+        ] {
+            let (mut a, mut b) = (rng(len as u64), rng(len as u64));
+            // Some ineligible, some tied.
+            let cost = |i: usize| (i % 7 != 3).then(|| Score::new(((i * 13) % 17) as f64));
+            for _ in 0..500 {
+                let drawn = p.pick_best_of_drawn(&mut b, len, k, |drawn, out| {
+                    assert!(drawn.len() <= MAX_CHOICES);
+                    for &i in drawn {
+                        if let Some(s) = cost(i) {
+                            out.push(i, s);
+                        }
+                    }
+                });
+                assert_eq!(p.pick_best_of(&mut a, len, k, cost), drawn, "{len} {k}");
+            }
+        }
     }
 
     #[test]

@@ -65,17 +65,28 @@ pub fn exp2_neg(y: f64) -> f64 {
     if y.is_nan() {
         return y;
     }
-    if y <= UNDERFLOW2 {
-        // Far below, the weight is 0.
-        return 0.0;
-    }
     // Positive arguments are not expected; the library handles them.
     if y > 0.0 {
         return y.exp2();
     }
-    // k = round(y), in [-1022, 0]; f = y - k is exact.
-    let k = (y + ROUND) - ROUND;
-    let f = y - k;
+    exp2_neg_unbranched(y)
+}
+
+/// [`exp2_neg`] for `y <= 0` without a branch, so that a loop over many
+/// arguments runs without waiting on any (and may be vectorized): the same
+/// value for every `y <= 0`, 0 at or below -1022. NaN gives 0, and a
+/// positive `y` gives `2^y` only up to 1/2 (its integer part is not
+/// taken): callers pass neither.
+#[inline]
+pub(crate) fn exp2_neg_unbranched(y: f64) -> f64 {
+    // Far below, the weight is 0; the arithmetic runs on the clamped
+    // value and the select picks 0.
+    let clamped = y.max(UNDERFLOW2);
+    // k = round(y), in [-1022, 0]; f = y - k is exact. `clamped + ROUND`
+    // holds k in the low bits of its mantissa.
+    let shifted = clamped + ROUND;
+    let k = shifted - ROUND;
+    let f = clamped - k;
     // 2^f = exp(f ln 2) by its Taylor series to (f ln 2)^11, with the
     // powers of ln 2 in the coefficients (|f ln 2| <= 0.347: truncation
     // under 7e-15), grouped (Estrin) to shorten the chain of dependent
@@ -92,9 +103,12 @@ pub fn exp2_neg(y: f64) -> f64 {
     let p47 = p45 + f2 * p67;
     let p811 = p89 + f2 * p1011;
     let p = p03 + f4 * (p47 + f4 * p811);
-    // 2^k from its exponent bits: k + 1023 is in [1, 1023].
-    let biased = (k as i64 + 1023) as u64;
-    p * f64::from_bits(biased << 52)
+    // 2^k from its exponent bits: k + 1023 is in [1, 1023], and k is the
+    // difference of the mantissas of `shifted` and ROUND (integers under
+    // 2^51 apart), so no conversion from a float is needed.
+    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let power = p * f64::from_bits(k_bits.wrapping_add(1023) << 52);
+    if y > UNDERFLOW2 { power } else { 0.0 }
 }
 
 #[cfg(test)]
@@ -159,6 +173,24 @@ mod tests {
         assert_eq!(exp_neg(f64::NEG_INFINITY), 0.0);
         assert!(exp_neg(f64::NAN).is_nan());
         assert_eq!(exp2_neg(0.5), 0.5f64.exp2());
+    }
+
+    #[test]
+    fn the_unbranched_form_is_the_same_at_and_below_zero() {
+        let grid = (0..1_100_000).map(|i| -f64::from(i) * 1e-3);
+        let edges = (0..1_023).flat_map(|k| {
+            let c = -f64::from(k);
+            [c + 0.5, c - 0.5, c + 0.5 - 1e-12, c - 0.5 + 1e-12]
+        });
+        let ends = [0.0, -0.0, -1022.0, -1e300, f64::NEG_INFINITY];
+        for y in grid.chain(edges).filter(|&y| y <= 0.0).chain(ends) {
+            assert_eq!(
+                exp2_neg_unbranched(y).to_bits(),
+                exp2_neg(y).to_bits(),
+                "{y}"
+            );
+        }
+        assert_eq!(exp2_neg_unbranched(f64::NAN), 0.0);
     }
 
     #[test]

@@ -98,7 +98,10 @@ mod backoff;
 pub mod baseline;
 mod best_of_pick;
 mod circuit_breaker;
+mod cost_batch;
+mod cost_inputs;
 mod decay_stamp;
+mod drawn_scores;
 mod ejection_budget;
 mod endpoint_policy;
 mod endpoint_state;
@@ -124,6 +127,7 @@ mod retry_budget;
 mod score;
 mod score_config;
 pub mod splitmix;
+mod unary_cost;
 mod zone;
 mod zone_preference;
 
@@ -139,7 +143,10 @@ pub use circuit_breaker::{
     BreakerState, CircuitBreaker, CircuitBreakerConfig, InvalidConfig, OpenReason, OverloadSignal,
     Transition,
 };
+pub use cost_batch::CostBatch;
+pub use cost_inputs::CostInputs;
 pub use decay_stamp::{DecayClock, DecayStamp};
+pub use drawn_scores::DrawnScores;
 pub use ejection_budget::EjectionBudget;
 pub use endpoint_policy::{Admission, CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{
@@ -168,6 +175,7 @@ pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};
 pub use retry_budget::RetryBudget;
 pub use score::Score;
 pub use score_config::{InvalidScoreConfig, ScoreConfig};
+pub use unary_cost::UnaryCost;
 pub use zone::{InvalidZone, MAX_ZONE_LEN, Zone};
 pub use zone_preference::{
     EndpointLoad, SPILL_FALL_PER_SEC, SPILL_RISE_PER_SEC, ZonePreference, zone_load,

@@ -24,6 +24,10 @@ pub struct PickSettings {
     pub(crate) base: f64,
     /// [`ScoreConfig::slow_start`], seconds.
     pub(crate) slow_start: f64,
+    /// [`ScoreConfig::backlog_stale_services`].
+    pub(crate) backlog_stale_services: f64,
+    /// [`ScoreConfig::contention`].
+    pub(crate) contention: f64,
 }
 
 impl PickSettings {
@@ -35,6 +39,8 @@ impl PickSettings {
             error_penalty: config.error_penalty.as_secs_f64(),
             base: config.base_latency.as_secs_f64(),
             slow_start: config.slow_start.as_secs_f64(),
+            backlog_stale_services: config.backlog_stale_services,
+            contention: config.contention,
         }
     }
 }

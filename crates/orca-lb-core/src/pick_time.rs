@@ -4,17 +4,18 @@
 use crate::{DecayClock, PickSettings};
 
 /// A pick's time as the pick views it scores count it: seconds since their
-/// origin, and split on the scale of each decay window the settings fix
-/// (see [`DecayStamp`](crate::DecayStamp)), with the settings themselves.
-/// Worked out once per pick; each view's weights are then a multiply each.
+/// origin, and split on the scale of `stale_after` (see
+/// [`DecayStamp`](crate::DecayStamp)), with the settings themselves. Worked
+/// out once per pick; the weights of each view's report and observed latency
+/// are then a multiply each. The error rate's decay has a window of its own:
+/// its split ([`errors`](Self::errors)) is worked out for the endpoints that
+/// failed recently only, which most picks draw none of.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PickTime {
     /// Seconds since the views' origin.
     pub(crate) now: f64,
     /// `now` on the scale of [`PickSettings::stale_rate`].
     pub(crate) stale: DecayClock,
-    /// `now` on the scale of [`PickSettings::error_rate`].
-    pub(crate) errors: DecayClock,
     pub(crate) settings: PickSettings,
 }
 
@@ -28,7 +29,6 @@ impl PickTime {
         Self {
             now,
             stale: DecayClock::new(now, settings.stale_rate),
-            errors: DecayClock::new(now, settings.error_rate),
             settings: *settings,
         }
     }
@@ -36,5 +36,11 @@ impl PickTime {
     /// Seconds since the views' origin.
     pub fn seconds(&self) -> f64 {
         self.now
+    }
+
+    /// `now` on the scale of [`PickSettings::error_rate`].
+    #[inline]
+    pub(crate) fn errors(&self) -> DecayClock {
+        DecayClock::new(self.now, self.settings.error_rate)
     }
 }

@@ -5,10 +5,9 @@ use std::f64::consts::LOG2_E;
 use std::time::Instant;
 
 use crate::endpoint_state::contradicts;
-use crate::fast_exp::exp2_neg;
 use crate::{
-    CandidateView, DecayStamp, EXPLORATION, FleetView, LocalLoad, MIN_WARM_UP_SHARE, PickContext,
-    PickSettings, PickTime, Score, ScoreConfig,
+    CandidateView, CostInputs, DecayStamp, EXPLORATION, FleetView, LocalLoad, MIN_WARM_UP_SHARE,
+    PickContext, PickSettings, PickTime, Score, ScoreConfig, UnaryCost,
 };
 
 /// How many 64-bit words a [`PickView`] is made of besides its origin (see
@@ -241,21 +240,46 @@ impl PickView {
         local: LocalLoad,
         pick: &PickContext<'_>,
     ) -> Option<Score> {
+        if !pick.stream {
+            return match self.unary_cost(time, local, pick) {
+                UnaryCost::PassOver => None,
+                UnaryCost::Probe => Some(Score::ZERO),
+                UnaryCost::Compute(inputs) => Some(inputs.cost(time)),
+            };
+        }
         let eligible = self.has(ELIGIBLE);
         if !pick.panic && !eligible {
-            return None;
-        }
-        if !pick.stream && pick.warm_up >= self.warm_up_share(time) {
             return None;
         }
         if !self.has(CLOSED) && eligible {
             return Some(Score::ZERO);
         }
-        Some(if pick.stream {
-            self.stream_cost(time, local, &pick.fleet)
-        } else {
-            self.cost(time, local, pick)
-        })
+        Some(self.stream_cost(time, local, &pick.fleet))
+    }
+
+    /// A unary pick's [`score_at`](Self::score_at), halfway: whether the
+    /// pick passes this endpoint over or probes it, and otherwise what its
+    /// cost is computed from ([`CostInputs::cost`]), so that a pick can
+    /// gather its drawn candidates first and compute their costs together
+    /// ([`CostBatch`](crate::CostBatch)). `pick.stream` is not read.
+    #[inline(always)]
+    pub fn unary_cost(
+        &self,
+        time: &PickTime,
+        local: LocalLoad,
+        pick: &PickContext<'_>,
+    ) -> UnaryCost {
+        let eligible = self.has(ELIGIBLE);
+        if !pick.panic && !eligible {
+            return UnaryCost::PassOver;
+        }
+        if pick.warm_up >= self.warm_up_share(time) {
+            return UnaryCost::PassOver;
+        }
+        if !self.has(CLOSED) && eligible {
+            return UnaryCost::Probe;
+        }
+        UnaryCost::Compute(self.cost_inputs(time, local, pick))
     }
 
     /// See [`Estimate::warm_up_share`](crate::Estimate::warm_up_share).
@@ -283,15 +307,17 @@ impl PickView {
     #[inline]
     fn failure(&self, time: &PickTime) -> f64 {
         if self.has(ERRORS) {
-            self.error_rate * self.error_at.weight(time.errors) * time.settings.error_penalty
+            self.error_rate * self.error_at.weight(time.errors()) * time.settings.error_penalty
         } else {
             0.0
         }
     }
 
-    /// See [`Estimate::terms`](crate::Estimate::terms): the same arithmetic.
-    #[inline]
-    fn cost(&self, time: &PickTime, local: LocalLoad, pick: &PickContext<'_>) -> Score {
+    /// See [`Estimate::terms`](crate::Estimate::terms): the same
+    /// arithmetic, up to the backlog weight ([`CostInputs::cost`] does the
+    /// rest).
+    #[inline(always)]
+    fn cost_inputs(&self, time: &PickTime, local: LocalLoad, pick: &PickContext<'_>) -> CostInputs {
         let (fleet, config) = (&pick.fleet, pick.score);
         let relax = |v: f64, median: f64, w: f64| w * v + (1.0 - w) * median;
         let median = fleet.service_time;
@@ -317,23 +343,23 @@ impl PickView {
             }
             _ => service_time,
         };
-        let others = if self.has(BACKLOG) {
-            let w = if self.has(REPORTED) {
-                let backlog_stale = (config.backlog_stale_services * service_time).max(1e-3);
-                let age = (time.now - self.reported_at).max(0.0);
-                exp2_neg(-(age * LOG2_E) / backlog_stale)
-            } else {
-                0.0
-            };
-            relax(self.backlog, fleet.backlog, w)
+        let (backlog, fleet_backlog) = if self.has(BACKLOG) {
+            (self.backlog, fleet.backlog)
         } else {
-            0.0
+            (0.0, 0.0)
         };
-        let backlog = others + f64::from(local.in_flight);
-        let capacity = self.capacity;
-        let waiting = (backlog + 1.0 - capacity).max(0.0) + config.contention * backlog;
-        let completion = service_time * (1.0 + waiting * self.inv_capacity);
-        Score::new(time.settings.base + completion + self.failure(time))
+        let age = (time.now - self.reported_at).max(0.0);
+        CostInputs {
+            service_time,
+            report_age_log2: age * LOG2_E,
+            reported: if self.has(REPORTED) { 1.0 } else { 0.0 },
+            backlog,
+            fleet_backlog,
+            in_flight: f64::from(local.in_flight),
+            capacity: self.capacity,
+            inv_capacity: self.inv_capacity,
+            failure: self.failure(time),
+        }
     }
 
     /// See [`Estimate::stream_cost`](crate::Estimate::stream_cost).

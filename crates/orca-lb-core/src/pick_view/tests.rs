@@ -162,3 +162,70 @@ fn scores_as_the_candidate_view_does() {
     }
     assert!(compared > 30_000, "{compared}");
 }
+
+#[test]
+fn a_batch_scores_as_one_by_one_bit_for_bit() {
+    let t = t0();
+    let mut rng = SmallRng::seed_from_u64(12);
+    let score = ScoreConfig::default();
+    let settings = PickSettings::new(&score);
+    let origin = t.checked_sub(Duration::from_secs(3_600)).unwrap_or(t);
+    let mut compared = 0;
+    for _ in 0..2_000 {
+        let n = rng.random_range(0..=crate::MAX_CHOICES);
+        let fed: Vec<_> = (0..n).map(|_| fed(&mut rng, &score, t)).collect();
+        let last = fed.iter().map(|&(_, at)| at).max().unwrap_or(t);
+        let views: Vec<PickView> = fed
+            .iter()
+            .map(|(p, _)| p.view().prepare(&score, origin))
+            .collect();
+        let now = last + Duration::from_micros(rng.random_range(0..3_000_000));
+        let locals: Vec<LocalLoad> = (0..n)
+            .map(|_| {
+                let in_flight = rng.random_range(0..4);
+                LocalLoad {
+                    in_flight,
+                    streams: 0,
+                    in_flight_since: (in_flight > 0)
+                        .then(|| now.checked_sub(Duration::from_millis(rng.random_range(0..300))))
+                        .flatten(),
+                }
+            })
+            .collect();
+        let pick = PickContext {
+            stream: false,
+            warm_up: rng.random_range(0.0..1.0),
+            panic: rng.random_bool(0.1),
+            fleet: FleetView {
+                service_time: rng.random_range(0.001..0.05),
+                backlog: rng.random_range(0.0..5.0),
+                streams: 0.0,
+            },
+            score: &score,
+            now,
+        };
+        let time = PickTime::new(&settings, PickView::seconds_since(origin, now));
+        let mut batch = crate::CostBatch::new();
+        for (i, view) in views.iter().enumerate() {
+            batch.push(i, view.unary_cost(&time, locals[i], &pick));
+        }
+        let mut together = crate::DrawnScores::new();
+        batch.scores(&time, &mut together);
+        let one_by_one: Vec<(usize, u64)> = views
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                v.score_at(&time, locals[i], &pick)
+                    .map(|s| (i, s.seconds().to_bits()))
+            })
+            .collect();
+        let together: Vec<(usize, u64)> = together
+            .as_slice()
+            .iter()
+            .map(|&(i, s)| (i, s.seconds().to_bits()))
+            .collect();
+        assert_eq!(together, one_by_one);
+        compared += together.len();
+    }
+    assert!(compared > 3_000, "{compared}");
+}

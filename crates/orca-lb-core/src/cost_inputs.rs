@@ -1,0 +1,70 @@
+//! What the cost of a unary call on one endpoint is computed from, once the
+//! weights whose windows the settings fix are applied.
+
+use crate::fast_exp::exp2_neg_unbranched;
+use crate::{PickTime, Score};
+
+/// One endpoint's unary cost for one pick, halfway: the service time is
+/// known (its report and observed latency weighed by their age, the
+/// in-flight floor applied), and so is the failure penalty. Left is the
+/// backlog, whose weight decays over a window of a few service times, and
+/// the arithmetic after it: [`cost`](Self::cost), which has no branch, so
+/// that a pick computes the costs of its drawn candidates together
+/// ([`CostBatch`](crate::CostBatch)) rather than one chain of dependent steps
+/// after another.
+///
+/// Made by [`PickView::unary_cost`](crate::PickView::unary_cost); the cost
+/// is the one [`PickView::score`](crate::PickView::score) gives, bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostInputs {
+    /// Seconds.
+    pub(crate) service_time: f64,
+    /// The report's age times `log2(e)`: the backlog weight is
+    /// `2^-(this / window)`.
+    pub(crate) report_age_log2: f64,
+    /// 1 with a report, 0 without (then the backlog weight is 0).
+    pub(crate) reported: f64,
+    /// The reported backlog, 0 when not reported.
+    pub(crate) backlog: f64,
+    /// The fleet's median backlog, 0 when the endpoint reports none.
+    pub(crate) fleet_backlog: f64,
+    /// This client's calls in flight there.
+    pub(crate) in_flight: f64,
+    pub(crate) capacity: f64,
+    pub(crate) inv_capacity: f64,
+    /// The failure penalty, seconds.
+    pub(crate) failure: f64,
+}
+
+impl Default for CostInputs {
+    /// Inputs that cost the base latency: a free endpoint with no news.
+    fn default() -> Self {
+        Self {
+            service_time: 0.0,
+            report_age_log2: 0.0,
+            reported: 0.0,
+            backlog: 0.0,
+            fleet_backlog: 0.0,
+            in_flight: 0.0,
+            capacity: 1.0,
+            inv_capacity: 1.0,
+            failure: 0.0,
+        }
+    }
+}
+
+impl CostInputs {
+    /// The cost, for a pick at `time`: see
+    /// [`Estimate::terms`](crate::Estimate::terms), the same arithmetic.
+    #[inline]
+    pub fn cost(&self, time: &PickTime) -> Score {
+        let settings = &time.settings;
+        let backlog_stale = (settings.backlog_stale_services * self.service_time).max(1e-3);
+        let w = exp2_neg_unbranched(-self.report_age_log2 / backlog_stale) * self.reported;
+        let others = w * self.backlog + (1.0 - w) * self.fleet_backlog;
+        let backlog = others + self.in_flight;
+        let waiting = (backlog + 1.0 - self.capacity).max(0.0) + settings.contention * backlog;
+        let completion = self.service_time * (1.0 + waiting * self.inv_capacity);
+        Score::new(settings.base + completion + self.failure)
+    }
+}
