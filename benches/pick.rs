@@ -337,6 +337,12 @@ impl CoreFleet {
             settings,
             PickView::seconds_since(views[0].origin(), pick.now),
         );
+        if choices <= 2 {
+            // The pair, one score at a time, as the balancer scores it.
+            return picker.pick_best_of(rng, views.len(), choices, |i| {
+                views[i].score_at(&time, local[i], &pick)
+            });
+        }
         // As the balancer does: the drawn views are read, then their costs
         // computed together.
         picker.pick_best_of_drawn(rng, views.len(), choices, |drawn, scores| {

@@ -411,19 +411,24 @@ fn draw(
     let len = subset.map_or(list.len(), <[u32]>::len);
     let at = |k: usize| subset.map_or(k, |s| s[k] as usize);
     loop {
+        let score = |k: usize| {
+            let i = at(k);
+            if Some(i) == excluded {
+                return None;
+            }
+            list[i].candidate(time, pick)
+        };
+        let choices = pick.score.choices;
         let chosen = if pick.stream {
-            picker.pick_least(rng, len, |k: usize| {
-                let i = at(k);
-                if Some(i) == excluded {
-                    return None;
-                }
-                list[i].candidate(time, pick)
-            })
+            picker.pick_least(rng, len, score)
+        } else if choices <= 2 {
+            // The pair: two scores, one at a time.
+            picker.pick_best_of(rng, len, choices, score)
         } else {
             // The drawn candidates are read first, then their costs are
             // computed side by side (see `CostBatch`).
             let pick = &*pick;
-            picker.pick_best_of_drawn(rng, len, pick.score.choices, |drawn, scores| {
+            picker.pick_best_of_drawn(rng, len, choices, |drawn, scores| {
                 let mut batch = CostBatch::new();
                 for &k in drawn {
                     let i = at(k);

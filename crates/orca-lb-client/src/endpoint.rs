@@ -58,12 +58,11 @@ struct EndpointCore {
     history: VecDeque<(Instant, u64, u64)>,
 }
 
-/// What picks read of the core, copied out after every update so that a
-/// pick never takes the core's lock.
+/// What snapshots, gauges and admissions read of the core, copied out after
+/// every update so that they do not take the core's lock (picks read the
+/// [`Endpoint::pick_view`]).
 #[derive(Debug)]
 struct Published {
-    /// The view prepared for picks, read without a lock.
-    pick: SeqView,
     /// The view itself, for snapshots and gauges.
     view: RwLock<CandidateView>,
     /// The breaker's state ([`state_code`]), for the admission's lock-free
@@ -87,8 +86,24 @@ struct Totals {
 }
 
 /// A backend the balancer can send calls to.
+///
+/// What a unary pick reads of it comes first, in this order, and fits in the
+/// first two cache lines (`repr(C)`, aligned to a line): the draining and
+/// health flags, this client's calls, and the pick view's sequence and the
+/// words every unary pick reads (see
+/// [`PickView::words_read`](orca_lb_core::PickView::words_read)). A pick
+/// that draws it then waits for one pair of lines, not four lines strewn
+/// over the struct.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct Endpoint {
+    /// Set once discovery removed it: no new call is sent here.
+    draining: AtomicBool,
+    /// Its [`HealthState::code`], or 0 with health checking off.
+    health: AtomicU8,
+    calls: LocalCalls,
+    /// The view prepared for picks, read without a lock.
+    pick_view: SeqView,
     key: String,
     uri: Uri,
     /// The zone discovery placed it in, if any.
@@ -98,14 +113,9 @@ pub(crate) struct Endpoint {
     published: Published,
     /// The score settings its pick view is prepared with (the balancer's).
     score: ScoreConfig,
-    calls: LocalCalls,
     totals: Totals,
-    /// Set once discovery removed it: no new call is sent here.
-    draining: AtomicBool,
     /// Set while a connect probe runs, so that ticks start no second one.
     connect_probe: AtomicBool,
-    /// Its [`HealthState::code`], or 0 with health checking off.
-    health: AtomicU8,
     invalid_report_log: InvalidReportLog,
     metrics: EndpointMetrics,
     oob_task: Mutex<Option<JoinHandle<()>>>,
@@ -140,7 +150,7 @@ impl Endpoint {
     ) -> Self {
         let policy = EndpointPolicy::new(&config.score, config.breaker.clone(), now);
         let view = policy.view();
-        let pick = SeqView::new(&view.prepare(&config.score, origin));
+        let pick_view = SeqView::new(&view.prepare(&config.score, origin));
         let metrics = EndpointMetrics::new(
             &config.target,
             &key,
@@ -148,6 +158,14 @@ impl Endpoint {
             config.affinity.is_some(),
         );
         Self {
+            draining: AtomicBool::new(false),
+            health: AtomicU8::new(if config.health_check.is_some() {
+                HealthState::Unknown.code()
+            } else {
+                0
+            }),
+            calls: LocalCalls::new(now),
+            pick_view,
             key,
             uri,
             zone,
@@ -157,20 +175,12 @@ impl Endpoint {
                 history: VecDeque::new(),
             }),
             published: Published {
-                pick,
                 view: RwLock::new(view),
                 breaker_state: AtomicU8::new(state_code(BreakerState::Closed)),
             },
             score: config.score.clone(),
-            calls: LocalCalls::new(now),
             totals: Totals::default(),
-            draining: AtomicBool::new(false),
             connect_probe: AtomicBool::new(false),
-            health: AtomicU8::new(if config.health_check.is_some() {
-                HealthState::Unknown.code()
-            } else {
-                0
-            }),
             invalid_report_log: InvalidReportLog::default(),
             metrics,
             oob_task: Mutex::new(None),
@@ -287,7 +297,7 @@ impl Endpoint {
         if self.is_draining() || !self.is_healthy() {
             return None;
         }
-        let view = self.published.pick.load();
+        let view = self.pick_view.load(pick.stream);
         view.score_at(time, self.calls.load(pick.now), pick)
     }
 
@@ -301,7 +311,7 @@ impl Endpoint {
         if self.is_draining() || !self.is_healthy() {
             return UnaryCost::PassOver;
         }
-        let view = self.published.pick.load();
+        let view = self.pick_view.load(false);
         view.unary_cost(time, self.calls.load(pick.now), pick)
     }
 
@@ -315,7 +325,7 @@ impl Endpoint {
         if self.is_draining() || !self.is_healthy() {
             return None;
         }
-        let view = self.published.pick.load();
+        let view = self.pick_view.load(false);
         if !view.eligible() {
             return None;
         }
@@ -378,10 +388,8 @@ impl Endpoint {
     /// Publishes what picks read, from the core (lock held by the caller).
     fn publish(&self, core: &EndpointCore) {
         let view = core.policy.view();
-        let origin = self.published.pick.origin();
-        self.published
-            .pick
-            .store(&view.prepare(&self.score, origin));
+        let origin = self.pick_view.origin();
+        self.pick_view.store(&view.prepare(&self.score, origin));
         *self.published.view.write() = view;
         let state = core.policy.breaker().state();
         let code = state_code(state);
@@ -665,5 +673,32 @@ impl Drop for Endpoint {
                 task.abort();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{align_of, offset_of};
+
+    use orca_lb_core::PickView;
+
+    use super::*;
+
+    #[test]
+    fn what_a_unary_pick_reads_fits_in_the_first_two_cache_lines() {
+        assert_eq!(align_of::<Endpoint>(), 64);
+        // The flags, this client's calls, and the view's sequence and the
+        // words of a unary pick that has nothing unusual to read.
+        let common = PickView::words_read(0, false);
+        let view = offset_of!(Endpoint, pick_view);
+        let last = [
+            offset_of!(Endpoint, draining),
+            offset_of!(Endpoint, health),
+            offset_of!(Endpoint, calls) + size_of::<u64>(),
+            view + SeqView::word_offset(common),
+        ]
+        .into_iter()
+        .max();
+        assert!(last.is_some_and(|end| end <= 128), "{last:?}");
     }
 }

@@ -54,6 +54,7 @@ fn mean_start(word: u64, epoch: Instant, now: Instant) -> Option<Instant> {
 /// other memory is published through it, and a pick that reads a value a
 /// moment old only scores with a moment-old load.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct LocalCalls {
     /// The unary calls in flight and the sum of their start times, in one
     /// word so that a pick reads both at once: each call adds its

@@ -7,6 +7,10 @@ use std::time::Instant;
 
 use orca_lb_core::{PICK_VIEW_WORDS, PickView};
 
+/// How many words every pick reads: those of a unary pick of an endpoint
+/// with nothing unusual to read.
+const COMMON: usize = 9;
+
 /// The last published [`PickView`] of one endpoint.
 ///
 /// A writer (one at a time: the endpoint's core lock serializes them) makes
@@ -21,10 +25,12 @@ use orca_lb_core::{PICK_VIEW_WORDS, PickView};
 /// and retries. The final even `seq` is a release store, so a reader whose
 /// first acquire load sees it sees every word of the write.
 ///
-/// Aligned to a cache line so that one endpoint's view does not share lines
-/// with another's counters.
+/// A reader reads the words its pick scores with, which the first (the
+/// view's flags) tells ([`PickView::words_read`]): `seq` and the words come
+/// first (`repr(C)`), so that the words of a unary pick share `seq`'s cache
+/// lines, and the endpoint places the whole where its other pick data is.
 #[derive(Debug)]
-#[repr(align(64))]
+#[repr(C)]
 pub(crate) struct SeqView {
     seq: AtomicU64,
     words: [AtomicU64; PICK_VIEW_WORDS],
@@ -40,6 +46,12 @@ impl SeqView {
             words: view.to_words().map(AtomicU64::new),
             origin: view.origin(),
         }
+    }
+
+    /// Where word `i` lies in the struct, in bytes.
+    #[cfg(test)]
+    pub(crate) fn word_offset(i: usize) -> usize {
+        std::mem::offset_of!(SeqView, words) + i * std::mem::size_of::<AtomicU64>()
     }
 
     /// The origin of the views' times.
@@ -60,13 +72,25 @@ impl SeqView {
         self.seq.store(seq.wrapping_add(2), Ordering::Release);
     }
 
-    /// The last view published, whole.
+    /// The last view published, as a pick (a stream's if `stream`) reads
+    /// it: the words its score does not read are left 0 (see
+    /// [`PickView::words_read`]).
     #[inline]
-    pub(crate) fn load(&self) -> PickView {
+    pub(crate) fn load(&self, stream: bool) -> PickView {
         loop {
             let before = self.seq.load(Ordering::Acquire);
             if before & 1 == 0 {
-                let words = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+                let mut words = [0; PICK_VIEW_WORDS];
+                // The words every pick reads, then the others it needs.
+                for (word, slot) in words[..COMMON].iter_mut().zip(&self.words) {
+                    *word = slot.load(Ordering::Relaxed);
+                }
+                let read = PickView::words_read(words[0], stream);
+                if read > COMMON {
+                    for (word, slot) in words[COMMON..read].iter_mut().zip(&self.words[COMMON..]) {
+                        *word = slot.load(Ordering::Relaxed);
+                    }
+                }
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == before {
                     return PickView::from_words(self.origin, words);
@@ -114,7 +138,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut reads = 0u64;
                 while !done.load(Ordering::Relaxed) {
-                    let v = shared.load();
+                    let v = shared.load(true);
                     assert!(v == a || v == b, "torn: {v:?}");
                     reads += 1;
                 }

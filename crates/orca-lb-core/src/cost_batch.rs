@@ -57,11 +57,19 @@ impl CostBatch {
     /// order they were pushed, added to `out`.
     #[inline]
     pub fn scores(&self, time: &PickTime, out: &mut DrawnScores) {
-        // Every slot, used or not (the unused hold default inputs): a loop
-        // of fixed length with no branch.
         let mut costs = [Score::ZERO; MAX_CHOICES];
-        for (cost, inputs) in costs.iter_mut().zip(&self.inputs) {
-            *cost = inputs.cost(time);
+        if self.len <= 2 {
+            // One or two (the pair picker, or a scan of every candidate).
+            for (cost, inputs) in costs.iter_mut().zip(&self.inputs[..self.len]) {
+                *cost = inputs.cost(time);
+            }
+        } else {
+            // Every slot, used or not (the unused hold default inputs): a
+            // loop of fixed length with no branch, which the compiler
+            // unrolls and vectorizes.
+            for (cost, inputs) in costs.iter_mut().zip(&self.inputs) {
+                *cost = inputs.cost(time);
+            }
         }
         for j in 0..self.len {
             let score = if self.probe[j] { Score::ZERO } else { costs[j] };

@@ -148,6 +148,8 @@ impl PickView {
         let [reported_whole, reported_power] = self.reported.to_words();
         let [observed_whole, observed_power] = self.observed_at.to_words();
         let [error_whole, error_power] = self.error_at.to_words();
+        // What every unary pick reads first, then what only some read (see
+        // `words_read`).
         [
             self.flags,
             self.created.to_bits(),
@@ -155,17 +157,40 @@ impl PickView {
             reported_whole,
             reported_power,
             self.service.to_bits(),
+            self.backlog.to_bits(),
+            self.capacity.to_bits(),
+            self.inv_capacity.to_bits(),
             self.observed.to_bits(),
             observed_whole,
             observed_power,
-            self.backlog.to_bits(),
-            self.streams.to_bits(),
-            self.capacity.to_bits(),
-            self.inv_capacity.to_bits(),
             self.error_rate.to_bits(),
             error_whole,
             error_power,
+            self.streams.to_bits(),
         ]
+    }
+
+    /// How many of the leading [`to_words`](Self::to_words) a pick reads
+    /// to score a view whose first word (its flags) is `flags`: a stream's
+    /// pick reads all; a unary pick skips the stream count, the error rate
+    /// when the endpoint has not failed lately, and the observed latency
+    /// when the reported service time is the one scored. The words past
+    /// that many may be left 0 in [`from_words`](Self::from_words): the
+    /// score does not read them.
+    #[inline]
+    pub fn words_read(flags: u64, stream: bool) -> usize {
+        if stream {
+            PICK_VIEW_WORDS
+        } else if flags & ERRORS != 0 {
+            15
+        } else if matches!(
+            (flags >> SERVICE_SHIFT) & 3,
+            SERVICE_CONTRADICTED | SERVICE_OBSERVED
+        ) {
+            12
+        } else {
+            9
+        }
     }
 
     /// The view with times from `origin` whose
@@ -180,14 +205,14 @@ impl PickView {
             reported_at: f(w[2]),
             reported: DecayStamp::from_words([w[3], w[4]]),
             service: f(w[5]),
-            observed: f(w[6]),
-            observed_at: DecayStamp::from_words([w[7], w[8]]),
-            backlog: f(w[9]),
-            streams: f(w[10]),
-            capacity: f(w[11]),
-            inv_capacity: f(w[12]),
-            error_rate: f(w[13]),
-            error_at: DecayStamp::from_words([w[14], w[15]]),
+            backlog: f(w[6]),
+            capacity: f(w[7]),
+            inv_capacity: f(w[8]),
+            observed: f(w[9]),
+            observed_at: DecayStamp::from_words([w[10], w[11]]),
+            error_rate: f(w[12]),
+            error_at: DecayStamp::from_words([w[13], w[14]]),
+            streams: f(w[15]),
         }
     }
 

@@ -153,6 +153,12 @@ fn scores_as_the_candidate_view_does() {
                 PickView::seconds_since(origin, now),
             );
             assert_eq!(prepared.score_at(&time, local, &pick), got);
+            // The words a pick does not read, left 0, change nothing.
+            let mut words = prepared.to_words();
+            let read = PickView::words_read(words[0], pick.stream);
+            words[read..].fill(0);
+            let partial = PickView::from_words(prepared.origin(), words);
+            assert_eq!(partial.score_at(&time, local, &pick), got);
             assert!(
                 close(want, got),
                 "case {case}: {want:?} against {got:?}\n{view:?}\n{local:?} {pick:?}"
