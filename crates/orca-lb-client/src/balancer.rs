@@ -361,6 +361,7 @@ impl Balancer {
 
 /// The time of a pick at `now` as the endpoints' pick views count it
 /// (see [`PickTime`]), worked out once per pick.
+#[inline]
 fn pick_time(shared: &Shared, now: std::time::Instant) -> PickTime {
     PickTime::new(
         &shared.pick_settings,
