@@ -71,9 +71,9 @@ impl CostBatch {
                 *cost = inputs.cost(time);
             }
         }
-        for j in 0..self.len {
-            let score = if self.probe[j] { Score::ZERO } else { costs[j] };
-            out.push(self.index[j], score);
+        let pushed = self.index.iter().zip(&self.probe).zip(costs);
+        for ((&index, &probe), cost) in pushed.take(self.len) {
+            out.push(index, if probe { Score::ZERO } else { cost });
         }
     }
 }

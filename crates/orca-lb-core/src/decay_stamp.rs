@@ -152,7 +152,7 @@ mod tests {
             // At its own time, 1 up to the rounding of the two powers
             // (each within 1e-13).
             let now = stamp.weight(DecayClock::new(t, rate));
-            assert!(now <= 1.0 && now >= 1.0 - 3e-13, "{now}");
+            assert!((1.0 - 3e-13..=1.0).contains(&now), "{now}");
             assert_eq!(
                 stamp.weight(DecayClock::new((t - 0.5f64).max(0.0), rate)),
                 1.0

@@ -8,7 +8,7 @@ use crate::{DecayClock, PickSettings};
 /// [`DecayStamp`](crate::DecayStamp)), with the settings themselves. Worked
 /// out once per pick; the weights of each view's report and observed latency
 /// are then a multiply each. The error rate's decay has a window of its own:
-/// its split ([`errors`](Self::errors)) is worked out for the endpoints that
+/// the pick time's split on that scale is worked out for the endpoints that
 /// failed recently only, which most picks draw none of.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PickTime {
