@@ -1,7 +1,7 @@
 //! What the cost of a unary call on one endpoint is computed from, once the
 //! weights whose windows the settings fix are applied.
 
-use crate::fast_exp::exp2_neg_unbranched;
+use crate::fast_exp::{exp2_neg, exp2_neg_unbranched};
 use crate::{PickTime, Score};
 
 /// One endpoint's unary cost for one pick, halfway: the service time is
@@ -56,11 +56,41 @@ impl Default for CostInputs {
 impl CostInputs {
     /// The cost, for a pick at `time`: see
     /// [`Estimate::terms`](crate::Estimate::terms), the same arithmetic.
+    /// Without a branch: the backlog weight is computed whether or not
+    /// there is a report to weigh (then it is multiplied by 0), so that a
+    /// loop over many candidates runs straight through. One candidate
+    /// scored alone is cheaper with [`cost_alone`](Self::cost_alone).
     #[inline]
     pub fn cost(&self, time: &PickTime) -> Score {
+        let w = exp2_neg_unbranched(self.backlog_exponent(time)) * self.reported;
+        self.cost_with(time, w)
+    }
+
+    /// [`cost`](Self::cost), the same value, skipping the backlog weight
+    /// when there is no report to weigh and its polynomial when the weight
+    /// underflows: for one candidate scored alone.
+    #[inline]
+    pub fn cost_alone(&self, time: &PickTime) -> Score {
+        let w = if self.reported == 0.0 {
+            0.0
+        } else {
+            exp2_neg(self.backlog_exponent(time)) * self.reported
+        };
+        self.cost_with(time, w)
+    }
+
+    /// `log2` of the backlog weight: the report's age over its window,
+    /// a few service times.
+    #[inline]
+    fn backlog_exponent(&self, time: &PickTime) -> f64 {
+        let backlog_stale = (time.settings.backlog_stale_services * self.service_time).max(1e-3);
+        -self.report_age_log2 / backlog_stale
+    }
+
+    /// The cost with backlog weight `w`.
+    #[inline]
+    fn cost_with(&self, time: &PickTime, w: f64) -> Score {
         let settings = &time.settings;
-        let backlog_stale = (settings.backlog_stale_services * self.service_time).max(1e-3);
-        let w = exp2_neg_unbranched(-self.report_age_log2 / backlog_stale) * self.reported;
         let others = w * self.backlog + (1.0 - w) * self.fleet_backlog;
         let backlog = others + self.in_flight;
         let waiting = (backlog + 1.0 - self.capacity).max(0.0) + settings.contention * backlog;

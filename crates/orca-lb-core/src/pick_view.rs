@@ -269,7 +269,7 @@ impl PickView {
             return match self.unary_cost(time, local, pick) {
                 UnaryCost::PassOver => None,
                 UnaryCost::Probe => Some(Score::ZERO),
-                UnaryCost::Compute(inputs) => Some(inputs.cost(time)),
+                UnaryCost::Compute(inputs) => Some(inputs.cost_alone(time)),
             };
         }
         let eligible = self.has(ELIGIBLE);
