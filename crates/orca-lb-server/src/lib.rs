@@ -22,8 +22,8 @@
 //!   utilization and the report are computed by
 //!   [`orca_lb_core::load_model`], which the simulator runs too.
 //! - **What the application adds.** Server-wide values through the
-//!   [`LoadRecorder`], and per-call costs through the [`CallRecorder`] in each
-//!   request's extensions. Values out of range, names longer than
+//!   [`LoadRecorder`], and per-call costs through the [`CallRecorder`] the
+//!   layer gives each call ([`CallRecorder::of`]). Values out of range, names longer than
 //!   [`ReportingConfig::max_name_len`] and entries that would take a report
 //!   past [`ReportingConfig::max_report_bytes`] are refused, counted, logged
 //!   (once per kind, then in a summary a minute) and never sent.
@@ -72,6 +72,7 @@
 mod body;
 mod call_recorder;
 mod config;
+mod current_call;
 mod drain;
 mod error;
 mod future;
