@@ -146,7 +146,7 @@ impl<B: Body> Body for ResponseBody<B> {
         let frame = match frame.into_trailers() {
             Ok(mut trailers) => {
                 if let Some((mut guard, recorder)) = this.call.take() {
-                    let now = tokio::time::Instant::now().into_std();
+                    let now = guard.report_time();
                     guard.finish(grpc_status(&trailers));
                     insert_report(&mut trailers, guard.tracker(), recorder.as_ref(), now);
                     if let Some(recorder) = recorder {

@@ -185,8 +185,7 @@ where
                         ready!(future.poll(cx))
                     };
                     let (mut guard, recorder) = this.call.take().expect("polled after completion");
-                    let now = tokio::time::Instant::now().into_std();
-                    guard.end_service(now);
+                    guard.end_service();
                     let response = match result {
                         Ok(response) => response,
                         Err(e) => {
@@ -205,7 +204,7 @@ where
                                 &mut parts.headers,
                                 guard.tracker(),
                                 recorder.as_ref(),
-                                now,
+                                guard.report_time(),
                             );
                             if let Some(recorder) = recorder {
                                 recorder.recycle();

@@ -70,6 +70,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod body;
+mod call_counters;
 mod call_recorder;
 mod config;
 mod current_call;
@@ -87,12 +88,14 @@ mod sampler;
 mod server_metrics;
 mod service;
 mod shared_rate_window;
+mod shared_service_time;
 mod shed;
 mod snapshot_encoding;
 mod stream_max_age;
 mod sysinfo_sampler;
 mod tracker;
 mod trailer;
+mod window_base;
 
 pub use body::ResponseBody;
 pub use call_recorder::CallRecorder;
