@@ -84,6 +84,7 @@ mod load_recorder;
 mod oob;
 mod refusal_log;
 mod report_budget;
+mod report_precision;
 mod sampler;
 mod server_metrics;
 mod service;

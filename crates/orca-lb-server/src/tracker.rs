@@ -16,6 +16,7 @@ use crate::RecordError;
 use crate::call_counters::CallCounters;
 use crate::refusal_log::{RefusalLog, Source};
 use crate::report_budget::{BoundedReport, Entries, STANDARD_FIELDS_BYTES, set_within};
+use crate::report_precision::round_estimate;
 use crate::sampler::{SystemLoad, SystemSampler};
 use crate::server_metrics::ServerMetrics;
 use crate::shared_rate_window::SharedRateWindow;
@@ -317,7 +318,7 @@ impl LoadTracker {
             // Calls waiting in the layer's queue are left out; a queue the
             // application keeps itself is added (see `UtilizationSource`).
             UtilizationSource::Slots {
-                busy: rates.busy,
+                busy: round_estimate(rates.busy),
                 queued: self.app_queue.load(Relaxed) as f64,
                 capacity,
             }
@@ -328,13 +329,13 @@ impl LoadTracker {
             cpu_utilization: cpu,
             mem_utilization: self.mem.load(),
             application_utilization: utilization.reported(),
-            rps: rates.rps,
-            eps: rates.eps,
+            rps: round_estimate(rates.rps),
+            eps: round_estimate(rates.eps),
             queue_depth,
             in_flight: self.in_flight(),
             active_streams: self.active_streams(),
             capacity,
-            service_time_ms: self.service_time_ms(now),
+            service_time_ms: self.service_time_ms(now).map(round_estimate),
         }
     }
 

@@ -24,6 +24,10 @@ pub(crate) static TRAILER: HeaderName = HeaderName::from_static(orca_lb_proto::T
 /// it and its last value is dropped.
 const TEXT_BLOCK: usize = 16 * 1024;
 
+/// How many times in a row a thread sends the same report before it lets
+/// HTTP/2 add the value to its header table (see [`Scratch::value`]).
+const INDEXED_AFTER: u32 = 2;
+
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
@@ -39,6 +43,8 @@ struct Scratch {
     /// encoding it again.
     last_encoded: Vec<u8>,
     last_value: Option<HeaderValue>,
+    /// How many times the last value was sent again after it was made.
+    repeats: u32,
     /// The rest of the current text block.
     text: BytesMut,
     /// The end of the previous text block, to take it up again once the
@@ -48,10 +54,25 @@ struct Scratch {
 
 impl Scratch {
     /// The value for the report in `self.encoded`.
+    ///
+    /// A new value is marked sensitive, so HPACK sends it as a literal that
+    /// is never indexed: under load nearly every report is new (the calls in
+    /// flight differ), and adding each to the connection's header table, on
+    /// both ends, would only evict the entries that do repeat, such as the
+    /// status. A value this thread sends [`INDEXED_AFTER`] times in a row is
+    /// steady (a server whose load holds, at the precision reports carry),
+    /// so from then on HPACK may add it to the table, and sends it as an
+    /// index of a byte or two from the next time on: neither end encodes or
+    /// decodes its text again. (A sensitive value that is already in the
+    /// table goes as its index too.)
     fn value(&mut self) -> Option<HeaderValue> {
-        if let Some(last) = &self.last_value
+        if let Some(last) = &mut self.last_value
             && self.last_encoded == self.encoded
         {
+            self.repeats = self.repeats.saturating_add(1);
+            if self.repeats == INDEXED_AFTER {
+                last.set_sensitive(false);
+            }
             return Some(last.clone());
         }
         let len = base64::encoded_len(self.encoded.len(), false)?;
@@ -70,6 +91,7 @@ impl Scratch {
         self.last_encoded.clear();
         self.last_encoded.extend_from_slice(&self.encoded);
         self.last_value = Some(value.clone());
+        self.repeats = 0;
         Some(value)
     }
 
@@ -155,13 +177,22 @@ mod tests {
         let a = s.value().expect("value");
         let b = s.value().expect("value");
         assert_eq!(a, b);
-        assert!(a.is_sensitive(), "reports stay out of the HPACK table");
+        assert!(
+            a.is_sensitive() && b.is_sensitive(),
+            "new reports stay out of the HPACK table"
+        );
         // The same bytes, not a second copy cut from the block.
         assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
-        s.encoded.push(b'!');
+        // Sent again and again: steady, so it may be indexed.
         let c = s.value().expect("value");
-        assert_eq!(decode(&c), b"same!");
-        assert_ne!(a.as_bytes().as_ptr(), c.as_bytes().as_ptr());
+        let d = s.value().expect("value");
+        assert_eq!(a.as_bytes().as_ptr(), d.as_bytes().as_ptr());
+        assert!(!c.is_sensitive() && !d.is_sensitive());
+        s.encoded.push(b'!');
+        let e = s.value().expect("value");
+        assert_eq!(decode(&e), b"same!");
+        assert_ne!(a.as_bytes().as_ptr(), e.as_bytes().as_ptr());
+        assert!(e.is_sensitive(), "a new report starts over");
     }
 
     /// The i-th of a series of distinct reports.
