@@ -84,11 +84,9 @@ impl SharedServiceTime {
         // this batch and made up for in the next.
         let count = services.count.wrapping_sub(folded.services.count);
         let total_ns = services.total_ns.wrapping_sub(folded.services.total_ns);
-        if count > 0 {
+        if let Some(mean_ns) = total_ns.checked_div(count) {
             folded.services = services;
-            folded
-                .ewma
-                .observe(Duration::from_nanos(total_ns / count), now);
+            folded.ewma.observe(Duration::from_nanos(mean_ns), now);
             if let Some(v) = folded.ewma.value_ms() {
                 self.value_ms.store(v);
             }
