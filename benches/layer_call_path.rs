@@ -14,7 +14,7 @@
 //! larger trailer on the server and decodes it on the client.
 //!
 //! Variants: `bare`, `layered`, `layered_no_recorder` (`call_recorder(false)`:
-//! no `CallRecorder` in the request extensions) and `layered_cap64`.
+//! no `CallRecorder` for the handler) and `layered_cap64`.
 //!
 //! After the group, an interleaved check times batches of 200 calls of every
 //! variant in rotating order and prints each as a ratio to `bare`: criterion
@@ -70,7 +70,7 @@ fn grpc_frame() -> Bytes {
 /// The request as tonic's server hands it to the layers: with the
 /// connection's `TcpConnectInfo` in its extensions, which tonic inserts into
 /// every request it accepts over TCP. The extension map then exists before
-/// the layer adds its `CallRecorder`, as it does over loopback.
+/// the layer adds its mark for the `CallRecorder`, as it does over loopback.
 fn request(frame: &Bytes) -> Request<Full<Bytes>> {
     let connection = TcpConnectInfo {
         local_addr: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),

@@ -55,7 +55,7 @@ pub enum Variant {
     /// The greeter behind a [`ReportingLayer`] without a concurrency limit.
     Layered,
     /// As [`Layered`](Self::Layered), with the per-call recorder turned off
-    /// (`call_recorder(false)`): no `CallRecorder` in the request extensions.
+    /// (`call_recorder(false)`): no `CallRecorder` for the handler.
     LayeredNoRecorder,
     /// The greeter behind a [`ReportingLayer`] with this many worker slots.
     LayeredCapacity(usize),

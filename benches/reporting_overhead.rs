@@ -10,8 +10,8 @@
 //!   fixed number of calls; criterion reports calls per second.
 //!
 //! Variants: `bare` (the baseline), `layered`, `layered_no_recorder` (the
-//! layer with `call_recorder(false)`: no per-call `CallRecorder` in the
-//! request extensions), and `layered_cap64`, a layer with 64 worker slots,
+//! layer with `call_recorder(false)`: no per-call `CallRecorder` for the
+//! handler), and `layered_cap64`, a layer with 64 worker slots,
 //! which prices the slot semaphore (64 callers never wait for a slot, so
 //! nothing queues).
 //!

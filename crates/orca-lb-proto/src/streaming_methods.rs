@@ -23,6 +23,10 @@ use prost_types::FileDescriptorSet;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamingMethods {
     paths: HashSet<Box<str>>,
+    /// Bit `n % 128` is set for each path `n` bytes long: a path of another
+    /// length is not in `paths`, and is told so without hashing it (every
+    /// call asks, and most are unary).
+    lengths: u128,
 }
 
 impl StreamingMethods {
@@ -33,8 +37,17 @@ impl StreamingMethods {
 
     /// Adds one method by its full path, `/package.Service/Method`.
     pub fn with(mut self, path: &str) -> Self {
-        self.paths.insert(path.into());
+        self.insert(path.into());
         self
+    }
+
+    fn insert(&mut self, path: Box<str>) {
+        self.lengths |= Self::length_bit(&path);
+        self.paths.insert(path);
+    }
+
+    fn length_bit(path: &str) -> u128 {
+        1 << (path.len() % 128)
     }
 
     /// Every client-, server- or bidirectional-streaming method in an encoded
@@ -62,7 +75,7 @@ impl StreamingMethods {
                         } else {
                             format!("/{package}.{}/{}", service.name(), method.name())
                         };
-                        self.paths.insert(path.into_boxed_str());
+                        self.insert(path.into_boxed_str());
                     }
                 }
             }
@@ -72,7 +85,7 @@ impl StreamingMethods {
 
     /// Whether `path` names a streaming method.
     pub fn contains(&self, path: &str) -> bool {
-        !self.paths.is_empty() && self.paths.contains(path)
+        self.lengths & Self::length_bit(path) != 0 && self.paths.contains(path)
     }
 
     /// How many streaming methods are known.
@@ -89,6 +102,22 @@ impl StreamingMethods {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_of_a_known_length_are_still_compared() {
+        let m = StreamingMethods::new().with("/a.B/Stream").with("/a.B/Lo");
+        assert!(m.contains("/a.B/Stream") && m.contains("/a.B/Lo"));
+        // Same lengths, other paths.
+        assert!(!m.contains("/a.B/Other1") && !m.contains("/a.B/Up"));
+        assert!(!m.contains("/a.B/Streamed") && !m.contains(""));
+        let long = format!("/a.B/{}", "x".repeat(200));
+        let m = m.with(&long);
+        assert!(m.contains(&long));
+        assert!(
+            !m.contains(&long[..long.len() - 128]),
+            "a length 128 shorter"
+        );
+    }
 
     #[test]
     fn finds_the_orca_stream_and_nothing_else() {

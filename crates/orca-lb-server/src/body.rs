@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 use tonic::Code;
 
 use crate::call_recorder::CallRecorder;
+use crate::current_call::Serving;
 use crate::in_flight_call::InFlightCall;
 use crate::stream_max_age::{StreamMaxAge, max_age_trailers};
 use crate::trailer::insert_report;
@@ -119,7 +120,13 @@ impl<B: Body> Body for ResponseBody<B> {
             }
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
-        let frame = match ready!(this.inner.poll_frame(cx)) {
+        let polled = {
+            // A streaming handler may produce its messages, and record
+            // costs, as the body is polled.
+            let _serving = this.call.as_mut().and_then(|(_, r)| Serving::enter(r));
+            ready!(this.inner.poll_frame(cx))
+        };
+        let frame = match polled {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
                 if let Some((mut guard, _)) = this.call.take() {
@@ -139,7 +146,7 @@ impl<B: Body> Body for ResponseBody<B> {
         let frame = match frame.into_trailers() {
             Ok(mut trailers) => {
                 if let Some((mut guard, recorder)) = this.call.take() {
-                    let now = tokio::time::Instant::now().into_std();
+                    let now = guard.report_time();
                     guard.finish(grpc_status(&trailers));
                     insert_report(&mut trailers, guard.tracker(), recorder.as_ref(), now);
                     if let Some(recorder) = recorder {

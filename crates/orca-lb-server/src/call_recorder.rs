@@ -7,6 +7,7 @@ use orca_lb_core::{Field, named_metrics};
 use parking_lot::Mutex;
 
 use crate::RecordError;
+use crate::current_call;
 use crate::refusal_log::Source;
 use crate::report_budget::{BoundedReport, Entries, STANDARD_FIELDS_BYTES, set_within};
 use crate::tracker::LoadTracker;
@@ -14,7 +15,8 @@ use crate::tracker::LoadTracker;
 /// Records metrics for one call, sent in that call's
 /// `endpoint-load-metrics-bin` trailer only.
 ///
-/// The layer puts one in every request's extensions. In a tonic handler:
+/// The layer gives every call one; a handler gets it with
+/// [`of`](CallRecorder::of). In a tonic handler:
 ///
 /// ```
 /// use orca_lb_server::CallRecorder;
@@ -27,6 +29,9 @@ use crate::tracker::LoadTracker;
 /// }
 /// # handle(&tonic::Request::new(()));
 /// ```
+///
+/// A clone records into the same call, from any thread or task, until the
+/// call's report is written.
 ///
 /// Entries recorded here come after the server-wide ones in the report, so a
 /// name recorded both ways decodes as the per-call value. Names longer than
@@ -135,9 +140,27 @@ impl CallRecorder {
         });
     }
 
-    /// The recorder of a call, if the reporting layer is in front of it.
-    pub fn of<T>(request: &tonic::Request<T>) -> Option<&CallRecorder> {
-        request.extensions().get::<CallRecorder>()
+    /// Whether `other` records into the same call.
+    #[cfg(test)]
+    pub(crate) fn same_call(&self, other: &CallRecorder) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The recorder of the call `request` belongs to, if the reporting layer
+    /// (with [`call_recorder`](crate::ReportingConfig::call_recorder) on) is
+    /// in front of it.
+    ///
+    /// Ask from the handler itself: the layer finds the call it is serving on
+    /// this thread at that moment, so a task the handler spawns finds none.
+    /// Take the recorder first and move it (or a clone) into such a task.
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<CallRecorder> {
+        current_call::recorder_of(request.extensions())
+    }
+
+    /// [`of`](CallRecorder::of), for a tower service below the layer that
+    /// handles `http` requests rather than tonic ones.
+    pub fn of_http<B>(request: &http::Request<B>) -> Option<CallRecorder> {
+        current_call::recorder_of(request.extensions())
     }
 
     /// Records a request cost (finite, `>= 0`), such as bytes read.

@@ -15,6 +15,7 @@ use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::call_recorder::CallRecorder;
+use crate::current_call::Serving;
 use crate::in_flight_call::InFlightCall;
 use crate::shed::{Shed, refused_response};
 use crate::trailer::insert_report;
@@ -171,14 +172,20 @@ where
                     let (guard, _) = this.call.as_mut().expect("polled after completion");
                     guard.begin_service(permit.take(), now);
                     let request = request.take().expect("polled after completion");
-                    let future = svc.call(request);
+                    let future = {
+                        let (_, recorder) = this.call.as_mut().expect("polled after completion");
+                        let _serving = Serving::enter(recorder);
+                        svc.call(request)
+                    };
                     this.state.set(State::Running { future });
                 }
                 StateProj::Running { future } => {
-                    let result = ready!(future.poll(cx));
+                    let result = {
+                        let _serving = this.call.as_mut().and_then(|(_, r)| Serving::enter(r));
+                        ready!(future.poll(cx))
+                    };
                     let (mut guard, recorder) = this.call.take().expect("polled after completion");
-                    let now = tokio::time::Instant::now().into_std();
-                    guard.end_service(now);
+                    guard.end_service();
                     let response = match result {
                         Ok(response) => response,
                         Err(e) => {
@@ -197,7 +204,7 @@ where
                                 &mut parts.headers,
                                 guard.tracker(),
                                 recorder.as_ref(),
-                                now,
+                                guard.report_time(),
                             );
                             if let Some(recorder) = recorder {
                                 recorder.recycle();

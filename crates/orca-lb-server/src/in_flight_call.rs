@@ -21,6 +21,9 @@ pub(crate) struct InFlightCall {
     /// When the call started waiting for a slot, while it waits.
     queued: Option<Instant>,
     service_start: Option<Instant>,
+    /// When a unary call's service ended: the instant its report is
+    /// written for, since its trailers follow at once.
+    service_end: Option<Instant>,
     permit: Option<OwnedSemaphorePermit>,
     finished: bool,
     /// The stream's max age, for a stream that has one.
@@ -35,6 +38,7 @@ impl InFlightCall {
             stream,
             queued: None,
             service_start: None,
+            service_end: None,
             permit: None,
             finished: false,
             max_age: None,
@@ -74,14 +78,31 @@ impl InFlightCall {
         }
     }
 
-    /// The handler produced its response: a unary call's service ends and its
-    /// worker slot is freed. Streams keep counting until their body ends.
-    pub(crate) fn end_service(&mut self, now: Instant) {
-        if let Some(start) = self.service_start.take() {
-            self.tracker
-                .service_ended(now.saturating_duration_since(start), now);
+    /// The handler produced its response: a unary call's service ends (now:
+    /// the clock is read for unary calls only) and its worker slot is freed.
+    /// Streams keep counting until their body ends.
+    pub(crate) fn end_service(&mut self) {
+        if self.service_start.is_some() {
+            self.end_service_at(tokio::time::Instant::now().into_std());
         }
         self.permit = None;
+    }
+
+    /// [`end_service`](Self::end_service), at `now`.
+    pub(crate) fn end_service_at(&mut self, now: Instant) {
+        if let Some(start) = self.service_start.take() {
+            self.tracker
+                .service_ended(now.saturating_duration_since(start));
+            self.service_end = Some(now);
+        }
+        self.permit = None;
+    }
+
+    /// The instant the call's report is written for: when its service ended
+    /// for a unary call, whose trailers come right after; now for a stream.
+    pub(crate) fn report_time(&self) -> Instant {
+        self.service_end
+            .unwrap_or_else(|| tokio::time::Instant::now().into_std())
     }
 
     /// The call is over, with this `grpc-status`.
@@ -173,7 +194,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(400)).await;
         drop(guard);
 
-        let rates = tracker.window.rates(t0 + Duration::from_secs(1));
+        let rates = tracker.rates(t0 + Duration::from_secs(1));
         assert_eq!(rates.rps, 1.0);
         assert_eq!(rates.eps, 1.0, "the caller got nothing: an error");
         assert!((rates.busy - 0.4).abs() < 1e-9, "busy {}", rates.busy);
@@ -194,7 +215,7 @@ mod tests {
         assert_eq!(tracker.queue_depth(), 1);
         drop(guard);
 
-        let rates = tracker.window.rates(t0 + Duration::from_secs(1));
+        let rates = tracker.rates(t0 + Duration::from_secs(1));
         assert_eq!((rates.rps, rates.eps, rates.busy), (1.0, 1.0, 0.0));
         assert_eq!(tracker.queue_depth(), 0);
     }
@@ -206,7 +227,7 @@ mod tests {
 
         let mut ok = InFlightCall::start(tracker.clone(), false);
         ok.begin_service(None, t0);
-        ok.end_service(t0 + Duration::from_millis(100));
+        ok.end_service_at(t0 + Duration::from_millis(100));
         ok.finish(Some(Code::Ok));
         drop(ok);
 
@@ -218,10 +239,10 @@ mod tests {
 
         let mut failed = InFlightCall::start(tracker.clone(), false);
         failed.begin_service(None, t0);
-        failed.end_service(t0);
+        failed.end_service_at(t0);
         failed.finish(Some(Code::Unavailable));
 
-        let rates = tracker.window.rates(t0 + Duration::from_secs(1));
+        let rates = tracker.rates(t0 + Duration::from_secs(1));
         assert_eq!((rates.rps, rates.eps), (3.0, 1.0));
         assert!((rates.busy - 0.1).abs() < 1e-9, "busy {}", rates.busy);
         assert_eq!((tracker.in_flight(), tracker.active_streams()), (0, 0));

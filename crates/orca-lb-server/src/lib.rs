@@ -22,8 +22,8 @@
 //!   utilization and the report are computed by
 //!   [`orca_lb_core::load_model`], which the simulator runs too.
 //! - **What the application adds.** Server-wide values through the
-//!   [`LoadRecorder`], and per-call costs through the [`CallRecorder`] in each
-//!   request's extensions. Values out of range, names longer than
+//!   [`LoadRecorder`], and per-call costs through the [`CallRecorder`] the
+//!   layer gives each call ([`CallRecorder::of`]). Values out of range, names longer than
 //!   [`ReportingConfig::max_name_len`] and entries that would take a report
 //!   past [`ReportingConfig::max_report_bytes`] are refused, counted, logged
 //!   (once per kind, then in a summary a minute) and never sent.
@@ -70,8 +70,10 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod body;
+mod call_counters;
 mod call_recorder;
 mod config;
+mod current_call;
 mod drain;
 mod error;
 mod future;
@@ -82,16 +84,19 @@ mod load_recorder;
 mod oob;
 mod refusal_log;
 mod report_budget;
+mod report_precision;
 mod sampler;
 mod server_metrics;
 mod service;
 mod shared_rate_window;
+mod shared_service_time;
 mod shed;
 mod snapshot_encoding;
 mod stream_max_age;
 mod sysinfo_sampler;
 mod tracker;
 mod trailer;
+mod window_base;
 
 pub use body::ResponseBody;
 pub use call_recorder::CallRecorder;

@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::call_recorder::CallRecorder;
+use crate::current_call::{LayeredCall, Serving};
 use crate::future::ResponseFuture;
 use crate::grpc_request::is_grpc;
 use crate::in_flight_call::InFlightCall;
@@ -81,6 +82,20 @@ impl<S> Reporting<S> {
         }
     }
 
+    /// Calls the wrapped service with the call's recorder current, for a
+    /// service that asks for it in `call` rather than in its future.
+    fn call_inner<ReqBody>(
+        &mut self,
+        request: Request<ReqBody>,
+        recorder: &mut Option<CallRecorder>,
+    ) -> S::Future
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        let _serving = Serving::enter(recorder);
+        self.inner.call(request)
+    }
+
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -117,10 +132,10 @@ where
         }
         let now = tokio::time::Instant::now().into_std();
         let stream = self.tracker.streaming.contains(request.uri().path());
-        let recorder = self.tracker.config.call_recorder.then(|| {
-            let recorder = CallRecorder::new(&self.tracker);
-            request.extensions_mut().insert(recorder.clone());
-            recorder
+        let mut recorder = self.tracker.config.call_recorder.then(|| {
+            // No size, so boxing it in the extensions allocates nothing.
+            request.extensions_mut().insert(LayeredCall);
+            CallRecorder::new(&self.tracker)
         });
         let mut guard = InFlightCall::start(self.tracker.clone(), stream);
         if stream && request.uri().path() != OOB_METHOD {
@@ -135,12 +150,14 @@ where
         match slots {
             None => {
                 guard.begin_service(None, now);
-                ResponseFuture::running(self.inner.call(request), guard, recorder)
+                let future = self.call_inner(request, &mut recorder);
+                ResponseFuture::running(future, guard, recorder)
             }
             Some(slots) => match slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     guard.begin_service(Some(permit), now);
-                    ResponseFuture::running(self.inner.call(request), guard, recorder)
+                    let future = self.call_inner(request, &mut recorder);
+                    ResponseFuture::running(future, guard, recorder)
                 }
                 Err(_) if self.tracker.hands_back() && offers_hand_back(&request) => {
                     ResponseFuture::refused(Shed::HandBack, guard)
@@ -203,7 +220,8 @@ mod tests {
         }
 
         fn call(&mut self, req: Request<()>) -> Self::Future {
-            let recorder = req.extensions().get::<CallRecorder>();
+            let recorder = CallRecorder::of_http(&req);
+            let recorder = recorder.as_ref();
             if let (Some(recorder), Some(cost)) = (recorder, self.cost) {
                 recorder.record_request_cost("db_reads", cost).unwrap();
             }

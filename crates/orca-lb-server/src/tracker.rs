@@ -6,18 +6,21 @@ use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use orca_lb_core::load_model::{LoadSnapshot, ServiceTimeEwma, UtilizationSource};
+use orca_lb_core::load_model::{LoadSnapshot, UtilizationSource};
 use orca_lb_core::{Field, RawLoadReport};
 use orca_lb_proto::encode::{ReportEncoder, map_entry_len};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::RecordError;
+use crate::call_counters::CallCounters;
 use crate::refusal_log::{RefusalLog, Source};
 use crate::report_budget::{BoundedReport, Entries, STANDARD_FIELDS_BYTES, set_within};
+use crate::report_precision::round_estimate;
 use crate::sampler::{SystemLoad, SystemSampler};
 use crate::server_metrics::ServerMetrics;
 use crate::shared_rate_window::SharedRateWindow;
+use crate::shared_service_time::SharedServiceTime;
 use crate::snapshot_encoding::encode_snapshot;
 use crate::{ReportingConfig, StreamingMethods};
 use orca_lb_core::AtomicF64;
@@ -27,12 +30,20 @@ use orca_lb_core::AtomicF64;
 pub(crate) const OOB_METHOD: &str = "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics";
 
 /// Shared load state of one server.
+///
+/// Aligned to 128 bytes so that, in its `Arc`, the reference counts (which
+/// every call changes) do not share a cache line with the configuration
+/// (which every call reads).
 #[derive(Debug)]
+#[repr(align(128))]
 pub(crate) struct LoadTracker {
     pub(crate) config: ReportingConfig,
     pub(crate) streaming: StreamingMethods,
     pub(crate) slots: Option<Arc<Semaphore>>,
+    /// Calls in flight, streams, and the totals the rates come from.
+    pub(crate) calls: CallCounters,
     pub(crate) window: SharedRateWindow,
+    service_time: SharedServiceTime,
     // Every atomic below is a statistic, a gauge or a limit read on its own:
     // none publishes other memory (the named metrics sit behind their own
     // lock), so `Relaxed` suffices for each load, store and
@@ -40,8 +51,6 @@ pub(crate) struct LoadTracker {
     // counted in flight and not yet queued); the next report sees both.
     // Read-modify-writes stay atomic under `Relaxed`, so no count is lost
     // and the subscriber limit holds.
-    in_flight: AtomicUsize,
-    active_streams: AtomicUsize,
     layer_queue: AtomicUsize,
     app_queue: AtomicUsize,
     /// NaN while the application has not set one.
@@ -52,9 +61,6 @@ pub(crate) struct LoadTracker {
     named: RwLock<Entries>,
     cpu: AtomicF64,
     mem: AtomicF64,
-    service_time: Mutex<ServiceTimeEwma>,
-    /// The EWMA's value in milliseconds, NaN before the first sample.
-    service_time_ms: AtomicF64,
     oob_subscribers: AtomicUsize,
     /// Woken when a call leaves the queue (for `backpressure`).
     pub(crate) queue_space: Arc<Notify>,
@@ -71,12 +77,11 @@ impl LoadTracker {
     ) -> Self {
         let tracker = Self {
             slots: config.capacity.map(|c| Arc::new(Semaphore::new(c))),
+            calls: CallCounters::new(),
             window: SharedRateWindow::new(config.window, now),
-            service_time: Mutex::new(ServiceTimeEwma::new(config.service_time_decay)),
+            service_time: SharedServiceTime::new(config.service_time_decay, now),
             config,
             streaming: streaming.with(OOB_METHOD),
-            in_flight: AtomicUsize::new(0),
-            active_streams: AtomicUsize::new(0),
             layer_queue: AtomicUsize::new(0),
             app_queue: AtomicUsize::new(0),
             app_utilization: AtomicF64::new(f64::NAN),
@@ -84,7 +89,6 @@ impl LoadTracker {
             named: RwLock::new(Vec::new()),
             cpu: AtomicF64::new(0.0),
             mem: AtomicF64::new(0.0),
-            service_time_ms: AtomicF64::new(f64::NAN),
             oob_subscribers: AtomicUsize::new(0),
             queue_space: Arc::new(Notify::new()),
             refusals: RefusalLog::default(),
@@ -97,25 +101,16 @@ impl LoadTracker {
     // --- counters each `InFlightCall` drives ---
 
     pub(crate) fn call_started(&self, stream: bool) {
-        // Relaxed: counters read on their own (see the struct).
-        self.in_flight.fetch_add(1, Relaxed);
-        if stream {
-            self.active_streams.fetch_add(1, Relaxed);
-        }
+        self.calls.started(stream);
     }
 
     pub(crate) fn call_finished(&self, stream: bool, failed: bool) {
-        self.call_released(stream);
-        self.window.record_call(failed);
+        self.calls.finished(stream, failed);
     }
 
     /// The call is no longer in flight; it counts in no rate (handed back).
     pub(crate) fn call_released(&self, stream: bool) {
-        // Relaxed: counters read on their own (see the struct).
-        self.in_flight.fetch_sub(1, Relaxed);
-        if stream {
-            self.active_streams.fetch_sub(1, Relaxed);
-        }
+        self.calls.released(stream);
     }
 
     /// Whether a unary call offered for hand-back that finds no free slot
@@ -151,19 +146,33 @@ impl LoadTracker {
         self.layer_queue() >= self.config.max_queue_depth
     }
 
-    pub(crate) fn service_ended(&self, service_time: Duration, now: Instant) {
-        self.window.record_busy(service_time);
-        let mut ewma = self.service_time.lock();
-        ewma.observe(service_time, now);
-        if let Some(v) = ewma.value_ms() {
-            self.service_time_ms.store(v);
-        }
+    /// A unary call's service ended: busy time, and a sample of the
+    /// service-time average.
+    pub(crate) fn service_ended(&self, service_time: Duration) {
+        self.calls.service_ended(service_time);
     }
 
     /// A call's handler was dropped before it answered: its time counts as
     /// busy, but not as a service time (it would have taken longer).
     pub(crate) fn service_abandoned(&self, ran: Duration) {
-        self.window.record_busy(ran);
+        self.calls.service_abandoned(ran);
+    }
+
+    /// Rates over the window as of `now`.
+    pub(crate) fn rates(&self, now: Instant) -> orca_lb_core::load_model::Rates {
+        self.window.rates(now, || self.calls.totals())
+    }
+
+    /// Records the totals at `now` in the rate window, and brings the
+    /// service-time average up to date.
+    pub(crate) fn advance(&self, now: Instant) {
+        self.window.advance(now, || self.calls.totals());
+        self.service_time_ms(now);
+    }
+
+    /// The unary service-time average in milliseconds as of `now`.
+    fn service_time_ms(&self, now: Instant) -> Option<f64> {
+        self.service_time.value_ms(now, || self.calls.services())
     }
 
     /// Counts a new out-of-band subscriber; `false`, counting nothing, when
@@ -282,11 +291,11 @@ impl LoadTracker {
     // struct).
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Relaxed)
+        self.calls.in_flight()
     }
 
     pub(crate) fn active_streams(&self) -> usize {
-        self.active_streams.load(Relaxed)
+        self.calls.streams()
     }
 
     pub(crate) fn queue_depth(&self) -> usize {
@@ -298,7 +307,7 @@ impl LoadTracker {
     }
 
     pub(crate) fn snapshot(&self, now: Instant) -> LoadSnapshot {
-        let rates = self.window.rates(now);
+        let rates = self.rates(now);
         let cpu = self.cpu.load();
         let queue_depth = self.queue_depth();
         let capacity = self.config.capacity;
@@ -309,25 +318,24 @@ impl LoadTracker {
             // Calls waiting in the layer's queue are left out; a queue the
             // application keeps itself is added (see `UtilizationSource`).
             UtilizationSource::Slots {
-                busy: rates.busy,
+                busy: round_estimate(rates.busy),
                 queued: self.app_queue.load(Relaxed) as f64,
                 capacity,
             }
         } else {
             UtilizationSource::Cpu(cpu)
         };
-        let st = self.service_time_ms.load();
         LoadSnapshot {
             cpu_utilization: cpu,
             mem_utilization: self.mem.load(),
             application_utilization: utilization.reported(),
-            rps: rates.rps,
-            eps: rates.eps,
+            rps: round_estimate(rates.rps),
+            eps: round_estimate(rates.eps),
             queue_depth,
             in_flight: self.in_flight(),
             active_streams: self.active_streams(),
             capacity,
-            service_time_ms: (!st.is_nan()).then_some(st),
+            service_time_ms: self.service_time_ms(now).map(round_estimate),
         }
     }
 
@@ -392,7 +400,7 @@ pub(crate) async fn run_sampler(
         };
         tracker.apply_system_load(sampler.sample());
         let now = tokio::time::Instant::now().into_std();
-        tracker.window.advance(now);
+        tracker.advance(now);
         tracker.refusals.flush(now);
     }
 }

@@ -17,10 +17,16 @@ pub(crate) static TRAILER: HeaderName = HeaderName::from_static(orca_lb_proto::T
 /// The base64 text of reports is written into blocks of this size, one
 /// block per thread at a time, and each value is split off the block: a
 /// value shares its block, so a call allocates nothing until its thread's
-/// block is full (once every hundred or so calls). A block is freed when
-/// the last value cut from it is dropped, which is when the last of those
-/// trailers has been written to the connection.
+/// block is full (once every hundred or so calls). Then the thread goes
+/// back to its previous block if every value cut from it has been dropped
+/// (its trailers have been written to their connections), and allocates a
+/// new one only if not. A block is freed when the thread has moved on from
+/// it and its last value is dropped.
 const TEXT_BLOCK: usize = 16 * 1024;
+
+/// How many times in a row a thread sends the same report before it lets
+/// HTTP/2 add the value to its header table (see [`Scratch::value`]).
+const INDEXED_AFTER: u32 = 2;
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
@@ -37,21 +43,41 @@ struct Scratch {
     /// encoding it again.
     last_encoded: Vec<u8>,
     last_value: Option<HeaderValue>,
+    /// How many times the last value was sent again after it was made.
+    repeats: u32,
     /// The rest of the current text block.
     text: BytesMut,
+    /// The end of the previous text block, to take it up again once the
+    /// values cut from it are gone.
+    previous: BytesMut,
 }
 
 impl Scratch {
     /// The value for the report in `self.encoded`.
+    ///
+    /// A new value is marked sensitive, so HPACK sends it as a literal that
+    /// is never indexed: under load nearly every report is new (the calls in
+    /// flight differ), and adding each to the connection's header table, on
+    /// both ends, would only evict the entries that do repeat, such as the
+    /// status. A value this thread sends [`INDEXED_AFTER`] times in a row is
+    /// steady (a server whose load holds, at the precision reports carry),
+    /// so from then on HPACK may add it to the table, and sends it as an
+    /// index of a byte or two from the next time on: neither end encodes or
+    /// decodes its text again. (A sensitive value that is already in the
+    /// table goes as its index too.)
     fn value(&mut self) -> Option<HeaderValue> {
-        if let Some(last) = &self.last_value
+        if let Some(last) = &mut self.last_value
             && self.last_encoded == self.encoded
         {
+            self.repeats = self.repeats.saturating_add(1);
+            if self.repeats == INDEXED_AFTER {
+                last.set_sensitive(false);
+            }
             return Some(last.clone());
         }
         let len = base64::encoded_len(self.encoded.len(), false)?;
         if self.text.capacity() < len {
-            self.text = BytesMut::with_capacity(TEXT_BLOCK.max(len));
+            self.next_block(len);
         }
         self.text.resize(len, 0);
         STANDARD_NO_PAD
@@ -65,7 +91,20 @@ impl Scratch {
         self.last_encoded.clear();
         self.last_encoded.extend_from_slice(&self.encoded);
         self.last_value = Some(value.clone());
+        self.repeats = 0;
         Some(value)
+    }
+
+    /// Moves on to a block with room for `len` bytes: the previous one if
+    /// nothing cut from it is still in use, else a new one.
+    fn next_block(&mut self, len: usize) {
+        let size = TEXT_BLOCK.max(len);
+        let next = if self.previous.try_reclaim(size) {
+            std::mem::take(&mut self.previous)
+        } else {
+            BytesMut::with_capacity(size)
+        };
+        self.previous = std::mem::replace(&mut self.text, next);
     }
 }
 
@@ -138,13 +177,70 @@ mod tests {
         let a = s.value().expect("value");
         let b = s.value().expect("value");
         assert_eq!(a, b);
-        assert!(a.is_sensitive(), "reports stay out of the HPACK table");
+        assert!(
+            a.is_sensitive() && b.is_sensitive(),
+            "new reports stay out of the HPACK table"
+        );
         // The same bytes, not a second copy cut from the block.
         assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
-        s.encoded.push(b'!');
+        // Sent again and again: steady, so it may be indexed.
         let c = s.value().expect("value");
-        assert_eq!(decode(&c), b"same!");
-        assert_ne!(a.as_bytes().as_ptr(), c.as_bytes().as_ptr());
+        let d = s.value().expect("value");
+        assert_eq!(a.as_bytes().as_ptr(), d.as_bytes().as_ptr());
+        assert!(!c.is_sensitive() && !d.is_sensitive());
+        s.encoded.push(b'!');
+        let e = s.value().expect("value");
+        assert_eq!(decode(&e), b"same!");
+        assert_ne!(a.as_bytes().as_ptr(), e.as_bytes().as_ptr());
+        assert!(e.is_sensitive(), "a new report starts over");
+    }
+
+    /// The i-th of a series of distinct reports.
+    fn next_report(s: &mut Scratch, i: u32) -> HeaderValue {
+        s.encoded.clear();
+        s.encoded.extend_from_slice(&i.to_le_bytes());
+        s.encoded.extend_from_slice(&[7; 40]);
+        s.value().expect("value")
+    }
+
+    /// Makes `n` distinct reports, keeping them while `keep`, and returns
+    /// where each block they started began.
+    fn blocks_started(s: &mut Scratch, n: u32, keep: bool) -> (Vec<usize>, Vec<HeaderValue>) {
+        let mut starts = Vec::new();
+        let mut kept = Vec::new();
+        for i in 0..n {
+            let room = s.text.capacity();
+            let value = next_report(s, i);
+            if s.text.capacity() > room {
+                starts.push(value.as_bytes().as_ptr() as usize);
+            }
+            if keep {
+                kept.push(value);
+            }
+        }
+        (starts, kept)
+    }
+
+    #[test]
+    fn a_block_whose_values_are_gone_is_used_again() {
+        let mut s = Scratch::default();
+        let per_block = (TEXT_BLOCK / base64::encoded_len(44, false).unwrap()) as u32;
+        // Values dropped as they go, as trailers are written: the thread
+        // goes back and forth between two blocks.
+        let (starts, _) = blocks_started(&mut s, 10 * per_block, false);
+        assert!(starts.len() >= 9, "{starts:?}");
+        let mut distinct = starts.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 2, "{starts:?}");
+        // Values still held keep their blocks: once the two free ones are
+        // used up, new ones are taken, and every value reads as written.
+        let (starts, kept) = blocks_started(&mut s, 3 * per_block, true);
+        assert!(starts.len() >= 2, "{starts:?}");
+        assert!(!distinct.contains(starts.last().unwrap()), "{starts:?}");
+        for (i, v) in kept.iter().enumerate() {
+            assert_eq!(&decode(v)[..4], &(i as u32).to_le_bytes());
+        }
     }
 
     #[test]

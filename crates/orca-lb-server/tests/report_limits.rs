@@ -94,7 +94,7 @@ async fn per_call_entries_that_no_longer_fit_are_dropped_from_the_report() {
     let handler_gate = gate.clone();
     // The handler records its costs while the report is empty, then waits.
     let svc = layer.layer(tower::service_fn(move |req: Request<()>| {
-        let call = req.extensions().get::<CallRecorder>().unwrap().clone();
+        let call = CallRecorder::of_http(&req).unwrap();
         let gate = handler_gate.clone();
         let entered_tx = entered_tx.clone();
         async move {

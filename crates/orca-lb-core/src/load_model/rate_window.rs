@@ -127,17 +127,30 @@ impl RateWindow {
     /// before it).
     pub fn rates(&self, totals: Totals, now: Instant) -> Rates {
         let base = self.base();
-        let elapsed_ns = now.saturating_duration_since(base.at).as_nanos();
+        Self::rates_since(self.window, base.at, base.totals, totals, now)
+    }
+
+    /// [`rates`](Self::rates) for a window of `window` whose base, recorded
+    /// at `base_at`, holds `base`: the same arithmetic, for a copy of the
+    /// base kept elsewhere (one that readers can take without a lock).
+    pub fn rates_since(
+        window: Duration,
+        base_at: Instant,
+        base: Totals,
+        totals: Totals,
+        now: Instant,
+    ) -> Rates {
+        let elapsed_ns = now.saturating_duration_since(base_at).as_nanos();
         if elapsed_ns == 0 {
             return Rates::default();
         }
         let secs = elapsed_ns as f64 / 1e9;
-        let rate_secs = secs.max(MIN_RATE_SPAN.min(self.window).as_secs_f64());
+        let rate_secs = secs.max(MIN_RATE_SPAN.min(window).as_secs_f64());
         let per_sec = |now: u64, then: u64| now.wrapping_sub(then) as f64 / rate_secs;
         Rates {
-            rps: per_sec(totals.requests, base.totals.requests),
-            eps: per_sec(totals.errors, base.totals.errors),
-            busy: totals.busy_ns.wrapping_sub(base.totals.busy_ns) as f64 / 1e9 / secs,
+            rps: per_sec(totals.requests, base.requests),
+            eps: per_sec(totals.errors, base.errors),
+            busy: totals.busy_ns.wrapping_sub(base.busy_ns) as f64 / 1e9 / secs,
         }
     }
 }
