@@ -19,6 +19,8 @@ use orca_lb_proto::{HANDED_BACK_BUSY, HANDED_BACK_HEADER, MAY_HAND_BACK_HEADER};
 use tonic::Status;
 use tonic::body::Body;
 
+use crate::unsent_body::copy;
+
 /// The largest request body a call is offered with: the copy kept to send
 /// it again costs no more than this.
 pub(crate) const MAX_OFFERED_BODY: usize = 64 * 1024;
@@ -117,16 +119,6 @@ pub(crate) fn handed_back(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes() == HANDED_BACK_BUSY.as_bytes())
         && orca_lb_proto::grpc_status(headers) == Some(tonic::Code::Unavailable)
         && crate::report::report_in(headers).is_some_and(|r| r.is_ok())
-}
-
-fn copy(parts: &Parts) -> Parts {
-    let (mut copy, ()) = Request::new(()).into_parts();
-    copy.method = parts.method.clone();
-    copy.uri = parts.uri.clone();
-    copy.version = parts.version;
-    copy.headers = parts.headers.clone();
-    copy.extensions = parts.extensions.clone();
-    copy
 }
 
 enum ReadAhead {

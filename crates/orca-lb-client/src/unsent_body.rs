@@ -78,7 +78,8 @@ impl std::fmt::Debug for Resendable {
     }
 }
 
-fn copy(parts: &Parts) -> Parts {
+/// A copy of a request's head, to send it again.
+pub(crate) fn copy(parts: &Parts) -> Parts {
     let (mut copy, ()) = Request::new(()).into_parts();
     copy.method = parts.method.clone();
     copy.uri = parts.uri.clone();
