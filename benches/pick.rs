@@ -6,8 +6,9 @@
 //! The criterion group "pick cost" times one pick per iteration:
 //! - `orca-lb`: `Balancer::choose(false)`, the production pick without the
 //!   send: a clock read, the warm-up draw, and the best of 8 random
-//!   endpoints' published pick views (each read without a lock, then their
-//!   costs computed together), with tie tolerance.
+//!   endpoints, each scored from its standing cost (read without a lock;
+//!   worked out again from its published pick view when its span is over or
+//!   its news changed), with tie tolerance.
 //!   The balancer runs on real backends like the common rig's
 //!   (`orca_lb_testkit::Backend`: the reporting layer, 4 worker slots, service
 //!   time Exp(20 ms)), and is fed first: 20 calls per endpoint through the
@@ -19,18 +20,19 @@
 //!   a current-thread one that is not driven while picks are timed, so its
 //!   background tasks (discovery, the 50 ms maintenance pass) stay idle and
 //!   the allocation count is exact.
-//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of_drawn` with the
+//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of` with the
 //!   default `ScoreConfig::choices` (8) over a slice of `PickView`s (the
-//!   views prepared for picks, as the balancer publishes them), the drawn
-//!   ones read with `PickView::unary_cost` and their costs computed together
-//!   (`CostBatch`), as the balancer does, with `now` passed in and the
-//!   pick's time (`PickTime`) worked out once per pick (no clock read, no
-//!   atomics, no `Arc`). The views come from `EndpointPolicy`s fed the
-//!   same kind of reports and responses.
+//!   views prepared for picks, as the balancer publishes them), each drawn
+//!   one scored from its `StandingCost` (`StandingCost::unary_score`),
+//!   worked out from its view when none covers the pick's time, as the
+//!   balancer does, with `now` passed in (no clock read, no atomics, no
+//!   `Arc`). The views come from `EndpointPolicy`s fed the same kind of
+//!   reports and responses; `now` stands still, so after the first picks
+//!   every standing cost is reused: the steady state between spans.
 //! - `orca-lb core, pair`: the same over the same views with the pair
-//!   picker (`P2c::pick`, `choices` = 2, one score at a time), for the cost
-//!   of best of 8 against best of 2; the interleaved check prints that
-//!   ratio, measured in the same rounds.
+//!   picker (`P2c::pick`, `choices` = 2), for the cost of best of 8
+//!   against best of 2; the interleaved check prints that ratio, measured
+//!   in the same rounds.
 //! - `pick_locality`: `Balancer::choose(false)` as `orca-lb`, on a second
 //!   balancer over the same backends with locality on: half of them in the
 //!   client's zone, half in another, fed through that balancer (so calls
@@ -43,12 +45,13 @@
 //!
 //! The group "pick cost parts" times what orca-lb's pick at 8 endpoints is
 //! made of, one part at a time: the clock read, the pick's time
-//! (`PickTime::new` with the time since the views' origin, once per pick),
-//! one endpoint's score (`PickView::score_at`, the pick's time given, as
-//! in a pick; with news a second old, with the same news 1,000 s old, and
-//! for an endpoint never heard from), the 8 fed endpoints' costs computed
-//! together (`PickView::unary_cost` for each, then `CostBatch::scores`),
-//! and `P2c::pick` over scores known in advance.
+//! (`PickTime::new` with the time since the views' origin: only a pick that
+//! works out a standing cost again needs it), one standing cost worked out
+//! (`StandingCost::new`, news a second old), one score from a standing cost
+//! (`StandingCost::unary_score`), the 8 fed endpoints' scores from their
+//! standing costs, `P2c::pick` over scores known in advance, and for
+//! comparison one score computed afresh from the pick view
+//! (`PickView::score_at`, as a stream's pick and earlier unary picks score).
 //!
 //! Before the groups, an allocation check counts allocations per pick for
 //! each variant, and for orca-lb's stream pick (`Balancer::choose(true)`,
@@ -75,8 +78,8 @@ use criterion::{BenchmarkId, Criterion};
 use orca_lb_benches::{hello_request, median};
 use orca_lb_client::{Balancer, BalancerConfig, LocalityConfig, Zone};
 use orca_lb_core::{
-    CircuitBreakerConfig, CostBatch, DrawnScores, EndpointPolicy, FleetView, LoadReport, LocalLoad,
-    Outcome, P2c, PickContext, PickSettings, PickTime, PickView, RawLoadReport, Score, ScoreConfig,
+    CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome, P2c,
+    PickContext, PickSettings, PickTime, PickView, RawLoadReport, Score, ScoreConfig, StandingCost,
     named_metrics,
 };
 use orca_lb_server::FixedSampler;
@@ -231,6 +234,8 @@ struct CoreFleet {
     picker: P2c,
     rng: SmallRng,
     views: Vec<PickView>,
+    /// Per view, the standing cost picks last worked out.
+    standing: Vec<Option<StandingCost>>,
     local: Vec<LocalLoad>,
     fleet: FleetView,
     config: ScoreConfig,
@@ -269,7 +274,7 @@ impl CoreFleet {
         // Past the slow start, with news from the last second.
         let created = now - Duration::from_secs(10);
         let mut rng = SmallRng::seed_from_u64(n as u64);
-        let views = (0..n)
+        let views: Vec<PickView> = (0..n)
             .map(|_| {
                 let mut policy =
                     EndpointPolicy::new(&config, CircuitBreakerConfig::default(), created);
@@ -292,6 +297,7 @@ impl CoreFleet {
         CoreFleet {
             picker: P2c::with_tie_tolerance(config.tie_tolerance),
             rng,
+            standing: vec![None; views.len()],
             views,
             local,
             fleet: FleetView {
@@ -317,6 +323,7 @@ impl CoreFleet {
             picker,
             rng,
             views,
+            standing,
             local,
             fleet,
             config,
@@ -332,48 +339,35 @@ impl CoreFleet {
             now: *now,
         };
         // The views share one origin (the fleet's creation): the pick's time
-        // since it is worked out once, as the balancer does.
-        let time = PickTime::new(
-            settings,
-            PickView::seconds_since(views[0].origin(), pick.now),
-        );
-        if choices <= 2 {
-            // The pair, one score at a time, as the balancer scores it.
-            return picker.pick_best_of(rng, views.len(), choices, |i| {
-                views[i].score_at(&time, local[i], &pick)
-            });
-        }
-        // As the balancer does: the drawn views are read, then their costs
-        // computed together.
-        picker.pick_best_of_drawn(rng, views.len(), choices, |drawn, scores| {
-            let mut batch = CostBatch::new();
-            for &i in drawn {
-                batch.push(i, views[i].unary_cost(&time, local[i], &pick));
-            }
-            batch.scores(&time, scores);
+        // since it is worked out once, and split for the views' weights
+        // only if a standing cost must be worked out again, as the balancer
+        // does.
+        let seconds = PickView::seconds_since(views[0].origin(), pick.now);
+        let mut time = None;
+        picker.pick_best_of(rng, views.len(), choices, |i| {
+            let cost = match standing[i] {
+                Some(cost) if cost.covers(seconds) => cost,
+                _ => {
+                    let time = time.get_or_insert_with(|| PickTime::new(settings, seconds));
+                    let cost = StandingCost::new(&views[i], time, &pick);
+                    standing[i] = Some(cost);
+                    cost
+                }
+            };
+            cost.unary_score(seconds, local[i], &pick)
         })
     }
 
-    /// `view`'s score as a pick at `now` that drew `u` sees it, for endpoint
-    /// `i`'s local load; `time` is `now` as the views count it, which a pick
-    /// works out once for all the endpoints it scores.
-    fn score(
-        &self,
-        view: &PickView,
-        i: usize,
-        u: f64,
-        now: Instant,
-        time: &PickTime,
-    ) -> Option<Score> {
-        let pick = PickContext {
+    /// A unary pick at `now` that drew `u` for the warm-up.
+    fn context(&self, u: f64, now: Instant) -> PickContext<'_> {
+        PickContext {
             stream: false,
             warm_up: u,
             panic: false,
             fleet: self.fleet,
             score: &self.config,
             now,
-        };
-        view.score_at(time, self.local[i], &pick)
+        }
     }
 }
 
@@ -382,47 +376,46 @@ impl CoreFleet {
 /// What orca-lb's pick at 8 endpoints is made of, to time one by one.
 struct Parts {
     core: CoreFleet,
-    /// An endpoint that has sent no report and answered no call.
-    unheard: PickView,
+    /// The fed endpoints' standing costs at `core.now`.
+    standing: Vec<StandingCost>,
     /// The fed endpoints' scores, computed once.
     scores: Vec<Score>,
-    /// `core.now`, and [`LONG_GONE`] after it, as the views count them.
-    at: (PickTime, PickTime),
+    /// `core.now` as the views count it.
+    at: PickTime,
 }
 
 /// The parts, in table order.
 const PARTS: [&str; 7] = [
     "clock read",
     "pick time (PickTime::new)",
-    "score, with news",
-    "score, news 1,000 s old",
-    "score, never heard from",
-    "8 costs together (CostBatch)",
+    "standing cost worked out (StandingCost::new)",
+    "score from a standing cost",
+    "8 scores from standing costs",
     "P2c::pick, scores given",
+    "score afresh (PickView::score_at)",
 ];
-
-/// How old the news is in "score, news 1,000 s old".
-const LONG_GONE: Duration = Duration::from_secs(1_000);
 
 impl Parts {
     fn new() -> Parts {
         let core = CoreFleet::new(8);
-        let created = core.now - Duration::from_secs(10);
-        let unheard = EndpointPolicy::new(&core.config, CircuitBreakerConfig::default(), created)
-            .pick_view(&core.config);
         let origin = core.views[0].origin();
-        assert_eq!(unheard.origin(), origin);
-        let time = |t| PickTime::new(&core.settings, PickView::seconds_since(origin, t));
-        let at = (time(core.now), time(core.now + LONG_GONE));
+        let at = PickTime::new(&core.settings, PickView::seconds_since(origin, core.now));
+        let pick = core.context(0.5, core.now);
+        let standing: Vec<StandingCost> = core
+            .views
+            .iter()
+            .map(|view| StandingCost::new(view, &at, &pick))
+            .collect();
         let scores = (0..core.views.len())
             .map(|i| {
-                core.score(&core.views[i], i, 0.5, core.now, &at.0)
+                standing[i]
+                    .unary_score(at.seconds(), core.local[i], &pick)
                     .expect("eligible")
             })
             .collect();
         Parts {
             core,
-            unheard,
+            standing,
             scores,
             at,
         }
@@ -430,57 +423,45 @@ impl Parts {
 
     /// One run of part `p` (an index into [`PARTS`]).
     fn run(&mut self, p: usize) {
+        let core = &self.core;
         match p {
             0 => {
                 black_box(tokio::time::Instant::now());
             }
             1 => {
-                let origin = black_box(self.core.views[0].origin());
-                let seconds = PickView::seconds_since(origin, black_box(self.core.now));
-                black_box(PickTime::new(black_box(&self.core.settings), seconds));
+                let origin = black_box(core.views[0].origin());
+                let seconds = PickView::seconds_since(origin, black_box(core.now));
+                black_box(PickTime::new(black_box(&core.settings), seconds));
             }
             2 => {
-                let view = black_box(&self.core.views[0]);
-                let at = black_box(&self.at.0);
-                black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
+                let pick = core.context(black_box(0.5), core.now);
+                let view = black_box(&core.views[0]);
+                black_box(StandingCost::new(view, black_box(&self.at), &pick));
             }
             3 => {
-                let view = black_box(&self.core.views[0]);
-                let later = self.core.now + LONG_GONE;
-                let at = black_box(&self.at.1);
-                black_box(self.core.score(view, 0, black_box(0.5), later, at));
+                let pick = core.context(black_box(0.5), core.now);
+                let cost = black_box(&self.standing[0]);
+                black_box(cost.unary_score(black_box(self.at.seconds()), core.local[0], &pick));
             }
             4 => {
-                let view = black_box(&self.unheard);
-                let at = black_box(&self.at.0);
-                black_box(self.core.score(view, 0, black_box(0.5), self.core.now, at));
+                let pick = core.context(black_box(0.5), core.now);
+                let seconds = black_box(self.at.seconds());
+                for (i, cost) in black_box(&self.standing).iter().enumerate() {
+                    black_box(cost.unary_score(seconds, core.local[i], &pick));
+                }
             }
             5 => {
-                let core = &self.core;
-                let pick = PickContext {
-                    stream: false,
-                    warm_up: black_box(0.5),
-                    panic: false,
-                    fleet: core.fleet,
-                    score: &core.config,
-                    now: core.now,
-                };
-                let time = black_box(&self.at.0);
-                let mut batch = CostBatch::new();
-                for (i, view) in black_box(&core.views).iter().enumerate() {
-                    batch.push(i, view.unary_cost(time, core.local[i], &pick));
-                }
-                let mut scores = DrawnScores::new();
-                batch.scores(time, &mut scores);
-                black_box(&scores);
-            }
-            _ => {
                 let scores = &self.scores;
                 let core = &mut self.core;
                 black_box(
                     core.picker
                         .pick(&mut core.rng, scores.len(), |i| Some(black_box(scores[i]))),
                 );
+            }
+            _ => {
+                let pick = core.context(black_box(0.5), core.now);
+                let view = black_box(&core.views[0]);
+                black_box(view.score_at(black_box(&self.at), core.local[0], &pick));
             }
         }
     }

@@ -5,10 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::{
-    Admission, CostBatch, P2c, PickContext, PickTime, PickView, RingPick, UnaryCost, ZoneSide,
-    capacity,
-};
+use orca_lb_core::{Admission, P2c, PickContext, PickTime, PickView, RingPick, ZoneSide, capacity};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -207,14 +204,13 @@ impl Balancer {
             now,
         };
         let spill = self.shared.spill();
-        let time = pick_time(&self.shared, now);
         draw_zoned(
+            &self.shared,
             &self.picker,
             &mut self.rng,
             &self.list,
             spill,
             &mut pick,
-            &time,
             None,
         )
     }
@@ -293,7 +289,6 @@ impl Balancer {
         let mut excluded = avoid.and_then(|a| self.list.iter().position(|e| Arc::ptr_eq(e, a)));
         // A HalfOpen endpoint whose probe budget went to another caller
         // between the pick and the admission is excluded and replaced.
-        let time = pick_time(&self.shared, now);
         for _ in 0..2 {
             // A keyed call goes where the ring says; one without a key, or
             // whose ring walk found nothing eligible, is drawn as usual.
@@ -301,12 +296,12 @@ impl Balancer {
             let drawn = match keyed {
                 Some(k) => Some(k.index),
                 None => draw_zoned(
+                    &self.shared,
                     &self.picker,
                     &mut self.rng,
                     &self.list,
                     spill,
                     &mut pick,
-                    &time,
                     excluded,
                 ),
             };
@@ -359,16 +354,6 @@ impl Balancer {
     }
 }
 
-/// The time of a pick at `now` as the endpoints' pick views count it
-/// (see [`PickTime`]), worked out once per pick.
-#[inline]
-fn pick_time(shared: &Shared, now: std::time::Instant) -> PickTime {
-    PickTime::new(
-        &shared.pick_settings,
-        PickView::seconds_since(shared.origin, now),
-    )
-}
-
 /// One draw over `list` as [`draw`] makes it, with locality on first
 /// among the endpoints of the zone side drawn for this pick (other zones
 /// with probability `spill`), then, if none of those is eligible, among all
@@ -376,71 +361,66 @@ fn pick_time(shared: &Shared, now: std::time::Instant) -> PickTime {
 /// The split by zone comes with the list: nothing is computed or allocated
 /// here.
 fn draw_zoned(
+    shared: &Shared,
     picker: &P2c,
     rng: &mut SmallRng,
     list: &EndpointList,
     spill: f64,
     pick: &mut PickContext<'_>,
-    time: &PickTime,
     excluded: Option<usize>,
 ) -> Option<usize> {
     let Some(zones) = list.zones() else {
-        return draw(picker, rng, list, None, pick, time, excluded);
+        return draw(shared, picker, rng, list, None, pick, excluded);
     };
     let side = ZoneSide::draw(rng, spill);
     zones.pick_preferring(side, |subset| {
-        draw(picker, rng, list, subset, pick, time, excluded)
+        draw(shared, picker, rng, list, subset, pick, excluded)
     })
 }
 
 /// One draw over `list`, or over the list indices in `subset` when given:
 /// the best of the configured `choices` random endpoints (see
-/// [`P2c::pick_best_of`]), or for a stream the least of all (see
+/// [`P2c::pick_best_of`]), each scored by its standing cost (see
+/// [`Endpoint::unary_candidate`]), or for a stream the least of all (see
 /// [`P2c::pick_least`]), passing over `excluded`; returns a list index.
 /// When the warm-up draw leaves nothing (every endpoint is new, as at
 /// start-up), `pick.warm_up` is reset to 0 and all endpoints count.
-/// `time` is `pick.now` as the endpoints' views count it ([`pick_time`]).
 fn draw(
+    shared: &Shared,
     picker: &P2c,
     rng: &mut SmallRng,
     list: &[Arc<Endpoint>],
     subset: Option<&[u32]>,
     pick: &mut PickContext<'_>,
-    time: &PickTime,
     excluded: Option<usize>,
 ) -> Option<usize> {
     let len = subset.map_or(list.len(), <[u32]>::len);
     let at = |k: usize| subset.map_or(k, |s| s[k] as usize);
+    // The pick's time as the endpoints' pick views count it; split for
+    // their weights (`PickTime`) only if a candidate needs it: a stream's
+    // score, or a standing cost to work out again.
+    let seconds = PickView::seconds_since(shared.origin, pick.now);
+    let settings = &shared.pick_settings;
+    let mut time: Option<PickTime> = None;
     loop {
-        let score = |k: usize| {
-            let i = at(k);
-            if Some(i) == excluded {
-                return None;
-            }
-            list[i].candidate(time, pick)
-        };
-        let choices = pick.score.choices;
         let chosen = if pick.stream {
-            picker.pick_least(rng, len, score)
-        } else if choices <= 2 {
-            // The pair: two scores, one at a time.
-            picker.pick_best_of(rng, len, choices, score)
-        } else {
-            // The drawn candidates are read first, then their costs are
-            // computed side by side (see `CostBatch`).
-            let pick = &*pick;
-            picker.pick_best_of_drawn(rng, len, choices, |drawn, scores| {
-                let mut batch = CostBatch::new();
-                for &k in drawn {
-                    let i = at(k);
-                    let cost = if Some(i) == excluded {
-                        UnaryCost::PassOver
-                    } else {
-                        list[i].unary_pick_cost(time, pick)
-                    };
-                    batch.push(k, cost);
+            let time = *time.get_or_insert_with(|| PickTime::new(settings, seconds));
+            picker.pick_least(rng, len, |k| {
+                let i = at(k);
+                if Some(i) == excluded {
+                    return None;
                 }
-                batch.scores(time, scores);
+                list[i].candidate(&time, pick)
+            })
+        } else {
+            let pick = &*pick;
+            picker.pick_best_of(rng, len, pick.score.choices, |k| {
+                let i = at(k);
+                if Some(i) == excluded {
+                    return None;
+                }
+                let time = || *time.get_or_insert_with(|| PickTime::new(settings, seconds));
+                list[i].unary_candidate(seconds, pick, time, || shared.fleet())
             })
         };
         if chosen.is_some() || pick.warm_up == 0.0 {

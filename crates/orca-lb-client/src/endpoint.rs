@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use http::Uri;
 use orca_lb_core::{
     Admission, BreakerState, CandidateView, EndpointLoad, EndpointPolicy, FleetSamples, FleetView,
-    LoadReport, OpenReason, Outcome, PickContext, PickTime, Score, ScoreConfig, Transition,
-    UnaryCost, Zone, affinity_load,
+    LoadReport, OpenReason, Outcome, PickContext, PickTime, Score, ScoreConfig, StandingCost,
+    Transition, Zone, affinity_load,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -25,6 +25,7 @@ use crate::local_calls::{CallMark, LocalCalls};
 use crate::metrics::EndpointMetrics;
 use crate::seq_view::SeqView;
 use crate::snapshot::{EndpointSnapshot, WINDOW};
+use crate::standing_slot::{SlotRead, StandingSlot};
 use crate::{BalancerConfig, HealthState};
 
 /// A breaker transition an event caused, for the set to count and log.
@@ -89,11 +90,10 @@ struct Totals {
 ///
 /// What a unary pick reads of it comes first, in this order, and fits in the
 /// first two cache lines (`repr(C)`, aligned to a line): the draining and
-/// health flags, this client's calls, and the pick view's sequence and the
-/// words every unary pick reads (see
-/// [`PickView::words_read`](orca_lb_core::PickView::words_read)). A pick
-/// that draws it then waits for one pair of lines, not four lines strewn
-/// over the struct.
+/// health flags, this client's calls, and its standing cost (see
+/// [`StandingSlot`]). A pick that draws it then waits for one pair of
+/// lines, not four lines strewn over the struct. The pick view comes next:
+/// a pick reads it only to work out a standing cost again.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Endpoint {
@@ -102,6 +102,9 @@ pub(crate) struct Endpoint {
     /// Its [`HealthState::code`], or 0 with health checking off.
     health: AtomicU8,
     calls: LocalCalls,
+    /// The standing cost of a unary call here, worked out from the pick
+    /// view by the picks themselves, now and then.
+    standing: StandingSlot,
     /// The view prepared for picks, read without a lock.
     pick_view: SeqView,
     key: String,
@@ -165,6 +168,7 @@ impl Endpoint {
                 0
             }),
             calls: LocalCalls::new(now),
+            standing: StandingSlot::new(),
             pick_view,
             key,
             uri,
@@ -301,18 +305,52 @@ impl Endpoint {
         view.score_at(time, self.calls.load(pick.now), pick)
     }
 
-    /// What a unary pick makes of this endpoint (see
-    /// [`orca_lb_core::PickView::unary_cost`]), for a pick that gathers its
-    /// drawn candidates and computes their costs together
-    /// ([`CostBatch`](orca_lb_core::CostBatch)): [`candidate`](Self::candidate)
-    /// for a unary pick, halfway. Takes no lock.
+    /// This endpoint's score for a unary pick at `seconds` (`pick.now` as
+    /// the balancer's pick views count it; see
+    /// [`StandingCost::unary_score`]), or `None` to pass it over. Takes no
+    /// lock: it reads its standing cost, and works one out again (from the
+    /// pick view, the pick's time `time()` and the fleet medians `fleet()`)
+    /// only when the last one no longer covers the pick's time or what it
+    /// was worked out from changed.
     #[inline]
-    pub(crate) fn unary_pick_cost(&self, time: &PickTime, pick: &PickContext<'_>) -> UnaryCost {
+    pub(crate) fn unary_candidate(
+        &self,
+        seconds: f64,
+        pick: &PickContext<'_>,
+        time: impl FnOnce() -> PickTime,
+        fleet: impl FnOnce() -> FleetView,
+    ) -> Option<Score> {
         if self.is_draining() || !self.is_healthy() {
-            return UnaryCost::PassOver;
+            return None;
         }
+        let standing = match self.standing.read(seconds) {
+            SlotRead::Usable(cost) => cost,
+            SlotRead::Stale(seq) => self.work_out_standing(seq, pick, &time(), fleet()),
+        };
+        standing.unary_score(seconds, self.calls.load(pick.now), pick)
+    }
+
+    /// Works out its standing cost at `time` with the fleet medians `fleet`
+    /// (read after the slot's `seq`) and publishes it (see
+    /// [`StandingSlot::publish`]).
+    #[inline(never)]
+    fn work_out_standing(
+        &self,
+        seq: u64,
+        pick: &PickContext<'_>,
+        time: &PickTime,
+        fleet: FleetView,
+    ) -> StandingCost {
         let view = self.pick_view.load(false);
-        view.unary_cost(time, self.calls.load(pick.now), pick)
+        let cost = StandingCost::new(&view, time, &PickContext { fleet, ..*pick });
+        self.standing.publish(seq, &cost);
+        cost
+    }
+
+    /// Makes its standing cost unusable: the fleet medians it was worked
+    /// out with changed.
+    pub(crate) fn invalidate_standing(&self) {
+        self.standing.invalidate();
     }
 
     /// Its load as session affinity weighs it (see
@@ -390,6 +428,7 @@ impl Endpoint {
         let view = core.policy.view();
         let origin = self.pick_view.origin();
         self.pick_view.store(&view.prepare(&self.score, origin));
+        self.standing.invalidate();
         *self.published.view.write() = view;
         let state = core.policy.breaker().state();
         let code = state_code(state);
@@ -680,22 +719,17 @@ impl Drop for Endpoint {
 mod tests {
     use std::mem::{align_of, offset_of};
 
-    use orca_lb_core::PickView;
-
     use super::*;
 
     #[test]
     fn what_a_unary_pick_reads_fits_in_the_first_two_cache_lines() {
         assert_eq!(align_of::<Endpoint>(), 64);
-        // The flags, this client's calls, and the view's sequence and the
-        // words of a unary pick that has nothing unusual to read.
-        let common = PickView::words_read(0, false);
-        let view = offset_of!(Endpoint, pick_view);
+        // The flags, this client's calls, and the standing cost.
         let last = [
             offset_of!(Endpoint, draining),
             offset_of!(Endpoint, health),
-            offset_of!(Endpoint, calls) + size_of::<u64>(),
-            view + SeqView::word_offset(common),
+            offset_of!(Endpoint, calls) + size_of::<LocalCalls>(),
+            offset_of!(Endpoint, standing) + StandingSlot::size(),
         ]
         .into_iter()
         .max();

@@ -90,6 +90,7 @@ mod report;
 mod seq_view;
 mod shared;
 mod snapshot;
+mod standing_slot;
 mod status;
 #[cfg(any(feature = "tls-ring", feature = "tls-aws-lc"))]
 mod tls_files;

@@ -25,10 +25,13 @@ const COMMON: usize = 9;
 /// and retries. The final even `seq` is a release store, so a reader whose
 /// first acquire load sees it sees every word of the write.
 ///
-/// A reader reads the words its pick scores with, which the first (the
-/// view's flags) tells ([`PickView::words_read`]): `seq` and the words come
-/// first (`repr(C)`), so that the words of a unary pick share `seq`'s cache
-/// lines, and the endpoint places the whole where its other pick data is.
+/// A reader reads the words it scores with, which the first (the view's
+/// flags) tells ([`PickView::words_read`]): `seq` and the words come first
+/// (`repr(C)`), so that the words of a unary score share `seq`'s cache
+/// lines. Unary picks read the endpoint's standing cost instead, and the
+/// view only to work one out again (see
+/// [`StandingSlot`](crate::standing_slot::StandingSlot)); stream picks
+/// read it every time.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct SeqView {
@@ -46,12 +49,6 @@ impl SeqView {
             words: view.to_words().map(AtomicU64::new),
             origin: view.origin(),
         }
-    }
-
-    /// Where word `i` lies in the struct, in bytes.
-    #[cfg(test)]
-    pub(crate) fn word_offset(i: usize) -> usize {
-        std::mem::offset_of!(SeqView, words) + i * std::mem::size_of::<AtomicU64>()
     }
 
     /// The origin of the views' times.

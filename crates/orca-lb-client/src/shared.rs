@@ -209,11 +209,19 @@ impl Shared {
             }
             ep.maintain(&mut samples, &fleet, &self.config, now);
         }
+        let before = fleet;
         let fleet = samples.view(fleet);
         self.fleet_service_time.store(fleet.service_time);
         self.fleet_backlog.store(fleet.backlog);
         self.fleet_streams.store(fleet.streams);
         drop(samples);
+        if (fleet.service_time, fleet.backlog) != (before.service_time, before.backlog) {
+            // Standing costs are worked out with the medians (the streams'
+            // is a stream pick's, scored afresh each time).
+            for ep in list.iter() {
+                ep.invalidate_standing();
+            }
+        }
         if self.affinity.is_some() {
             let (sum, n) = list
                 .iter()

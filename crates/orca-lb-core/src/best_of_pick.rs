@@ -77,9 +77,8 @@ impl P2c {
     /// same RNG state.
     ///
     /// A caller that scores candidates in two steps (read each, then run
-    /// the arithmetic over all of them, as with a
-    /// [`CostBatch`](crate::CostBatch)) lets their costs be computed side by
-    /// side. The pair picker (`k <= 2`) and the scan of every candidate that
+    /// the arithmetic over all of them) lets their costs be computed side
+    /// by side. The pair picker (`k <= 2`) and the scan of every candidate that
     /// follows draws that found none eligible score one at a time.
     pub fn pick_best_of_drawn<R, F>(
         &self,

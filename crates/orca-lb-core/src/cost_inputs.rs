@@ -2,7 +2,7 @@
 //! weights whose windows the settings fix are applied.
 
 use crate::fast_exp::{exp2_neg, exp2_neg_unbranched};
-use crate::{PickTime, Score};
+use crate::{PickSettings, PickTime, Score};
 
 /// One endpoint's unary cost for one pick, halfway: the service time is
 /// known (its report and observed latency weighed by their age, the
@@ -10,7 +10,7 @@ use crate::{PickTime, Score};
 /// backlog, whose weight decays over a window of a few service times, and
 /// the arithmetic after it: [`cost`](Self::cost), which has no branch, so
 /// that a pick computes the costs of its drawn candidates together
-/// ([`CostBatch`](crate::CostBatch)) rather than one chain of dependent steps
+/// rather than one chain of dependent steps
 /// after another.
 ///
 /// Made by [`PickView::unary_cost`](crate::PickView::unary_cost); the cost
@@ -83,8 +83,29 @@ impl CostInputs {
     /// a few service times.
     #[inline]
     fn backlog_exponent(&self, time: &PickTime) -> f64 {
-        let backlog_stale = (time.settings.backlog_stale_services * self.service_time).max(1e-3);
-        -self.report_age_log2 / backlog_stale
+        -self.report_age_log2 / self.backlog_window(&time.settings)
+    }
+
+    /// The window over which the reported backlog's weight decays,
+    /// seconds: a few service times, at least a millisecond.
+    #[inline]
+    pub(crate) fn backlog_window(&self, settings: &PickSettings) -> f64 {
+        (settings.backlog_stale_services * self.service_time).max(1e-3)
+    }
+
+    /// The weight of the reported backlog, by its age (0 without a
+    /// report), as [`cost`](Self::cost) weighs it.
+    #[inline]
+    pub(crate) fn backlog_weight(&self, time: &PickTime) -> f64 {
+        exp2_neg_unbranched(self.backlog_exponent(time)) * self.reported
+    }
+
+    /// The other clients' calls as [`cost`](Self::cost) counts them: the
+    /// reported backlog weighed by its age, the rest the fleet median.
+    #[inline]
+    pub(crate) fn others(&self, time: &PickTime) -> f64 {
+        let w = self.backlog_weight(time);
+        w * self.backlog + (1.0 - w) * self.fleet_backlog
     }
 
     /// The cost with backlog weight `w`.

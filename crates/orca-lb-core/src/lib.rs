@@ -98,7 +98,6 @@ mod backoff;
 pub mod baseline;
 mod best_of_pick;
 mod circuit_breaker;
-mod cost_batch;
 mod cost_inputs;
 mod decay_stamp;
 mod drawn_scores;
@@ -122,11 +121,14 @@ mod pick_context;
 mod pick_settings;
 mod pick_time;
 mod pick_view;
+#[cfg(test)]
+mod random_history;
 mod report;
 mod retry_budget;
 mod score;
 mod score_config;
 pub mod splitmix;
+mod standing_cost;
 mod unary_cost;
 mod zone;
 mod zone_preference;
@@ -143,7 +145,6 @@ pub use circuit_breaker::{
     BreakerState, CircuitBreaker, CircuitBreakerConfig, InvalidConfig, OpenReason, OverloadSignal,
     Transition,
 };
-pub use cost_batch::CostBatch;
 pub use cost_inputs::CostInputs;
 pub use decay_stamp::{DecayClock, DecayStamp};
 pub use drawn_scores::DrawnScores;
@@ -175,6 +176,7 @@ pub use report::{Field, InvalidReport, LoadReport, RawLoadReport, Violation};
 pub use retry_budget::RetryBudget;
 pub use score::Score;
 pub use score_config::{InvalidScoreConfig, ScoreConfig};
+pub use standing_cost::{MAX_STANDING_SPAN, STANDING_COST_WORDS, StandingCost};
 pub use unary_cost::UnaryCost;
 pub use zone::{InvalidZone, MAX_ZONE_LEN, Zone};
 pub use zone_preference::{

@@ -18,6 +18,10 @@ pub struct PickSettings {
     /// ([`ScoreConfig::error_decay`], at least 1 ms, as
     /// [`ErrorRate`](crate::ErrorRate) takes it), 1/seconds.
     pub(crate) error_rate: f64,
+    /// [`ScoreConfig::stale_after`], seconds.
+    pub(crate) stale_after: f64,
+    /// The error rate's decay time, seconds (see `error_rate`).
+    pub(crate) error_decay: f64,
     /// [`ScoreConfig::error_penalty`], seconds.
     pub(crate) error_penalty: f64,
     /// [`ScoreConfig::base_latency`], seconds.
@@ -36,6 +40,8 @@ impl PickSettings {
         Self {
             stale_rate: LOG2_E / config.stale_after.as_secs_f64(),
             error_rate: LOG2_E / config.error_decay.as_secs_f64().max(1e-3),
+            stale_after: config.stale_after.as_secs_f64(),
+            error_decay: config.error_decay.as_secs_f64().max(1e-3),
             error_penalty: config.error_penalty.as_secs_f64(),
             base: config.base_latency.as_secs_f64(),
             slow_start: config.slow_start.as_secs_f64(),

@@ -73,6 +73,23 @@ pub struct PickView {
     error_at: DecayStamp,
 }
 
+/// What a [`PickView`]'s flags say.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PickViewParts {
+    /// Whether the breaker admits a call.
+    pub(crate) eligible: bool,
+    /// Whether the breaker is Closed.
+    pub(crate) closed: bool,
+    /// Whether a report came.
+    pub(crate) reported: bool,
+    /// Whether the service time scored weighs the observed latency.
+    pub(crate) observed: bool,
+    /// Whether the endpoint failed lately.
+    pub(crate) errors: bool,
+    /// When the endpoint was created, seconds since the origin.
+    pub(crate) created: f64,
+}
+
 impl CandidateView {
     /// This view prepared for picks scored with `config` (see
     /// [`PickView`]), its times counted from `origin`. Instants before
@@ -221,6 +238,21 @@ impl PickView {
         self.flags & bit != 0
     }
 
+    /// What its flags say, for [`StandingCost::new`](crate::StandingCost::new).
+    pub(crate) fn flag_parts(&self) -> PickViewParts {
+        PickViewParts {
+            eligible: self.has(ELIGIBLE),
+            closed: self.has(CLOSED),
+            reported: self.has(REPORTED),
+            observed: matches!(
+                (self.flags >> SERVICE_SHIFT) & 3,
+                SERVICE_CONTRADICTED | SERVICE_OBSERVED
+            ),
+            errors: self.has(ERRORS),
+            created: self.created,
+        }
+    }
+
     /// The smoothed reported number of other clients' unary calls on the
     /// endpoint (its backlog), 0 when not reported.
     pub fn backlog(&self) -> f64 {
@@ -286,7 +318,8 @@ impl PickView {
     /// pick passes this endpoint over or probes it, and otherwise what its
     /// cost is computed from ([`CostInputs::cost`]), so that a pick can
     /// gather its drawn candidates first and compute their costs together
-    /// ([`CostBatch`](crate::CostBatch)). `pick.stream` is not read.
+    /// ([`P2c::pick_best_of_drawn`](crate::P2c::pick_best_of_drawn)).
+    /// `pick.stream` is not read.
     #[inline(always)]
     pub fn unary_cost(
         &self,
@@ -309,7 +342,7 @@ impl PickView {
 
     /// See [`Estimate::warm_up_share`](crate::Estimate::warm_up_share).
     #[inline]
-    fn warm_up_share(&self, time: &PickTime) -> f64 {
+    pub(crate) fn warm_up_share(&self, time: &PickTime) -> f64 {
         let slow_start = time.settings.slow_start;
         let age = (time.now - self.created).max(0.0);
         if age >= slow_start {
@@ -318,9 +351,15 @@ impl PickView {
         (age / slow_start).clamp(MIN_WARM_UP_SHARE, 1.0)
     }
 
+    /// The weight of the observed latency, by its age.
+    #[inline]
+    pub(crate) fn observed_weight(&self, time: &PickTime) -> f64 {
+        self.observed_at.weight(time.stale)
+    }
+
     /// The weight of reported values (see [`CostTerms::freshness`](crate::CostTerms::freshness)).
     #[inline]
-    fn freshness(&self, time: &PickTime) -> f64 {
+    pub(crate) fn freshness(&self, time: &PickTime) -> f64 {
         if self.has(REPORTED) {
             self.reported.weight(time.stale)
         } else {
@@ -342,7 +381,12 @@ impl PickView {
     /// arithmetic, up to the backlog weight ([`CostInputs::cost`] does the
     /// rest).
     #[inline(always)]
-    fn cost_inputs(&self, time: &PickTime, local: LocalLoad, pick: &PickContext<'_>) -> CostInputs {
+    pub(crate) fn cost_inputs(
+        &self,
+        time: &PickTime,
+        local: LocalLoad,
+        pick: &PickContext<'_>,
+    ) -> CostInputs {
         let (fleet, config) = (&pick.fleet, pick.score);
         let relax = |v: f64, median: f64, w: f64| w * v + (1.0 - w) * median;
         let median = fleet.service_time;

@@ -3,8 +3,8 @@
 use orca_lb_core::HashRing;
 use orca_lb_core::{
     Admission, BreakerState, EndpointLoad, EndpointPolicy, FleetSamples, FleetView, LoadReport,
-    LocalLoad, Outcome, P2c, PickContext, PickSettings, PickTime, PickView, Score, Transition,
-    ZoneIndex, ZonePreference, ZoneSide, affinity_load, capacity, zone_load,
+    LocalLoad, Outcome, P2c, PickContext, PickSettings, PickTime, PickView, Score, StandingCost,
+    Transition, ZoneIndex, ZonePreference, ZoneSide, affinity_load, capacity, zone_load,
 };
 use std::time::Instant;
 
@@ -46,6 +46,11 @@ pub(crate) struct OrcaLb {
     /// The score settings as pick views are scored with them
     /// (`Shared::pick_settings`).
     settings: PickSettings,
+    /// Per endpoint, the standing cost picks last worked out, with the
+    /// pick view and the fleet medians it was worked out from
+    /// (`Endpoint::standing`: a client's slot is invalidated when either
+    /// changes).
+    standing: Vec<Option<(PickView, FleetView, StandingCost)>>,
     /// Endpoints whose breaker is not Closed.
     ejected: usize,
     panic: bool,
@@ -126,6 +131,7 @@ impl OrcaLb {
             fleet: FleetView::unknown(config.score.default_service_time),
             origin: start,
             settings: PickSettings::new(&config.score),
+            standing: vec![None; len],
             ejected: 0,
             panic: false,
             samples: FleetSamples::new(),
@@ -223,8 +229,10 @@ impl OrcaLb {
         let (fleet, score_config, panic, clock) =
             (&self.fleet, &self.config.score, self.panic, &self.clock);
         // The pick's time as the endpoints' views count it, once for all.
-        let time = PickTime::new(&self.settings, PickView::seconds_since(self.origin, now));
+        let seconds = PickView::seconds_since(self.origin, now);
+        let time = PickTime::new(&self.settings, seconds);
         let origin = self.origin;
+        let standing = &mut self.standing;
         loop {
             let pick = PickContext {
                 stream,
@@ -254,7 +262,25 @@ impl OrcaLb {
                 let extra = f64::from(since_report[i]) * herding.pick_compensation * others
                     + f64::from(local.in_flight) * herding.own_compensation * others;
                 local.in_flight += extra.round() as u32;
-                let score = view.score_at(&time, local, &pick)?;
+                // `Endpoint::unary_candidate`: the standing cost, worked
+                // out again when its view or the medians changed or its
+                // span is over.
+                let cost = match &standing[i] {
+                    Some((v, f, c))
+                        if *v == view
+                            && (f.service_time, f.backlog)
+                                == (fleet.service_time, fleet.backlog)
+                            && c.covers(seconds) =>
+                    {
+                        *c
+                    }
+                    _ => {
+                        let c = StandingCost::new(&view, &time, &pick);
+                        standing[i] = Some((view, *fleet, c));
+                        c
+                    }
+                };
+                let score = cost.unary_score(seconds, local, &pick)?;
                 if herding.cubic_penalty == 0.0 || score == Score::ZERO {
                     return Some(score);
                 }
@@ -487,6 +513,7 @@ impl Client for OrcaLb {
             self.local.push(LocalLoad::default());
             self.started.push(0);
             self.since_report.push(0);
+            self.standing.push(None);
         }
         if let Some(l) = &mut self.locality {
             l.reindex(len);
