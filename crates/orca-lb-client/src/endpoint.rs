@@ -292,10 +292,12 @@ impl Endpoint {
         Some(before)
     }
 
-    /// This endpoint's score for one pick (see
-    /// [`orca_lb_core::PickView::score_at`]), or `None` to pass it over;
-    /// `time` is `pick.now` as the balancer's pick views count it.
-    /// Takes no lock: the view is read from its [`SeqView`].
+    /// This endpoint's score for one pick worked out afresh from its pick
+    /// view (see [`orca_lb_core::PickView::score_at`]), or `None` to pass
+    /// it over; `time` is `pick.now` as the balancer's pick views count it.
+    /// Stream picks score so; unary picks read the standing cost instead
+    /// ([`unary_candidate`](Self::unary_candidate)). Takes no lock: the
+    /// view is read from its [`SeqView`].
     #[inline]
     pub(crate) fn candidate(&self, time: &PickTime, pick: &PickContext<'_>) -> Option<Score> {
         if self.is_draining() || !self.is_healthy() {

@@ -50,10 +50,12 @@ impl Line {
         }
     }
 
-    /// The value `dt` seconds after the span's start.
+    /// The value `dt` seconds after the span's start. A multiply and an
+    /// add, not `mul_add`: without a fused multiply-add in the target's
+    /// baseline, that is a library call.
     #[inline(always)]
     fn at(self, dt: f64) -> f64 {
-        f64::from(self.slope).mul_add(dt, self.at)
+        f64::from(self.slope) * dt + self.at
     }
 }
 
