@@ -39,6 +39,7 @@ mod rig;
 mod run;
 mod schedule;
 mod summary;
+mod watched_body;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -13,7 +13,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orca_lb_client::{AffinityConfig, Balancer, BalancerConfig, BoxError, static_list};
+use orca_lb_client::{
+    AffinityConfig, Balancer, BalancerConfig, BoxError, decode_report, static_list,
+};
+use orca_lb_core::LoadReport;
 use orca_lb_core::baseline::WrrConfig;
 use orca_lb_proto::StreamingMethods;
 use orca_lb_sim::Scenario;
@@ -28,6 +31,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::attribution::{Attribution, Tagged};
 use crate::keys::KEY_METADATA;
+use crate::watched_body::{ResponseWatcher, WatchedBody};
 
 /// What every policy looks like to the harness: tonic's request in, its
 /// response out.
@@ -71,6 +75,28 @@ where
 
 /// A boxed future that can move between threads.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Sends `request` over `channel`: `watcher` is shown the response's
+/// headers, then its trailers, and is dropped with its body, or with the
+/// call if it fails first.
+fn send_watched<W: ResponseWatcher>(
+    channel: Channel,
+    request: http::Request<Body>,
+    mut watcher: W,
+) -> BoxFuture<Result<http::Response<Body>, BoxError>> {
+    Box::pin(async move {
+        let response = channel.oneshot(request).await?;
+        watcher.headers(response.headers());
+        Ok(response.map(|inner| WatchedBody::wrap(inner, watcher)))
+    })
+}
+
+/// The orca-lb report in a response's trailers (`endpoint-load-metrics-bin`),
+/// or in the headers of a trailers-only response (an error status); one
+/// that does not decode is ignored, as gRPC does.
+fn read_report(map: &http::HeaderMap) -> Option<LoadReport> {
+    decode_report(map.get(orca_lb_proto::TRAILER_KEY)?.as_bytes()).ok()
+}
 
 /// One client instance of a policy.
 pub(crate) type Client = GreeterClient<CallService>;

@@ -8,9 +8,9 @@
 //! calls and streams included (the ORCA out-of-band stream and the probes
 //! are not calls); a unary call answered OK records the time from its
 //! arrival to its response under the RIF it arrived to (itself excluded);
-//! a probe is answered at once with the RIF now and the median of the last
-//! [`PER_BUCKET`] latencies recorded at that RIF, or at the nearest lower
-//! RIF with any.
+//! a probe is answered at once with the RIF now and the estimate of the
+//! simulator's [`LatencyByRif`] at that RIF: the median of the last few
+//! latencies recorded there, or at the nearest lower RIF with any.
 //!
 //! A probe is a gRPC-shaped request, `POST` [`PROBE_PATH`] with an empty
 //! body, and its answer a trailers-only response (`grpc-status: 0`) whose
@@ -19,24 +19,21 @@
 //! reporting layer, so it is neither counted in the reports nor given a
 //! worker slot.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body::{Body as HttpBody, Frame};
 use orca_lb_client::BoxError;
 use orca_lb_proto::StreamingMethods;
-use orca_lb_sim::Nanos;
+use orca_lb_sim::{LatencyByRif, Nanos};
 use orca_lb_testkit::{BackendService, GREETER_DESCRIPTOR_SET, Wrap};
 use parking_lot::Mutex;
-use tonic::Status;
 use tonic::body::Body;
 use tower_service::Service;
 
 use crate::policy::BoxFuture;
+use crate::watched_body::{ResponseWatcher, WatchedBody};
 
 /// The path a probe is sent to; the layer answers it.
 pub(crate) const PROBE_PATH: &str = "/harness.Probe/Probe";
@@ -51,13 +48,6 @@ pub(crate) const LATENCY_HEADER: &str = "x-harness-latency-ns";
 /// The ORCA out-of-band service: a monitoring stream, not a call.
 const OOB_PREFIX: &str = "/xds.service.orca.v3.OpenRcaService/";
 
-/// RIF values tracked one by one; higher ones share the last bucket (the
-/// simulator's).
-const BUCKETS: usize = 64;
-
-/// Latencies kept per bucket, the most recent (the simulator's).
-const PER_BUCKET: usize = 8;
-
 /// The streaming methods the backends serve: their calls count in the RIF
 /// but record no latency, as the simulator's streams.
 pub(crate) fn streaming_methods() -> &'static StreamingMethods {
@@ -66,51 +56,6 @@ pub(crate) fn streaming_methods() -> &'static StreamingMethods {
             .expect("the greeter's descriptor set decodes")
     });
     &METHODS
-}
-
-/// Per RIF at arrival, the server-side latencies of the last few calls
-/// that arrived to that many calls in flight (the simulator's
-/// `LatencyByRif`).
-#[derive(Debug, Clone)]
-struct LatencyByRif {
-    rings: Vec<[Nanos; PER_BUCKET]>,
-    /// Per bucket, latencies recorded so far (the ring holds the last
-    /// `PER_BUCKET`).
-    counts: Vec<u64>,
-}
-
-impl LatencyByRif {
-    fn new() -> Self {
-        Self {
-            rings: vec![[0; PER_BUCKET]; BUCKETS],
-            counts: vec![0; BUCKETS],
-        }
-    }
-
-    fn bucket(rif: u32) -> usize {
-        (rif as usize).min(BUCKETS - 1)
-    }
-
-    /// A call that arrived to `rif` calls in flight took `latency`.
-    fn record(&mut self, rif: u32, latency: Nanos) {
-        let b = Self::bucket(rif);
-        let slot = (self.counts[b] % PER_BUCKET as u64) as usize;
-        self.rings[b][slot] = latency;
-        self.counts[b] += 1;
-    }
-
-    /// The median of the nearest bucket at or below `rif` with data;
-    /// `None` before any call.
-    fn estimate(&self, rif: u32) -> Option<Nanos> {
-        let b = (0..=Self::bucket(rif))
-            .rev()
-            .find(|&b| self.counts[b] > 0)?;
-        let n = (self.counts[b] as usize).min(PER_BUCKET);
-        let mut v = self.rings[b];
-        let v = &mut v[..n];
-        v.sort_unstable();
-        Some(v[n / 2])
-    }
 }
 
 /// One backend's probe state.
@@ -231,12 +176,7 @@ impl Service<http::Request<Body>> for ProbeService {
                 let ns = arrived.elapsed().as_nanos() as Nanos;
                 guard.0.latency.lock().record(rif, ns);
             }
-            Ok(response.map(|inner| {
-                Body::new(Guarded {
-                    inner,
-                    _guard: guard,
-                })
-            }))
+            Ok(response.map(|inner| WatchedBody::wrap(inner, guard)))
         })
     }
 }
@@ -252,53 +192,12 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that holds its call's place in the RIF.
-struct Guarded {
-    inner: Body,
-    _guard: InFlight,
-}
-
-impl HttpBody for Guarded {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// Its response's body holds the call's place in the RIF.
+impl ResponseWatcher for InFlight {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_the_bucket_or_the_nearest_below() {
-        let mut l = LatencyByRif::new();
-        assert_eq!(l.estimate(3), None);
-        for x in [10, 30, 20] {
-            l.record(2, x);
-        }
-        assert_eq!(l.estimate(2), Some(20));
-        assert_eq!(l.estimate(5), Some(20), "nearest below");
-        assert_eq!(l.estimate(1), None, "nothing at or below 1");
-        for x in 0..8 {
-            l.record(2, 100 + x);
-        }
-        assert_eq!(l.estimate(2), Some(104), "the last eight");
-        l.record(500, 7);
-        assert_eq!(l.estimate(1000), Some(7), "shared last bucket");
-    }
 
     /// A probe over a real backend's connection: the calls in flight,
     /// queued ones included, then the latency seen at RIF 0 once they are

@@ -1,26 +1,22 @@
 //! gRPC's `weighted_round_robin` (gRFC A58) over tonic channels, fed by the
 //! report in each response's trailers.
 
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body::{Body as HttpBody, Frame};
-use orca_lb_client::{BoxError, decode_report};
+use orca_lb_client::BoxError;
 use orca_lb_core::baseline::{EdfScheduler, WrrConfig, WrrWeight};
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tonic::Status;
 use tonic::body::Body;
 use tonic::transport::Channel;
-use tower::ServiceExt;
 use tower_service::Service;
 
-use super::{BoxFuture, CallService};
+use super::{BoxFuture, CallService, read_report};
 use crate::attribution::{Attribution, CallId};
+use crate::watched_body::ResponseWatcher;
 
 /// One client's weights and schedule.
 #[derive(Debug)]
@@ -113,18 +109,11 @@ impl Service<http::Request<Body>> for WrrService {
         if let Some(CallId(id)) = request.extensions().get::<CallId>() {
             self.attribution.record(*id, i);
         }
-        let channel = self.channels[i].clone();
         let feed = Feed {
             state: self.state.clone(),
             backend: i,
         };
-        Box::pin(async move {
-            let response = channel.oneshot(request).await?;
-            // A trailers-only response (an error status) carries its report
-            // in the headers.
-            feed.headers(response.headers());
-            Ok(response.map(|inner| Body::new(ReportBody { inner, feed })))
-        })
+        super::send_watched(self.channels[i].clone(), request, feed)
     }
 }
 
@@ -135,51 +124,21 @@ struct Feed {
     backend: usize,
 }
 
-impl Feed {
-    fn headers(&self, headers: &http::HeaderMap) {
-        let Some(value) = headers.get(orca_lb_proto::TRAILER_KEY) else {
-            return;
-        };
-        // A report that does not decode is ignored, as gRPC does.
-        if let Ok(report) = decode_report(value.as_bytes()) {
+impl ResponseWatcher for Feed {
+    /// A trailers-only response (an error status) carries its report in
+    /// the headers.
+    fn headers(&mut self, headers: &http::HeaderMap) {
+        self.trailers(headers);
+    }
+
+    /// The report, if any, updates the backend's weight.
+    fn trailers(&mut self, trailers: &http::HeaderMap) {
+        if let Some(report) = read_report(trailers) {
             let mut state = self.state.lock();
             let State {
                 config, weights, ..
             } = &mut *state;
             weights[self.backend].on_report(&report, config, Instant::now());
         }
-    }
-}
-
-/// A response body that hands the report in its trailers to the weights.
-#[derive(Debug)]
-struct ReportBody {
-    inner: Body,
-    feed: Feed,
-}
-
-impl HttpBody for ReportBody {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        let frame = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &frame
-            && let Some(trailers) = f.trailers_ref()
-        {
-            self.feed.headers(trailers);
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -15,7 +15,7 @@ use crate::call::CallRef;
 use crate::clock::{Clock, Nanos};
 use crate::service_time::{Draw, ServiceTime};
 
-use self::latency_by_rif::LatencyByRif;
+pub use self::latency_by_rif::LatencyByRif;
 
 /// How often the server's sampler advances the rate window, as
 /// `orca-lb-server` does by default.

@@ -35,7 +35,9 @@
 //! Two peers have no production counterpart and live in this crate:
 //! Prequal (probes answered by the backends with their requests in flight
 //! and recent latency at that load, as messages with the network delay) and
-//! C3's replica ranking.
+//! C3's replica ranking. Their logic is public, with time passed in
+//! ([`Prequal`], the servers' [`LatencyByRif`], [`C3`]), so that the
+//! loopback harness runs the same code on real servers.
 //!
 //! **Backends** have `c` workers and a FIFO queue, draw service times from a
 //! [`ServiceTime`] distribution scaled by a speed that scripted events
@@ -111,11 +113,12 @@ mod service_time;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+pub use backend::LatencyByRif;
 pub use call_log::CallLog;
 pub use clock::{MILLISECOND, Nanos, SECOND};
 pub use erlang::{ErlangC, erlang_c};
 pub use keys::{KeyCache, ZipfKeys};
-pub use policy::{PEERS, Policy};
+pub use policy::{C3, PEERS, Policy, Prequal};
 pub use results::{
     BackendStats, Balance, ClientGroupStats, FiredEvent, LatencyStats, PolicyResult, Quantiles,
     Results, StreamStats,

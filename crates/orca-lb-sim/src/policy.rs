@@ -12,10 +12,10 @@ use std::fmt;
 
 use orca_lb_core::{LoadReport, Zone};
 
-pub(crate) use self::c3::C3;
+pub use self::c3::C3;
 pub(crate) use self::orca::OrcaLb;
 pub(crate) use self::peak_ewma::PeakEwmaP2c;
-pub(crate) use self::prequal::Prequal;
+pub use self::prequal::Prequal;
 pub(crate) use self::ring_hash::RingHash;
 pub(crate) use self::simple::{LeastRequestP2c, Random, RoundRobin};
 pub(crate) use self::wrr::Wrr;

@@ -10,12 +10,30 @@ const BUCKETS: usize = 64;
 const PER_BUCKET: usize = 8;
 
 /// Per RIF at arrival, the server-side latencies (arrival to response) of
-/// the last few calls that arrived to that many calls in flight. The
-/// estimate for a RIF is the median of its bucket, or of the nearest bucket
+/// the last 8 calls that arrived to that many calls in flight (RIFs from 63
+/// up share one bucket). The estimate for a RIF is the median of its bucket, or of the nearest bucket
 /// below it that has any, as a server answers a probe with the latency
 /// recently seen at its current load.
+///
+/// The simulator's backends keep one; so does the loopback harness's probe
+/// layer in front of each real backend.
+///
+/// # Examples
+///
+/// ```
+/// use orca_lb_sim::{LatencyByRif, MILLISECOND};
+///
+/// let mut latencies = LatencyByRif::new();
+/// assert_eq!(latencies.estimate(2), None);
+/// for ms in [10, 30, 20] {
+///     latencies.record(2, ms * MILLISECOND);
+/// }
+/// assert_eq!(latencies.estimate(2), Some(20 * MILLISECOND));
+/// // Nothing was seen at 5 calls in flight: the nearest RIF below with data.
+/// assert_eq!(latencies.estimate(5), Some(20 * MILLISECOND));
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct LatencyByRif {
+pub struct LatencyByRif {
     rings: Vec<[Nanos; PER_BUCKET]>,
     /// Per bucket, latencies recorded so far (the ring holds the last
     /// `PER_BUCKET`).
@@ -23,7 +41,8 @@ pub(crate) struct LatencyByRif {
 }
 
 impl LatencyByRif {
-    pub(crate) fn new() -> Self {
+    /// An estimate with no latency recorded yet.
+    pub fn new() -> Self {
         Self {
             rings: vec![[0; PER_BUCKET]; BUCKETS],
             counts: vec![0; BUCKETS],
@@ -35,7 +54,7 @@ impl LatencyByRif {
     }
 
     /// A call that arrived to `rif` calls in flight took `latency`.
-    pub(crate) fn record(&mut self, rif: u32, latency: Nanos) {
+    pub fn record(&mut self, rif: u32, latency: Nanos) {
         let b = Self::bucket(rif);
         let slot = (self.counts[b] % PER_BUCKET as u64) as usize;
         self.rings[b][slot] = latency;
@@ -44,7 +63,7 @@ impl LatencyByRif {
 
     /// The latency expected at `rif` calls in flight: the median of the
     /// nearest bucket at or below `rif` with data; `None` before any call.
-    pub(crate) fn estimate(&self, rif: u32) -> Option<Nanos> {
+    pub fn estimate(&self, rif: u32) -> Option<Nanos> {
         let b = (0..=Self::bucket(rif))
             .rev()
             .find(|&b| self.counts[b] > 0)?;
@@ -53,6 +72,12 @@ impl LatencyByRif {
         let v = &mut v[..n];
         v.sort_unstable();
         Some(v[n / 2])
+    }
+}
+
+impl Default for LatencyByRif {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -1,6 +1,7 @@
 //! C3 (Suresh et al., NSDI 2015): replica ranking by response time and
 //! server feedback with a cubic queue term and concurrency compensation.
 
+use orca_lb_core::LoadReport;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -36,14 +37,32 @@ fn ewma(old: Option<f64>, new: f64) -> f64 {
 /// `q = 1 + os * n + q_reported`: `R` the moving average of this client's
 /// response times from it, `1/mu` that of its reported service time,
 /// `q_reported` that of its reported queue of waiting calls, `os` this
-/// client's calls outstanding there and `n` the number of clients. The
-/// lowest score wins (ties from a random start). A backend not heard from
-/// yet scores its compensation term alone, with zero times.
+/// client's calls outstanding there and `n` the number of clients. Every
+/// moving average weighs the newest value 0.9. The lowest score wins (ties
+/// from a random start). A backend not heard from yet scores its
+/// compensation term alone, with zero times.
 ///
 /// C3's per-backend cubic rate control and its backlog queue are not
 /// modelled: calls are never held at the client.
+///
+/// Time is passed in: the simulator drives it in virtual time, the
+/// loopback harness on real servers, feeding it the orca-lb report each
+/// response carries.
+///
+/// # Examples
+///
+/// ```
+/// use orca_lb_sim::{C3, MILLISECOND};
+///
+/// let mut c3 = C3::new(2, 1, 1);
+/// let backend = c3.pick_backend().unwrap();
+/// // It answered in 80 ms (without a report): the other one, not heard
+/// // from yet, wins the next pick.
+/// c3.record_outcome(backend, Some(80 * MILLISECOND), None);
+/// assert_eq!(c3.pick_backend(), Some(1 - backend));
+/// ```
 #[derive(Debug)]
-pub(crate) struct C3 {
+pub struct C3 {
     rng: SmallRng,
     clients: f64,
     backends: Vec<Feedback>,
@@ -52,8 +71,9 @@ pub(crate) struct C3 {
 }
 
 impl C3 {
-    /// `clients` is `n`; 0 leaves the compensation out.
-    pub(crate) fn new(len: usize, seed: u64, clients: u32) -> Self {
+    /// A ranking of backends `0..len` for one of `clients` clients (`n`; 0
+    /// leaves the compensation out), its random numbers from `seed`.
+    pub fn new(len: usize, seed: u64, clients: u32) -> Self {
         Self {
             rng: SmallRng::seed_from_u64(seed),
             clients: f64::from(clients),
@@ -63,21 +83,22 @@ impl C3 {
     }
 
     /// Ranks two distinct random backends per pick instead of all.
-    pub(crate) fn with_two_choices(mut self, two: bool) -> Self {
+    pub fn with_two_choices(mut self, two: bool) -> Self {
         self.two_choices = two;
         self
     }
 
-    fn score(&self, f: &Feedback) -> f64 {
-        let r = f.response.unwrap_or(0.0);
-        let inv_mu = f.service.unwrap_or(0.0);
-        let q = 1.0 + f64::from(f.outstanding) * self.clients + f.queue;
-        (r - inv_mu) + q * q * q * inv_mu
+    /// The backends are `0..len` from now on (never fewer than before):
+    /// new ones are ranked from their next pick, not heard from yet.
+    pub fn set_backends(&mut self, len: usize) {
+        if len > self.backends.len() {
+            self.backends.resize(len, Feedback::default());
+        }
     }
-}
 
-impl Client for C3 {
-    fn pick(&mut self, _stream: bool, _now: Nanos) -> Option<Pick> {
+    /// The backend with the lowest score for a new call, counted as
+    /// outstanding there; `None` without backends.
+    pub fn pick_backend(&mut self) -> Option<usize> {
         let len = self.backends.len();
         if len == 0 {
             return None;
@@ -102,19 +123,23 @@ impl Client for C3 {
             best.1
         };
         self.backends[backend].outstanding += 1;
-        Some(Pick {
-            backend,
-            probe: false,
-        })
+        Some(backend)
     }
 
-    fn done(&mut self, done: Done<'_>) {
-        let f = &mut self.backends[done.backend];
+    /// A call to `backend` ended: its `latency` from the pick (none for a
+    /// stream), and the report its response carried, if any.
+    pub fn record_outcome(
+        &mut self,
+        backend: usize,
+        latency: Option<Nanos>,
+        report: Option<&LoadReport>,
+    ) {
+        let f = &mut self.backends[backend];
         f.outstanding -= 1;
-        if let Some(latency) = done.latency {
+        if let Some(latency) = latency {
             f.response = Some(ewma(f.response, latency as f64 / 1e9));
         }
-        if let Some(report) = done.report {
+        if let Some(report) = report {
             if let Some(ms) = report.service_time_ms() {
                 f.service = Some(ewma(f.service, ms / 1e3));
             }
@@ -124,8 +149,29 @@ impl Client for C3 {
         }
     }
 
+    fn score(&self, f: &Feedback) -> f64 {
+        let r = f.response.unwrap_or(0.0);
+        let inv_mu = f.service.unwrap_or(0.0);
+        let q = 1.0 + f64::from(f.outstanding) * self.clients + f.queue;
+        (r - inv_mu) + q * q * q * inv_mu
+    }
+}
+
+impl Client for C3 {
+    fn pick(&mut self, _stream: bool, _now: Nanos) -> Option<Pick> {
+        let backend = self.pick_backend()?;
+        Some(Pick {
+            backend,
+            probe: false,
+        })
+    }
+
+    fn done(&mut self, done: Done<'_>) {
+        self.record_outcome(done.backend, done.latency, done.report);
+    }
+
     fn grow(&mut self, len: usize, _now: Nanos) {
-        self.backends.resize(len, Feedback::default());
+        self.set_backends(len);
     }
 
     fn reads_reports(&self) -> bool {
@@ -135,8 +181,6 @@ impl Client for C3 {
 
 #[cfg(test)]
 mod tests {
-    use orca_lb_core::LoadReport;
-
     use super::*;
 
     #[test]
@@ -156,9 +200,9 @@ mod tests {
             queue: 0.0,
         };
         // 0: 0.01 + 64 * 0.01 = 0.65; 1: 0.01 + 1 * 0.02 = 0.03.
-        assert_eq!(c.pick(false, 0).unwrap().backend, 1);
+        assert_eq!(c.pick_backend(), Some(1));
         // Now one own call there: 1 + 10 = 11, 11^3 * 0.02 = 26.6 > 0.65.
-        assert_eq!(c.pick(false, 0).unwrap().backend, 0);
+        assert_eq!(c.pick_backend(), Some(0));
         let report = LoadReport::default();
         c.done(Done {
             backend: 1,
@@ -183,7 +227,7 @@ mod tests {
         }
         let mut picked = [0u32; 3];
         for _ in 0..300 {
-            let b = c.pick(false, 0).unwrap().backend;
+            let b = c.pick_backend().unwrap();
             c.backends[b].outstanding -= 1;
             picked[b] += 1;
         }
@@ -194,6 +238,24 @@ mod tests {
         );
         // Ranking all always takes the best.
         c.two_choices = false;
-        assert_eq!(c.pick(false, 0).unwrap().backend, 0);
+        assert_eq!(c.pick_backend(), Some(0));
+    }
+
+    #[test]
+    fn only_known_backends_are_ranked_and_they_never_shrink() {
+        let mut c = C3::new(1, 2, 4);
+        c.backends[0].service = Some(0.01);
+        c.backends[0].queue = 9.0;
+        for _ in 0..20 {
+            let b = c.pick_backend().unwrap();
+            assert_eq!(b, 0);
+            c.record_outcome(b, Some(10_000_000), None);
+        }
+        c.set_backends(3);
+        assert_eq!(c.backends.len(), 3);
+        assert_ne!(c.pick_backend(), Some(0), "one not heard from scores 0");
+        c.set_backends(1);
+        assert_eq!(c.backends.len(), 3, "never fewer");
+        assert_eq!(C3::new(0, 1, 1).pick_backend(), None);
     }
 }
