@@ -37,6 +37,8 @@ pin_project! {
         resend: Option<Resendable>,
         // The whole request of a call offered for hand-back.
         offered: Option<OfferedCall>,
+        // The call was re-picked: it is not re-picked again.
+        repicked: bool,
     }
 }
 
@@ -56,6 +58,7 @@ impl ResponseFuture {
             call: None,
             resend: None,
             offered: None,
+            repicked: false,
         }
     }
 
@@ -81,6 +84,7 @@ impl ResponseFuture {
             call: Some(call),
             resend,
             offered,
+            repicked: false,
         }
     }
 }
@@ -237,11 +241,13 @@ fn try_repick(
     call: &mut Option<CallGuard>,
     resend: &mut Option<Resendable>,
     offered: &mut Option<OfferedCall>,
+    repicked: &mut bool,
     handed: Option<Request<Body>>,
     error: &tonic::transport::Error,
     outcome: Outcome,
 ) -> Result<Option<(Channel, Request<Body>)>, BalanceError> {
-    if handed.is_none() && !never_reached_server(error) {
+    // Once per call: an offered call keeps its request after a re-pick.
+    if *repicked || (handed.is_none() && !never_reached_server(error)) {
         return Ok(None);
     }
     let Some(failed) = call.as_mut() else {
@@ -287,6 +293,7 @@ fn try_repick(
             );
             let channel = next.endpoint().channel().clone();
             *call = Some(next);
+            *repicked = true;
             Ok(Some((channel, request)))
         }
         Err(_) => {
@@ -315,8 +322,15 @@ impl Future for ResponseFuture {
                             Outcome::Failure
                         };
                         let handed = request.take();
-                        match try_repick(this.call, this.resend, this.offered, handed, &e, outcome)
-                        {
+                        match try_repick(
+                            this.call,
+                            this.resend,
+                            this.offered,
+                            this.repicked,
+                            handed,
+                            &e,
+                            outcome,
+                        ) {
                             Ok(Some((channel, request))) => {
                                 this.state.set(State::Connecting {
                                     channel,
@@ -346,6 +360,7 @@ impl Future for ResponseFuture {
                                 this.call,
                                 this.resend,
                                 this.offered,
+                                this.repicked,
                                 None,
                                 &e,
                                 outcome,
