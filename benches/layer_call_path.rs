@@ -14,7 +14,10 @@
 //! larger trailer on the server and decodes it on the client.
 //!
 //! Variants: `bare`, `layered`, `layered_no_recorder` (`call_recorder(false)`:
-//! no `CallRecorder` for the handler) and `layered_cap64`.
+//! no `CallRecorder` for the handler), `layered_cap64` and
+//! `layered_rec_in_ext` (`call_recorder_in_extensions(true)`: each call's
+//! recorder carried in its request, as stacks that run the handler on
+//! another task need).
 //!
 //! After the group, an interleaved check times batches of 200 calls of every
 //! variant in rotating order and prints each as a ratio to `bare`: criterion
@@ -183,11 +186,12 @@ impl Stack {
     }
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant::Bare,
     Variant::Layered,
     Variant::LayeredNoRecorder,
     Variant::LayeredCapacity(64),
+    Variant::LayeredRecorderInExtensions,
 ];
 
 fn runtime() -> Runtime {

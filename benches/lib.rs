@@ -57,6 +57,10 @@ pub enum Variant {
     /// As [`Layered`](Self::Layered), with the per-call recorder turned off
     /// (`call_recorder(false)`): no `CallRecorder` for the handler.
     LayeredNoRecorder,
+    /// As [`Layered`](Self::Layered), with each call's recorder carried in
+    /// its request's extensions (`call_recorder_in_extensions(true)`), for
+    /// stacks that run the handler on a task of its own.
+    LayeredRecorderInExtensions,
     /// The greeter behind a [`ReportingLayer`] with this many worker slots.
     LayeredCapacity(usize),
 }
@@ -67,6 +71,7 @@ impl fmt::Display for Variant {
             Variant::Bare => f.write_str("bare"),
             Variant::Layered => f.write_str("layered"),
             Variant::LayeredNoRecorder => f.write_str("layered_no_recorder"),
+            Variant::LayeredRecorderInExtensions => f.write_str("layered_rec_in_ext"),
             Variant::LayeredCapacity(c) => write!(f, "layered_cap{c}"),
         }
     }
@@ -135,6 +140,7 @@ pub fn reporting_layer(variant: Variant) -> io::Result<Option<(ReportingLayer, L
     match variant {
         Variant::Bare | Variant::Layered => {}
         Variant::LayeredNoRecorder => builder = builder.call_recorder(false),
+        Variant::LayeredRecorderInExtensions => builder = builder.call_recorder_in_extensions(true),
         Variant::LayeredCapacity(c) => builder = builder.capacity(c),
     }
     builder.build().map(Some).map_err(io::Error::other)

@@ -3,12 +3,14 @@
 //! balancer sends it to another endpoint; the last attempt is never offered,
 //! and a server that claims to hand calls back costs one attempt at most.
 
+use std::time::{Duration, Instant};
+
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_testkit::{Backend, BackendConfig, TestGreeter};
 use orca_lb_tests::client;
-use orca_lb_tests::fault_server::{Fault, FaultServer};
+use orca_lb_tests::fault_server::{Fault, FaultServer, two_attempts};
 use orca_lb_tests::{greeter, wait_until, within};
 use tonic::Code;
 
@@ -135,4 +137,32 @@ async fn a_hand_back_without_a_report_is_not_taken() {
     assert!(failed >= 1, "the liar was never picked");
     assert_eq!(failed, liar.calls());
     assert_eq!(balancer.snapshot().hand_backs, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_handed_back_is_sent_on_with_what_is_left_of_its_timeout() {
+    let mut liars = [
+        FaultServer::spawn(Fault::HandBack(true)).await,
+        FaultServer::spawn(Fault::HandBack(true)).await,
+    ];
+    let balancer =
+        Balancer::from_uris(client::config(), liars.iter().map(FaultServer::url)).unwrap();
+    within("discovery", balancer.wait_for_endpoints(2)).await;
+    let mut c = GreeterClient::new(balancer.clone());
+    let mut request = tonic::Request::new(HelloRequest::default());
+    let timeout = Duration::from_secs(5);
+    request.set_timeout(timeout);
+    let started = Instant::now();
+    let status = within("the call", c.say_hello(request)).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(balancer.snapshot().hand_backs, 1);
+
+    let (first, second) = two_attempts(&mut liars, "5000000u");
+    assert_eq!(first, timeout);
+    // What was left when it was sent on: no more than the timeout less the
+    // first attempt's round trip, no less than the timeout less the call.
+    assert!(second < first, "{second:?} after {first:?}");
+    let rounding = Duration::from_micros(1);
+    assert!(second + took + rounding >= timeout, "{second:?}, {took:?}");
 }

@@ -12,6 +12,7 @@ use orca_lb_testkit::pb::HelloRequest;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
 use orca_lb_tests::child_backend::ChildBackend;
 use orca_lb_tests::client::{self, drive};
+use orca_lb_tests::fault_server::{Fault, FaultServer, two_attempts};
 use orca_lb_tests::open_loop::{call_through, open_loop};
 use orca_lb_tests::within;
 use tonic::Code;
@@ -72,6 +73,34 @@ async fn a_dead_fleet_gets_no_more_repicks_than_the_budget() {
     println!("{calls} calls to a dead fleet: {repicks} re-picks (limit {limit})");
     assert!(repicks >= 1, "the budget's minimum allows some");
     assert!(repicks <= limit, "{repicks} re-picks over {limit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_refused_everywhere_is_repicked_once_with_what_is_left_of_its_timeout() {
+    // Both refuse the stream unread: the call goes to the other once, and
+    // no more, although it is offered for hand-back and so keeps its whole
+    // request.
+    let mut servers = [
+        FaultServer::spawn(Fault::RefuseStream).await,
+        FaultServer::spawn(Fault::RefuseStream).await,
+    ];
+    let b = Balancer::from_uris(client::config(), servers.iter().map(FaultServer::url)).unwrap();
+    within("discovery", b.wait_for_endpoints(2)).await;
+    let mut c = GreeterClient::new(b.clone());
+    let mut request = tonic::Request::new(HelloRequest::default());
+    let timeout = Duration::from_millis(1500);
+    request.set_timeout(timeout);
+    let started = std::time::Instant::now();
+    let status = within("the call", c.say_hello(request)).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(b.snapshot().repicks, 1);
+
+    let (first, second) = two_attempts(&mut servers, "1500000u");
+    assert_eq!(first, timeout);
+    assert!(second < first, "{second:?} after {first:?}");
+    let rounding = Duration::from_micros(1);
+    assert!(second + took + rounding >= timeout, "{second:?}, {took:?}");
 }
 
 const RATE_PER_SEC: u64 = 500;

@@ -2,6 +2,7 @@
 //! that compare what callers see.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -28,7 +29,10 @@ pub enum Fault {
 #[derive(Debug)]
 pub struct FaultServer {
     addr: SocketAddr,
-    calls: mpsc::UnboundedReceiver<()>,
+    /// Each call's `grpc-timeout` as it arrives.
+    calls: mpsc::UnboundedReceiver<Option<String>>,
+    /// Each call's `grpc-timeout`, in order, once read from `calls`.
+    timeouts: Vec<Option<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,7 +51,11 @@ impl FaultServer {
                     };
                     let mut held = Vec::new();
                     while let Some(Ok((request, mut respond))) = conn.accept().await {
-                        let _ = tx.send(());
+                        let timeout = request
+                            .headers()
+                            .get("grpc-timeout")
+                            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                        let _ = tx.send(timeout);
                         match fault {
                             Fault::Hang => held.push((request, respond)),
                             Fault::ResetMidCall => {
@@ -83,7 +91,12 @@ impl FaultServer {
                 });
             }
         });
-        FaultServer { addr, calls, task }
+        FaultServer {
+            addr,
+            calls,
+            timeouts: Vec::new(),
+            task,
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -93,12 +106,53 @@ impl FaultServer {
 
     /// Calls that reached the server so far.
     pub fn calls(&mut self) -> usize {
-        let mut n = 0;
-        while self.calls.try_recv().is_ok() {
-            n += 1;
-        }
-        n
+        self.grpc_timeouts().len()
     }
+
+    /// The `grpc-timeout` header of each call that reached the server so
+    /// far, in order (`None` for a call without one).
+    pub fn grpc_timeouts(&mut self) -> &[Option<String>] {
+        while let Ok(timeout) = self.calls.try_recv() {
+            self.timeouts.push(timeout);
+        }
+        &self.timeouts
+    }
+}
+
+/// The time a `grpc-timeout` value says: digits, then one of gRPC's units.
+/// Panics on anything else.
+pub fn timeout_of(value: &str) -> Duration {
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits
+        .parse()
+        .unwrap_or_else(|_| panic!("grpc-timeout {value:?}"));
+    match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => panic!("grpc-timeout {value:?}"),
+    }
+}
+
+/// The `grpc-timeout`s of a call that `servers` took one attempt each of:
+/// the first attempt's, then the second's, told apart by the first being
+/// `sent`, as the caller gave it.
+pub fn two_attempts(servers: &mut [FaultServer], sent: &str) -> (Duration, Duration) {
+    let mut seen: Vec<String> = servers
+        .iter_mut()
+        .flat_map(|s| s.grpc_timeouts().to_vec())
+        .map(|t| t.expect("every attempt has a grpc-timeout"))
+        .collect();
+    assert_eq!(seen.len(), 2, "two attempts: {seen:?}");
+    let first = seen
+        .iter()
+        .position(|t| t == sent)
+        .unwrap_or_else(|| panic!("no attempt went as sent, {sent}: {seen:?}"));
+    let first = seen.remove(first);
+    (timeout_of(&first), timeout_of(&seen[0]))
 }
 
 /// A valid report of a server with 1 slot, taken, and 100 calls waiting.

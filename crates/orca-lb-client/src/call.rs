@@ -70,6 +70,11 @@ impl CallGuard {
         self
     }
 
+    /// When the call's first attempt was picked.
+    pub(crate) fn call_start(&self) -> Instant {
+        self.call_start
+    }
+
     pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
     }

@@ -83,7 +83,9 @@ pub struct BalancerConfig {
     /// How many calls that never reached a server may be sent once more, to
     /// another endpoint (transparent re-pick; see `docs/balancing.md`).
     /// Default: 10 % of the calls over 10 s, at least 10 per window.
-    /// [`RetryBudget::off`] turns re-picks off.
+    /// [`RetryBudget::off`] turns re-picks off. A re-picked call goes with
+    /// what is left of its `grpc-timeout`; one whose timeout has run out
+    /// ends with DEADLINE_EXCEEDED instead (see `docs/reliability.md`).
     pub transparent_retry: RetryBudget,
     /// How many times one unary call may be handed back by a busy
     /// `orca-lb-server` and sent to another endpoint. A call is offered
@@ -98,8 +100,9 @@ pub struct BalancerConfig {
     /// second choice instead of waiting (see `docs/balancing.md`). The last
     /// attempt is not offered, so a call is served somewhere. Servers that
     /// do not know the header ignore it. Hand-backs are not charged to
-    /// `transparent_retry`: the server did no work. 0 turns it off.
-    /// Default: 1.
+    /// `transparent_retry`: the server did no work. A call handed on goes
+    /// with what is left of its `grpc-timeout`, or, with nothing left, ends
+    /// with DEADLINE_EXCEEDED. 0 turns it off. Default: 1.
     pub hand_backs: u32,
     /// How long `poll_ready` waits for discovery's first endpoint when the
     /// balancer knows none, before letting the call fail with UNAVAILABLE.

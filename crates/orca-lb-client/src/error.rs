@@ -1,6 +1,7 @@
 //! Errors of the balancer.
 
 use std::fmt;
+use std::time::Duration;
 
 use tonic::{Code, Status};
 
@@ -34,6 +35,17 @@ pub enum BalanceError {
         /// The health service name asked for.
         service: String,
     },
+    /// The call had to be sent again (its server handed it back, or its
+    /// attempt never reached a server) after its `grpc-timeout` had run
+    /// out: it fails with DEADLINE_EXCEEDED instead.
+    DeadlineExceeded {
+        /// The balancer's target.
+        target: String,
+        /// The call's `grpc-timeout`.
+        timeout: Duration,
+        /// How long ago the call's first attempt was picked.
+        elapsed: Duration,
+    },
     /// The call failed on the endpoint's connection: before any response,
     /// the connection was refused or failed its TLS handshake (UNAVAILABLE),
     /// or the call was reset, cut off or timed out after it was sent; or,
@@ -65,6 +77,11 @@ impl BalanceError {
         matches!(self, BalanceError::Unhealthy { .. })
     }
 
+    /// Whether the call's deadline passed before it could be sent again.
+    pub fn is_deadline_exceeded(&self) -> bool {
+        matches!(self, BalanceError::DeadlineExceeded { .. })
+    }
+
     /// Whether the chosen endpoint could not be reached.
     pub fn is_transport(&self) -> bool {
         matches!(self, BalanceError::Transport { .. })
@@ -89,6 +106,15 @@ impl fmt::Display for BalanceError {
                 f,
                 "no healthy endpoint for {target}: none of {endpoints} answers SERVING for health service {service:?}"
             ),
+            BalanceError::DeadlineExceeded {
+                target,
+                timeout,
+                elapsed,
+            } => write!(
+                f,
+                "deadline exceeded for {target}: the call's grpc-timeout of {timeout:?} had run out \
+                 {elapsed:?} after it started, when it was to be sent again"
+            ),
             BalanceError::Transport { endpoint, source } => {
                 write!(f, "endpoint {endpoint}: {source}")
             }
@@ -110,7 +136,11 @@ impl From<BalanceError> for Status {
         // No endpoint to send to is retriable elsewhere or later:
         // UNAVAILABLE, as gRPC uses for "no ready subchannel". Transport
         // failures carry the code tonic gives them (see `status.rs`).
-        let mut status = Status::new(Code::Unavailable, e.to_string());
+        let code = match e {
+            BalanceError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            _ => Code::Unavailable,
+        };
+        let mut status = Status::new(code, e.to_string());
         status.set_source(std::sync::Arc::new(e));
         status
     }

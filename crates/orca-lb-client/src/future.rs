@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -13,7 +14,9 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::call::CallGuard;
 use crate::error::{BalanceError, boxed};
+use crate::grpc_timeout::{self, Expired};
 use crate::offered_call::{OfferedCall, handed_back};
+use crate::shared::Shared;
 use crate::unsent_body::Resendable;
 use orca_lb_core::Outcome;
 use orca_lb_proto::grpc_status;
@@ -23,7 +26,8 @@ pin_project! {
     /// response so its trailers feed the balancer. A call that never reached
     /// the endpoint goes to another one, once, within the retry budget; a
     /// call its server handed back unserved goes to another one, within
-    /// `BalancerConfig::hand_backs`.
+    /// `BalancerConfig::hand_backs`. Either is sent with what is left of its
+    /// `grpc-timeout`, or, with nothing left, ends with DEADLINE_EXCEEDED.
     pub struct ResponseFuture {
         #[pin]
         state: State,
@@ -33,6 +37,8 @@ pin_project! {
         resend: Option<Resendable>,
         // The whole request of a call offered for hand-back.
         offered: Option<OfferedCall>,
+        // The call was re-picked: it is not re-picked again.
+        repicked: bool,
     }
 }
 
@@ -52,6 +58,7 @@ impl ResponseFuture {
             call: None,
             resend: None,
             offered: None,
+            repicked: false,
         }
     }
 
@@ -77,6 +84,7 @@ impl ResponseFuture {
             call: Some(call),
             resend,
             offered,
+            repicked: false,
         }
     }
 }
@@ -96,16 +104,27 @@ fn resendable(call: &CallGuard, request: Request<Body>) -> (Option<Resendable>, 
 /// unserved with these trailers-only `headers`: ends the attempt with the
 /// report and no outcome, picks again passing over that endpoint (or, with
 /// no other to pick, sends it there again, not offered), and returns the
-/// channel and request of the next attempt.
+/// channel and request of the next attempt, whose `grpc-timeout` is what is
+/// left of the call's. A call whose timeout has run out is not sent again:
+/// it ends with DEADLINE_EXCEEDED.
 fn hand_on(
     call: &mut Option<CallGuard>,
     offered: &mut OfferedCall,
     headers: &http::HeaderMap,
-) -> (CallGuard, Channel, Request<Body>) {
+) -> Result<(CallGuard, Channel, Request<Body>), BalanceError> {
     let mut handed = call.take().expect("an attempt in flight");
     handed.finish_handed_back(headers);
     let shared = handed.shared().clone();
     let now = tokio::time::Instant::now().into_std();
+    let elapsed = now.saturating_duration_since(handed.call_start());
+    let left = match grpc_timeout::left(offered.headers(), elapsed) {
+        Ok(left) => left,
+        Err(expired) => {
+            // The attempt is over; this ends the call.
+            handed.finish(Outcome::Failure, None);
+            return Err(deadline_exceeded(&shared, expired, elapsed));
+        }
+    };
     let next = match crate::Balancer::repick(&shared, false, handed.endpoint(), now) {
         Ok(next) => next,
         // Nowhere else to go: the endpoint that handed it back serves it.
@@ -122,9 +141,20 @@ fn hand_on(
         to = %next.endpoint().key(),
         "call handed back by a busy server: picked again"
     );
-    let request = offered.attempt();
+    let mut request = offered.attempt();
+    grpc_timeout::set_left(request.headers_mut(), left);
     let channel = next.endpoint().channel().clone();
-    (next, channel, request)
+    Ok((next, channel, request))
+}
+
+/// The error of a call whose `grpc-timeout` ran out before it could be sent
+/// again.
+fn deadline_exceeded(shared: &Shared, expired: Expired, elapsed: Duration) -> BalanceError {
+    BalanceError::DeadlineExceeded {
+        target: shared.config.target.clone(),
+        timeout: expired.timeout,
+        elapsed,
+    }
 }
 
 impl std::fmt::Debug for ResponseFuture {
@@ -202,38 +232,54 @@ pub(crate) fn never_reached_server(e: &tonic::transport::Error) -> bool {
 /// Sends the call to another endpoint when its attempt failed with `error`
 /// without reaching a server and its body was never sent (`handed` is the
 /// request when it was never given to the connection at all). At most once
-/// per call, within the balancer's retry budget. Ends the failed attempt
-/// with `outcome` first, so its breaker counts it.
+/// per call, within the balancer's retry budget, with what is left of its
+/// `grpc-timeout`: returns the next attempt's channel and request, or
+/// `None` if the call is not sent again. A call whose timeout has run out is
+/// over: the error is its DEADLINE_EXCEEDED. Ends the failed attempt with
+/// `outcome` first, so its breaker counts it.
 fn try_repick(
     call: &mut Option<CallGuard>,
     resend: &mut Option<Resendable>,
     offered: &mut Option<OfferedCall>,
+    repicked: &mut bool,
     handed: Option<Request<Body>>,
     error: &tonic::transport::Error,
     outcome: Outcome,
-) -> Option<(Channel, Request<Body>)> {
-    if handed.is_none() && !never_reached_server(error) {
-        return None;
+) -> Result<Option<(Channel, Request<Body>)>, BalanceError> {
+    // Once per call: an offered call keeps its request after a re-pick.
+    if *repicked || (handed.is_none() && !never_reached_server(error)) {
+        return Ok(None);
     }
-    let failed = call.as_mut()?;
+    let Some(failed) = call.as_mut() else {
+        return Ok(None);
+    };
     if !failed.shared().repick.enabled() {
-        return None;
+        return Ok(None);
     }
     let shared = failed.shared().clone();
     let request = match (offered.as_ref(), resend.take(), handed) {
         // The whole request is kept: sent again as it was.
-        (Some(offered), _, _) => offered.request(),
-        (None, Some(resend), Some(handed)) => resend.unwrap(handed)?,
+        (Some(offered), _, _) => Some(offered.request()),
+        (None, Some(resend), Some(handed)) => resend.unwrap(handed),
         // The connection polled the body, so bytes of it may have gone:
         // never sent again.
-        (None, Some(resend), None) => resend.take()?,
-        (None, None, _) => return None,
+        (None, Some(resend), None) => resend.take(),
+        (None, None, _) => None,
+    };
+    let Some(mut request) = request else {
+        return Ok(None);
     };
     if !shared.repick.try_take() {
-        return None;
+        return Ok(None);
+    }
+    let now = tokio::time::Instant::now().into_std();
+    let elapsed = now.saturating_duration_since(failed.call_start());
+    if let Err(expired) = grpc_timeout::shorten(request.headers_mut(), elapsed) {
+        shared.repick.give_back();
+        failed.finish(outcome, None);
+        return Err(deadline_exceeded(&shared, expired, elapsed));
     }
     failed.finish_attempt(outcome);
-    let now = tokio::time::Instant::now().into_std();
     match crate::Balancer::repick(&shared, failed.is_stream(), failed.endpoint(), now) {
         Ok(next) => {
             let next = next.continuing(failed);
@@ -247,11 +293,12 @@ fn try_repick(
             );
             let channel = next.endpoint().channel().clone();
             *call = Some(next);
-            Some((channel, request))
+            *repicked = true;
+            Ok(Some((channel, request)))
         }
         Err(_) => {
             shared.repick.give_back();
-            None
+            Ok(None)
         }
     }
 }
@@ -275,14 +322,24 @@ impl Future for ResponseFuture {
                             Outcome::Failure
                         };
                         let handed = request.take();
-                        if let Some((channel, request)) =
-                            try_repick(this.call, this.resend, this.offered, handed, &e, outcome)
-                        {
-                            this.state.set(State::Connecting {
-                                channel,
-                                request: Some(request),
-                            });
-                            continue;
+                        match try_repick(
+                            this.call,
+                            this.resend,
+                            this.offered,
+                            this.repicked,
+                            handed,
+                            &e,
+                            outcome,
+                        ) {
+                            Ok(Some((channel, request))) => {
+                                this.state.set(State::Connecting {
+                                    channel,
+                                    request: Some(request),
+                                });
+                                continue;
+                            }
+                            Err(expired) => return Poll::Ready(Err(boxed(expired))),
+                            Ok(None) => {}
                         }
                         return Poll::Ready(Err(transport_error(this.call, e, outcome, false)));
                     }
@@ -299,14 +356,24 @@ impl Future for ResponseFuture {
                             } else {
                                 Outcome::Failure
                             };
-                            if let Some((channel, request)) =
-                                try_repick(this.call, this.resend, this.offered, None, &e, outcome)
-                            {
-                                this.state.set(State::Connecting {
-                                    channel,
-                                    request: Some(request),
-                                });
-                                continue;
+                            match try_repick(
+                                this.call,
+                                this.resend,
+                                this.offered,
+                                this.repicked,
+                                None,
+                                &e,
+                                outcome,
+                            ) {
+                                Ok(Some((channel, request))) => {
+                                    this.state.set(State::Connecting {
+                                        channel,
+                                        request: Some(request),
+                                    });
+                                    continue;
+                                }
+                                Err(expired) => return Poll::Ready(Err(boxed(expired))),
+                                Ok(None) => {}
                             }
                             return Poll::Ready(Err(transport_error(this.call, e, outcome, true)));
                         }
@@ -316,7 +383,13 @@ impl Future for ResponseFuture {
                         && handed_back(response.headers())
                     {
                         let (next, channel, request) =
-                            hand_on(this.call, offered, response.headers());
+                            match hand_on(this.call, offered, response.headers()) {
+                                Ok(next) => next,
+                                Err(error) => {
+                                    *this.offered = None;
+                                    return Poll::Ready(Err(boxed(error)));
+                                }
+                            };
                         *this.call = Some(next);
                         this.state.set(State::Connecting {
                             channel,
@@ -343,6 +416,121 @@ impl Future for ResponseFuture {
                     )));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http::{HeaderMap, HeaderValue};
+    use orca_lb_proto::{HANDED_BACK_BUSY, HANDED_BACK_HEADER, TRAILER_KEY};
+
+    use super::*;
+    use crate::BalancerConfig;
+    use crate::endpoint::Endpoint;
+
+    /// A call to one lazily connected endpoint, as picked now, and its
+    /// request offered for hand-back, sent with a `grpc-timeout` of 100 ms.
+    fn offered_call() -> (CallGuard, OfferedCall) {
+        let config = BalancerConfig::default();
+        let now = tokio::time::Instant::now().into_std();
+        let uri: http::Uri = "http://127.0.0.1:1".parse().unwrap();
+        let channel = tonic::transport::Endpoint::from(uri.clone()).connect_lazy();
+        let endpoint = Endpoint::new(uri.to_string(), uri, None, channel, &config, now, now);
+        let shared = Arc::new(Shared::new(config, 1));
+        let call = CallGuard::new(Arc::new(endpoint), shared, false, false, now);
+        let mut request = Request::new(Body::empty());
+        request
+            .headers_mut()
+            .insert("grpc-timeout", HeaderValue::from_static("100m"));
+        let (first, offered) = OfferedCall::offer(request, 2);
+        assert_eq!(first.headers()["grpc-timeout"], "100m", "sent as it came");
+        (call, offered.expect("offered"))
+    }
+
+    /// A busy server's hand-back, with its report.
+    fn handed_back_headers() -> HeaderMap {
+        use base64::Engine;
+        use prost::Message;
+        let report = orca_lb_proto::pb::OrcaLoadReport {
+            cpu_utilization: 0.9,
+            ..Default::default()
+        };
+        let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(report.encode_to_vec());
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-status", HeaderValue::from_static("14"));
+        headers.insert(
+            HANDED_BACK_HEADER,
+            HeaderValue::from_static(HANDED_BACK_BUSY),
+        );
+        headers.insert(TRAILER_KEY, HeaderValue::from_str(&text).unwrap());
+        assert!(handed_back(&headers));
+        headers
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handed_back_call_goes_on_with_what_is_left_of_its_timeout() {
+        let (call, mut offered) = offered_call();
+        tokio::time::advance(Duration::from_millis(40)).await;
+        let (next, _, request) =
+            hand_on(&mut Some(call), &mut offered, &handed_back_headers()).expect("time left");
+        assert_eq!(request.headers()["grpc-timeout"], "60000000n");
+
+        // Handed back again, 59.999 ms later: a microsecond is left.
+        tokio::time::advance(Duration::from_micros(59_999)).await;
+        let (next, _, request) =
+            hand_on(&mut Some(next), &mut offered, &handed_back_headers()).expect("time left");
+        assert_eq!(request.headers()["grpc-timeout"], "1000n");
+        assert!(!offered.was_offered(), "no hand-backs left");
+        drop(next);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_handed_back_once_its_timeout_ran_out_ends_deadline_exceeded() {
+        let (call, mut offered) = offered_call();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let error = hand_on(&mut Some(call), &mut offered, &handed_back_headers())
+            .expect_err("no time left");
+        match &error {
+            BalanceError::DeadlineExceeded {
+                timeout, elapsed, ..
+            } => {
+                assert_eq!(*timeout, Duration::from_millis(100));
+                assert_eq!(*elapsed, Duration::from_millis(100));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(error.is_deadline_exceeded());
+        let status = tonic::Status::from(error);
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert!(status.message().contains("100ms"), "{}", status.message());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_without_a_timeout_or_with_a_malformed_one_goes_on_as_it_came() {
+        for value in [None, Some("soon")] {
+            let (call, _) = offered_call();
+            let mut request = Request::new(Body::empty());
+            if let Some(value) = value {
+                request
+                    .headers_mut()
+                    .insert("grpc-timeout", HeaderValue::from_static(value));
+            }
+            let (_, offered) = OfferedCall::offer(request, 1);
+            let mut offered = offered.expect("offered");
+            tokio::time::advance(Duration::from_secs(3600)).await;
+            let (_, _, request) = hand_on(&mut Some(call), &mut offered, &handed_back_headers())
+                .expect("no timeout to run out");
+            assert_eq!(
+                request
+                    .headers()
+                    .get("grpc-timeout")
+                    .map(|v| v.to_str().unwrap()),
+                value
+            );
         }
     }
 }

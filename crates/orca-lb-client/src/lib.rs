@@ -75,6 +75,7 @@ mod endpoint_set;
 mod endpoint_template;
 mod error;
 mod future;
+mod grpc_timeout;
 mod health_check;
 mod health_state;
 mod health_watch;

@@ -94,6 +94,11 @@ impl OfferedCall {
         Request::from_parts(parts, body)
     }
 
+    /// The head of the call as its caller made it.
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.parts.headers
+    }
+
     /// No more hand-backs: the next attempt is the last.
     pub(crate) fn exhaust(&mut self) {
         self.left = 0;

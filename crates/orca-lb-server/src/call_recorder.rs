@@ -153,6 +153,17 @@ impl CallRecorder {
     /// Ask from the handler itself: the layer finds the call it is serving on
     /// this thread at that moment, so a task the handler spawns finds none.
     /// Take the recorder first and move it (or a clone) into such a task.
+    ///
+    /// The same goes for stacks that run the handler's code on a task of
+    /// their own, between the layer and the handler: a service that serves
+    /// each call on a task it spawns, or a tower `Buffer` in front of a
+    /// service that asks in its `call` (a tonic handler behind a `Buffer`
+    /// finds its recorder: it runs in the future the buffer hands back to
+    /// the layer's task). For those, turn on
+    /// [`call_recorder_in_extensions`](crate::ReportingConfig::call_recorder_in_extensions):
+    /// the recorder then travels in the request, and is found wherever the
+    /// request is, for one allocation per call. The first time a handler
+    /// asks where the layer is not serving its call, a warning is logged.
     pub fn of<T>(request: &tonic::Request<T>) -> Option<CallRecorder> {
         current_call::recorder_of(request.extensions())
     }

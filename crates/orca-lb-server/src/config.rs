@@ -43,7 +43,30 @@ pub struct ReportingConfig {
     /// that report per-call costs ([`CallRecorder::of`](crate::CallRecorder::of)).
     /// It allocates nothing per call (recorders are reused) and costs a few
     /// nanoseconds; turn it off if no handler uses it. Default: on.
+    ///
+    /// The layer keeps the recorder itself and makes it the thread's current
+    /// call while it runs the handler's code: the wrapped service's `call`
+    /// and each poll of its future and body. A handler that asks from
+    /// anywhere else finds none (see
+    /// [`call_recorder_in_extensions`](Self::call_recorder_in_extensions)).
     pub call_recorder: bool,
+    /// Put each call's [`CallRecorder`](crate::CallRecorder) in its
+    /// request's extensions, where
+    /// [`CallRecorder::of`](crate::CallRecorder::of) finds it wherever it is
+    /// asked, instead of only while the layer runs the handler's code on
+    /// the thread. Turn it on when something between the layer and the
+    /// handler runs the handler's code on a task of its own: a service that
+    /// serves each call on a task it spawns, or a tower `Buffer` in front of
+    /// a service that asks in its `call` (the buffer's worker task runs
+    /// `call`; tonic's generated services ask in the future they return,
+    /// which the buffer hands back to the layer's task, so they find it
+    /// without this). It also lets a task the handler spawns find the
+    /// recorder from the request, if it is given the request.
+    ///
+    /// Costs one allocation per call: `http::Extensions` boxes every value.
+    /// Has no effect without [`call_recorder`](Self::call_recorder).
+    /// Default: off.
+    pub call_recorder_in_extensions: bool,
     /// Largest encoded report, in protobuf bytes, per call and out of band.
     /// The standard fields and orca-lb's own named metrics always go out;
     /// application entries that would pass the limit are refused when set
@@ -154,6 +177,13 @@ impl ReportingConfig {
         self
     }
 
+    /// Sets [`call_recorder_in_extensions`](Self::call_recorder_in_extensions).
+    #[must_use]
+    pub fn with_call_recorder_in_extensions(mut self, in_extensions: bool) -> Self {
+        self.call_recorder_in_extensions = in_extensions;
+        self
+    }
+
     /// Sets [`max_report_bytes`](Self::max_report_bytes).
     #[must_use]
     pub fn with_max_report_bytes(mut self, max_report_bytes: usize) -> Self {
@@ -217,6 +247,7 @@ impl Default for ReportingConfig {
             service_time_decay: load_model::DEFAULT_SERVICE_TIME_DECAY,
             min_oob_interval: Duration::from_secs(1),
             call_recorder: true,
+            call_recorder_in_extensions: false,
             max_report_bytes: 3072,
             max_name_len: 64,
             max_queue_depth: 1024,

@@ -9,8 +9,15 @@
 //! its response future and of its response body), the recorder is this
 //! thread's current call ([`Serving`]); a handler that asks for it then gets
 //! a clone.
+//!
+//! A handler whose code runs on another task finds no current call. With
+//! [`call_recorder_in_extensions`](crate::ReportingConfig::call_recorder_in_extensions)
+//! the layer puts the recorder itself in the request ([`OwnedCall`]) instead
+//! of the mark, at the cost of the extension's box, and a handler finds it
+//! wherever it asks.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::call_recorder::CallRecorder;
 
@@ -20,9 +27,20 @@ thread_local! {
     static CURRENT: Cell<Option<CallRecorder>> = const { Cell::new(None) };
 }
 
-/// Marks a request that came through a layer giving its calls a recorder.
+/// Marks a request that came through a layer giving its calls a recorder,
+/// to be found as the thread's current call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LayeredCall;
+
+/// The recorder of the call a request belongs to, carried in the request
+/// (with `call_recorder_in_extensions`), for handlers whose code runs on
+/// another task than the layer's.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedCall(pub(crate) CallRecorder);
+
+/// Whether a handler has asked for its recorder where the layer was not
+/// serving its call, and been told so in the log.
+static MISS_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Makes a call's recorder the current one for as long as it lives, then
 /// puts it back where it came from and restores the one before (the outer
@@ -50,16 +68,28 @@ impl Drop for Serving<'_> {
     }
 }
 
-/// The recorder of the call being served on this thread, if the request
-/// carrying `extensions` came through a layer with recorders on.
+/// The recorder of the call the request carrying `extensions` belongs to,
+/// if it came through a layer with recorders on: the one in the request, or
+/// else the call being served on this thread.
 pub(crate) fn recorder_of(extensions: &http::Extensions) -> Option<CallRecorder> {
-    extensions.get::<LayeredCall>()?;
-    CURRENT.with(|current| {
+    if extensions.get::<LayeredCall>().is_none() {
+        return extensions.get::<OwnedCall>().map(|owned| owned.0.clone());
+    }
+    let found = CURRENT.with(|current| {
         let recorder = current.take();
         let copy = recorder.clone();
         current.set(recorder);
         copy
-    })
+    });
+    if found.is_none() && !MISS_LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "CallRecorder::of found no call being served on this thread: the handler's code \
+             runs on another task than the reporting layer's (a task it spawned, a tower \
+             Buffer's worker); take the recorder in the handler and move it there, or turn on \
+             ReportingConfig::call_recorder_in_extensions. Logged once"
+        );
+    }
+    found
 }
 
 #[cfg(test)]
@@ -108,6 +138,23 @@ mod tests {
         }
         assert!(recorder_of(&extensions).is_none(), "served no more");
         assert!(slot.is_some_and(|r| r.same_call(&mine)), "given back");
+    }
+
+    #[test]
+    fn a_request_carrying_its_recorder_finds_it_wherever_it_is_asked() {
+        let tracker = tracker();
+        let mine = CallRecorder::new(&tracker);
+        let mut extensions = http::Extensions::new();
+        extensions.insert(OwnedCall(mine.clone()));
+        let found = recorder_of(&extensions).expect("carried");
+        assert!(found.same_call(&mine), "not served: the carried one");
+        let mut other = Some(CallRecorder::new(&tracker));
+        let _serving = Serving::enter(&mut other).expect("a recorder");
+        let found = recorder_of(&extensions).expect("carried");
+        assert!(
+            found.same_call(&mine),
+            "another call served on the thread: still the carried one"
+        );
     }
 
     #[test]

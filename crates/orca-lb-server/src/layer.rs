@@ -103,6 +103,13 @@ impl Builder {
         self
     }
 
+    /// Sets [`ReportingConfig::call_recorder_in_extensions`]: for stacks
+    /// that run the handler's code on a task of its own.
+    pub fn call_recorder_in_extensions(mut self, enabled: bool) -> Self {
+        self.config.call_recorder_in_extensions = enabled;
+        self
+    }
+
     /// Sets [`ReportingConfig::max_report_bytes`].
     pub fn max_report_bytes(mut self, bytes: usize) -> Self {
         self.config.max_report_bytes = bytes;

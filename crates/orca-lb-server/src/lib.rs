@@ -23,7 +23,9 @@
 //!   [`orca_lb_core::load_model`], which the simulator runs too.
 //! - **What the application adds.** Server-wide values through the
 //!   [`LoadRecorder`], and per-call costs through the [`CallRecorder`] the
-//!   layer gives each call ([`CallRecorder::of`]). Values out of range, names longer than
+//!   layer gives each call ([`CallRecorder::of`]; for handlers run on a
+//!   task of their own, such as behind a service that spawns each call, see
+//!   [`ReportingConfig::call_recorder_in_extensions`]). Values out of range, names longer than
 //!   [`ReportingConfig::max_name_len`] and entries that would take a report
 //!   past [`ReportingConfig::max_report_bytes`] are refused, counted, logged
 //!   (once per kind, then in a summary a minute) and never sent.

@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::call_recorder::CallRecorder;
-use crate::current_call::{LayeredCall, Serving};
+use crate::current_call::{LayeredCall, OwnedCall, Serving};
 use crate::future::ResponseFuture;
 use crate::grpc_request::is_grpc;
 use crate::in_flight_call::InFlightCall;
@@ -133,9 +133,15 @@ where
         let now = tokio::time::Instant::now().into_std();
         let stream = self.tracker.streaming.contains(request.uri().path());
         let mut recorder = self.tracker.config.call_recorder.then(|| {
-            // No size, so boxing it in the extensions allocates nothing.
-            request.extensions_mut().insert(LayeredCall);
-            CallRecorder::new(&self.tracker)
+            let recorder = CallRecorder::new(&self.tracker);
+            if self.tracker.config.call_recorder_in_extensions {
+                // For handlers that run on another task: one box per call.
+                request.extensions_mut().insert(OwnedCall(recorder.clone()));
+            } else {
+                // No size, so boxing it in the extensions allocates nothing.
+                request.extensions_mut().insert(LayeredCall);
+            }
+            recorder
         });
         let mut guard = InFlightCall::start(self.tracker.clone(), stream);
         if stream && request.uri().path() != OOB_METHOD {
