@@ -88,9 +88,13 @@ impl StandingBatch {
         for (k, cost) in costs.iter_mut().enumerate() {
             *cost = self.cost[k].cost_at(self.dt[k], self.own[k], contention);
         }
-        let pushed = self.index.iter().zip(&self.probe).zip(costs);
-        for ((&index, &probe), cost) in pushed.take(self.len) {
-            out.push(index, if probe { Score::ZERO } else { Score::new(cost) });
+        for k in 0..self.len {
+            let score = if self.probe[k] {
+                Score::ZERO
+            } else {
+                Score::new(costs[k])
+            };
+            out.push(self.index[k], score);
         }
     }
 }
