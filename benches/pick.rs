@@ -22,12 +22,12 @@
 //!   a current-thread one that is not driven while picks are timed, so its
 //!   background tasks (discovery, the 50 ms maintenance pass) stay idle and
 //!   the allocation count is exact.
-//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of_drawn` with the
+//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of` with the
 //!   default `ScoreConfig::choices` (8) over a slice of `PickView`s (the
-//!   views prepared for picks, as the balancer publishes them), the drawn
-//!   ones' `StandingCost`s read (worked out from the view when none covers
-//!   the pick's time) and their scores computed together
-//!   (`StandingBatch`), as the balancer does, with `now` passed in (no clock read, no atomics, no
+//!   views prepared for picks, as the balancer publishes them), each drawn
+//!   one scored from its `StandingCost` (`StandingCost::unary_score`),
+//!   worked out from its view when none covers the pick's time, as the
+//!   balancer does, with `now` passed in (no clock read, no atomics, no
 //!   `Arc`). The views come from `EndpointPolicy`s fed the same kind of
 //!   reports and responses; `now` stands still, so after the first picks
 //!   every standing cost is reused: the steady state between spans.
@@ -51,8 +51,7 @@
 //! works out a standing cost again needs it), one standing cost worked out
 //! (`StandingCost::new`, news a second old), one score from a standing cost
 //! (`StandingCost::unary_score`), the 8 fed endpoints' scores from their
-//! standing costs computed together (`StandingBatch`), `P2c::pick` over
-//! scores known in advance, and for
+//! standing costs, `P2c::pick` over scores known in advance, and for
 //! comparison one score computed afresh from the pick view
 //! (`PickView::score_at`, as a stream's pick and earlier unary picks score).
 //!
@@ -81,9 +80,9 @@ use criterion::{BenchmarkId, Criterion};
 use orca_lb_benches::{hello_request, median};
 use orca_lb_client::{Balancer, BalancerConfig, LocalityConfig, Zone};
 use orca_lb_core::{
-    CircuitBreakerConfig, DrawnScores, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome,
-    P2c, PickContext, PickSettings, PickTime, PickView, RawLoadReport, Score, ScoreConfig,
-    StandingBatch, StandingCost, named_metrics,
+    CircuitBreakerConfig, EndpointPolicy, FleetView, LoadReport, LocalLoad, Outcome, P2c,
+    PickContext, PickSettings, PickTime, PickView, RawLoadReport, Score, ScoreConfig, StandingCost,
+    named_metrics,
 };
 use orca_lb_server::FixedSampler;
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -379,21 +378,17 @@ impl CoreFleet {
         // does.
         let seconds = PickView::seconds_since(views[0].origin(), pick.now);
         let mut time = None;
-        picker.pick_best_of_drawn(rng, views.len(), choices, |drawn, scores| {
-            let mut batch = StandingBatch::new();
-            for &i in drawn {
-                let cost = match standing[i] {
-                    Some(cost) if cost.covers(seconds) => cost,
-                    _ => {
-                        let time = time.get_or_insert_with(|| PickTime::new(settings, seconds));
-                        let cost = StandingCost::new(&views[i], time, &pick);
-                        standing[i] = Some(cost);
-                        cost
-                    }
-                };
-                batch.push(i, &cost, seconds, local[i], &pick);
-            }
-            batch.scores(&pick, scores);
+        picker.pick_best_of(rng, views.len(), choices, |i| {
+            let cost = match standing[i] {
+                Some(cost) if cost.covers(seconds) => cost,
+                _ => {
+                    let time = time.get_or_insert_with(|| PickTime::new(settings, seconds));
+                    let cost = StandingCost::new(&views[i], time, &pick);
+                    standing[i] = Some(cost);
+                    cost
+                }
+            };
+            cost.unary_score(seconds, local[i], &pick)
         })
     }
 
@@ -429,7 +424,7 @@ const PARTS: [&str; 7] = [
     "pick time (PickTime::new)",
     "standing cost worked out (StandingCost::new)",
     "score from a standing cost",
-    "8 scores from standing costs (StandingBatch)",
+    "8 scores from standing costs",
     "P2c::pick, scores given",
     "score afresh (PickView::score_at)",
 ];
@@ -485,13 +480,9 @@ impl Parts {
             4 => {
                 let pick = core.context(black_box(0.5), core.now);
                 let seconds = black_box(self.at.seconds());
-                let mut batch = StandingBatch::new();
                 for (i, cost) in black_box(&self.standing).iter().enumerate() {
-                    batch.push(i, cost, seconds, core.local[i], &pick);
+                    black_box(cost.unary_score(seconds, core.local[i], &pick));
                 }
-                let mut scores = DrawnScores::new();
-                batch.scores(&pick, &mut scores);
-                black_box(&scores);
             }
             5 => {
                 let scores = &self.scores;

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use orca_lb_core::{
-    Admission, P2c, PickContext, PickTime, PickView, RingPick, StandingBatch, ZoneSide, capacity,
-};
+use orca_lb_core::{Admission, P2c, PickContext, PickTime, PickView, RingPick, ZoneSide, capacity};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::{Stream, StreamExt};
@@ -382,7 +380,7 @@ fn draw_zoned(
 
 /// One draw over `list`, or over the list indices in `subset` when given:
 /// the best of the configured `choices` random endpoints (see
-/// [`P2c::pick_best_of_drawn`]), each scored by its standing cost (see
+/// [`P2c::pick_best_of`]), each scored by its standing cost (see
 /// [`Endpoint::unary_candidate`]), or for a stream the least of all (see
 /// [`P2c::pick_least`]), passing over `excluded`; returns a list index.
 /// When the warm-up draw leaves nothing (every endpoint is new, as at
@@ -415,24 +413,14 @@ fn draw(
                 list[i].candidate(&time, pick)
             })
         } else {
-            // The drawn candidates are read first, then their costs are
-            // computed side by side (see `StandingBatch`).
             let pick = &*pick;
-            picker.pick_best_of_drawn(rng, len, pick.score.choices, |drawn, scores| {
-                let mut batch = StandingBatch::new();
-                for &k in drawn {
-                    let i = at(k);
-                    if Some(i) == excluded {
-                        continue;
-                    }
-                    let time = || *time.get_or_insert_with(|| PickTime::new(settings, seconds));
-                    if let Some((cost, local)) =
-                        list[i].unary_candidate(seconds, pick, time, || shared.fleet())
-                    {
-                        batch.push(k, &cost, seconds, local, pick);
-                    }
+            picker.pick_best_of(rng, len, pick.score.choices, |k| {
+                let i = at(k);
+                if Some(i) == excluded {
+                    return None;
                 }
-                batch.scores(pick, scores);
+                let time = || *time.get_or_insert_with(|| PickTime::new(settings, seconds));
+                list[i].unary_candidate(seconds, pick, time, || shared.fleet())
             })
         };
         if chosen.is_some() || pick.warm_up == 0.0 {

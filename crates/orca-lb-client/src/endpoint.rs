@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use http::Uri;
 use orca_lb_core::{
     Admission, BreakerState, CandidateView, EndpointLoad, EndpointPolicy, FleetSamples, FleetView,
-    LoadReport, LocalLoad, OpenReason, Outcome, PickContext, PickTime, Score, ScoreConfig,
-    StandingCost, Transition, Zone, affinity_load,
+    LoadReport, OpenReason, Outcome, PickContext, PickTime, Score, ScoreConfig, StandingCost,
+    Transition, Zone, affinity_load,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -307,15 +307,13 @@ impl Endpoint {
         view.score_at(time, self.calls.load(pick.now), pick)
     }
 
-    /// What a unary pick at `seconds` (`pick.now` as the balancer's pick
-    /// views count it) scores this endpoint with: its standing cost and
-    /// this client's calls on it (see
-    /// [`StandingBatch::push`](orca_lb_core::StandingBatch::push)), or
-    /// `None` to pass it over (draining, or unhealthy). Takes no lock: it
-    /// reads its standing cost, and works one out again (from the pick
-    /// view, the pick's time `time()` and the fleet medians `fleet()`) only
-    /// when the last one no longer covers the pick's time or what it was
-    /// worked out from changed.
+    /// This endpoint's score for a unary pick at `seconds` (`pick.now` as
+    /// the balancer's pick views count it; see
+    /// [`StandingCost::unary_score`]), or `None` to pass it over. Takes no
+    /// lock: it reads its standing cost, and works one out again (from the
+    /// pick view, the pick's time `time()` and the fleet medians `fleet()`)
+    /// only when the last one no longer covers the pick's time or what it
+    /// was worked out from changed.
     #[inline]
     pub(crate) fn unary_candidate(
         &self,
@@ -323,7 +321,7 @@ impl Endpoint {
         pick: &PickContext<'_>,
         time: impl FnOnce() -> PickTime,
         fleet: impl FnOnce() -> FleetView,
-    ) -> Option<(StandingCost, LocalLoad)> {
+    ) -> Option<Score> {
         if self.is_draining() || !self.is_healthy() {
             return None;
         }
@@ -331,7 +329,7 @@ impl Endpoint {
             SlotRead::Usable(cost) => cost,
             SlotRead::Stale(seq) => self.work_out_standing(seq, pick, &time(), fleet()),
         };
-        Some((standing, self.calls.load(pick.now)))
+        standing.unary_score(seconds, self.calls.load(pick.now), pick)
     }
 
     /// Works out its standing cost at `time` with the fleet medians `fleet`

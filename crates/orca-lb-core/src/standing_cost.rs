@@ -33,43 +33,6 @@ const NEGLIGIBLE: f64 = 1e-6;
 const ELIGIBLE: u32 = 1;
 const CLOSED: u32 = 1 << 1;
 
-/// What a unary pick makes of a standing cost (see
-/// [`StandingCost::unary_score`]) when it does not pass it over.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Admitted {
-    /// A probe: scored 0.
-    Probe,
-    /// Its cost, this many seconds into its span.
-    Cost(f64),
-}
-
-/// This client's calls on one endpoint as a standing cost adds them: the
-/// calls in flight, and the service time their age implies (the in-flight
-/// age floor, 0 without calls in flight).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct OwnCalls {
-    pub(crate) in_flight: f64,
-    pub(crate) floor: f64,
-}
-
-impl OwnCalls {
-    /// The calls of `local` at `pick.now`.
-    #[inline(always)]
-    pub(crate) fn new(local: LocalLoad, pick: &PickContext<'_>) -> Self {
-        let floor = match local.in_flight_since {
-            Some(since) if local.in_flight > 0 => {
-                let age = pick.now.saturating_duration_since(since).as_secs_f64();
-                pick.score.in_flight_age_floor * age
-            }
-            _ => 0.0,
-        };
-        Self {
-            in_flight: f64::from(local.in_flight),
-            floor,
-        }
-    }
-}
-
 /// A value over a span: its value at the start and its change per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Line {
@@ -173,32 +136,6 @@ pub struct StandingCost {
 }
 
 impl StandingCost {
-    /// A standing cost that admits nothing and costs 0: the filler of a
-    /// [`StandingBatch`](crate::StandingBatch)'s unused slots.
-    pub(crate) const EMPTY: Self = Self {
-        flags: 0,
-        span: 0.0,
-        from: 0.0,
-        warm_up: Line {
-            at: 0.0,
-            slope: 0.0,
-        },
-        service_time: Line {
-            at: 0.0,
-            slope: 0.0,
-        },
-        others: Line {
-            at: 0.0,
-            slope: 0.0,
-        },
-        fixed: Line {
-            at: 0.0,
-            slope: 0.0,
-        },
-        capacity: 1.0,
-        inv_capacity: 1.0,
-    };
-
     /// The standing cost of the endpoint `view` shows, from the pick time
     /// `time` (`pick.now` as `view` counts it) with the fleet medians and
     /// score settings of `pick` (its other fields are not read).
@@ -286,19 +223,6 @@ impl StandingCost {
     /// lines' error (see [`StandingCost`]). `pick.stream` is not read.
     #[inline]
     pub fn unary_score(&self, now: f64, local: LocalLoad, pick: &PickContext<'_>) -> Option<Score> {
-        match self.admit(now, pick)? {
-            Admitted::Probe => Some(Score::ZERO),
-            Admitted::Cost(dt) => {
-                let own = OwnCalls::new(local, pick);
-                Some(Score::new(self.cost_at(dt, own, pick.score.contention)))
-            }
-        }
-    }
-
-    /// Whether a unary pick at `now` passes the endpoint over (`None`),
-    /// probes it, or computes its cost at `dt` seconds into the span.
-    #[inline(always)]
-    pub(crate) fn admit(&self, now: f64, pick: &PickContext<'_>) -> Option<Admitted> {
         let eligible = self.flags & ELIGIBLE != 0;
         if !pick.panic && !eligible {
             return None;
@@ -310,22 +234,21 @@ impl StandingCost {
             return None;
         }
         if self.flags & CLOSED == 0 && eligible {
-            return Some(Admitted::Probe);
+            return Some(Score::ZERO);
         }
-        Some(Admitted::Cost(dt))
-    }
-
-    /// The cost, seconds, `dt` seconds into the span with this client's
-    /// calls `own` there: no branch, so that a pick can run it over its
-    /// drawn candidates together ([`StandingBatch`](crate::StandingBatch)).
-    #[inline(always)]
-    pub(crate) fn cost_at(&self, dt: f64, own: OwnCalls, contention: f64) -> f64 {
-        let service_time = self.service_time.at(dt).max(own.floor);
-        let backlog = self.others.at(dt) + own.in_flight;
+        let mut service_time = self.service_time.at(dt);
+        if let Some(since) = local.in_flight_since
+            && local.in_flight > 0
+        {
+            let age = pick.now.saturating_duration_since(since).as_secs_f64();
+            service_time = service_time.max(pick.score.in_flight_age_floor * age);
+        }
+        let in_flight = f64::from(local.in_flight);
+        let backlog = self.others.at(dt) + in_flight;
         let capacity = f64::from(self.capacity);
-        let waiting = (backlog + 1.0 - capacity).max(0.0) + contention * backlog;
+        let waiting = (backlog + 1.0 - capacity).max(0.0) + pick.score.contention * backlog;
         let completion = service_time * (1.0 + waiting * f64::from(self.inv_capacity));
-        self.fixed.at(dt) + completion
+        Some(Score::new(self.fixed.at(dt) + completion))
     }
 
     /// The standing cost as words, for [`from_words`](Self::from_words).
