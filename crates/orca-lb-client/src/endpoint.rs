@@ -89,22 +89,23 @@ struct Totals {
 /// A backend the balancer can send calls to.
 ///
 /// What a unary pick reads of it comes first, in this order, and fits in the
-/// first two cache lines (`repr(C)`, aligned to a line): the draining and
-/// health flags, this client's calls, and its standing cost (see
-/// [`StandingSlot`]). A pick that draws it then waits for one pair of
+/// first two cache lines (`repr(C)`, aligned to a line): its standing cost
+/// (see [`StandingSlot`]), the draining and health flags, and this client's
+/// unary calls (their start times' origin and the stream count come
+/// after: a unary pick reads the origin only with calls in flight). A pick that draws it then waits for one pair of
 /// lines, not four lines strewn over the struct. The pick view comes next:
 /// a pick reads it only to work out a standing cost again.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Endpoint {
+    /// The standing cost of a unary call here, worked out from the pick
+    /// view by the picks themselves, now and then.
+    standing: StandingSlot,
     /// Set once discovery removed it: no new call is sent here.
     draining: AtomicBool,
     /// Its [`HealthState::code`], or 0 with health checking off.
     health: AtomicU8,
     calls: LocalCalls,
-    /// The standing cost of a unary call here, worked out from the pick
-    /// view by the picks themselves, now and then.
-    standing: StandingSlot,
     /// The view prepared for picks, read without a lock.
     pick_view: SeqView,
     key: String,
@@ -161,6 +162,7 @@ impl Endpoint {
             config.affinity.is_some(),
         );
         Self {
+            standing: StandingSlot::new(),
             draining: AtomicBool::new(false),
             health: AtomicU8::new(if config.health_check.is_some() {
                 HealthState::Unknown.code()
@@ -168,7 +170,6 @@ impl Endpoint {
                 0
             }),
             calls: LocalCalls::new(now),
-            standing: StandingSlot::new(),
             pick_view,
             key,
             uri,
@@ -329,7 +330,7 @@ impl Endpoint {
             SlotRead::Usable(cost) => cost,
             SlotRead::Stale(seq) => self.work_out_standing(seq, pick, &time(), fleet()),
         };
-        standing.unary_score(seconds, self.calls.load(pick.now), pick)
+        standing.unary_score(seconds, self.calls.load_unary(pick.now), pick)
     }
 
     /// Works out its standing cost at `time` with the fleet medians `fleet`
@@ -726,12 +727,12 @@ mod tests {
     #[test]
     fn what_a_unary_pick_reads_fits_in_the_first_two_cache_lines() {
         assert_eq!(align_of::<Endpoint>(), 64);
-        // The flags, this client's calls, and the standing cost.
+        // The standing cost, the flags and the unary calls word.
         let last = [
-            offset_of!(Endpoint, draining),
-            offset_of!(Endpoint, health),
-            offset_of!(Endpoint, calls) + size_of::<LocalCalls>(),
             offset_of!(Endpoint, standing) + StandingSlot::size(),
+            offset_of!(Endpoint, draining) + 1,
+            offset_of!(Endpoint, health) + 1,
+            offset_of!(Endpoint, calls) + LocalCalls::unary_end(),
         ]
         .into_iter()
         .max();

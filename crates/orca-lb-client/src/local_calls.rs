@@ -121,6 +121,33 @@ impl LocalCalls {
         }
     }
 
+    /// The unary calls as of `now`, with their mean start time, as
+    /// [`load`](Self::load) gives them but without the streams (0): what a
+    /// unary pick reads, the unary word alone (and the origin of the start
+    /// times, with calls in flight).
+    #[inline]
+    pub(crate) fn load_unary(&self, now: Instant) -> LocalLoad {
+        let word = self.unary.load(Relaxed);
+        let in_flight = unary_count(word);
+        LocalLoad {
+            in_flight,
+            streams: 0,
+            // The origin only with calls in flight: it lies in another
+            // cache line.
+            in_flight_since: if in_flight == 0 {
+                None
+            } else {
+                mean_start(word, self.epoch, now)
+            },
+        }
+    }
+
+    /// Where the unary word ends, in bytes from the start.
+    #[cfg(test)]
+    pub(crate) fn unary_end() -> usize {
+        std::mem::offset_of!(LocalCalls, unary) + std::mem::size_of::<AtomicU64>()
+    }
+
     /// Unary calls in flight.
     pub(crate) fn in_flight(&self) -> u32 {
         unary_count(self.unary.load(Relaxed))

@@ -39,10 +39,13 @@ const GENERATION: u64 = 1 << 32;
 #[repr(C)]
 pub(crate) struct StandingSlot {
     seq: AtomicU64,
-    /// The generation the standing cost was worked out in (its low half).
-    stamp: AtomicU64,
+    /// The standing cost's words ([`StandingCost::to_words`]), the first
+    /// with the generation it was worked out in in its high 32 bits.
     words: [AtomicU64; STANDING_COST_WORDS],
 }
+
+/// The high half of a standing cost's first word: the slot's stamp.
+const STAMP_SHIFT: u32 = 32;
 
 /// What a pick read of a [`StandingSlot`]: the standing cost if usable,
 /// else the `seq` to publish one against.
@@ -62,13 +65,12 @@ impl StandingSlot {
     pub(crate) fn new() -> Self {
         Self {
             seq: AtomicU64::new(0),
-            // Not generation 0's: the words are not a standing cost.
-            stamp: AtomicU64::new(u64::MAX),
-            words: std::array::from_fn(|_| AtomicU64::new(0)),
+            // Stamped with no generation `seq` has yet: not a standing cost.
+            words: std::array::from_fn(|i| AtomicU64::new(if i == 0 { u64::MAX } else { 0 })),
         }
     }
 
-    /// Its size in bytes: the sequence, the stamp and the words.
+    /// Its size in bytes: the sequence and the words.
     #[cfg(test)]
     pub(crate) fn size() -> usize {
         std::mem::size_of::<Self>()
@@ -80,10 +82,12 @@ impl StandingSlot {
     pub(crate) fn read(&self, now: f64) -> SlotRead {
         let before = self.seq.load(Ordering::Acquire);
         if before & 1 == 0 {
-            let stamp = self.stamp.load(Ordering::Relaxed);
-            let words = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+            let words: [u64; STANDING_COST_WORDS] =
+                std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
             fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == before && stamp == before >> 32 {
+            if self.seq.load(Ordering::Relaxed) == before
+                && words[0] >> STAMP_SHIFT == before >> STAMP_SHIFT
+            {
                 let cost = StandingCost::from_words(words);
                 if cost.covers(now) {
                     return SlotRead::Usable(cost);
@@ -108,8 +112,9 @@ impl StandingSlot {
             return;
         }
         fence(Ordering::Release);
-        self.stamp.store(seq >> 32, Ordering::Relaxed);
-        for (slot, word) in self.words.iter().zip(cost.to_words()) {
+        let mut words = cost.to_words();
+        words[0] |= (seq >> STAMP_SHIFT) << STAMP_SHIFT;
+        for (slot, word) in self.words.iter().zip(words) {
             slot.store(word, Ordering::Relaxed);
         }
         // An add, not a store: it keeps an invalidation that came meanwhile.
@@ -221,8 +226,9 @@ mod tests {
         slot.seq
             .compare_exchange(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
             .unwrap();
-        slot.stamp.store(seq >> 32, Ordering::Relaxed);
-        for (w, v) in slot.words.iter().zip(a.to_words()) {
+        let mut words = a.to_words();
+        words[0] |= (seq >> STAMP_SHIFT) << STAMP_SHIFT;
+        for (w, v) in slot.words.iter().zip(words) {
             w.store(v, Ordering::Relaxed);
         }
         slot.invalidate();

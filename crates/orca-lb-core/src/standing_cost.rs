@@ -5,7 +5,7 @@ use crate::{LocalLoad, MIN_WARM_UP_SHARE, PickContext, PickTime, PickView, Score
 
 /// How many 64-bit words a [`StandingCost`] is made of (see
 /// [`StandingCost::to_words`]).
-pub const STANDING_COST_WORDS: usize = 9;
+pub const STANDING_COST_WORDS: usize = 13;
 
 /// The longest a standing cost is used, seconds, however still the
 /// endpoint's news is: an endpoint that reported nothing and never failed
@@ -37,17 +37,14 @@ const CLOSED: u32 = 1 << 1;
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Line {
     at: f64,
-    slope: f32,
+    slope: f64,
 }
 
 impl Line {
     /// The line through `a` at the span's start and `b` at its end.
     fn through(a: f64, b: f64, span: f64) -> Self {
         let slope = if span > 0.0 { (b - a) / span } else { 0.0 };
-        Self {
-            at: a,
-            slope: slope as f32,
-        }
+        Self { at: a, slope }
     }
 
     /// The value `dt` seconds after the span's start. A multiply and an
@@ -55,7 +52,7 @@ impl Line {
     /// baseline, that is a library call.
     #[inline(always)]
     fn at(self, dt: f64) -> f64 {
-        f64::from(self.slope) * dt + self.at
+        self.slope * dt + self.at
     }
 }
 
@@ -119,7 +116,7 @@ impl Line {
 pub struct StandingCost {
     flags: u32,
     /// How long after `from` it holds, seconds.
-    span: f32,
+    span: f64,
     /// When its span starts, seconds since the views' origin.
     from: f64,
     /// The warm-up share (see [`PickContext::warm_up`]).
@@ -131,8 +128,8 @@ pub struct StandingCost {
     others: Line,
     /// The base latency and the failure penalty, seconds.
     fixed: Line,
-    capacity: f32,
-    inv_capacity: f32,
+    capacity: f64,
+    inv_capacity: f64,
 }
 
 impl StandingCost {
@@ -185,14 +182,14 @@ impl StandingCost {
         let fixed = |inputs: &crate::CostInputs| settings.base + inputs.failure;
         Self {
             flags: (u32::from(parts.eligible) * ELIGIBLE) | (u32::from(parts.closed) * CLOSED),
-            span: span as f32,
+            span,
             from: time.now,
             warm_up: line(warm_up_start, view.warm_up_share(&end_time)),
             service_time: line(start.service_time, end.service_time),
             others: line(start.others(time), end.others(&end_time)),
             fixed: line(fixed(&start), fixed(&end)),
-            capacity: start.capacity as f32,
-            inv_capacity: start.inv_capacity as f32,
+            capacity: start.capacity,
+            inv_capacity: start.inv_capacity,
         }
     }
 
@@ -202,7 +199,7 @@ impl StandingCost {
     /// out).
     #[inline(always)]
     pub fn covers(&self, now: f64) -> bool {
-        let (dt, span) = (now - self.from, f64::from(self.span));
+        let (dt, span) = (now - self.from, self.span);
         dt <= span && dt >= -span * (1.0 / 64.0)
     }
 
@@ -213,7 +210,7 @@ impl StandingCost {
 
     /// How long its span is, seconds.
     pub fn span(&self) -> f64 {
-        f64::from(self.span)
+        self.span
     }
 
     /// The endpoint's score for a unary pick at `now` (seconds since the
@@ -245,56 +242,54 @@ impl StandingCost {
         }
         let in_flight = f64::from(local.in_flight);
         let backlog = self.others.at(dt) + in_flight;
-        let capacity = f64::from(self.capacity);
-        let waiting = (backlog + 1.0 - capacity).max(0.0) + pick.score.contention * backlog;
-        let completion = service_time * (1.0 + waiting * f64::from(self.inv_capacity));
+        let waiting = (backlog + 1.0 - self.capacity).max(0.0) + pick.score.contention * backlog;
+        let completion = service_time * (1.0 + waiting * self.inv_capacity);
         Some(Score::new(self.fixed.at(dt) + completion))
     }
 
     /// The standing cost as words, for [`from_words`](Self::from_words).
+    /// Every word is one value, 64 bits wide, so that a reader that stores
+    /// them and loads the values back never loads a value made of parts of
+    /// two stores (which the processor cannot forward from its store
+    /// buffer, and stalls on). The first holds the flags in its low 32
+    /// bits; its high 32 bits are 0 and are the caller's to use.
     pub fn to_words(&self) -> [u64; STANDING_COST_WORDS] {
-        let pair = |a: f32, b: f32| (u64::from(a.to_bits()) << 32) | u64::from(b.to_bits());
         [
-            (u64::from(self.flags) << 32) | u64::from(self.span.to_bits()),
+            u64::from(self.flags),
+            self.span.to_bits(),
             self.from.to_bits(),
             self.warm_up.at.to_bits(),
+            self.warm_up.slope.to_bits(),
             self.service_time.at.to_bits(),
+            self.service_time.slope.to_bits(),
             self.others.at.to_bits(),
+            self.others.slope.to_bits(),
             self.fixed.at.to_bits(),
-            pair(self.warm_up.slope, self.service_time.slope),
-            pair(self.others.slope, self.fixed.slope),
-            pair(self.capacity, self.inv_capacity),
+            self.fixed.slope.to_bits(),
+            self.capacity.to_bits(),
+            self.inv_capacity.to_bits(),
         ]
     }
 
-    /// The standing cost whose [`to_words`](Self::to_words) were `w`.
+    /// The standing cost whose [`to_words`](Self::to_words) were `w` (the
+    /// first word's high 32 bits are not read).
     #[inline(always)]
     pub fn from_words(w: [u64; STANDING_COST_WORDS]) -> Self {
-        let high = |w: u64| f32::from_bits((w >> 32) as u32);
-        let low = |w: u64| f32::from_bits(w as u32);
         let f = f64::from_bits;
+        let line = |at: u64, slope: u64| Line {
+            at: f(at),
+            slope: f(slope),
+        };
         Self {
-            flags: (w[0] >> 32) as u32,
-            span: low(w[0]),
-            from: f(w[1]),
-            warm_up: Line {
-                at: f(w[2]),
-                slope: high(w[6]),
-            },
-            service_time: Line {
-                at: f(w[3]),
-                slope: low(w[6]),
-            },
-            others: Line {
-                at: f(w[4]),
-                slope: high(w[7]),
-            },
-            fixed: Line {
-                at: f(w[5]),
-                slope: low(w[7]),
-            },
-            capacity: high(w[8]),
-            inv_capacity: low(w[8]),
+            flags: w[0] as u32,
+            span: f(w[1]),
+            from: f(w[2]),
+            warm_up: line(w[3], w[4]),
+            service_time: line(w[5], w[6]),
+            others: line(w[7], w[8]),
+            fixed: line(w[9], w[10]),
+            capacity: f(w[11]),
+            inv_capacity: f(w[12]),
         }
     }
 }
