@@ -209,6 +209,79 @@ pub(crate) fn insert_report(
 mod tests {
     use super::*;
 
+    fn tracker(reuse: Duration) -> std::sync::Arc<LoadTracker> {
+        let config = crate::ReportingConfig::default().with_report_reuse(reuse);
+        let load = crate::sampler::SystemLoad {
+            cpu_utilization: 0.25,
+            mem_utilization: 0.5,
+        };
+        std::sync::Arc::new(LoadTracker::new(
+            config,
+            crate::StreamingMethods::default(),
+            load,
+            Instant::now(),
+        ))
+    }
+
+    fn mentions(value: &HeaderValue, name: &str) -> bool {
+        decode(value)
+            .windows(name.len())
+            .any(|w| w == name.as_bytes())
+    }
+
+    #[test]
+    fn a_report_goes_out_again_within_report_reuse_while_nothing_else_changed() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let tracker = tracker(ms);
+        let first = report_value(&tracker, None, t0, Reuse::Allowed).expect("report");
+        // Calls come and go: the count in the report is a moment old.
+        tracker.call_started(false);
+        let again = report_value(&tracker, None, t0 + ms / 2, Reuse::Allowed).expect("report");
+        assert_eq!(first.as_bytes().as_ptr(), again.as_bytes().as_ptr());
+        // Made anew: past the interval, when asked to, and when something
+        // other than the calls changed.
+        let later = report_value(&tracker, None, t0 + ms, Reuse::Allowed).expect("report");
+        assert_ne!(decode(&later), decode(&first), "in flight: 1");
+        tracker.call_started(false);
+        let refused = report_value(&tracker, None, t0 + ms, Reuse::Never).expect("report");
+        assert_ne!(decode(&refused), decode(&later), "in flight: 2");
+        tracker.call_started(false);
+        tracker.set_named("load", 0.5).unwrap();
+        let set = report_value(&tracker, None, t0 + ms, Reuse::Allowed).expect("report");
+        assert!(mentions(&set, "load"));
+        // Another layer's tracker never gets this one's report.
+        let other = self::tracker(ms);
+        let theirs = report_value(&other, None, t0 + ms, Reuse::Allowed).expect("report");
+        assert!(!mentions(&theirs, "load"));
+    }
+
+    #[test]
+    fn a_call_that_recorded_entries_gets_a_report_of_its_own() {
+        let t0 = Instant::now();
+        let tracker = tracker(Duration::from_secs(1));
+        let plain = report_value(&tracker, None, t0, Reuse::Allowed).expect("report");
+        let call = CallRecorder::new(&tracker);
+        call.record_request_cost("db_reads", 2.0).unwrap();
+        let own = report_value(&tracker, Some(&call), t0, Reuse::Allowed).expect("report");
+        assert!(mentions(&own, "db_reads"));
+        // Its report was written: it takes nothing more.
+        assert_eq!(
+            call.record_request_cost("late", 1.0),
+            Err(crate::RecordError::CallEnded)
+        );
+        // The next call, which recorded nothing, does not get it.
+        let quiet = CallRecorder::new(&tracker);
+        let next = report_value(&tracker, Some(&quiet), t0, Reuse::Allowed).expect("report");
+        assert!(!mentions(&next, "db_reads"));
+        assert_eq!(decode(&next), decode(&plain));
+        // A call that recorded nothing ends its recording all the same.
+        assert_eq!(
+            quiet.record_request_cost("late", 1.0),
+            Err(crate::RecordError::CallEnded)
+        );
+    }
+
     fn scratch_with(encoded: &[u8]) -> Scratch {
         let mut s = Scratch::default();
         s.encoded.extend_from_slice(encoded);
