@@ -38,31 +38,20 @@ pin_project! {
 }
 
 pin_project! {
-    /// A call waiting for a worker slot: its request, the ready service it
-    /// goes to, and its deadline.
-    #[project = QueuedProj]
-    struct Queued<S, ReqBody> {
-        acquire: Acquire,
-        #[pin]
-        timeout: Sleep,
-        permit: Option<OwnedSemaphorePermit>,
-        service: Option<S>,
-        request: Option<Request<ReqBody>>,
-    }
-}
-
-pin_project! {
     #[project = StateProj]
     enum State<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
     {
         Queued {
-            // Boxed, on this slow path only: a call that found a free slot
-            // never allocates here, and its future stays the size of the
-            // wrapped service's plus the call's guard, which matters as
-            // futures are moved (returned, wrapped, boxed) on every call.
-            queued: Pin<Box<Queued<S, ReqBody>>>,
+            // Boxed only on this slow path: a call that found a free slot
+            // never allocates here.
+            acquire: Acquire,
+            #[pin]
+            timeout: Sleep,
+            permit: Option<OwnedSemaphorePermit>,
+            service: Option<S>,
+            request: Option<Request<ReqBody>>,
         },
         Running {
             #[pin]
@@ -103,13 +92,11 @@ where
     ) -> Self {
         Self {
             state: State::Queued {
-                queued: Box::pin(Queued {
-                    timeout: tokio::time::sleep(guard.tracker().config.max_queue_wait),
-                    acquire: Box::pin(slots.acquire_owned()),
-                    permit: None,
-                    service: Some(service),
-                    request: Some(request),
-                }),
+                timeout: tokio::time::sleep(guard.tracker().config.max_queue_wait),
+                acquire: Box::pin(slots.acquire_owned()),
+                permit: None,
+                service: Some(service),
+                request: Some(request),
             },
             call: Some((guard, recorder)),
         }
@@ -151,14 +138,13 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Queued { queued } => {
-                    let QueuedProj {
-                        acquire,
-                        timeout,
-                        permit,
-                        service,
-                        request,
-                    } = queued.as_mut().project();
+                StateProj::Queued {
+                    acquire,
+                    timeout,
+                    permit,
+                    service,
+                    request,
+                } => {
                     if permit.is_none() {
                         match acquire.as_mut().poll(cx) {
                             Poll::Ready(acquired) => {
