@@ -182,6 +182,8 @@ pub(crate) fn report_value(
         let empty = report.is_empty();
         scratch.encoded = encoded;
         if empty {
+            // Nothing to send, and nothing to send again either.
+            scratch.made = None;
             return None;
         }
         let value = scratch.value();
