@@ -36,10 +36,28 @@
 //! CPU idle, so at a fixed number of callers its throughput is set by the
 //! sleep, and tokio's timer would round a 200 µs sleep up to a millisecond
 //! or more anyway.
+//!
+//! Last comes the **CPU check**, the steadiest of these figures on a shared
+//! machine: throughput and latency over loopback move with whatever else
+//! runs, CPU time per call much less. The servers run on a tokio runtime of
+//! their own (one worker, threads named `server-rt`), the clients on
+//! another (one worker, `client-rt`), and each batch of 64 callers x 16
+//! calls (40 rounds, rotating order, zero-work handler, `TCP_NODELAY`) is
+//! charged the CPU time the server threads and the client threads used
+//! meanwhile (see [`orca_lb_benches::cpu`]). Printed per variant: server and
+//! client CPU per call (medians of the rounds), and as ratios to `bare`
+//! (medians of the per-round ratios). The server's figure is the layer's
+//! cost in the server's capacity: its own code and the report's HPACK
+//! encoding; the client's is what receiving the report costs the client
+//! (HPACK decoding, the longer trailers), which the loopback throughput
+//! charges to the server as well, since there both share the two cores.
+//! `cargo bench -p orca-lb-benches --bench reporting_overhead -- cpu_check`
+//! runs the CPU check alone.
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
+use orca_lb_benches::cpu::{CLIENT_PREFIX, CpuTimes, SERVER_PREFIX};
 use orca_lb_benches::{
     BenchServer, Listener, Percentiles, Variant, Work, call_batch, median, say_hello,
 };
@@ -186,6 +204,10 @@ impl CheckSize {
     }
 }
 
+/// The filter that runs the CPU check alone: it matches no criterion
+/// benchmark, and the other checks are skipped.
+const CPU_ONLY: &str = "cpu_check";
+
 /// The variants of the interleaved check, with a second bare server whose
 /// ratio to the first is the noise floor.
 const CHECKED: [(&str, Variant); 5] = [
@@ -241,6 +263,10 @@ fn interleaved() {
     let Some(size) = CheckSize::from_args() else {
         return;
     };
+    if std::env::args().any(|a| a == CPU_ONLY) {
+        cpu_check(&size);
+        return;
+    }
     check(Listener::NoDelay, Work::None, &size);
     let half = CheckSize {
         latency_calls: size.latency_calls / 2,
@@ -254,6 +280,89 @@ fn interleaved() {
         calls_each: size.calls_each,
     };
     check(Listener::NoDelay, Work::Spin(SPIN), &working);
+    cpu_check(&size);
+}
+
+/// A tokio runtime with one worker whose threads are named `name`.
+fn named_runtime(name: &str) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The CPU check: servers on `server-rt`, clients on `client-rt`, batches
+/// of every variant in rotating order, each charged the CPU time of the
+/// server threads and of the client threads while it ran.
+fn cpu_check(size: &CheckSize) {
+    let server_rt = named_runtime(&format!("{SERVER_PREFIX}rt"));
+    let client_rt = named_runtime(&format!("{CLIENT_PREFIX}rt"));
+    let servers: Vec<BenchServer> = CHECKED
+        .iter()
+        .map(|&(_, v)| {
+            server_rt
+                .block_on(BenchServer::spawn_with(v, Listener::NoDelay, Work::None))
+                .expect("spawn server")
+        })
+        .collect();
+    let clients: Vec<GreeterClient<Channel>> = client_rt.block_on(async {
+        let mut clients = Vec::new();
+        for server in &servers {
+            let client = server.client().await.expect("connect");
+            call_batch(&client, CALLERS, 4).await;
+            clients.push(client);
+        }
+        clients
+    });
+    let n = CHECKED.len();
+    let calls = (CALLERS * size.calls_each) as f64;
+    // Per variant, per round: server and client CPU per call (µs) and calls/s.
+    let mut server_us = vec![Vec::with_capacity(size.rounds); n];
+    let mut client_us = vec![Vec::with_capacity(size.rounds); n];
+    let mut rps = vec![Vec::with_capacity(size.rounds); n];
+    for r in 0..size.rounds {
+        for k in 0..n {
+            let v = (r + k) % n;
+            let before = CpuTimes::now();
+            let start = Instant::now();
+            client_rt.block_on(call_batch(&clients[v], CALLERS, size.calls_each));
+            let wall = start.elapsed();
+            let after = CpuTimes::now();
+            server_us[v].push(after.server.saturating_sub(before.server) as f64 / calls / 1e3);
+            client_us[v].push(after.client.saturating_sub(before.client) as f64 / calls / 1e3);
+            rps[v].push(calls / wall.as_secs_f64());
+        }
+    }
+    drop(clients);
+    drop(servers);
+
+    let mid = |x: &[f64]| median(x).unwrap_or(f64::NAN);
+    let ratio = |x: &[f64], base: &[f64]| {
+        let r: Vec<f64> = x.iter().zip(base).map(|(a, b)| a / b).collect();
+        mid(&r)
+    };
+    println!();
+    println!(
+        "reporting layer overhead/CPU per call, TCP_NODELAY: {} rounds of {CALLERS} callers x {} calls per variant, servers and clients on a worker each",
+        size.rounds, size.calls_each
+    );
+    println!(
+        "variant              server us/call  client us/call   median rps | ratio to bare: server cpu  client cpu   rps"
+    );
+    for (v, (name, _)) in CHECKED.iter().enumerate() {
+        println!(
+            "{name:<19} {:>15.2} {:>15.2} {:>12.0} | {:>25.3} {:>11.3} {:>5.3}",
+            mid(&server_us[v]),
+            mid(&client_us[v]),
+            mid(&rps[v]),
+            ratio(&server_us[v], &server_us[0]),
+            ratio(&client_us[v], &client_us[0]),
+            ratio(&rps[v], &rps[0]),
+        );
+    }
+    println!();
 }
 
 /// Runs the variants in rotating order and prints every figure next to its

@@ -12,7 +12,7 @@ use crate::call_recorder::CallRecorder;
 use crate::current_call::Serving;
 use crate::in_flight_call::InFlightCall;
 use crate::stream_max_age::{StreamMaxAge, max_age_trailers};
-use crate::trailer::insert_report;
+use crate::trailer::{Reuse, insert_report};
 
 pin_project! {
     /// Passes the wrapped body through and, when its trailers go by, ends the
@@ -113,7 +113,13 @@ impl<B: Body> Body for ResponseBody<B> {
                 let now = tokio::time::Instant::now().into_std();
                 // A normal end, not an error of the server's.
                 guard.finish(Some(Code::Ok));
-                insert_report(&mut trailers, guard.tracker(), recorder.as_ref(), now);
+                insert_report(
+                    &mut trailers,
+                    guard.tracker(),
+                    recorder.as_ref(),
+                    now,
+                    Reuse::Never,
+                );
                 if let Some(recorder) = recorder {
                     recorder.recycle();
                 }
@@ -148,7 +154,13 @@ impl<B: Body> Body for ResponseBody<B> {
                 if let Some((mut guard, recorder)) = this.call.take() {
                     let now = guard.report_time();
                     guard.finish(grpc_status(&trailers));
-                    insert_report(&mut trailers, guard.tracker(), recorder.as_ref(), now);
+                    insert_report(
+                        &mut trailers,
+                        guard.tracker(),
+                        recorder.as_ref(),
+                        now,
+                        Reuse::Allowed,
+                    );
                     if let Some(recorder) = recorder {
                         recorder.recycle();
                     }

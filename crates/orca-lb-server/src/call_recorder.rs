@@ -90,6 +90,10 @@ impl CallMetrics {
         self.ended = false;
     }
 
+    fn is_empty(&self) -> bool {
+        self.request_cost.is_empty() && self.utilization.is_empty() && self.named_metrics.is_empty()
+    }
+
     fn map(&mut self, map: Map) -> &mut Entries {
         match map {
             Map::RequestCost => &mut self.request_cost,
@@ -233,6 +237,20 @@ impl CallRecorder {
         let max = tracker.config.max_report_bytes;
         m.bytes += set_within(m.map(map), name, v, used, max)?;
         Ok(())
+    }
+
+    /// Ends the call's recording if it recorded nothing: `true`, and later
+    /// records are refused with [`RecordError::CallEnded`], as after
+    /// [`encode`](Self::encode). `false`, changing nothing, if it holds
+    /// entries.
+    pub(crate) fn end_if_empty(&self) -> bool {
+        let mut m = self.inner.metrics.lock();
+        if m.is_empty() {
+            m.ended = true;
+            true
+        } else {
+            false
+        }
     }
 
     /// Writes the call's entries into its report; later records are

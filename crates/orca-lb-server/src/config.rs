@@ -130,6 +130,20 @@ pub struct ReportingConfig {
     /// counts as a normal end in the server's own error rate. Default: none
     /// (streams end when their handler ends them).
     pub max_stream_age: Option<Duration>,
+    /// How long a thread may send the report it made last in the trailers
+    /// of later calls, instead of making a new one. Under load the calls in
+    /// flight change with every call, so reports made call by call are new
+    /// almost every time, and HTTP/2 sends each as text that both ends
+    /// encode (Huffman) and decode; a report sent again is an index of a
+    /// byte or two (see `docs/orca.md`), and the layer does not build it
+    /// again either. A report is thus at most this old when its call ends.
+    /// A new one is made whatever its age when the call recorded entries of
+    /// its own, when the application or the sampler changed what reports
+    /// carry, when a call enters or leaves the layer's queue, and for the
+    /// reports of calls the layer refuses or ends. Zero makes a new report
+    /// for every call. Default: 1 ms, far below what any reader resolves
+    /// (gRPC's weighted round robin updates its weights every second).
+    pub report_reuse: Duration,
 }
 
 // === setters of ReportingConfig ===
@@ -167,6 +181,13 @@ impl ReportingConfig {
     #[must_use]
     pub fn with_min_oob_interval(mut self, min_oob_interval: Duration) -> Self {
         self.min_oob_interval = min_oob_interval;
+        self
+    }
+
+    /// Sets [`report_reuse`](Self::report_reuse).
+    #[must_use]
+    pub fn with_report_reuse(mut self, report_reuse: Duration) -> Self {
+        self.report_reuse = report_reuse;
         self
     }
 
@@ -256,6 +277,7 @@ impl Default for ReportingConfig {
             backpressure: false,
             max_oob_subscribers: 1024,
             max_stream_age: None,
+            report_reuse: Duration::from_millis(1),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::call_recorder::CallRecorder;
 use crate::current_call::Serving;
 use crate::in_flight_call::InFlightCall;
 use crate::shed::{Shed, refused_response};
-use crate::trailer::insert_report;
+use crate::trailer::{Reuse, insert_report};
 
 type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
 
@@ -205,6 +205,7 @@ where
                                 guard.tracker(),
                                 recorder.as_ref(),
                                 guard.report_time(),
+                                Reuse::Allowed,
                             );
                             if let Some(recorder) = recorder {
                                 recorder.recycle();

@@ -97,6 +97,12 @@ impl Builder {
         self
     }
 
+    /// Sets [`ReportingConfig::report_reuse`].
+    pub fn report_reuse(mut self, reuse: Duration) -> Self {
+        self.config.report_reuse = reuse;
+        self
+    }
+
     /// Sets [`ReportingConfig::call_recorder`].
     pub fn call_recorder(mut self, enabled: bool) -> Self {
         self.config.call_recorder = enabled;

@@ -7,7 +7,7 @@ use tonic::Code;
 
 use crate::body::ResponseBody;
 use crate::in_flight_call::InFlightCall;
-use crate::trailer::insert_report;
+use crate::trailer::{Reuse, insert_report};
 
 /// Why a unary call was refused before its handler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,6 @@ pub(crate) fn refused_response<B: Default>(
         );
     }
     let now = tokio::time::Instant::now().into_std();
-    insert_report(headers, guard.tracker(), None, now);
+    insert_report(headers, guard.tracker(), None, now, Reuse::Never);
     response
 }

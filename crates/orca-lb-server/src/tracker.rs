@@ -3,7 +3,7 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use orca_lb_core::load_model::{LoadSnapshot, UtilizationSource};
@@ -29,6 +29,9 @@ use orca_lb_core::AtomicF64;
 /// application declares.
 pub(crate) const OOB_METHOD: &str = "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics";
 
+/// Hands out [`LoadTracker::id`]s.
+static NEXT_TRACKER: AtomicU64 = AtomicU64::new(0);
+
 /// Shared load state of one server.
 ///
 /// Aligned to 128 bytes so that, in its `Arc`, the reference counts (which
@@ -52,6 +55,15 @@ pub(crate) struct LoadTracker {
     // Read-modify-writes stay atomic under `Relaxed`, so no count is lost
     // and the subscriber limit holds.
     layer_queue: AtomicUsize,
+    /// Changes whenever something a report carries changes other than by
+    /// the calls' own counts: a value the application or the sampler sets,
+    /// the rate window's step, a call entering or leaving the queue. A
+    /// thread reuses its last report only while this stays the same (see
+    /// `trailer`).
+    generation: AtomicU64,
+    /// Tells this tracker's reports from another's (a tracker dropped and
+    /// another made at the same address included).
+    id: u64,
     app_queue: AtomicUsize,
     /// NaN while the application has not set one.
     app_utilization: AtomicF64,
@@ -83,6 +95,9 @@ impl LoadTracker {
             config,
             streaming: streaming.with(OOB_METHOD),
             layer_queue: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            // Relaxed: a ticket, ordering nothing else.
+            id: NEXT_TRACKER.fetch_add(1, Relaxed),
             app_queue: AtomicUsize::new(0),
             app_utilization: AtomicF64::new(f64::NAN),
             has_named: AtomicBool::new(false),
@@ -124,12 +139,32 @@ impl LoadTracker {
     pub(crate) fn enqueued(&self) {
         // Relaxed: a counter read on its own (see the struct).
         self.layer_queue.fetch_add(1, Relaxed);
+        self.changed();
+    }
+
+    /// Something a report carries changed other than by a call's counts.
+    fn changed(&self) {
+        // Relaxed: a statistic read on its own (see the struct); a report
+        // that reads it stale is one made a moment before the change.
+        self.generation.fetch_add(1, Relaxed);
+    }
+
+    /// The count of changes in the `generation` field.
+    pub(crate) fn generation(&self) -> u64 {
+        // Relaxed: see `changed`.
+        self.generation.load(Relaxed)
+    }
+
+    /// This tracker's number among those the process made.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub(crate) fn dequeued(&self) {
         // Relaxed: a counter read on its own (see the struct). A waiter woken
         // below reads it again, and `Notify` does its own synchronization.
         self.layer_queue.fetch_sub(1, Relaxed);
+        self.changed();
         if self.config.backpressure {
             self.queue_space.notify_waiters();
         }
@@ -168,6 +203,7 @@ impl LoadTracker {
     pub(crate) fn advance(&self, now: Instant) {
         self.window.advance(now, || self.calls.totals());
         self.service_time_ms(now);
+        self.changed();
     }
 
     /// The unary service-time average in milliseconds as of `now`.
@@ -195,11 +231,13 @@ impl LoadTracker {
 
     pub(crate) fn set_app_utilization(&self, v: f64) {
         self.app_utilization.store(v);
+        self.changed();
     }
 
     pub(crate) fn set_app_queue(&self, n: usize) {
         // Relaxed: a gauge read on its own (see the struct).
         self.app_queue.store(n, Relaxed);
+        self.changed();
     }
 
     /// Sets a server-wide named metric; refuses a new name that would take
@@ -217,6 +255,7 @@ impl LoadTracker {
         // Relaxed: a hint that `named` is worth locking; written under its
         // write lock, and a report that reads it stale skips one update.
         self.has_named.store(true, Relaxed);
+        self.changed();
         Ok(())
     }
 
@@ -262,9 +301,11 @@ impl LoadTracker {
         named.retain(|(n, _)| &**n != name);
         // Relaxed: a hint (see `set_named`), written under the write lock.
         self.has_named.store(!named.is_empty(), Relaxed);
+        self.changed();
     }
 
     pub(crate) fn apply_system_load(&self, load: SystemLoad) {
+        self.changed();
         // A bad reading keeps the last good one. A sampler that keeps
         // failing does so every tick: logged once per kind, then summarised.
         match Field::CpuUtilization.check(load.cpu_utilization) {

@@ -1,7 +1,7 @@
 //! Building the `endpoint-load-metrics-bin` header value.
 
 use std::cell::RefCell;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::call_recorder::CallRecorder;
 use crate::report_budget::BoundedReport;
@@ -43,6 +43,9 @@ struct Scratch {
     /// encoding it again.
     last_encoded: Vec<u8>,
     last_value: Option<HeaderValue>,
+    /// What the last value was made from, for reusing it (see
+    /// [`ReportingConfig::report_reuse`](crate::ReportingConfig::report_reuse)).
+    made: Option<Made>,
     /// How many times the last value was sent again after it was made.
     repeats: u32,
     /// The rest of the current text block.
@@ -52,7 +55,42 @@ struct Scratch {
     previous: BytesMut,
 }
 
+/// The tracker and the state a value was made from, and when.
+#[derive(Debug, Clone, Copy)]
+struct Made {
+    tracker: u64,
+    generation: u64,
+    at: Instant,
+}
+
+impl Made {
+    fn of(tracker: &LoadTracker, at: Instant) -> Self {
+        Self {
+            tracker: tracker.id(),
+            generation: tracker.generation(),
+            at,
+        }
+    }
+
+    /// Whether a value made as `self` may go out again as `now` says.
+    fn still_holds(&self, now: &Made, reuse: Duration) -> bool {
+        self.tracker == now.tracker
+            && self.generation == now.generation
+            && now.at.saturating_duration_since(self.at) < reuse
+    }
+}
+
 impl Scratch {
+    /// The last value, sent once more.
+    fn repeat(&mut self) -> Option<HeaderValue> {
+        let last = self.last_value.as_mut()?;
+        self.repeats = self.repeats.saturating_add(1);
+        if self.repeats == INDEXED_AFTER {
+            last.set_sensitive(false);
+        }
+        Some(last.clone())
+    }
+
     /// The value for the report in `self.encoded`.
     ///
     /// A new value is marked sensitive, so HPACK sends it as a literal that
@@ -66,14 +104,8 @@ impl Scratch {
     /// decodes its text again. (A sensitive value that is already in the
     /// table goes as its index too.)
     fn value(&mut self) -> Option<HeaderValue> {
-        if let Some(last) = &mut self.last_value
-            && self.last_encoded == self.encoded
-        {
-            self.repeats = self.repeats.saturating_add(1);
-            if self.repeats == INDEXED_AFTER {
-                last.set_sensitive(false);
-            }
-            return Some(last.clone());
+        if self.last_value.is_some() && self.last_encoded == self.encoded {
+            return self.repeat();
         }
         let len = base64::encoded_len(self.encoded.len(), false)?;
         if self.text.capacity() < len {
@@ -108,6 +140,17 @@ impl Scratch {
     }
 }
 
+/// Whether a report may be the one its thread made last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// Within [`ReportingConfig::report_reuse`](crate::ReportingConfig::report_reuse),
+    /// if nothing it reads changed meanwhile and the call recorded nothing.
+    Allowed,
+    /// A new report, made now: for calls the layer refuses or ends, whose
+    /// report tells the client why.
+    Never,
+}
+
 /// The report for a call ending now, base64-encoded without padding as gRPC
 /// sends binary metadata. `None` when there is nothing to send (never an
 /// empty value).
@@ -115,21 +158,38 @@ pub(crate) fn report_value(
     tracker: &LoadTracker,
     call: Option<&CallRecorder>,
     now: Instant,
+    reuse: Reuse,
 ) -> Option<HeaderValue> {
     SCRATCH.with_borrow_mut(|scratch| {
+        let made = Made::of(tracker, now);
+        // Ends the call's recording here if it recorded nothing.
+        let recorded = call.filter(|c| !c.end_if_empty());
+        if reuse == Reuse::Allowed
+            && recorded.is_none()
+            && scratch
+                .made
+                .is_some_and(|last| last.still_holds(&made, tracker.config.report_reuse))
+        {
+            return scratch.repeat();
+        }
         let mut encoded = std::mem::take(&mut scratch.encoded);
         encoded.clear();
         let mut report = BoundedReport::new(&mut encoded, tracker);
         tracker.encode(now, &mut report);
-        if let Some(call) = call {
+        if let Some(call) = recorded {
             call.encode(&mut report);
         }
         let empty = report.is_empty();
         scratch.encoded = encoded;
         if empty {
+            // Nothing to send, and nothing to send again either.
+            scratch.made = None;
             return None;
         }
-        scratch.value()
+        let value = scratch.value();
+        // A value made with the call's own entries is that call's alone.
+        scratch.made = (value.is_some() && recorded.is_none()).then_some(made);
+        value
     })
 }
 
@@ -140,8 +200,9 @@ pub(crate) fn insert_report(
     tracker: &LoadTracker,
     call: Option<&CallRecorder>,
     now: Instant,
+    reuse: Reuse,
 ) {
-    if let Some(v) = report_value(tracker, call, now) {
+    if let Some(v) = report_value(tracker, call, now, reuse) {
         headers.insert(TRAILER.clone(), v);
     }
 }
@@ -149,6 +210,79 @@ pub(crate) fn insert_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tracker(reuse: Duration) -> std::sync::Arc<LoadTracker> {
+        let config = crate::ReportingConfig::default().with_report_reuse(reuse);
+        let load = crate::sampler::SystemLoad {
+            cpu_utilization: 0.25,
+            mem_utilization: 0.5,
+        };
+        std::sync::Arc::new(LoadTracker::new(
+            config,
+            crate::StreamingMethods::default(),
+            load,
+            Instant::now(),
+        ))
+    }
+
+    fn mentions(value: &HeaderValue, name: &str) -> bool {
+        decode(value)
+            .windows(name.len())
+            .any(|w| w == name.as_bytes())
+    }
+
+    #[test]
+    fn a_report_goes_out_again_within_report_reuse_while_nothing_else_changed() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let tracker = tracker(ms);
+        let first = report_value(&tracker, None, t0, Reuse::Allowed).expect("report");
+        // Calls come and go: the count in the report is a moment old.
+        tracker.call_started(false);
+        let again = report_value(&tracker, None, t0 + ms / 2, Reuse::Allowed).expect("report");
+        assert_eq!(first.as_bytes().as_ptr(), again.as_bytes().as_ptr());
+        // Made anew: past the interval, when asked to, and when something
+        // other than the calls changed.
+        let later = report_value(&tracker, None, t0 + ms, Reuse::Allowed).expect("report");
+        assert_ne!(decode(&later), decode(&first), "in flight: 1");
+        tracker.call_started(false);
+        let refused = report_value(&tracker, None, t0 + ms, Reuse::Never).expect("report");
+        assert_ne!(decode(&refused), decode(&later), "in flight: 2");
+        tracker.call_started(false);
+        tracker.set_named("load", 0.5).unwrap();
+        let set = report_value(&tracker, None, t0 + ms, Reuse::Allowed).expect("report");
+        assert!(mentions(&set, "load"));
+        // Another layer's tracker never gets this one's report.
+        let other = self::tracker(ms);
+        let theirs = report_value(&other, None, t0 + ms, Reuse::Allowed).expect("report");
+        assert!(!mentions(&theirs, "load"));
+    }
+
+    #[test]
+    fn a_call_that_recorded_entries_gets_a_report_of_its_own() {
+        let t0 = Instant::now();
+        let tracker = tracker(Duration::from_secs(1));
+        let plain = report_value(&tracker, None, t0, Reuse::Allowed).expect("report");
+        let call = CallRecorder::new(&tracker);
+        call.record_request_cost("db_reads", 2.0).unwrap();
+        let own = report_value(&tracker, Some(&call), t0, Reuse::Allowed).expect("report");
+        assert!(mentions(&own, "db_reads"));
+        // Its report was written: it takes nothing more.
+        assert_eq!(
+            call.record_request_cost("late", 1.0),
+            Err(crate::RecordError::CallEnded)
+        );
+        // The next call, which recorded nothing, does not get it.
+        let quiet = CallRecorder::new(&tracker);
+        let next = report_value(&tracker, Some(&quiet), t0, Reuse::Allowed).expect("report");
+        assert!(!mentions(&next, "db_reads"));
+        assert_eq!(decode(&next), decode(&plain));
+        // A call that recorded nothing ends its recording all the same.
+        assert_eq!(
+            quiet.record_request_cost("late", 1.0),
+            Err(crate::RecordError::CallEnded)
+        );
+    }
 
     fn scratch_with(encoded: &[u8]) -> Scratch {
         let mut s = Scratch::default();
