@@ -141,8 +141,16 @@ pub struct ReportingConfig {
     /// its own, when the application or the sampler changed what reports
     /// carry, when a call enters or leaves the layer's queue, and for the
     /// reports of calls the layer refuses or ends. Zero makes a new report
-    /// for every call. Default: 1 ms, far below what any reader resolves
-    /// (gRPC's weighted round robin updates its weights every second).
+    /// for every call.
+    ///
+    /// The price: a report made at the end of an earlier call counted the
+    /// calls then in flight or open, so when it is sent again it may count
+    /// the call it ends (and miss calls started since): a stream that
+    /// closes can report itself still open. Readers that subtract their own
+    /// calls (orca-lb's balancer) then see one call too many for up to this
+    /// long. A server whose capacity goes to the layer's work at very high
+    /// call rates may take that for about 4 points of throughput (see
+    /// `docs/benchmarks.md`, "Run M"). Default: zero, a report per call.
     pub report_reuse: Duration,
 }
 
@@ -277,7 +285,7 @@ impl Default for ReportingConfig {
             backpressure: false,
             max_oob_subscribers: 1024,
             max_stream_age: None,
-            report_reuse: Duration::from_millis(1),
+            report_reuse: Duration::ZERO,
         }
     }
 }
