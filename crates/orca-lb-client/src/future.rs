@@ -303,6 +303,37 @@ fn try_repick(
     }
 }
 
+/// What a resent call keeps between attempts: its body for a re-pick, its
+/// whole request if offered for hand-back, and whether it was re-picked.
+type Kept<'a> = (
+    &'a mut Option<Resendable>,
+    &'a mut Option<OfferedCall>,
+    &'a mut bool,
+);
+
+/// After an attempt failed with `error` at the transport (`sent`: once its
+/// request was given to the connection; `handed`: the request, if it never
+/// was): the next attempt's channel and request if the call is re-picked
+/// (see [`try_repick`]), else the call's error, the attempt ended first.
+fn next_attempt(
+    call: &mut Option<CallGuard>,
+    (resend, offered, repicked): Kept<'_>,
+    handed: Option<Request<Body>>,
+    error: tonic::transport::Error,
+    sent: bool,
+) -> Result<(Channel, Request<Body>), crate::BoxError> {
+    let outcome = if is_connect_error(&error) {
+        Outcome::ConnectFailure
+    } else {
+        Outcome::Failure
+    };
+    match try_repick(call, resend, offered, repicked, handed, &error, outcome) {
+        Ok(Some(next)) => Ok(next),
+        Err(expired) => Err(boxed(expired)),
+        Ok(None) => Err(transport_error(call, error, outcome, sent)),
+    }
+}
+
 impl Future for ResponseFuture {
     type Output = Result<Response<ResponseBody>, crate::BoxError>;
 
@@ -316,32 +347,14 @@ impl Future for ResponseFuture {
                 }
                 StateProj::Connecting { channel, request } => {
                     if let Err(e) = ready!(channel.poll_ready(cx)) {
-                        let outcome = if is_connect_error(&e) {
-                            Outcome::ConnectFailure
-                        } else {
-                            Outcome::Failure
-                        };
-                        let handed = request.take();
-                        match try_repick(
-                            this.call,
-                            this.resend,
-                            this.offered,
-                            this.repicked,
-                            handed,
-                            &e,
-                            outcome,
-                        ) {
-                            Ok(Some((channel, request))) => {
-                                this.state.set(State::Connecting {
-                                    channel,
-                                    request: Some(request),
-                                });
-                                continue;
-                            }
-                            Err(expired) => return Poll::Ready(Err(boxed(expired))),
-                            Ok(None) => {}
-                        }
-                        return Poll::Ready(Err(transport_error(this.call, e, outcome, false)));
+                        let (call, handed) = (&mut *this.call, request.take());
+                        let attempt = (&mut *this.resend, &mut *this.offered, &mut *this.repicked);
+                        let (channel, request) = next_attempt(call, attempt, handed, e, false)?;
+                        this.state.set(State::Connecting {
+                            channel,
+                            request: Some(request),
+                        });
+                        continue;
                     }
                     let request = request.take().expect("polled after completion");
                     let future = channel.call(request);
@@ -351,31 +364,15 @@ impl Future for ResponseFuture {
                     let response = match ready!(future.poll(cx)) {
                         Ok(r) => r,
                         Err(e) => {
-                            let outcome = if is_connect_error(&e) {
-                                Outcome::ConnectFailure
-                            } else {
-                                Outcome::Failure
-                            };
-                            match try_repick(
-                                this.call,
-                                this.resend,
-                                this.offered,
-                                this.repicked,
-                                None,
-                                &e,
-                                outcome,
-                            ) {
-                                Ok(Some((channel, request))) => {
-                                    this.state.set(State::Connecting {
-                                        channel,
-                                        request: Some(request),
-                                    });
-                                    continue;
-                                }
-                                Err(expired) => return Poll::Ready(Err(boxed(expired))),
-                                Ok(None) => {}
-                            }
-                            return Poll::Ready(Err(transport_error(this.call, e, outcome, true)));
+                            let attempt =
+                                (&mut *this.resend, &mut *this.offered, &mut *this.repicked);
+                            let (channel, request) =
+                                next_attempt(this.call, attempt, None, e, true)?;
+                            this.state.set(State::Connecting {
+                                channel,
+                                request: Some(request),
+                            });
+                            continue;
                         }
                     };
                     if let Some(offered) = this.offered.as_mut()
