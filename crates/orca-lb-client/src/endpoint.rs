@@ -25,7 +25,7 @@ use crate::local_calls::{CallMark, LocalCalls};
 use crate::metrics::EndpointMetrics;
 use crate::seq_view::SeqView;
 use crate::snapshot::{EndpointSnapshot, WINDOW};
-use crate::standing_slot::{SlotRead, StandingSlot};
+use crate::standing_slot::StandingSlot;
 use crate::{BalancerConfig, HealthState};
 
 /// A breaker transition an event caused, for the set to count and log.
@@ -326,11 +326,16 @@ impl Endpoint {
         if self.is_draining() || !self.is_healthy() {
             return None;
         }
-        let standing = match self.standing.read(seconds) {
-            SlotRead::Usable(cost) => cost,
-            SlotRead::Stale(seq) => self.work_out_standing(seq, pick, &time(), fleet()),
-        };
-        standing.unary_score(seconds, self.calls.load_unary(pick.now), pick)
+        let local = self.calls.load_unary(pick.now);
+        match self
+            .standing
+            .read_with(seconds, |cost| cost.unary_score(seconds, local, pick))
+        {
+            Ok(score) => score,
+            Err(seq) => self
+                .work_out_standing(seq, pick, &time(), fleet())
+                .unary_score(seconds, local, pick),
+        }
     }
 
     /// Works out its standing cost at `time` with the fleet medians `fleet`

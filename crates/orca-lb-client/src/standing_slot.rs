@@ -49,6 +49,7 @@ const STAMP_SHIFT: u32 = 32;
 
 /// What a pick read of a [`StandingSlot`]: the standing cost if usable,
 /// else the `seq` to publish one against.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum SlotRead {
     /// A standing cost of the current generation that covers the pick's
@@ -78,8 +79,27 @@ impl StandingSlot {
 
     /// The standing cost published in the current generation, if it covers
     /// `now` (seconds since the views' origin).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn read(&self, now: f64) -> SlotRead {
+        match self.read_with(now, |cost| *cost) {
+            Ok(cost) => SlotRead::Usable(cost),
+            Err(seq) => SlotRead::Stale(seq),
+        }
+    }
+
+    /// `f` of the standing cost published in the current generation, if it
+    /// covers `now` (seconds since the views' origin); else the `seq` to
+    /// publish one against with [`publish`](Self::publish). `f` is given the cost
+    /// where it was rebuilt from the words, rather than a copy returned to
+    /// the caller, so that its values stay in registers: a copy spilled to
+    /// the stack word by word and read back two words at a time stalls on
+    /// every read, as the processor cannot forward one load from two stores.
+    #[inline]
+    pub(crate) fn read_with<R>(
+        &self,
+        now: f64,
+        f: impl FnOnce(&StandingCost) -> R,
+    ) -> Result<R, u64> {
         let before = self.seq.load(Ordering::Acquire);
         if before & 1 == 0 {
             let words: [u64; STANDING_COST_WORDS] =
@@ -90,15 +110,15 @@ impl StandingSlot {
             {
                 let cost = StandingCost::from_words(words);
                 if cost.covers(now) {
-                    return SlotRead::Usable(cost);
+                    return Ok(f(&cost));
                 }
             }
         }
-        SlotRead::Stale(before)
+        Err(before)
     }
 
-    /// Publishes `cost`, worked out after [`read`](Self::read) returned
-    /// `Stale(seq)`, unless another write or an invalidation came since (or
+    /// Publishes `cost`, worked out after [`read_with`](Self::read_with)
+    /// returned `Err(seq)`, unless another write or an invalidation came since (or
     /// one was under way then): then it publishes nothing.
     pub(crate) fn publish(&self, seq: u64, cost: &StandingCost) {
         if seq & 1 != 0 {
