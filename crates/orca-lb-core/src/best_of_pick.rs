@@ -69,34 +69,6 @@ impl P2c {
         self.best_of_draws(rng, len, k, one_by_one(&mut score))
     }
 
-    /// [`pick_best_of`](Self::pick_best_of), with each draw's candidates
-    /// scored together: `score_drawn` is given the indices drawn (distinct,
-    /// at most [`MAX_CHOICES`]) and adds the eligible ones with their scores
-    /// to the [`DrawnScores`], in the order given. The same picks as
-    /// `pick_best_of` with a `score` that scores each the same, from the
-    /// same RNG state.
-    ///
-    /// A caller that scores candidates in two steps (read each, then run
-    /// the arithmetic over all of them) lets their costs be computed side
-    /// by side. The pair picker (`k <= 2`) and the scan of every candidate that
-    /// follows draws that found none eligible score one at a time.
-    pub fn pick_best_of_drawn<R, F>(
-        &self,
-        rng: &mut R,
-        len: usize,
-        k: usize,
-        mut score_drawn: F,
-    ) -> Option<usize>
-    where
-        R: Rng + ?Sized,
-        F: FnMut(&[usize], &mut DrawnScores),
-    {
-        if k <= 2 {
-            return self.pick(rng, len, |i| single(&mut score_drawn, i));
-        }
-        self.best_of_draws(rng, len, k, score_drawn)
-    }
-
     /// The best-of-`k` pick for any `k` (2 included), without the pair
     /// picker's shortcut: a test compares its distribution at `k = 2` with
     /// the pair's.
@@ -169,7 +141,7 @@ impl P2c {
 }
 
 /// A per-candidate `score` as a scorer of drawn candidates (see
-/// [`P2c::pick_best_of_drawn`]).
+/// [`P2c::best_of_draws`]).
 fn one_by_one<F>(score: &mut F) -> impl FnMut(&[usize], &mut DrawnScores) + '_
 where
     F: FnMut(usize) -> Option<Score>,
@@ -353,36 +325,6 @@ mod tests {
             );
         }
         assert_eq!(pair[2] + pair[7] + general[2] + general[7], 0);
-    }
-
-    #[test]
-    fn scoring_the_drawn_together_picks_as_one_by_one() {
-        let p = P2c::with_tie_tolerance(0.05);
-        for (len, k) in [
-            (0, 8),
-            (1, 8),
-            (5, 8),
-            (8, 8),
-            (9, 8),
-            (1_000, 8),
-            (40, 3),
-            (40, 2),
-        ] {
-            let (mut a, mut b) = (rng(len as u64), rng(len as u64));
-            // Some ineligible, some tied.
-            let cost = |i: usize| (i % 7 != 3).then(|| Score::new(((i * 13) % 17) as f64));
-            for _ in 0..500 {
-                let drawn = p.pick_best_of_drawn(&mut b, len, k, |drawn, out| {
-                    assert!(drawn.len() <= MAX_CHOICES);
-                    for &i in drawn {
-                        if let Some(s) = cost(i) {
-                            out.push(i, s);
-                        }
-                    }
-                });
-                assert_eq!(p.pick_best_of(&mut a, len, k, cost), drawn, "{len} {k}");
-            }
-        }
     }
 
     #[test]

@@ -1,17 +1,16 @@
 //! What the cost of a unary call on one endpoint is computed from, once the
 //! weights whose windows the settings fix are applied.
 
-use crate::fast_exp::{exp2_neg, exp2_neg_unbranched};
+use crate::fast_exp::exp2_neg;
 use crate::{PickSettings, PickTime, Score};
 
 /// One endpoint's unary cost for one pick, halfway: the service time is
 /// known (its report and observed latency weighed by their age, the
 /// in-flight floor applied), and so is the failure penalty. Left is the
 /// backlog, whose weight decays over a window of a few service times, and
-/// the arithmetic after it: [`cost`](Self::cost), which has no branch, so
-/// that a pick computes the costs of its drawn candidates together
-/// rather than one chain of dependent steps
-/// after another.
+/// the arithmetic after it: [`cost_alone`](Self::cost_alone). A
+/// [`StandingCost`](crate::StandingCost) is worked out from these inputs at
+/// the two ends of its span.
 ///
 /// Made by [`PickView::unary_cost`](crate::PickView::unary_cost); the cost
 /// is the one [`PickView::score`](crate::PickView::score) gives, bit for bit.
@@ -55,28 +54,16 @@ impl Default for CostInputs {
 
 impl CostInputs {
     /// The cost, for a pick at `time`: see
-    /// [`Estimate::terms`](crate::Estimate::terms), the same arithmetic.
-    /// Without a branch: the backlog weight is computed whether or not
-    /// there is a report to weigh (then it is multiplied by 0), so that a
-    /// loop over many candidates runs straight through. One candidate
-    /// scored alone is cheaper with [`cost_alone`](Self::cost_alone).
-    #[inline]
-    pub fn cost(&self, time: &PickTime) -> Score {
-        let w = exp2_neg_unbranched(self.backlog_exponent(time)) * self.reported;
-        self.cost_with(time, w)
-    }
-
-    /// [`cost`](Self::cost), the same value, skipping the backlog weight
-    /// when there is no report to weigh and its polynomial when the weight
-    /// underflows: for one candidate scored alone.
+    /// [`Estimate::terms`](crate::Estimate::terms), the same arithmetic,
+    /// skipping the backlog weight when there is no report to weigh and
+    /// its polynomial when the weight underflows.
     #[inline]
     pub fn cost_alone(&self, time: &PickTime) -> Score {
-        let w = if self.reported == 0.0 {
-            0.0
-        } else {
-            exp2_neg(self.backlog_exponent(time)) * self.reported
-        };
-        self.cost_with(time, w)
+        let settings = &time.settings;
+        let backlog = self.others(time) + self.in_flight;
+        let waiting = (backlog + 1.0 - self.capacity).max(0.0) + settings.contention * backlog;
+        let completion = self.service_time * (1.0 + waiting * self.inv_capacity);
+        Score::new(settings.base + completion + self.failure)
     }
 
     /// `log2` of the backlog weight: the report's age over its window,
@@ -93,29 +80,23 @@ impl CostInputs {
         (settings.backlog_stale_services * self.service_time).max(1e-3)
     }
 
-    /// The weight of the reported backlog, by its age (0 without a
-    /// report), as [`cost`](Self::cost) weighs it.
+    /// The weight of the reported backlog, by its age: 0 without a report
+    /// (then not worked out at all).
     #[inline]
     pub(crate) fn backlog_weight(&self, time: &PickTime) -> f64 {
-        exp2_neg_unbranched(self.backlog_exponent(time)) * self.reported
+        if self.reported == 0.0 {
+            0.0
+        } else {
+            exp2_neg(self.backlog_exponent(time)) * self.reported
+        }
     }
 
-    /// The other clients' calls as [`cost`](Self::cost) counts them: the
-    /// reported backlog weighed by its age, the rest the fleet median.
+    /// The other clients' calls as [`cost_alone`](Self::cost_alone) counts
+    /// them: the reported backlog weighed by its age, the rest the fleet
+    /// median.
     #[inline]
     pub(crate) fn others(&self, time: &PickTime) -> f64 {
         let w = self.backlog_weight(time);
         w * self.backlog + (1.0 - w) * self.fleet_backlog
-    }
-
-    /// The cost with backlog weight `w`.
-    #[inline]
-    fn cost_with(&self, time: &PickTime, w: f64) -> Score {
-        let settings = &time.settings;
-        let others = w * self.backlog + (1.0 - w) * self.fleet_backlog;
-        let backlog = others + self.in_flight;
-        let waiting = (backlog + 1.0 - self.capacity).max(0.0) + settings.contention * backlog;
-        let completion = self.service_time * (1.0 + waiting * self.inv_capacity);
-        Score::new(settings.base + completion + self.failure)
     }
 }

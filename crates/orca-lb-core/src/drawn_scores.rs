@@ -4,9 +4,9 @@ use crate::{MAX_CHOICES, Score};
 
 /// Up to [`MAX_CHOICES`] eligible candidates of one draw with their scores,
 /// in draw order, on the stack: what
-/// [`P2c::pick_best_of_drawn`](crate::P2c::pick_best_of_drawn) chooses from.
+/// [`P2c::pick_best_of`](crate::P2c::pick_best_of) chooses from.
 #[derive(Debug, Clone)]
-pub struct DrawnScores {
+pub(crate) struct DrawnScores {
     items: [(usize, Score); MAX_CHOICES],
     len: usize,
 }
@@ -20,7 +20,7 @@ impl Default for DrawnScores {
 impl DrawnScores {
     /// None yet.
     #[inline]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             items: [(0, Score::ZERO); MAX_CHOICES],
             len: 0,
@@ -30,14 +30,14 @@ impl DrawnScores {
     /// Adds candidate `index` with score `score`. At most [`MAX_CHOICES`]:
     /// more is a bug, and panics.
     #[inline]
-    pub fn push(&mut self, index: usize, score: Score) {
+    pub(crate) fn push(&mut self, index: usize, score: Score) {
         self.items[self.len] = (index, score);
         self.len += 1;
     }
 
     /// The candidates added, in order.
     #[inline]
-    pub fn as_slice(&self) -> &[(usize, Score)] {
+    pub(crate) fn as_slice(&self) -> &[(usize, Score)] {
         &self.items[..self.len]
     }
 }

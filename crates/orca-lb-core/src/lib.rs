@@ -147,7 +147,7 @@ pub use circuit_breaker::{
 };
 pub use cost_inputs::CostInputs;
 pub use decay_stamp::{DecayClock, DecayStamp};
-pub use drawn_scores::DrawnScores;
+pub(crate) use drawn_scores::DrawnScores;
 pub use ejection_budget::EjectionBudget;
 pub use endpoint_policy::{Admission, CandidateView, EndpointPolicy, Outcome};
 pub use endpoint_state::{

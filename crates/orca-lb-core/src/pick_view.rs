@@ -316,9 +316,7 @@ impl PickView {
 
     /// A unary pick's [`score_at`](Self::score_at), halfway: whether the
     /// pick passes this endpoint over or probes it, and otherwise what its
-    /// cost is computed from ([`CostInputs::cost`]), so that a pick can
-    /// gather its drawn candidates first and compute their costs together
-    /// ([`P2c::pick_best_of_drawn`](crate::P2c::pick_best_of_drawn)).
+    /// cost is computed from ([`CostInputs`](crate::CostInputs)).
     /// `pick.stream` is not read.
     #[inline(always)]
     pub fn unary_cost(
@@ -378,7 +376,7 @@ impl PickView {
     }
 
     /// See [`Estimate::terms`](crate::Estimate::terms): the same
-    /// arithmetic, up to the backlog weight ([`CostInputs::cost`] does the
+    /// arithmetic, up to the backlog weight ([`CostInputs::cost_alone`] does the
     /// rest).
     #[inline(always)]
     pub(crate) fn cost_inputs(

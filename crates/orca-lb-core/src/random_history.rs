@@ -83,3 +83,15 @@ pub(crate) fn fed(
     }
     (p, now)
 }
+
+/// The default score settings, but every third case without slow start.
+pub(crate) fn score_config(case: usize) -> ScoreConfig {
+    ScoreConfig {
+        slow_start: if case.is_multiple_of(3) {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(3)
+        },
+        ..ScoreConfig::default()
+    }
+}

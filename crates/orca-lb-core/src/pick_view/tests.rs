@@ -4,7 +4,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::random_history::{fed, t0};
+use crate::random_history::{fed, score_config, t0};
 
 fn close(a: Option<Score>, b: Option<Score>) -> bool {
     match (a, b) {
@@ -23,14 +23,7 @@ fn scores_as_the_candidate_view_does() {
     let mut rng = SmallRng::seed_from_u64(11);
     let mut compared = 0;
     for case in 0..3_000 {
-        let score = ScoreConfig {
-            slow_start: if case % 3 == 0 {
-                Duration::ZERO
-            } else {
-                Duration::from_secs(3)
-            },
-            ..ScoreConfig::default()
-        };
+        let score = score_config(case);
         let (policy, last) = fed(&mut rng, &score, t);
         let view = policy.view();
         // From its creation, or (as a balancer does) from an earlier origin

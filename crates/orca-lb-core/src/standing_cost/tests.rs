@@ -4,7 +4,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::random_history::{fed, t0};
+use crate::random_history::{fed, score_config, t0};
 use crate::{FleetView, PickSettings, ScoreConfig};
 
 /// A unary pick at `now` with a random fleet and draws.
@@ -30,14 +30,7 @@ fn scores_within_its_span_as_the_view_does() {
     let mut rng = SmallRng::seed_from_u64(21);
     let (mut compared, mut worst) = (0, 0.0f64);
     for case in 0..3_000 {
-        let score = ScoreConfig {
-            slow_start: if case % 3 == 0 {
-                Duration::ZERO
-            } else {
-                Duration::from_secs(3)
-            },
-            ..ScoreConfig::default()
-        };
+        let score = score_config(case);
         let settings = PickSettings::new(&score);
         let (policy, last) = fed(&mut rng, &score, t);
         let view = policy.view().prepare(&score, origin);
