@@ -6,7 +6,8 @@
 //! The criterion group "pick cost" times one pick per iteration:
 //! - `orca-lb`: `Balancer::choose(false)`, the production pick without the
 //!   send: a clock read, the warm-up draw, and the best of 8 random
-//!   endpoints, each scored from its standing cost (read without a lock;
+//!   endpoints (their first two cache lines prefetched together, see
+//!   `P2c::pick_best_of_prefetching`), each scored from its standing cost (read without a lock;
 //!   worked out again from its published pick view when its span is over or
 //!   its news changed), with tie tolerance.
 //!   The balancer runs on real backends like the common rig's
@@ -22,10 +23,12 @@
 //!   a current-thread one that is not driven while picks are timed, so its
 //!   background tasks (discovery, the 50 ms maintenance pass) stay idle and
 //!   the allocation count is exact.
-//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of` with the
+//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of_prefetching` with the
 //!   default `ScoreConfig::choices` (8) over a slice of `PickView`s (the
 //!   views prepared for picks, as the balancer publishes them), each drawn
-//!   one scored from its `StandingCost` (`StandingCost::unary_score`),
+//!   one scored from its `StandingCost` (`StandingCost::unary_score`; the
+//!   drawn ones' standing costs and calls read first, as the balancer
+//!   prefetches),
 //!   worked out from its view when none covers the pick's time, as the
 //!   balancer does, with `now` passed in (no clock read, no atomics, no
 //!   `Arc`). The views come from `EndpointPolicy`s fed the same kind of
@@ -51,8 +54,10 @@
 //! works out a standing cost again needs it), one standing cost worked out
 //! (`StandingCost::new`, news a second old), one score from a standing cost
 //! (`StandingCost::unary_score`), the 8 fed endpoints' scores from their
-//! standing costs, `P2c::pick` over scores known in advance, and for
-//! comparison one score computed afresh from the pick view
+//! standing costs, `P2c::pick` over scores known in advance, the draw and
+//! the choice alone of a pick at 1,000 endpoints (`P2c::pick_best_of`, 8 of
+//! 1,000, over scores known in advance), and for comparison one score
+//! computed afresh from the pick view
 //! (`PickView::score_at`, as a stream's pick and earlier unary picks score).
 //!
 //! Before the groups, an allocation check counts allocations per pick for
@@ -69,6 +74,7 @@
 //! preemption.
 
 use std::alloc::System;
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
@@ -269,7 +275,7 @@ struct CoreFleet {
     rng: SmallRng,
     views: Vec<PickView>,
     /// Per view, the standing cost picks last worked out.
-    standing: Vec<Option<StandingCost>>,
+    standing: Vec<Cell<Option<StandingCost>>>,
     local: Vec<LocalLoad>,
     fleet: FleetView,
     config: ScoreConfig,
@@ -331,7 +337,7 @@ impl CoreFleet {
         CoreFleet {
             picker: P2c::with_tie_tolerance(config.tie_tolerance),
             rng,
-            standing: vec![None; views.len()],
+            standing: vec![Cell::new(None); views.len()],
             views,
             local,
             fleet: FleetView {
@@ -378,13 +384,19 @@ impl CoreFleet {
         // does.
         let seconds = PickView::seconds_since(views[0].origin(), pick.now);
         let mut time = None;
-        picker.pick_best_of(rng, views.len(), choices, |i| {
-            let cost = match standing[i] {
+        // Each drawn candidate's standing cost and calls are read first, as
+        // the balancer prefetches its endpoints.
+        let prefetch = |i: usize| {
+            black_box(standing[i].get().is_some());
+            black_box(local[i].in_flight);
+        };
+        picker.pick_best_of_prefetching(rng, views.len(), choices, prefetch, |i| {
+            let cost = match standing[i].get() {
                 Some(cost) if cost.covers(seconds) => cost,
                 _ => {
                     let time = time.get_or_insert_with(|| PickTime::new(settings, seconds));
                     let cost = StandingCost::new(&views[i], time, &pick);
-                    standing[i] = Some(cost);
+                    standing[i].set(Some(cost));
                     cost
                 }
             };
@@ -419,7 +431,7 @@ struct Parts {
 }
 
 /// The parts, in table order.
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "clock read",
     "pick time (PickTime::new)",
     "standing cost worked out (StandingCost::new)",
@@ -427,6 +439,7 @@ const PARTS: [&str; 7] = [
     "8 scores from standing costs",
     "P2c::pick, scores given",
     "score afresh (PickView::score_at)",
+    "best of 8 of 1,000, scores given",
 ];
 
 impl Parts {
@@ -491,6 +504,13 @@ impl Parts {
                     core.picker
                         .pick(&mut core.rng, scores.len(), |i| Some(black_box(scores[i]))),
                 );
+            }
+            7 => {
+                let scores = &self.scores;
+                let core = &mut self.core;
+                black_box(core.picker.pick_best_of(&mut core.rng, 1_000, 8, |i| {
+                    Some(black_box(scores[i % scores.len()]))
+                }));
             }
             _ => {
                 let pick = core.context(black_box(0.5), core.now);

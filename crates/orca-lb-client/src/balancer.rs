@@ -414,7 +414,8 @@ fn draw(
             })
         } else {
             let pick = &*pick;
-            picker.pick_best_of(rng, len, pick.score.choices, |k| {
+            let prefetch = |k: usize| list[at(k)].prefetch();
+            picker.pick_best_of_prefetching(rng, len, pick.score.choices, prefetch, |k| {
                 let i = at(k);
                 if Some(i) == excluded {
                     return None;

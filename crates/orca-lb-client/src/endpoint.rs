@@ -338,6 +338,17 @@ impl Endpoint {
         }
     }
 
+    /// Starts reading what [`unary_candidate`](Self::unary_candidate) reads
+    /// (its standing cost, flags and unary calls: its first two cache
+    /// lines) without waiting for it, so that a pick's candidates are
+    /// fetched together (see
+    /// [`P2c::pick_best_of_prefetching`](orca_lb_core::P2c::pick_best_of_prefetching)).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        self.standing.prefetch();
+        self.calls.prefetch_unary();
+    }
+
     /// Works out its standing cost at `time` with the fleet medians `fleet`
     /// (read after the slot's `seq`) and publishes it (see
     /// [`StandingSlot::publish`]).

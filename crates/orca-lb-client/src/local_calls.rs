@@ -142,6 +142,13 @@ impl LocalCalls {
         }
     }
 
+    /// Reads its unary word and discards it: brings it toward the processor
+    /// without waiting for it, ahead of a [`load_unary`](Self::load_unary).
+    #[inline]
+    pub(crate) fn prefetch_unary(&self) {
+        std::hint::black_box(self.unary.load(Relaxed));
+    }
+
     /// Where the unary word ends, in bytes from the start.
     #[cfg(test)]
     pub(crate) fn unary_end() -> usize {

@@ -117,6 +117,13 @@ impl StandingSlot {
         Err(before)
     }
 
+    /// Reads its first word and discards it: brings the slot toward the
+    /// processor without waiting for it, ahead of a [`read_with`](Self::read_with).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        std::hint::black_box(self.seq.load(Ordering::Relaxed));
+    }
+
     /// Publishes `cost`, worked out after [`read_with`](Self::read_with)
     /// returned `Err(seq)`, unless another write or an invalidation came since (or
     /// one was under way then): then it publishes nothing.

@@ -3,15 +3,13 @@
 
 use rand::Rng;
 
+use crate::drawn_scores::PASSED_OVER;
 use crate::{DrawnScores, P2c, Score};
 
 /// The most candidates [`P2c::pick_best_of`] draws for one pick, and the
 /// largest valid [`ScoreConfig::choices`](crate::ScoreConfig::choices).
 /// Candidates live in a fixed array of this size on the stack.
 pub const MAX_CHOICES: usize = 8;
-
-/// `0..MAX_CHOICES`, the candidates of a fleet no larger than the draw.
-const FIRST: [usize; MAX_CHOICES] = [0, 1, 2, 3, 4, 5, 6, 7];
 
 /// How many rounds of draws to try before scanning every candidate, as the
 /// pair picker does: with most candidates ineligible, random draws rarely
@@ -52,13 +50,7 @@ impl P2c {
     /// let picked = P2c::new().pick_best_of(&mut rng, costs.len(), 4, |i| Some(costs[i]));
     /// assert_eq!(picked, Some(1));
     /// ```
-    pub fn pick_best_of<R, F>(
-        &self,
-        rng: &mut R,
-        len: usize,
-        k: usize,
-        mut score: F,
-    ) -> Option<usize>
+    pub fn pick_best_of<R, F>(&self, rng: &mut R, len: usize, k: usize, score: F) -> Option<usize>
     where
         R: Rng + ?Sized,
         F: FnMut(usize) -> Option<Score>,
@@ -66,34 +58,94 @@ impl P2c {
         if k <= 2 {
             return self.pick(rng, len, score);
         }
-        self.best_of_draws(rng, len, k, one_by_one(&mut score))
+        self.best_of_draws(rng, len, k, |_| {}, score)
     }
 
-    /// The best-of-`k` pick for any `k` (2 included), without the pair
-    /// picker's shortcut: a test compares its distribution at `k = 2` with
-    /// the pair's.
-    pub(crate) fn best_of_draws<R, F>(
+    /// [`pick_best_of`](Self::pick_best_of), with `prefetch` called for every
+    /// candidate of a draw before the first of them is scored.
+    ///
+    /// For candidates that lie apart in memory, in a fleet too large for the
+    /// processor's nearest caches: when `prefetch` starts the reads `score`
+    /// will make (a load whose value is not waited for), the draw's cache
+    /// misses overlap instead of coming one after another, each candidate's
+    /// scoring waiting out its own. `prefetch` must not change what `score`
+    /// returns. A fleet no larger than `k` (every candidate is scored) and
+    /// the pair (`k <= 2`) are not prefetched: so few stay in the nearest
+    /// caches.
+    ///
+    /// ```
+    /// use orca_lb_core::{P2c, Score};
+    /// use rand::SeedableRng;
+    ///
+    /// let costs: Vec<Score> = (0..100).map(|i| Score::new(f64::from(i))).collect();
+    /// let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    /// let mut prefetched = Vec::new();
+    /// let picked = P2c::new().pick_best_of_prefetching(
+    ///     &mut rng,
+    ///     costs.len(),
+    ///     4,
+    ///     |i| prefetched.push(i),
+    ///     |i| Some(costs[i]),
+    /// );
+    /// // The four drawn were prefetched, and the cheapest of them won.
+    /// assert_eq!(prefetched.len(), 4);
+    /// assert_eq!(picked, prefetched.iter().copied().min());
+    /// ```
+    pub fn pick_best_of_prefetching<R, P, F>(
         &self,
         rng: &mut R,
         len: usize,
         k: usize,
-        mut score_drawn: F,
+        prefetch: P,
+        score: F,
     ) -> Option<usize>
     where
         R: Rng + ?Sized,
-        F: FnMut(&[usize], &mut DrawnScores),
+        P: FnMut(usize),
+        F: FnMut(usize) -> Option<Score>,
+    {
+        if k <= 2 {
+            return self.pick(rng, len, score);
+        }
+        self.best_of_draws(rng, len, k, prefetch, score)
+    }
+
+    /// The best-of-`k` pick for any `k` (2 included), without the pair
+    /// picker's shortcut (a test compares its distribution at `k = 2` with
+    /// the pair's), prefetching each draw's candidates when there are more
+    /// than one.
+    pub(crate) fn best_of_draws<R, P, F>(
+        &self,
+        rng: &mut R,
+        len: usize,
+        k: usize,
+        mut prefetch: P,
+        mut score: F,
+    ) -> Option<usize>
+    where
+        R: Rng + ?Sized,
+        P: FnMut(usize),
+        F: FnMut(usize) -> Option<Score>,
     {
         let k = k.clamp(1, MAX_CHOICES);
         if len <= k {
             // Every candidate fits: score them all.
             let mut drawn = DrawnScores::new();
-            score_drawn(&FIRST[..len], &mut drawn);
+            for i in 0..len {
+                drawn.push(i, score(i));
+            }
             return self.choose(rng, &drawn);
         }
         for _ in 0..DRAW_ROUNDS {
             let (indices, n) = distinct_sample::<R, MAX_CHOICES>(rng, len, k);
+            let indices = &indices[..n];
+            if n > 1 {
+                indices.iter().for_each(|&i| prefetch(i));
+            }
             let mut drawn = DrawnScores::new();
-            score_drawn(&indices[..n], &mut drawn);
+            for &i in indices {
+                drawn.push(i, score(i));
+            }
             if let Some(i) = self.choose(rng, &drawn) {
                 return Some(i);
             }
@@ -104,7 +156,7 @@ impl P2c {
         let mut best: Option<(usize, Score)> = None;
         for j in 0..len {
             let i = (start + j) % len;
-            if let Some(s) = single(&mut score_drawn, i)
+            if let Some(s) = score(i)
                 && best.is_none_or(|(_, b)| s < b)
             {
                 best = Some((i, s));
@@ -114,56 +166,39 @@ impl P2c {
     }
 
     /// The cheapest of `drawn`, uniformly at random among those within the
-    /// tie tolerance of it; `None` when `drawn` is empty.
+    /// tie tolerance of it, in draw order; `None` when none is eligible.
+    ///
+    /// Written without data-dependent branches but one (whether there is a
+    /// tie to break): which drawn candidate is the cheapest is as random as
+    /// the draw, and a mispredicted branch costs about as much as scoring a
+    /// candidate. The ties are a bit mask in draw order; the chosen one is
+    /// its `nth` set bit.
     fn choose<R: Rng + ?Sized>(&self, rng: &mut R, drawn: &DrawnScores) -> Option<usize> {
-        let candidates = drawn.as_slice();
-        let least = candidates.iter().map(|&(_, s)| s).min()?;
-        if candidates.len() == 1 {
-            return Some(candidates[0].0);
+        let least = drawn.least();
+        if least == PASSED_OVER {
+            return None;
         }
         let tolerance = self.tie_tolerance();
         // The pair picker's relation: `hi - lo <= tolerance * hi`; equal
-        // scores always tie.
-        let is_tie =
-            |s: Score| s == least || s.seconds() - least.seconds() <= tolerance * s.seconds();
-        let ties = candidates.iter().filter(|&&(_, s)| is_tie(s)).count();
-        let nth = if ties > 1 {
-            rng.random_range(0..ties)
+        // scores always tie. `&` and `|`, not `&&` and `||`: every side is
+        // cheap, and none is worth a branch.
+        let mut ties = 0u32;
+        for (n, &s) in drawn.seconds().iter().enumerate() {
+            let tie = (s != PASSED_OVER) & ((s == least) | (s - least <= tolerance * s));
+            ties |= u32::from(tie) << n;
+        }
+        let count = ties.count_ones() as usize;
+        let nth = if count > 1 {
+            rng.random_range(0..count)
         } else {
             0
         };
-        candidates
-            .iter()
-            .filter(|&&(_, s)| is_tie(s))
-            .nth(nth)
-            .map(|&(i, _)| i)
-    }
-}
-
-/// A per-candidate `score` as a scorer of drawn candidates (see
-/// [`P2c::best_of_draws`]).
-fn one_by_one<F>(score: &mut F) -> impl FnMut(&[usize], &mut DrawnScores) + '_
-where
-    F: FnMut(usize) -> Option<Score>,
-{
-    |drawn, out| {
-        for &i in drawn {
-            if let Some(s) = score(i) {
-                out.push(i, s);
-            }
+        // Clear the lowest set bit `nth` times: subtracting 0 clears none.
+        for step in 0..MAX_CHOICES - 1 {
+            ties &= ties - u32::from(step < nth);
         }
+        Some(drawn.index(ties.trailing_zeros() as usize))
     }
-}
-
-/// Candidate `i`'s score from a scorer of drawn candidates, `None` if it
-/// is passed over.
-fn single<F>(score_drawn: &mut F, i: usize) -> Option<Score>
-where
-    F: FnMut(&[usize], &mut DrawnScores),
-{
-    let mut out = DrawnScores::new();
-    score_drawn(&[i], &mut out);
-    out.as_slice().first().map(|&(_, s)| s)
 }
 
 /// `k` distinct indices of `0..len` (`k <= N`, `k <= len`), every subset of
@@ -175,14 +210,16 @@ fn distinct_sample<R: Rng + ?Sized, const N: usize>(
     k: usize,
 ) -> ([usize; N], usize) {
     debug_assert!(k <= N && k <= len);
-    let mut out = [0usize; N];
+    // Places not drawn yet hold `usize::MAX`, which no draw equals, so the
+    // check for a repeat looks at the whole array, without a branch.
+    let mut out = [usize::MAX; N];
     let mut n = 0;
     for j in len - k..len {
         let t = rng.random_range(0..=j);
         // `t` may already be in; then `j` (never drawn before: every
         // earlier draw is below `j`) takes its place.
-        let next = if out[..n].contains(&t) { j } else { t };
-        out[n] = next;
+        let repeat = out.iter().fold(false, |seen, &o| seen | (o == t));
+        out[n] = if repeat { j } else { t };
         n += 1;
     }
     (out, n)
@@ -261,6 +298,56 @@ mod tests {
     }
 
     #[test]
+    fn a_draw_is_prefetched_before_it_is_scored() {
+        use std::cell::RefCell;
+        let events = RefCell::new(Vec::new());
+        let p = P2c::new();
+        let mut r = rng(11);
+        for round in 0..200 {
+            events.borrow_mut().clear();
+            let picked = p.pick_best_of_prefetching(
+                &mut r,
+                50,
+                5,
+                |i| events.borrow_mut().push((true, i)),
+                |i| {
+                    events.borrow_mut().push((false, i));
+                    // Every third passed over, so some rounds draw again.
+                    (i % 3 != 0 || round % 2 == 0).then(|| Score::new(i as f64))
+                },
+            );
+            let events = events.borrow();
+            // Draw by draw: five prefetches, then the same five scored.
+            for draw in events.chunks(10) {
+                assert_eq!(draw.len(), 10, "{events:?}");
+                let (fetched, scored) = draw.split_at(5);
+                assert!(fetched.iter().all(|&(f, _)| f), "{events:?}");
+                assert!(scored.iter().all(|&(f, _)| !f), "{events:?}");
+                let ids = |x: &[(bool, usize)]| x.iter().map(|&(_, i)| i).collect::<Vec<_>>();
+                assert_eq!(ids(fetched), ids(scored));
+            }
+            assert!(picked.is_some_and(|i| events.iter().any(|&(_, j)| j == i)));
+        }
+        // Not for a fleet the draw covers, nor for the pair.
+        events.borrow_mut().clear();
+        p.pick_best_of_prefetching(
+            &mut r,
+            5,
+            5,
+            |i| events.borrow_mut().push((true, i)),
+            |i| Some(Score::new(i as f64)),
+        );
+        p.pick_best_of_prefetching(
+            &mut r,
+            50,
+            2,
+            |i| events.borrow_mut().push((true, i)),
+            |i| Some(Score::new(i as f64)),
+        );
+        assert!(events.borrow().is_empty());
+    }
+
+    #[test]
     fn k_above_the_cap_is_the_cap() {
         let p = P2c::new();
         let mut r = rng(5);
@@ -313,9 +400,7 @@ mod tests {
         let mut r = rng(7);
         for _ in 0..picks {
             pair[p.pick(&mut r, n, cost).unwrap()] += 1;
-            general[p
-                .best_of_draws(&mut r, n, 2, one_by_one(&mut { cost }))
-                .unwrap()] += 1;
+            general[p.best_of_draws(&mut r, n, 2, |_| {}, cost).unwrap()] += 1;
         }
         for i in 0..n {
             let (a, b) = (f64::from(pair[i]), f64::from(general[i]));

@@ -2,13 +2,23 @@
 
 use crate::{MAX_CHOICES, Score};
 
-/// Up to [`MAX_CHOICES`] eligible candidates of one draw with their scores,
-/// in draw order, on the stack: what
-/// [`P2c::pick_best_of`](crate::P2c::pick_best_of) chooses from.
+/// The score of a candidate passed over: no [`Score`] is infinite
+/// ([`Score::new`] caps at [`Score::MAX`]).
+pub(crate) const PASSED_OVER: f64 = f64::INFINITY;
+
+/// Up to [`MAX_CHOICES`] candidates of one draw with their scores, in draw
+/// order, on the stack: what
+/// [`P2c::pick_best_of`](crate::P2c::pick_best_of) chooses from. The scores
+/// are plain seconds in an array of their own, [`PASSED_OVER`] for a
+/// candidate passed over and for places not filled, so that the choice
+/// reads them as one vector of eight, without branches.
 #[derive(Debug, Clone)]
 pub(crate) struct DrawnScores {
-    items: [(usize, Score); MAX_CHOICES],
+    index: [usize; MAX_CHOICES],
+    seconds: [f64; MAX_CHOICES],
     len: usize,
+    /// The least of `seconds`.
+    least: f64,
 }
 
 impl Default for DrawnScores {
@@ -22,22 +32,41 @@ impl DrawnScores {
     #[inline]
     pub(crate) fn new() -> Self {
         Self {
-            items: [(0, Score::ZERO); MAX_CHOICES],
+            index: [0; MAX_CHOICES],
+            seconds: [PASSED_OVER; MAX_CHOICES],
             len: 0,
+            least: PASSED_OVER,
         }
     }
 
-    /// Adds candidate `index` with score `score`. At most [`MAX_CHOICES`]:
-    /// more is a bug, and panics.
+    /// Adds candidate `index` with score `score`, `None` if it is passed
+    /// over. At most [`MAX_CHOICES`]: more is a bug, and panics.
     #[inline]
-    pub(crate) fn push(&mut self, index: usize, score: Score) {
-        self.items[self.len] = (index, score);
+    pub(crate) fn push(&mut self, index: usize, score: Option<Score>) {
+        let seconds = score.map_or(PASSED_OVER, Score::seconds);
+        self.index[self.len] = index;
+        self.seconds[self.len] = seconds;
+        self.least = self.least.min(seconds);
         self.len += 1;
     }
 
-    /// The candidates added, in order.
+    /// The least score added, in seconds; [`PASSED_OVER`] if every
+    /// candidate was passed over (or none was added).
     #[inline]
-    pub(crate) fn as_slice(&self) -> &[(usize, Score)] {
-        &self.items[..self.len]
+    pub(crate) fn least(&self) -> f64 {
+        self.least
+    }
+
+    /// Every place's score in seconds, in draw order, [`PASSED_OVER`] past
+    /// the candidates added.
+    #[inline]
+    pub(crate) fn seconds(&self) -> &[f64; MAX_CHOICES] {
+        &self.seconds
+    }
+
+    /// The candidate added `n`th.
+    #[inline]
+    pub(crate) fn index(&self, n: usize) -> usize {
+        self.index[n]
     }
 }
