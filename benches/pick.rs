@@ -508,9 +508,10 @@ impl Parts {
             7 => {
                 let scores = &self.scores;
                 let core = &mut self.core;
-                black_box(core.picker.pick_best_of(&mut core.rng, 1_000, 8, |i| {
-                    Some(black_box(scores[i % scores.len()]))
-                }));
+                black_box(
+                    core.picker
+                        .pick_best_of(&mut core.rng, 1_000, 8, |i| Some(black_box(scores[i & 7]))),
+                );
             }
             _ => {
                 let pick = core.context(black_box(0.5), core.now);

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use http::Uri;
 use orca_lb_core::{
     Admission, BreakerState, CandidateView, EndpointLoad, EndpointPolicy, FleetSamples, FleetView,
-    LoadReport, OpenReason, Outcome, PickContext, PickTime, Score, ScoreConfig, StandingCost,
-    Transition, Zone, affinity_load,
+    LoadReport, LocalLoad, OpenReason, Outcome, PickContext, PickTime, Score, ScoreConfig,
+    StandingCost, Transition, Zone, affinity_load,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -332,10 +332,27 @@ impl Endpoint {
             .read_with(seconds, |cost| cost.unary_score(seconds, local, pick))
         {
             Ok(score) => score,
-            Err(seq) => self
-                .work_out_standing(seq, pick, &time(), fleet())
-                .unary_score(seconds, local, pick),
+            Err(seq) => self.score_afresh(seq, seconds, local, pick, time, fleet),
         }
+    }
+
+    /// [`unary_candidate`](Self::unary_candidate)'s score when no standing
+    /// cost covers the pick: worked out again and published first. Kept out
+    /// of line, so that the common path is small enough to inline into the
+    /// pick's loop over its candidates.
+    #[cold]
+    #[inline(never)]
+    fn score_afresh(
+        &self,
+        seq: u64,
+        seconds: f64,
+        local: LocalLoad,
+        pick: &PickContext<'_>,
+        time: impl FnOnce() -> PickTime,
+        fleet: impl FnOnce() -> FleetView,
+    ) -> Option<Score> {
+        self.work_out_standing(seq, pick, &time(), fleet())
+            .unary_score(seconds, local, pick)
     }
 
     /// Starts reading what [`unary_candidate`](Self::unary_candidate) reads

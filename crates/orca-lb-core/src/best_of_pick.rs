@@ -204,6 +204,14 @@ impl P2c {
 /// `k` distinct indices of `0..len` (`k <= N`, `k <= len`), every subset of
 /// size `k` equally likely (Floyd's algorithm: `k` random numbers, no
 /// rejection, no allocation), in the first `k` places of the array.
+///
+/// Each random number is 32 random bits, two from each 64-bit number the
+/// generator gives, scaled to `0..=j` by a multiply and a shift (Lemire's
+/// method without its rejection step): a draw from `0..=j` is uniform to
+/// within `(j + 1) / 2^32` of each index's share, 2.3e-7 at 1,000
+/// endpoints. Drawing each index with the generator's own uniform range
+/// took a 64-bit number and a rarely taken branch per index, 2.6 times as
+/// long.
 fn distinct_sample<R: Rng + ?Sized, const N: usize>(
     rng: &mut R,
     len: usize,
@@ -213,16 +221,20 @@ fn distinct_sample<R: Rng + ?Sized, const N: usize>(
     // Places not drawn yet hold `usize::MAX`, which no draw equals, so the
     // check for a repeat looks at the whole array, without a branch.
     let mut out = [usize::MAX; N];
-    let mut n = 0;
-    for j in len - k..len {
-        let t = rng.random_range(0..=j);
+    let mut bits = 0u64;
+    for (n, j) in (len - k..len).enumerate() {
+        if n % 2 == 0 {
+            bits = rng.next_u64();
+        }
+        let fraction = u128::from(bits >> (32 * (n % 2)) & u64::from(u32::MAX));
+        // `j + 1` times a fraction of 2^32, rounded down: in `0..=j`.
+        let t = ((fraction * (j as u128 + 1)) >> 32) as usize;
         // `t` may already be in; then `j` (never drawn before: every
         // earlier draw is below `j`) takes its place.
         let repeat = out.iter().fold(false, |seen, &o| seen | (o == t));
         out[n] = if repeat { j } else { t };
-        n += 1;
     }
-    (out, n)
+    (out, k)
 }
 
 #[cfg(test)]
