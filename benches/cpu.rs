@@ -101,7 +101,16 @@ mod tests {
             std::thread::Builder::new()
                 .name(name)
                 .spawn(|| {
+                    let own_now = || {
+                        thread_ns(std::path::Path::new("/proc/thread-self"))
+                            .expect("this thread's CPU time")
+                    };
                     let before = CpuTimes::now();
+                    // Read after `before`, so that what this thread spins
+                    // from here is all within the groups' difference: its
+                    // time up to `before` (its start, reading every thread)
+                    // is not counted as spun.
+                    let from = own_now();
                     let start = std::time::Instant::now();
                     let mut x = 0u64;
                     loop {
@@ -110,10 +119,9 @@ mod tests {
                             std::hint::black_box(x);
                         }
                         // Read while alive: an exited thread's time is gone.
-                        let own = thread_ns(std::path::Path::new("/proc/thread-self"))
-                            .expect("this thread's CPU time");
-                        if own >= WANTED || start.elapsed().as_secs() >= 30 {
-                            return (before, CpuTimes::now(), own);
+                        let spun = own_now() - from;
+                        if spun >= WANTED || start.elapsed().as_secs() >= 30 {
+                            return (before, CpuTimes::now(), spun);
                         }
                     }
                 })
@@ -121,8 +129,8 @@ mod tests {
                 .join()
                 .unwrap()
         };
-        let (before, after, own) = spin(format!("{CLIENT_PREFIX}test"));
-        assert!(own >= WANTED, "{own} ns of CPU in 30 s");
+        let (before, after, spun) = spin(format!("{CLIENT_PREFIX}test"));
+        assert!(spun >= WANTED, "{spun} ns of CPU in 30 s");
         let client = after.client.saturating_sub(before.client);
         assert!(client >= WANTED, "{client} ns of client CPU");
         assert!(after.process >= after.client);
@@ -130,11 +138,11 @@ mod tests {
         // The process's total counts the threads alive when read: other
         // tests' threads that ended meanwhile leave it, so compare this
         // thread's own time with what is counted outside the groups now.
-        let (before, after, own) = spin("other-test".to_string());
+        let (before, after, spun) = spin("other-test".to_string());
         let ungrouped = after.process - after.client - after.server;
         assert!(
-            ungrouped >= own,
-            "{ungrouped} ns outside the groups, {own} ns spun"
+            ungrouped >= spun,
+            "{ungrouped} ns outside the groups, {spun} ns spun"
         );
         // Other client threads may run meanwhile (none do in this test
         // binary), but not 50 ms of them.
