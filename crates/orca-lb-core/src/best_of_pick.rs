@@ -183,19 +183,19 @@ impl P2c {
         // scores always tie. `&` and `|`, not `&&` and `||`: every side is
         // cheap, and none is worth a branch.
         let mut ties = 0u32;
-        for (n, &s) in drawn.seconds().iter().enumerate() {
+        for (n, &s) in drawn.seconds()[..drawn.len()].iter().enumerate() {
             let tie = (s != PASSED_OVER) & ((s == least) | (s - least <= tolerance * s));
             ties |= u32::from(tie) << n;
         }
-        let count = ties.count_ones() as usize;
-        let nth = if count > 1 {
-            rng.random_range(0..count)
+        // More than one bit set: a tie to break.
+        let nth = if ties & (ties - 1) != 0 {
+            rng.random_range(0..ties.count_ones() as usize)
         } else {
             0
         };
-        // Clear the lowest set bit `nth` times: subtracting 0 clears none.
-        for step in 0..MAX_CHOICES - 1 {
-            ties &= ties - u32::from(step < nth);
+        // Clear the lowest set bit `nth` times (none without a tie).
+        for _ in 0..nth {
+            ties &= ties - 1;
         }
         Some(drawn.index(ties.trailing_zeros() as usize))
     }

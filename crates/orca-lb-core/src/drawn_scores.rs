@@ -17,8 +17,6 @@ pub(crate) struct DrawnScores {
     index: [usize; MAX_CHOICES],
     seconds: [f64; MAX_CHOICES],
     len: usize,
-    /// The least of `seconds`.
-    least: f64,
 }
 
 impl Default for DrawnScores {
@@ -35,7 +33,6 @@ impl DrawnScores {
             index: [0; MAX_CHOICES],
             seconds: [PASSED_OVER; MAX_CHOICES],
             len: 0,
-            least: PASSED_OVER,
         }
     }
 
@@ -43,18 +40,22 @@ impl DrawnScores {
     /// over. At most [`MAX_CHOICES`]: more is a bug, and panics.
     #[inline]
     pub(crate) fn push(&mut self, index: usize, score: Option<Score>) {
-        let seconds = score.map_or(PASSED_OVER, Score::seconds);
         self.index[self.len] = index;
-        self.seconds[self.len] = seconds;
-        self.least = self.least.min(seconds);
+        self.seconds[self.len] = score.map_or(PASSED_OVER, Score::seconds);
         self.len += 1;
     }
 
     /// The least score added, in seconds; [`PASSED_OVER`] if every
-    /// candidate was passed over (or none was added).
+    /// candidate was passed over (or none was added). Found here, after the
+    /// scoring, rather than kept up to date by [`push`](Self::push): between
+    /// calls to a scorer the compiler cannot see into, a running least
+    /// would go through memory, one candidate waiting on the last.
     #[inline]
     pub(crate) fn least(&self) -> f64 {
-        self.least
+        // No score is NaN: `<` is their order, and a plain minimum.
+        self.seconds[..self.len]
+            .iter()
+            .fold(PASSED_OVER, |least, &s| if s < least { s } else { least })
     }
 
     /// Every place's score in seconds, in draw order, [`PASSED_OVER`] past
@@ -62,6 +63,12 @@ impl DrawnScores {
     #[inline]
     pub(crate) fn seconds(&self) -> &[f64; MAX_CHOICES] {
         &self.seconds
+    }
+
+    /// How many candidates were added.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// The candidate added `n`th.
