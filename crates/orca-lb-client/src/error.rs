@@ -9,8 +9,10 @@ use tonic::{Code, Status};
 ///
 /// The balancer's `Service::Error` is a boxed [`tonic::Status`] whose
 /// `source()` is one of these, so a generated tonic client sees a clear status
-/// and code, and code that needs the detail can downcast.
+/// and code, and code that needs the detail can downcast. Later versions
+/// may add reasons, so a `match` on it needs a wildcard arm.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum BalanceError {
     /// Discovery has not produced any endpoint (yet), or all were removed.
     NoEndpoints {
