@@ -415,14 +415,23 @@ fn draw(
         } else {
             let pick = &*pick;
             let prefetch = |k: usize| list[at(k)].prefetch();
-            picker.pick_best_of_prefetching(rng, len, pick.score.choices, prefetch, |k| {
-                let i = at(k);
-                if Some(i) == excluded {
-                    return None;
-                }
-                let time = || *time.get_or_insert_with(|| PickTime::new(settings, seconds));
-                list[i].unary_candidate(seconds, pick, time, || shared.fleet())
-            })
+            picker.pick_best_of_prefetching(
+                rng,
+                len,
+                pick.score.choices,
+                prefetch,
+                // Inlined into the pick's loop over its candidates: a call
+                // per candidate saved and restored registers around it.
+                #[inline(always)]
+                |k| {
+                    let i = at(k);
+                    if Some(i) == excluded {
+                        return None;
+                    }
+                    let time = || *time.get_or_insert_with(|| PickTime::new(settings, seconds));
+                    list[i].unary_candidate(seconds, pick, time, || shared.fleet())
+                },
+            )
         };
         if chosen.is_some() || pick.warm_up == 0.0 {
             return chosen.map(at);

@@ -91,6 +91,7 @@ impl P2c {
     /// assert_eq!(prefetched.len(), 4);
     /// assert_eq!(picked, prefetched.iter().copied().min());
     /// ```
+    #[inline(always)]
     pub fn pick_best_of_prefetching<R, P, F>(
         &self,
         rng: &mut R,
@@ -112,8 +113,11 @@ impl P2c {
 
     /// The best-of-`k` pick for any `k` (2 included), without the pair
     /// picker's shortcut (a test compares its distribution at `k = 2` with
-    /// the pair's), prefetching each draw's candidates when there are more
-    /// than one.
+    /// the pair's), prefetching each draw's candidates in a fleet larger
+    /// than the draw. Always inlined, with the loop that scores a draw's
+    /// candidates, so that a caller's `score` can be inlined into it: a
+    /// call per candidate saved and restored registers around each score.
+    #[inline(always)]
     pub(crate) fn best_of_draws<R, P, F>(
         &self,
         rng: &mut R,
@@ -128,41 +132,31 @@ impl P2c {
         F: FnMut(usize) -> Option<Score>,
     {
         let k = k.clamp(1, MAX_CHOICES);
-        if len <= k {
-            // Every candidate fits: score them all.
-            let mut drawn = DrawnScores::new();
-            for i in 0..len {
-                drawn.push(i, score(i));
-            }
-            return self.choose(rng, &drawn);
-        }
-        for _ in 0..DRAW_ROUNDS {
-            let (indices, n) = distinct_sample::<R, MAX_CHOICES>(rng, len, k);
+        // A fleet no larger than the draw: one round scores every candidate.
+        // The two cases share one loop, so that on the common path `score`
+        // is called from one place, where it can be inlined.
+        let covered = len <= k;
+        let rounds = if covered { 1 } else { DRAW_ROUNDS };
+        for _ in 0..rounds {
+            let (indices, n) = if covered {
+                (FIRST, len)
+            } else {
+                distinct_sample::<R, MAX_CHOICES>(rng, len, k)
+            };
             let indices = &indices[..n];
-            if n > 1 {
+            if !covered {
                 indices.iter().for_each(|&i| prefetch(i));
             }
             let mut drawn = DrawnScores::new();
             for &i in indices {
                 drawn.push(i, score(i));
             }
-            if let Some(i) = self.choose(rng, &drawn) {
-                return Some(i);
+            let chosen = self.choose(rng, &drawn);
+            if chosen.is_some() || covered {
+                return chosen;
             }
         }
-        // Most candidates are ineligible: the cheapest that is not, the scan
-        // starting at a random offset so ties spread out (as `pick`).
-        let start = rng.random_range(0..len);
-        let mut best: Option<(usize, Score)> = None;
-        for j in 0..len {
-            let i = (start + j) % len;
-            if let Some(s) = score(i)
-                && best.is_none_or(|(_, b)| s < b)
-            {
-                best = Some((i, s));
-            }
-        }
-        best.map(|(i, _)| i)
+        cheapest_of_all(rng, len, score)
     }
 
     /// The cheapest of `drawn`, uniformly at random among those within the
@@ -173,6 +167,7 @@ impl P2c {
     /// the draw, and a mispredicted branch costs about as much as scoring a
     /// candidate. The ties are a bit mask in draw order; the chosen one is
     /// its `nth` set bit.
+    #[inline]
     fn choose<R: Rng + ?Sized>(&self, rng: &mut R, drawn: &DrawnScores) -> Option<usize> {
         let least = drawn.least();
         if least == PASSED_OVER {
@@ -201,6 +196,32 @@ impl P2c {
     }
 }
 
+/// The cheapest eligible candidate of `0..len`, for when draws keep finding
+/// none: the scan starts at a random offset so that ties spread out (as
+/// [`P2c::pick`]).
+#[cold]
+#[inline(never)]
+fn cheapest_of_all<R, F>(rng: &mut R, len: usize, mut score: F) -> Option<usize>
+where
+    R: Rng + ?Sized,
+    F: FnMut(usize) -> Option<Score>,
+{
+    let start = rng.random_range(0..len);
+    let mut best: Option<(usize, Score)> = None;
+    for j in 0..len {
+        let i = (start + j) % len;
+        if let Some(s) = score(i)
+            && best.is_none_or(|(_, b)| s < b)
+        {
+            best = Some((i, s));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// `0..MAX_CHOICES`, the candidates of a fleet no larger than the draw.
+const FIRST: [usize; MAX_CHOICES] = [0, 1, 2, 3, 4, 5, 6, 7];
+
 /// `k` distinct indices of `0..len` (`k <= N`, `k <= len`), every subset of
 /// size `k` equally likely (Floyd's algorithm: `k` random numbers, no
 /// rejection, no allocation), in the first `k` places of the array.
@@ -212,6 +233,7 @@ impl P2c {
 /// endpoints. Drawing each index with the generator's own uniform range
 /// took a 64-bit number and a rarely taken branch per index, 2.6 times as
 /// long.
+#[inline]
 fn distinct_sample<R: Rng + ?Sized, const N: usize>(
     rng: &mut R,
     len: usize,
