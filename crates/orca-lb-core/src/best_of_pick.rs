@@ -4,6 +4,7 @@
 use rand::Rng;
 
 use crate::drawn_scores::PASSED_OVER;
+use crate::p2c::cheapest_of_all;
 use crate::{DrawnScores, P2c, Score};
 
 /// The most candidates [`P2c::pick_best_of`] draws for one pick, and the
@@ -194,29 +195,6 @@ impl P2c {
         }
         Some(drawn.index(ties.trailing_zeros() as usize))
     }
-}
-
-/// The cheapest eligible candidate of `0..len`, for when draws keep finding
-/// none: the scan starts at a random offset so that ties spread out (as
-/// [`P2c::pick`]).
-#[cold]
-#[inline(never)]
-fn cheapest_of_all<R, F>(rng: &mut R, len: usize, mut score: F) -> Option<usize>
-where
-    R: Rng + ?Sized,
-    F: FnMut(usize) -> Option<Score>,
-{
-    let start = rng.random_range(0..len);
-    let mut best: Option<(usize, Score)> = None;
-    for j in 0..len {
-        let i = (start + j) % len;
-        if let Some(s) = score(i)
-            && best.is_none_or(|(_, b)| s < b)
-        {
-            best = Some((i, s));
-        }
-    }
-    best.map(|(i, _)| i)
 }
 
 /// `0..MAX_CHOICES`, the candidates of a fleet no larger than the draw.

@@ -106,20 +106,32 @@ impl P2c {
                 (None, None) => continue,
             }
         }
-        // Most candidates are ineligible: take the cheapest that is not,
-        // starting the scan at a random offset so ties spread out.
-        let start = rng.random_range(0..len);
-        let mut best: Option<(usize, Score)> = None;
-        for k in 0..len {
-            let i = (start + k) % len;
-            if let Some(s) = score(i)
-                && best.is_none_or(|(_, b)| s < b)
-            {
-                best = Some((i, s));
-            }
-        }
-        best.map(|(i, _)| i)
+        // Most candidates are ineligible: take the cheapest that is not.
+        cheapest_of_all(rng, len, score)
     }
+}
+
+/// The cheapest eligible candidate of `0..len`, for when draws keep finding
+/// none (the pair's and the best-of-k picks'): the scan starts at a random
+/// offset so that ties spread out.
+#[cold]
+#[inline(never)]
+pub(crate) fn cheapest_of_all<R, F>(rng: &mut R, len: usize, mut score: F) -> Option<usize>
+where
+    R: Rng + ?Sized,
+    F: FnMut(usize) -> Option<Score>,
+{
+    let start = rng.random_range(0..len);
+    let mut best: Option<(usize, Score)> = None;
+    for j in 0..len {
+        let i = (start + j) % len;
+        if let Some(s) = score(i)
+            && best.is_none_or(|(_, b)| s < b)
+        {
+            best = Some((i, s));
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 /// Two distinct indices in `0..len` (`len >= 2`), uniformly over pairs, in
