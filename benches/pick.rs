@@ -7,9 +7,9 @@
 //! - `orca-lb`: `Balancer::choose(false)`, the production pick without the
 //!   send: a clock read, the warm-up draw, and the best of 8 random
 //!   endpoints (their first two cache lines prefetched together, see
-//!   `P2c::pick_best_of_prefetching`), each scored from its standing cost (read without a lock;
-//!   worked out again from its published pick view when its span is over or
-//!   its news changed), with tie tolerance.
+//!   `P2c::pick_best_of_prefetching`), each scored from its standing cost
+//!   (read without a lock; worked out again from its published pick view
+//!   when its span is over or its news changed), with tie tolerance.
 //!   The balancer runs on real backends like the common rig's
 //!   (`orca_lb_testkit::Backend`: the reporting layer, 4 worker slots, service
 //!   time Exp(20 ms)), and is fed first: 20 calls per endpoint through the
@@ -23,12 +23,12 @@
 //!   a current-thread one that is not driven while picks are timed, so its
 //!   background tasks (discovery, the 50 ms maintenance pass) stay idle and
 //!   the allocation count is exact.
-//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of_prefetching` with the
-//!   default `ScoreConfig::choices` (8) over a slice of `PickView`s (the
-//!   views prepared for picks, as the balancer publishes them), each drawn
-//!   one scored from its `StandingCost` (`StandingCost::unary_score`; the
-//!   drawn ones' standing costs and calls read first, as the balancer
-//!   prefetches),
+//! - `orca-lb core only`: the pure pick, `P2c::pick_best_of_prefetching`
+//!   with the default `ScoreConfig::choices` (8) over a slice of
+//!   `PickView`s (the views prepared for picks, as the balancer publishes
+//!   them), the drawn ones' standing costs and calls read first (as the
+//!   balancer prefetches), then each scored from its `StandingCost`
+//!   (`StandingCost::unary_score`),
 //!   worked out from its view when none covers the pick's time, as the
 //!   balancer does, with `now` passed in (no clock read, no atomics, no
 //!   `Arc`). The views come from `EndpointPolicy`s fed the same kind of

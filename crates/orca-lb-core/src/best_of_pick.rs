@@ -163,11 +163,11 @@ impl P2c {
     /// The cheapest of `drawn`, uniformly at random among those within the
     /// tie tolerance of it, in draw order; `None` when none is eligible.
     ///
-    /// Written without data-dependent branches but one (whether there is a
-    /// tie to break): which drawn candidate is the cheapest is as random as
-    /// the draw, and a mispredicted branch costs about as much as scoring a
-    /// candidate. The ties are a bit mask in draw order; the chosen one is
-    /// its `nth` set bit.
+    /// Its only data-dependent branches are on ties (whether there is one
+    /// to break, and which the draw took): which drawn candidate is the
+    /// cheapest is as random as the draw, and a mispredicted branch costs
+    /// about as much as scoring a candidate. The ties are a bit mask in draw
+    /// order; the chosen one is its `nth` set bit.
     #[inline]
     fn choose<R: Rng + ?Sized>(&self, rng: &mut R, drawn: &DrawnScores) -> Option<usize> {
         let least = drawn.least();
