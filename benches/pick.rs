@@ -56,7 +56,9 @@
 //! (`StandingCost::unary_score`), the 8 fed endpoints' scores from their
 //! standing costs, `P2c::pick` over scores known in advance, the draw and
 //! the choice alone of a pick at 1,000 endpoints (`P2c::pick_best_of`, 8 of
-//! 1,000, over scores known in advance), and for comparison one score
+//! 1,000, over scores known in advance), one score from a standing cost
+//! with 2 of this client's calls in flight there (their age read from an
+//! `Instant`, as a busy client's picks do), and for comparison one score
 //! computed afresh from the pick view
 //! (`PickView::score_at`, as a stream's pick and earlier unary picks score).
 //!
@@ -431,7 +433,7 @@ struct Parts {
 }
 
 /// The parts, in table order.
-const PARTS: [&str; 8] = [
+const PARTS: [&str; 9] = [
     "clock read",
     "pick time (PickTime::new)",
     "standing cost worked out (StandingCost::new)",
@@ -440,6 +442,7 @@ const PARTS: [&str; 8] = [
     "P2c::pick, scores given",
     "score afresh (PickView::score_at)",
     "best of 8 of 1,000, scores given",
+    "score from a standing cost, calls in flight",
 ];
 
 impl Parts {
@@ -512,6 +515,16 @@ impl Parts {
                     core.picker
                         .pick_best_of(&mut core.rng, 1_000, 8, |i| Some(black_box(scores[i & 7]))),
                 );
+            }
+            8 => {
+                let pick = core.context(black_box(0.5), core.now);
+                let cost = black_box(&self.standing[0]);
+                let local = LocalLoad {
+                    in_flight: 2,
+                    in_flight_since: core.now.checked_sub(Duration::from_millis(5)),
+                    ..LocalLoad::default()
+                };
+                black_box(cost.unary_score(black_box(self.at.seconds()), black_box(local), &pick));
             }
             _ => {
                 let pick = core.context(black_box(0.5), core.now);
