@@ -38,6 +38,12 @@
 //!   picker (`P2c::pick`, `choices` = 2), for the cost of best of 8
 //!   against best of 2; the interleaved check prints that ratio, measured
 //!   in the same rounds.
+//! - `orca-lb, busy`: `Balancer::choose(false)` as `orca-lb`, on a third
+//!   balancer over the same backends, fed the same way, that holds 2 calls
+//!   per endpoint in flight while picks are timed (started through it just
+//!   before; the runtime is not driven, so they stay in flight): a busy
+//!   client's pick, which adds each candidate's calls in flight and their
+//!   age.
 //! - `pick_locality`: `Balancer::choose(false)` as `orca-lb`, on a second
 //!   balancer over the same backends with locality on: half of them in the
 //!   client's zone, half in another, fed through that balancer (so calls
@@ -57,9 +63,9 @@
 //! standing costs, `P2c::pick` over scores known in advance, the draw and
 //! the choice alone of a pick at 1,000 endpoints (`P2c::pick_best_of`, 8 of
 //! 1,000, over scores known in advance), one score from a standing cost
-//! with 2 of this client's calls in flight there (their age read from an
-//! `Instant`, as a busy client's picks do), and for comparison one score
-//! computed afresh from the pick view
+//! with 2 of this client's calls in flight there, 5 ms old (as a busy
+//! client's picks score), and for comparison one score computed afresh
+//! from the pick view
 //! (`PickView::score_at`, as a stream's pick and earlier unary picks score).
 //!
 //! Before the groups, an allocation check counts allocations per pick for
@@ -137,6 +143,10 @@ const FEEDERS: usize = 256;
 /// Worker slots of each backend, as in the common rig.
 const SLOTS: usize = 4;
 
+/// Calls per endpoint the busy balancer holds in flight while its picks are
+/// timed.
+const HELD_PER_ENDPOINT: usize = 2;
+
 /// Picks counted by the allocation check, after as many again of warm-up.
 const COUNTED_PICKS: u64 = 10_000;
 
@@ -148,6 +158,11 @@ struct OrcaFleet {
     balancer: Balancer,
     /// Locality on: the first half of the backends in its zone, `a`.
     zoned: Balancer,
+    /// As `balancer`, with calls of its own held in flight while picks are
+    /// timed (see [`OrcaFleet::hold`]): a busy client's picks.
+    busy: Balancer,
+    /// The calls `busy` holds in flight.
+    held: JoinSet<()>,
     /// Kept so the connections stay up; idle while picks are timed.
     backends: Vec<Backend>,
 }
@@ -180,10 +195,16 @@ impl OrcaFleet {
         )
         .expect("balancer");
         zoned.wait_for_endpoints(n).await;
+        let busy =
+            Balancer::from_uris(BalancerConfig::default(), backends.iter().map(Backend::url))
+                .expect("balancer");
+        busy.wait_for_endpoints(n).await;
         let created = Instant::now();
         let fleet = OrcaFleet {
             balancer,
             zoned,
+            busy,
+            held: JoinSet::new(),
             backends,
         };
         fleet.feed(FEED_CALLS_PER_ENDPOINT).await;
@@ -215,15 +236,21 @@ impl OrcaFleet {
         (fleet, created)
     }
 
-    /// Endpoints of the balancer without a report or a response yet.
+    /// Endpoints of the plain and the busy balancer without a report or a
+    /// response yet.
     fn unfed(&self) -> usize {
-        let snapshot = self.balancer.snapshot();
-        assert_eq!(snapshot.endpoints.len(), self.backends.len());
-        snapshot
-            .endpoints
-            .iter()
-            .filter(|e| e.reports == 0 || e.responses == 0)
-            .count()
+        [&self.balancer, &self.busy]
+            .into_iter()
+            .map(|balancer| {
+                let snapshot = balancer.snapshot();
+                assert_eq!(snapshot.endpoints.len(), self.backends.len());
+                snapshot
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.reports == 0 || e.responses == 0)
+                    .count()
+            })
+            .sum()
     }
 
     /// Makes about `per_endpoint` calls per endpoint through each balancer.
@@ -233,10 +260,10 @@ impl OrcaFleet {
         let calls_each = (n * per_endpoint).div_ceil(feeders);
         let mut tasks = JoinSet::new();
         for k in 0..feeders {
-            let balancer = if k % 2 == 0 {
-                &self.balancer
-            } else {
-                &self.zoned
+            let balancer = match k % 3 {
+                0 => &self.balancer,
+                1 => &self.zoned,
+                _ => &self.busy,
             };
             let mut client = GreeterClient::new(balancer.clone());
             tasks.spawn(async move {
@@ -260,6 +287,55 @@ impl OrcaFleet {
     /// The pick of the balancer with locality on.
     fn pick_locality(&mut self) -> Option<usize> {
         self.zoned.choose(false)
+    }
+
+    /// The pick of the busy balancer.
+    fn pick_busy(&mut self) -> Option<usize> {
+        self.busy.choose(false)
+    }
+
+    /// Starts [`HELD_PER_ENDPOINT`] calls per endpoint through the busy
+    /// balancer (ending those it held before) and runs `rt` just long
+    /// enough for each to be picked and counted in flight: the backends
+    /// answer after their service time, Exp(20 ms), and `rt` is not run
+    /// again until the next feeding. Returns the calls counted in flight.
+    fn hold(&mut self, rt: &Runtime) -> u32 {
+        self.held.abort_all();
+        for _ in 0..HELD_PER_ENDPOINT * self.backends.len() {
+            let mut client = GreeterClient::new(self.busy.clone());
+            self.held.spawn_on(
+                async move {
+                    // Cut short by the next `hold`, or ends with its answer.
+                    let _ = client.say_hello(hello_request()).await;
+                },
+                rt.handle(),
+            );
+        }
+        let wanted = HELD_PER_ENDPOINT * self.backends.len();
+        let in_flight = || -> u32 {
+            self.busy
+                .snapshot()
+                .endpoints
+                .iter()
+                .map(|e| e.in_flight)
+                .sum()
+        };
+        // Each round of yields runs the tasks that are ready, and a call is
+        // counted once its task has picked. A few calls are answered while
+        // the rest are still being picked: stop at nine in ten, or once
+        // answers outpace picks (the count falls from its highest).
+        rt.block_on(async {
+            let mut highest = 0;
+            for _ in 0..5_000 {
+                let now = in_flight();
+                if 10 * now as usize >= 9 * wanted || now < highest {
+                    break;
+                }
+                highest = highest.max(now);
+                tokio::task::yield_now().await;
+            }
+        });
+        in_flight()
     }
 
     /// A stream's pick: the least of all endpoints (`P2c::pick_least`).
@@ -598,13 +674,17 @@ struct Sizes {
 }
 
 /// The variants, in table order.
-const VARIANTS: [&str; 5] = [
+const VARIANTS: [&str; 6] = [
     "orca-lb",
     "orca-lb core only",
     "orca-lb core, pair",
     "tower p2c",
     "pick_locality",
+    "orca-lb, busy",
 ];
+
+/// Where the busy balancer's pick is in [`VARIANTS`].
+const BUSY: usize = 5;
 
 /// Where tower's pick is in [`VARIANTS`].
 const TOWER: usize = 3;
@@ -629,6 +709,9 @@ impl Sizes {
                 black_box(self.core.pick_of(2).expect("an endpoint"));
             }
             TOWER => self.tower.pick(),
+            BUSY => {
+                black_box(self.orca.pick_busy().expect("an endpoint"));
+            }
             _ => {
                 black_box(self.orca.pick_locality().expect("an endpoint"));
             }
@@ -674,6 +757,18 @@ impl Rig {
             rt.block_on(s.orca.feed(REFRESH_CALLS_PER_ENDPOINT));
         }
     }
+
+    /// Has every busy balancer hold its calls in flight (see
+    /// [`OrcaFleet::hold`]), and says how many are.
+    fn hold(&mut self, rt: &Runtime) {
+        for s in &mut self.sizes {
+            let held = s.orca.hold(rt);
+            println!(
+                "pick cost: the busy balancer over {} endpoints holds {held} calls in flight",
+                s.n
+            );
+        }
+    }
 }
 
 /// Prints allocations per pick and asserts that orca-lb's picks make none.
@@ -681,8 +776,14 @@ fn allocation_check(rig: &mut Rig) {
     println!();
     println!("pick cost/allocations: per pick, mean of {COUNTED_PICKS} after as many of warm-up");
     println!(
-        "endpoints  {:>10} {:>18} {:>18} {:>10} {:>14} {:>15}",
-        VARIANTS[0], VARIANTS[1], VARIANTS[2], VARIANTS[3], VARIANTS[4], "orca-lb stream"
+        "endpoints  {:>10} {:>18} {:>18} {:>10} {:>14} {:>14} {:>15}",
+        VARIANTS[0],
+        VARIANTS[1],
+        VARIANTS[2],
+        VARIANTS[3],
+        VARIANTS[4],
+        VARIANTS[5],
+        "orca-lb stream"
     );
     let mut failures = Vec::new();
     for s in &mut rig.sizes {
@@ -722,13 +823,14 @@ fn allocation_check(rig: &mut Rig) {
             ));
         }
         println!(
-            "{:<10} {:>10.2} {:>18.2} {:>18.2} {:>10.2} {:>14.2} {:>15.2}",
+            "{:<10} {:>10.2} {:>18.2} {:>18.2} {:>10.2} {:>14.2} {:>14.2} {:>15.2}",
             s.n,
             row[0],
             row[1],
             row[2],
             row[3],
             row[4],
+            row[5],
             stream_allocations as f64 / COUNTED_PICKS as f64
         );
     }
@@ -748,6 +850,10 @@ fn pick_cost(c: &mut Criterion, rig: &mut Rig, rt: &Runtime) {
         for (v, name) in VARIANTS.iter().enumerate() {
             if v == 0 || v == 3 {
                 rt.block_on(s.orca.feed(REFRESH_CALLS_PER_ENDPOINT));
+            }
+            if v == BUSY {
+                // Feeding let the held calls end.
+                s.orca.hold(rt);
             }
             group.bench_function(BenchmarkId::new(*name, s.n), |b| b.iter(|| s.pick(v)));
         }
@@ -881,12 +987,14 @@ fn main() {
     let mut rig = Rig::new(&rt);
     let rounds = check_rounds();
     if rounds.is_some() {
+        rig.hold(&rt);
         allocation_check(&mut rig);
     }
     let mut c = Criterion::default().configure_from_args();
     pick_cost(&mut c, &mut rig, &rt);
     if let Some(rounds) = rounds {
         rig.refresh(&rt);
+        rig.hold(&rt);
         interleaved(&mut rig, rounds);
     }
     c.final_summary();
