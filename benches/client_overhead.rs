@@ -33,7 +33,7 @@
 
 use std::time::{Duration, Instant};
 
-use orca_lb_benches::cpu::CpuTimes;
+use orca_lb_benches::cpu::{CLIENT_PREFIX, CpuTimes, SERVER_PREFIX, named_runtime};
 use orca_lb_benches::{BenchServer, Percentiles, Variant, hello_request, median};
 use orca_lb_client::{Balancer, BalancerConfig};
 use orca_lb_testkit::pb::greeter_client::GreeterClient;
@@ -101,16 +101,6 @@ impl Client {
             panic!("SayHello failed: {status}");
         }
     }
-}
-
-/// A tokio runtime with one worker whose threads are named `name`.
-fn runtime(name: &str) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
 }
 
 /// The clients of every variant, connected and checked with one call each.
@@ -194,8 +184,8 @@ fn round(client_rt: &Runtime, client: &Client, latencies: &mut Vec<Duration>) ->
 }
 
 fn main() {
-    let server_rt = runtime("server-rt");
-    let client_rt = runtime("client-rt");
+    let server_rt = named_runtime(&format!("{SERVER_PREFIX}rt"));
+    let client_rt = named_runtime(&format!("{CLIENT_PREFIX}rt"));
     let spawn = |variant: Variant| {
         server_rt
             .block_on(BenchServer::spawn(variant))

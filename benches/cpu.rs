@@ -17,6 +17,18 @@ pub const CLIENT_PREFIX: &str = "client-";
 /// Threads whose name starts with this are the servers.
 pub const SERVER_PREFIX: &str = "server-";
 
+/// A tokio runtime with one worker whose threads are named `name`: with
+/// [`CLIENT_PREFIX`] or [`SERVER_PREFIX`] in front, their CPU time counts
+/// in that group.
+pub fn named_runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// Cumulative CPU time, nanoseconds, of the threads alive when read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTimes {

@@ -57,7 +57,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
-use orca_lb_benches::cpu::{CLIENT_PREFIX, CpuTimes, SERVER_PREFIX};
+use orca_lb_benches::cpu::{CLIENT_PREFIX, CpuTimes, SERVER_PREFIX, named_runtime};
 use orca_lb_benches::{
     BenchServer, Listener, Percentiles, Variant, Work, call_batch, median, say_hello,
 };
@@ -281,16 +281,6 @@ fn interleaved() {
     };
     check(Listener::NoDelay, Work::Spin(SPIN), &working);
     cpu_check(&size);
-}
-
-/// A tokio runtime with one worker whose threads are named `name`.
-fn named_runtime(name: &str) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
 }
 
 /// The CPU check: servers on `server-rt`, clients on `client-rt`, batches

@@ -93,15 +93,22 @@ async fn with_hand_backs_off_a_call_waits_where_it_was_picked() {
     assert_eq!(entered, 5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn servers_that_always_hand_back_cost_one_attempt_more_at_most() {
-    let mut liars = [
+/// Two servers that hand back every call they are offered, and a balancer
+/// over them that has found both.
+async fn two_that_always_hand_back() -> ([FaultServer; 2], Balancer) {
+    let liars = [
         FaultServer::spawn(Fault::HandBack(true)).await,
         FaultServer::spawn(Fault::HandBack(true)).await,
     ];
     let balancer =
         Balancer::from_uris(client::config(), liars.iter().map(FaultServer::url)).unwrap();
     within("discovery", balancer.wait_for_endpoints(2)).await;
+    (liars, balancer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_that_always_hand_back_cost_one_attempt_more_at_most() {
+    let (mut liars, balancer) = two_that_always_hand_back().await;
     let mut c = GreeterClient::new(balancer.clone());
     let status = within("the call", c.say_hello(HelloRequest::default()))
         .await
@@ -141,13 +148,7 @@ async fn a_hand_back_without_a_report_is_not_taken() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_handed_back_is_sent_on_with_what_is_left_of_its_timeout() {
-    let mut liars = [
-        FaultServer::spawn(Fault::HandBack(true)).await,
-        FaultServer::spawn(Fault::HandBack(true)).await,
-    ];
-    let balancer =
-        Balancer::from_uris(client::config(), liars.iter().map(FaultServer::url)).unwrap();
-    within("discovery", balancer.wait_for_endpoints(2)).await;
+    let (mut liars, balancer) = two_that_always_hand_back().await;
     let mut c = GreeterClient::new(balancer.clone());
     let mut request = tonic::Request::new(HelloRequest::default());
     let timeout = Duration::from_secs(5);

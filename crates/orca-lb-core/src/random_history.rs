@@ -7,8 +7,8 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 
 use crate::{
-    CircuitBreakerConfig, EndpointPolicy, LocalLoad, Outcome, RawLoadReport, ScoreConfig,
-    named_metrics,
+    CircuitBreakerConfig, EndpointPolicy, FleetView, LocalLoad, Outcome, PickContext,
+    RawLoadReport, ScoreConfig, named_metrics,
 };
 
 #[expect(
@@ -17,6 +17,26 @@ use crate::{
 )]
 pub(crate) fn t0() -> Instant {
     Instant::now()
+}
+
+/// A unary pick at `now` with a random fleet and draws.
+pub(crate) fn random_pick<'a>(
+    rng: &mut SmallRng,
+    score: &'a ScoreConfig,
+    now: Instant,
+) -> PickContext<'a> {
+    PickContext {
+        stream: false,
+        warm_up: rng.random_range(0.0..1.0),
+        panic: rng.random_bool(0.1),
+        fleet: FleetView {
+            service_time: rng.random_range(0.001..0.05),
+            backlog: rng.random_range(0.0..5.0),
+            streams: rng.random_range(0.0..3.0),
+        },
+        score,
+        now,
+    }
 }
 
 /// A report with each optional field present or not at random.

@@ -4,7 +4,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::random_history::{fed, score_config, t0};
+use crate::random_history::{fed, random_pick, score_config, t0};
 
 fn close(a: Option<Score>, b: Option<Score>) -> bool {
     match (a, b) {
@@ -59,17 +59,10 @@ fn scores_as_the_candidate_view_does() {
                     .then(|| now.checked_sub(Duration::from_millis(rng.random_range(0..300))))
                     .flatten(),
             };
+            // `stream` is drawn first, as the fields are evaluated in order.
             let pick = PickContext {
                 stream: rng.random_bool(0.2),
-                warm_up: rng.random_range(0.0..1.0),
-                panic: rng.random_bool(0.1),
-                fleet: FleetView {
-                    service_time: rng.random_range(0.001..0.05),
-                    backlog: rng.random_range(0.0..5.0),
-                    streams: rng.random_range(0.0..3.0),
-                },
-                score: &score,
-                now,
+                ..random_pick(&mut rng, &score, now)
             };
             let (want, got) = (view.score(local, &pick), prepared.score(local, &pick));
             let time = PickTime::new(

@@ -1,27 +1,11 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::random_history::{fed, score_config, t0};
-use crate::{FleetView, PickSettings, ScoreConfig};
-
-/// A unary pick at `now` with a random fleet and draws.
-fn pick<'a>(rng: &mut SmallRng, score: &'a ScoreConfig, now: Instant) -> PickContext<'a> {
-    PickContext {
-        stream: false,
-        warm_up: rng.random_range(0.0..1.0),
-        panic: rng.random_bool(0.1),
-        fleet: FleetView {
-            service_time: rng.random_range(0.001..0.05),
-            backlog: rng.random_range(0.0..5.0),
-            streams: rng.random_range(0.0..3.0),
-        },
-        score,
-        now,
-    }
-}
+use crate::random_history::{fed, random_pick as pick, score_config, t0};
+use crate::{PickSettings, ScoreConfig};
 
 #[test]
 fn scores_within_its_span_as_the_view_does() {
